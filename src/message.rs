@@ -1,0 +1,71 @@
+//! The nouns every stage shares: a queue id, an envelope, a message.
+//!
+//! The session builds an `Envelope` while the client talks, the spool stores
+//! it next to the body, delivery reads it back. Nothing here does I/O.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+/// A spool-wide unique id for one accepted message, e.g. "0A1B2C3D4E5F6071".
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId(pub String);
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// BODY= parameter of MAIL (RFC 6152, RFC 3030).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum BodyType {
+    #[default]
+    SevenBit,
+    EightBitMime,
+    BinaryMime,
+}
+
+/// Who sent a message and to whom, as agreed in the SMTP transaction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// Connection id from the log ("C" + hex), so a message can be traced back.
+    pub connection_id: String,
+    pub peer: SocketAddr,
+    /// The EHLO/HELO argument as given.
+    pub helo: String,
+    /// True after EHLO (ESMTP), false after HELO.
+    pub esmtp: bool,
+    /// Reverse-path mailbox; empty for the null sender `<>`.
+    pub mail_from: String,
+    pub body_type: BodyType,
+    pub smtputf8: bool,
+    /// Forward-path mailboxes, final form (source routes removed), in RCPT order.
+    pub recipients: Vec<String>,
+}
+
+impl Envelope {
+    /// The RFC 5321 §4.4 "with" protocol name for the Received header.
+    pub fn protocol(&self) -> &'static str {
+        match (self.esmtp, self.smtputf8) {
+            (false, _) => "SMTP",
+            (true, false) => "ESMTP",
+            (true, true) => "UTF8SMTP",
+        }
+    }
+}
+
+/// The domain part of a mailbox, lower-cased; empty when there is none.
+pub fn domain_of(mailbox: &str) -> String {
+    match mailbox.rfind('@') {
+        Some(at) => mailbox[at + 1..].to_ascii_lowercase(),
+        None => String::new(),
+    }
+}
+
+/// A message as the session hands it to the spool: envelope and the body as
+/// received (dot-unstuffed, CRLF line ends, no terminating dot).
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub envelope: Envelope,
+    pub body: Vec<u8>,
+}
