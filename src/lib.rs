@@ -10,7 +10,9 @@
 //! `ask_owner`; `config` the validated snapshot; `limits` every bound;
 //! `maillog` one line per event.
 
+pub mod config;
 pub mod limits;
 pub mod message;
 pub mod pool;
 pub mod smtp;
+pub mod spool;

@@ -1,0 +1,316 @@
+//! The typed, validated configuration snapshot (TOML file, then CLI flags).
+//!
+//! One `Config` is built at start, validated, wrapped in an `Arc` and handed
+//! to every shard; nothing changes it afterwards. Sections follow the SMTP
+//! phases: where we listen, what the session allows, where mail goes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::limits;
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Addresses every shard listens on (SO_REUSEPORT).
+    pub listen: Vec<SocketAddr>,
+    /// Shards (one pinned executor each); 0 = every online CPU.
+    pub cores: usize,
+    pub spool_dir: PathBuf,
+    /// Our name in the greeting, EHLO and Received headers.
+    pub hostname: String,
+    /// Domains we accept mail for. Everything else is refused: never an open relay.
+    pub relay_domains: Vec<String>,
+    /// Destination → downstream hosts, tried in order. "*" is the default route.
+    pub routes: BTreeMap<String, Vec<SocketAddr>>,
+    pub max_connections: usize,
+    pub shutdown_grace_secs: u64,
+    /// Mail log destination; "-" (default) is stderr.
+    pub log_file: String,
+    pub session: SessionLimits,
+    pub timeouts: Timeouts,
+    pub delivery: DeliverySettings,
+}
+
+/// Per-session limits (HAT mail flow policies will refine these per sender group).
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionLimits {
+    pub message_bytes_max: usize,
+    pub recipients_max: usize,
+    pub messages_per_connection_max: u32,
+}
+
+/// RFC 5321 §4.5.3.2 timeouts, server and client side, in seconds.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timeouts {
+    pub command_secs: u64,
+    pub data_block_secs: u64,
+    pub data_rate_min_bytes_per_sec: u64,
+    pub data_rate_window_secs: u64,
+    pub client_connect_secs: u64,
+    pub client_greeting_secs: u64,
+    pub client_command_secs: u64,
+    pub client_data_block_secs: u64,
+    pub client_data_termination_secs: u64,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliverySettings {
+    pub connections_per_host_max: usize,
+    pub pool_idle_secs: u64,
+    pub messages_per_connection_max: u32,
+    pub retry_first_secs: u64,
+    pub retry_max_secs: u64,
+    pub queue_lifetime_secs: u64,
+    /// Undelivered messages one shard holds before new mail gets 452 4.3.1.
+    pub queue_messages_max: usize,
+}
+
+impl Default for Config {
+    /// The safe built-in default: loopback only, mail for example.test only,
+    /// relayed to 127.0.0.1:2526, spool under the working directory.
+    fn default() -> Config {
+        Config {
+            listen: vec!["127.0.0.1:2525".parse().unwrap()],
+            cores: 0,
+            spool_dir: PathBuf::from("spool"),
+            hostname: default_hostname(),
+            relay_domains: vec!["example.test".into()],
+            routes: BTreeMap::from([("*".to_string(), vec!["127.0.0.1:2526".parse().unwrap()])]),
+            max_connections: limits::CONNECTIONS_MAX,
+            shutdown_grace_secs: limits::SHUTDOWN_GRACE_SECS,
+            log_file: "-".into(),
+            session: SessionLimits::default(),
+            timeouts: Timeouts::default(),
+            delivery: DeliverySettings::default(),
+        }
+    }
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        SessionLimits {
+            message_bytes_max: limits::MESSAGE_BYTES_MAX,
+            recipients_max: limits::RECIPIENTS_PER_MESSAGE_MAX,
+            messages_per_connection_max: limits::MESSAGES_PER_CONNECTION_MAX,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            command_secs: limits::TIMEOUT_COMMAND_SECS,
+            data_block_secs: limits::TIMEOUT_DATA_BLOCK_SECS,
+            data_rate_min_bytes_per_sec: limits::DATA_RATE_BYTES_PER_SEC_MIN,
+            data_rate_window_secs: limits::DATA_RATE_WINDOW_SECS,
+            client_connect_secs: limits::CLIENT_CONNECT_TIMEOUT_SECS,
+            client_greeting_secs: limits::CLIENT_GREETING_TIMEOUT_SECS,
+            client_command_secs: limits::CLIENT_COMMAND_TIMEOUT_SECS,
+            client_data_block_secs: limits::CLIENT_DATA_BLOCK_TIMEOUT_SECS,
+            client_data_termination_secs: limits::CLIENT_DATA_TERMINATION_TIMEOUT_SECS,
+        }
+    }
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        DeliverySettings {
+            connections_per_host_max: limits::POOL_CONNECTIONS_PER_HOST_MAX,
+            pool_idle_secs: limits::POOL_IDLE_SECS,
+            messages_per_connection_max: limits::POOL_MESSAGES_PER_CONNECTION_MAX,
+            retry_first_secs: limits::RETRY_FIRST_SECS,
+            retry_max_secs: limits::RETRY_MAX_SECS,
+            queue_lifetime_secs: limits::QUEUE_LIFETIME_SECS,
+            queue_messages_max: limits::DELIVERY_QUEUE_MESSAGES_MAX,
+        }
+    }
+}
+
+fn default_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// A config problem, naming the key and (for file errors) the line.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Config {
+    /// Parse a TOML file. Unknown keys and wrong types are errors naming the
+    /// key and its line (serde + toml spans).
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        Config::from_toml(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
+            match line {
+                Some(line) => ConfigError(format!("line {line}: {}", e.message())),
+                None => ConfigError(e.message().to_string()),
+            }
+        })?;
+        // Semantic errors found after parsing carry the key and the line where it is.
+        config.validate().map_err(|(key, msg)| match line_of_key(text, &key) {
+            Some(line) => ConfigError(format!("line {line}: {key}: {msg}")),
+            None => ConfigError(format!("{key}: {msg}")),
+        })?;
+        Ok(config)
+    }
+
+    /// Check what types cannot: returns the offending key and why.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |key: &str, msg: String| Err((key.to_string(), msg));
+        if self.listen.is_empty() {
+            return bad("listen", "at least one address is needed".into());
+        }
+        if self.hostname.is_empty() || !is_domain(&self.hostname) {
+            return bad("hostname", format!("{:?} is not a host name", self.hostname));
+        }
+        if self.relay_domains.is_empty() {
+            return bad("relay_domains", "at least one domain is needed".into());
+        }
+        for d in &self.relay_domains {
+            if !is_domain(d) {
+                return bad("relay_domains", format!("{d:?} is not a domain (wildcards are not allowed: never an open relay)"));
+            }
+        }
+        for (dest, hosts) in &self.routes {
+            if dest != "*" && !is_domain(dest) {
+                return bad("routes", format!("{dest:?} is not a domain or \"*\""));
+            }
+            if hosts.is_empty() {
+                return bad("routes", format!("route {dest:?} has no hosts"));
+            }
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections", "must be at least 1".into());
+        }
+        let s = &self.session;
+        if s.message_bytes_max < 1024 {
+            return bad("message_bytes_max", "must be at least 1024".into());
+        }
+        if s.recipients_max < limits::RECIPIENTS_PER_MESSAGE_MAX {
+            // RFC 5321 §4.5.3.1.8: a server must accept at least 100 recipients.
+            return bad("recipients_max", "RFC 5321 §4.5.3.1.8 requires at least 100".into());
+        }
+        let t = &self.timeouts;
+        for (key, v) in [
+            ("command_secs", t.command_secs),
+            ("data_block_secs", t.data_block_secs),
+            ("data_rate_window_secs", t.data_rate_window_secs),
+            ("client_connect_secs", t.client_connect_secs),
+            ("client_greeting_secs", t.client_greeting_secs),
+            ("client_command_secs", t.client_command_secs),
+            ("client_data_block_secs", t.client_data_block_secs),
+            ("client_data_termination_secs", t.client_data_termination_secs),
+        ] {
+            if v == 0 {
+                return bad(key, "must be at least 1 second".into());
+            }
+        }
+        let d = &self.delivery;
+        if d.connections_per_host_max == 0 || d.queue_messages_max == 0 || d.messages_per_connection_max == 0 {
+            return bad("delivery", "connections_per_host_max, messages_per_connection_max and queue_messages_max must be at least 1".into());
+        }
+        if d.retry_first_secs == 0 || d.retry_max_secs < d.retry_first_secs {
+            return bad("retry_max_secs", "need 1 <= retry_first_secs <= retry_max_secs".into());
+        }
+        Ok(())
+    }
+
+    /// Hosts for a recipient domain: the exact route, else its parent
+    /// domains' routes, else "*". None when nothing matches.
+    pub fn route_for(&self, domain: &str) -> Option<(&str, &[SocketAddr])> {
+        let mut key = domain;
+        loop {
+            if let Some((k, hosts)) = self.routes.get_key_value(key) {
+                return Some((k.as_str(), hosts.as_slice()));
+            }
+            match key.find('.') {
+                Some(dot) => key = &key[dot + 1..],
+                None => break,
+            }
+        }
+        self.routes.get_key_value("*").map(|(k, h)| (k.as_str(), h.as_slice()))
+    }
+
+    /// Is this (lower-case) domain one we accept mail for?
+    pub fn is_relay_domain(&self, domain: &str) -> bool {
+        self.relay_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// The effective config as TOML, for `check-config`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print: {e}"))
+    }
+}
+
+/// Letters, digits, hyphens and dots, no empty label (RFC 1035 preferred syntax).
+fn is_domain(s: &str) -> bool {
+    s.len() <= limits::DOMAIN_BYTES_MAX
+        && !s.is_empty()
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// First line whose key (before '=') is `key`, 1-based.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    text.lines().position(|l| l.split('=').next().map(str::trim) == Some(key)).map(|i| i + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_is_valid_and_not_an_open_relay() {
+        let c = Config::default();
+        c.validate().unwrap();
+        assert_eq!(c.relay_domains, vec!["example.test"]);
+        assert_eq!(c.listen[0].ip().to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = Config::from_toml("hostname = \"mx.test\"\nrelay_domain = [\"a.test\"]\n").unwrap_err();
+        assert!(err.0.contains("line 2") && err.0.contains("relay_domain"), "{}", err.0);
+    }
+
+    #[test]
+    fn wildcard_relay_domain_is_refused_with_line() {
+        let err = Config::from_toml("hostname = \"mx.test\"\nrelay_domains = [\"*\"]\n").unwrap_err();
+        assert!(err.0.starts_with("line 2: relay_domains"), "{}", err.0);
+    }
+
+    #[test]
+    fn routes_fall_back_to_parent_then_default() {
+        let c = Config::from_toml(
+            "[routes]\n\"example.test\" = [\"127.0.0.1:1\"]\n\"*\" = [\"127.0.0.1:2\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.route_for("sub.example.test").unwrap().0, "example.test");
+        assert_eq!(c.route_for("other.test").unwrap().0, "*");
+    }
+}

@@ -1,0 +1,310 @@
+//! Durable per-shard spool: an append-only segment log with group commit.
+//!
+//! Where it sits: `connection` calls `store` when a client ends DATA; the
+//! 250 goes out only after `store` returns Ok, i.e. after the record is
+//! written and fdatasync'd (and, for a new segment file, the directory entry
+//! synced). Concurrent `store`s on one shard share one write and one
+//! fdatasync (group commit): the first caller becomes the committer and
+//! drains everything queued while its sync was in flight.
+//!
+//! `delivery` calls `mark_done` as recipients finish; that appends a done
+//! marker (synced with the next batch, not awaited: losing it only means a
+//! duplicate after a crash). A segment file is deleted when none of its
+//! messages is owed any more and every segment it holds markers for is gone.
+
+pub mod failed;
+pub mod record;
+pub mod recovery;
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use glommio::io::{BufferedFile, Directory};
+use hashbrown::HashMap;
+
+use crate::limits;
+use crate::message::{Envelope, QueueId};
+use crate::smtp::StoreError;
+use recovery::{segment_name, shard_dir, RecoveredShard};
+
+/// A message the spool still owes to some recipients.
+struct Live {
+    segment: usize,
+    remaining: Vec<u32>,
+}
+
+struct Segment {
+    path: PathBuf,
+    /// Messages in this segment not yet finished.
+    live: usize,
+    /// Segments whose messages this one holds done markers for.
+    marker_targets: Vec<usize>,
+    deleted: bool,
+}
+
+/// Records waiting for the next write + fdatasync.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
+    /// Messages in `bytes` with their recipient count, registered as live once durable.
+    messages: Vec<(QueueId, u32)>,
+    /// Segments that lose their last message by the markers in `bytes`.
+    marker_targets: Vec<usize>,
+}
+
+struct State {
+    segments: Vec<Segment>,
+    current: usize,
+    file: Rc<BufferedFile>,
+    file_len: u64,
+    next_seq: u64,
+    batch: Batch,
+    committing: bool,
+    live: HashMap<QueueId, Live>,
+}
+
+pub struct Spool {
+    shard: usize,
+    dir: PathBuf,
+    queue_messages_max: usize,
+    id_seed: u64,
+    id_counter: Cell<u64>,
+    state: RefCell<State>,
+}
+
+impl Spool {
+    /// Open shard `shard`'s spool, taking over what recovery found for it.
+    pub async fn open(spool_dir: &Path, shard: usize, recovered: &RecoveredShard, queue_messages_max: usize) -> std::io::Result<Rc<Spool>> {
+        let dir = shard_dir(spool_dir, shard);
+        std::fs::create_dir_all(&dir)?;
+        // The shard directory itself must survive a crash once we ack into it.
+        Directory::open(spool_dir).await?.sync().await?;
+        let mut segments: Vec<Segment> = recovered
+            .segments
+            .iter()
+            .map(|s| Segment { path: s.path.clone(), live: 0, marker_targets: s.marker_targets.clone(), deleted: false })
+            .collect();
+        let mut live = HashMap::new();
+        for m in &recovered.messages {
+            segments[m.segment].live += 1;
+            live.insert(m.queue_id.clone(), Live { segment: m.segment, remaining: m.remaining.clone() });
+        }
+        let next_seq = recovered
+            .segments
+            .iter()
+            .filter(|s| s.path.parent() == Some(dir.as_path()))
+            .filter_map(|s| u64::from_str_radix(s.path.file_name()?.to_str()?.get(4..20)?, 16).ok())
+            .max()
+            .map_or(1, |s| s + 1);
+        let (file, path) = create_segment(&dir, next_seq).await?;
+        segments.push(Segment { path, live: 0, marker_targets: Vec::new(), deleted: false });
+        let state = State {
+            current: segments.len() - 1,
+            segments,
+            file: Rc::new(file),
+            file_len: 0,
+            next_seq: next_seq + 1,
+            batch: Batch::default(),
+            committing: false,
+            live,
+        };
+        let spool = Rc::new(Spool {
+            shard,
+            dir,
+            queue_messages_max,
+            id_seed: now_micros(),
+            id_counter: Cell::new(0),
+            state: RefCell::new(state),
+        });
+        spool.collect_garbage();
+        Ok(spool)
+    }
+
+    /// A new queue id: shard in the first two hex digits (so anyone can tell
+    /// which spool holds it), then a per-start seed plus a counter.
+    pub fn next_queue_id(&self) -> QueueId {
+        let n = self.id_counter.get();
+        self.id_counter.set(n + 1);
+        QueueId(format!("{:02X}{:014X}", self.shard, self.id_seed.wrapping_add(n) & 0xFF_FFFF_FFFF_FFFF))
+    }
+
+    pub fn shard(&self) -> usize {
+        self.shard
+    }
+
+    /// Messages this spool still owes to someone.
+    pub fn live_messages(&self) -> usize {
+        self.state.borrow().live.len()
+    }
+
+    /// Write a message durably. Returns once it is on stable storage.
+    pub async fn store(self: &Rc<Self>, queue_id: &QueueId, envelope: &Envelope, data: &[u8]) -> Result<(), StoreError> {
+        let rx = {
+            let mut st = self.state.borrow_mut();
+            if st.live.len() + st.batch.messages.len() >= self.queue_messages_max {
+                return Err(StoreError::QueueFull);
+            }
+            record::encode_message(&mut st.batch.bytes, queue_id, envelope, data);
+            st.batch.messages.push((queue_id.clone(), envelope.recipients.len() as u32));
+            let (tx, rx) = oneshot::channel();
+            st.batch.waiters.push(tx);
+            rx
+        };
+        self.kick();
+        rx.await.unwrap_or(Err(StoreError::Io("spool committer stopped".into())))
+    }
+
+    /// Recipients `indices` of `queue_id` are finished (delivered, or kept in
+    /// the failed area). Returns true when the whole message is finished.
+    pub fn mark_done(self: &Rc<Self>, queue_id: &QueueId, indices: &[u32]) -> bool {
+        let finished = {
+            let mut st = self.state.borrow_mut();
+            let Some(live) = st.live.get_mut(queue_id) else { return false };
+            live.remaining.retain(|r| !indices.contains(r));
+            let finished_segment = live.remaining.is_empty().then_some(live.segment);
+            record::encode_done(&mut st.batch.bytes, queue_id, indices);
+            if let Some(seg) = finished_segment {
+                st.live.remove(queue_id);
+                st.segments[seg].live -= 1;
+                st.batch.marker_targets.push(seg);
+            }
+            finished_segment.is_some()
+        };
+        self.kick();
+        finished
+    }
+
+    /// Start the committer unless one is running.
+    fn kick(self: &Rc<Self>) {
+        let mut st = self.state.borrow_mut();
+        if !st.committing {
+            st.committing = true;
+            drop(st);
+            glommio::spawn_local(self.clone().commit_loop()).detach();
+        }
+    }
+
+    /// Write and sync batches until none is waiting.
+    async fn commit_loop(self: Rc<Self>) {
+        loop {
+            let batch = std::mem::take(&mut self.state.borrow_mut().batch);
+            if batch.bytes.is_empty() {
+                self.state.borrow_mut().committing = false;
+                return;
+            }
+            let result = self.write_batch(batch.bytes).await;
+            let mut st = self.state.borrow_mut();
+            if result.is_ok() {
+                let current = st.current;
+                for (id, rcpts) in batch.messages {
+                    st.segments[current].live += 1;
+                    st.live.insert(id, Live { segment: current, remaining: (0..rcpts).collect() });
+                }
+                for t in batch.marker_targets {
+                    if t != current && !st.segments[current].marker_targets.contains(&t) {
+                        st.segments[current].marker_targets.push(t);
+                    }
+                }
+            }
+            drop(st);
+            for w in batch.waiters {
+                let _ = w.send(result.clone());
+            }
+            self.collect_garbage();
+        }
+    }
+
+    /// One write and one fdatasync; rotates the segment first when it is full.
+    async fn write_batch(&self, bytes: Vec<u8>) -> Result<(), StoreError> {
+        let (len, seq) = {
+            let st = self.state.borrow();
+            (st.file_len, st.next_seq)
+        };
+        if len > 0 && len + bytes.len() as u64 > limits::SPOOL_SEGMENT_BYTES_MAX {
+            let (file, path) = create_segment(&self.dir, seq).await.map_err(store_error)?;
+            let old = {
+                let mut st = self.state.borrow_mut();
+                st.segments.push(Segment { path, live: 0, marker_targets: Vec::new(), deleted: false });
+                st.current = st.segments.len() - 1;
+                st.file_len = 0;
+                st.next_seq += 1;
+                std::mem::replace(&mut st.file, Rc::new(file))
+            };
+            if let Ok(old) = Rc::try_unwrap(old) {
+                let _ = old.close().await;
+            }
+        }
+        let (file, at) = {
+            let st = self.state.borrow();
+            (st.file.clone(), st.file_len)
+        };
+        let n = bytes.len();
+        // A failed write leaves file_len unchanged: the next batch overwrites
+        // the partial bytes, and recovery stops at any torn tail anyway.
+        let written = file.write_at(bytes, at).await.map_err(store_error)?;
+        if written != n {
+            return Err(StoreError::Io(format!("short write {written}/{n}")));
+        }
+        file.fdatasync().await.map_err(store_error)?;
+        self.state.borrow_mut().file_len = at + n as u64;
+        Ok(())
+    }
+
+    /// Delete every segment nobody needs: not current, no live message, and
+    /// every segment it holds markers for already deleted.
+    fn collect_garbage(&self) {
+        let mut st = self.state.borrow_mut();
+        loop {
+            let current = st.current;
+            let deletable: Vec<usize> = (0..st.segments.len())
+                .filter(|&i| {
+                    let s = &st.segments[i];
+                    i != current && !s.deleted && s.live == 0 && s.marker_targets.iter().all(|&t| st.segments[t].deleted)
+                })
+                .collect();
+            if deletable.is_empty() {
+                return;
+            }
+            for i in deletable {
+                // Unlink need not be synced: if it comes back after a crash,
+                // its messages are all finished or re-sent (duplicates, never loss).
+                if let Err(e) = std::fs::remove_file(&st.segments[i].path) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        eprintln!("spool: cannot remove {}: {e}", st.segments[i].path.display());
+                    }
+                }
+                st.segments[i].deleted = true;
+            }
+        }
+    }
+
+    /// Segment files on disk right now (for tests and `status`).
+    pub fn segments_on_disk(&self) -> usize {
+        self.state.borrow().segments.iter().filter(|s| !s.deleted).count()
+    }
+}
+
+async fn create_segment(dir: &Path, seq: u64) -> std::io::Result<(BufferedFile, PathBuf)> {
+    let path = dir.join(segment_name(seq));
+    let file = BufferedFile::create(&path).await?;
+    // RFC-free but essential: the new file's directory entry must be durable
+    // before any record in it is acknowledged.
+    Directory::open(dir).await?.sync().await?;
+    Ok((file, path))
+}
+
+fn store_error(e: impl std::fmt::Display) -> StoreError {
+    let text = e.to_string();
+    if text.contains("No space left") || text.contains("os error 28") {
+        StoreError::DiskFull
+    } else {
+        StoreError::Io(text)
+    }
+}
+
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
