@@ -193,6 +193,11 @@ impl Config {
                 return bad("relay_domains", format!("{d:?} is not a domain (wildcards are not allowed: never an open relay)"));
             }
         }
+        for d in &self.relay_domains {
+            if self.route_for(&d.to_ascii_lowercase()).is_none() {
+                return bad("routes", format!("relay domain {d:?} has no route (add it or \"*\")"));
+            }
+        }
         for (dest, hosts) in &self.routes {
             if dest != "*" && !is_domain(dest) {
                 return bad("routes", format!("{dest:?} is not a domain or \"*\""));

@@ -10,9 +10,18 @@
 //! `ask_owner`; `config` the validated snapshot; `limits` every bound;
 //! `maillog` one line per event.
 
+pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod connection;
+pub mod delivery;
 pub mod limits;
+pub mod listener;
+pub mod maillog;
 pub mod message;
+pub mod policy;
+pub mod server;
+pub mod shards;
 pub mod pool;
 pub mod smtp;
 pub mod spool;

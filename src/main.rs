@@ -1,8 +1,45 @@
-//! The `portcullis` binary: CLI parsing and start-up.
+//! The `portcullis` binary: parse the CLI, then run or check the config.
 
+use clap::Parser;
 use mimalloc::MiMalloc;
+use portcullis::cli::{Cli, Command};
+use portcullis::config::Config;
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
-fn main() {}
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Some(Command::CheckConfig { file }) => match Config::from_file(&file) {
+            Ok(config) => {
+                print!("{}", config.to_toml());
+                0
+            }
+            Err(e) => {
+                eprintln!("portcullis: invalid config: {e}");
+                2
+            }
+        },
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    };
+    std::process::exit(code);
+}
+
+fn run(args: portcullis::cli::RunArgs) -> i32 {
+    let config = match args.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("portcullis: invalid config: {e}");
+            return 2;
+        }
+    };
+    match portcullis::server::run(config) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("portcullis: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! The I/O driver of one client connection: socket ⇄ `smtp::Session`.
+//!
+//! The session decides everything; this file only carries out its actions
+//! (read, ask the recipient policy, store, close), enforces the RFC 5321
+//! §4.5.3.2 timeouts and the minimum data rate, and writes the mail log.
+//! Output is flushed before every read and every wait, which is exactly the
+//! RFC 2920 flush point (the session has consumed all complete commands).
+
+use std::time::{Duration, Instant};
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::policy;
+use crate::server::Shard;
+use crate::smtp::{Action, Peer, Phase, Session};
+
+const READ_BYTES: usize = 16 * 1024;
+
+/// How a read ended.
+enum ReadOutcome {
+    Bytes(usize),
+    Closed,
+    TimedOut,
+    ShuttingDown,
+    Error(std::io::Error),
+}
+
+pub async fn serve(mut stream: TcpStream, shard: &Shard) {
+    let conn = shard.next_connection_id();
+    let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
+        (Ok(p), Ok(l)) => (p, l),
+        _ => return,
+    };
+    let _ = stream.set_nodelay(true);
+    shard.log.event("connect", format_args!("conn={conn} peer={peer} local={local}"));
+    let mut session = Session::new(shard.session_config.clone(), Peer { connection_id: conn.clone(), addr: peer, local });
+    let mut buf = vec![0u8; READ_BYTES];
+    let mut rate = DataRate::default();
+    let t = &shard.config.timeouts;
+    let why_closed = loop {
+        let action = session.next_action();
+        log_events(shard, &conn, &mut session);
+        match action {
+            Action::Read => {
+                if let Err(e) = flush(&mut stream, &mut session, Duration::from_secs(t.command_secs)).await {
+                    break format!("write: {e}");
+                }
+                let phase = session.phase();
+                rate.track(phase);
+                let wait = match phase {
+                    Phase::Data => Duration::from_secs(t.data_block_secs),
+                    _ => Duration::from_secs(t.command_secs),
+                };
+                match read(&mut stream, &mut buf, wait, shard).await {
+                    ReadOutcome::Bytes(n) => {
+                        session.feed(&buf[..n]);
+                        if phase == Phase::Data && rate.too_slow(n, t.data_rate_min_bytes_per_sec, t.data_rate_window_secs) {
+                            shard.log.event("slow", format_args!("conn={conn} reason=\"below {} bytes/s\"", t.data_rate_min_bytes_per_sec));
+                            session.timed_out();
+                        }
+                    }
+                    ReadOutcome::Closed => session.input_closed(),
+                    ReadOutcome::TimedOut => session.timed_out(),
+                    ReadOutcome::ShuttingDown => session.shutting_down(),
+                    ReadOutcome::Error(e) => break format!("read: {e}"),
+                }
+            }
+            Action::CheckRecipient { mailbox, .. } => {
+                session.recipient_verdict(policy::recipient::decide(&shard.config, &mailbox));
+            }
+            Action::Store(message) => {
+                // Replies to the commands before the final dot go out first.
+                if let Err(e) = flush(&mut stream, &mut session, Duration::from_secs(t.command_secs)).await {
+                    break format!("write: {e}");
+                }
+                let result = shard.accept_message(message).await;
+                if let Err(e) = &result {
+                    shard.log.event("store-error", format_args!("conn={conn} error=\"{e:?}\""));
+                }
+                session.stored(result);
+            }
+            Action::Close => {
+                let _ = flush(&mut stream, &mut session, Duration::from_secs(t.command_secs)).await;
+                break "closed".to_string();
+            }
+        }
+    };
+    log_events(shard, &conn, &mut session);
+    let _ = stream.close().await;
+    shard.log.event("disconnect", format_args!("conn={conn} reason=\"{why_closed}\""));
+}
+
+fn log_events(shard: &Shard, conn: &str, session: &mut Session) {
+    for e in session.drain_events() {
+        shard.log.event("command", format_args!("conn={conn} cmd={} arg=\"{}\" reply=\"{}\"", e.command, e.argument.escape_debug(), e.reply));
+    }
+}
+
+/// Write all pending output, or fail after `wait`: a client that never
+/// reads is disconnected, not buffered for.
+async fn flush(stream: &mut TcpStream, session: &mut Session, wait: Duration) -> std::io::Result<()> {
+    let out = session.output();
+    if out.is_empty() {
+        return Ok(());
+    }
+    let n = out.len();
+    let write = async { stream.write_all(out).await.map_err(glommio::GlommioError::from) };
+    glommio::timer::timeout(wait, write).await.map_err(std::io::Error::from)?;
+    session.consume_output(n);
+    Ok(())
+}
+
+/// Read once, bounded by `wait` and by the end of the shutdown grace.
+async fn read(stream: &mut TcpStream, buf: &mut [u8], wait: Duration, shard: &Shard) -> ReadOutcome {
+    let reading = async {
+        match glommio::timer::timeout(wait, async { Ok(stream.read(buf).await?) }).await {
+            Ok(0) => ReadOutcome::Closed,
+            Ok(n) => ReadOutcome::Bytes(n),
+            Err(glommio::GlommioError::TimedOut(_)) => ReadOutcome::TimedOut,
+            Err(e) => ReadOutcome::Error(e.into()),
+        }
+    };
+    let shutdown = async {
+        // acquire() on a semaphore with no permits fails only when it is closed.
+        let _ = shard.shutdown.acquire(1).await;
+        ReadOutcome::ShuttingDown
+    };
+    futures_lite::future::or(reading, shutdown).await
+}
+
+/// Minimum data rate during DATA/BDAT: bytes over the time since the data
+/// phase began, checked once a window has passed. Stops a client that
+/// trickles a byte at a time, which no per-read timeout would catch.
+#[derive(Default)]
+struct DataRate {
+    since: Option<Instant>,
+    bytes: u64,
+}
+
+impl DataRate {
+    fn track(&mut self, phase: Phase) {
+        match phase {
+            Phase::Data if self.since.is_none() => {
+                self.since = Some(Instant::now());
+                self.bytes = 0;
+            }
+            Phase::Data => {}
+            _ => self.since = None,
+        }
+    }
+
+    fn too_slow(&mut self, n: usize, min_per_sec: u64, window_secs: u64) -> bool {
+        self.bytes += n as u64;
+        let Some(since) = self.since else { return false };
+        let elapsed = since.elapsed().as_secs();
+        elapsed >= window_secs && self.bytes < min_per_sec.saturating_mul(elapsed)
+    }
+}

@@ -1,0 +1,37 @@
+//! Recipient decision: may this final mailbox be relayed?
+//!
+//! The session has already refused every address form that could smuggle an
+//! outside recipient (source routes dropped, `%`, `!`, quoted `@` refused), so
+//! here the domain of the final mailbox decides: one of our relay domains with
+//! a route → accept; anything else → 550 5.7.1. The RAT and call-ahead will
+//! sit here next.
+
+use crate::config::Config;
+use crate::message::domain_of;
+use crate::smtp::{Reply, Verdict};
+
+pub fn decide(config: &Config, mailbox: &str) -> Verdict {
+    let domain = domain_of(mailbox);
+    if domain.is_empty() || !config.is_relay_domain(&domain) {
+        return Verdict::Refuse(Reply::new(550, "5.7.1", format!("<{mailbox}>: Relay access denied")));
+    }
+    if config.route_for(&domain).is_none() {
+        // validate() makes every relay domain routable; keep a safe answer anyway.
+        return Verdict::Refuse(Reply::new(451, "4.4.0", format!("<{mailbox}>: No route to destination")));
+    }
+    Verdict::Accept
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_relay_domains_pass() {
+        let c = Config::default();
+        assert_eq!(decide(&c, "user@EXAMPLE.test"), Verdict::Accept);
+        assert!(matches!(decide(&c, "user@outside.test"), Verdict::Refuse(r) if r.code == 550 && r.enhanced == "5.7.1"));
+        assert!(matches!(decide(&c, "user@[127.0.0.1]"), Verdict::Refuse(r) if r.code == 550));
+        assert!(matches!(decide(&c, "user@sub.example.test"), Verdict::Refuse(_)));
+    }
+}
