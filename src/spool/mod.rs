@@ -15,6 +15,8 @@
 pub mod failed;
 pub mod record;
 pub mod recovery;
+#[cfg(test)]
+mod tests;
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -72,6 +74,8 @@ pub struct Spool {
     queue_messages_max: usize,
     id_seed: u64,
     id_counter: Cell<u64>,
+    /// fdatasync calls made (group commit makes this far lower than messages).
+    syncs: Cell<u64>,
     state: RefCell<State>,
 }
 
@@ -117,6 +121,7 @@ impl Spool {
             queue_messages_max,
             id_seed: now_micros(),
             id_counter: Cell::new(0),
+            syncs: Cell::new(0),
             state: RefCell::new(state),
         });
         spool.collect_garbage();
@@ -249,6 +254,7 @@ impl Spool {
             return Err(StoreError::Io(format!("short write {written}/{n}")));
         }
         file.fdatasync().await.map_err(store_error)?;
+        self.syncs.set(self.syncs.get() + 1);
         self.state.borrow_mut().file_len = at + n as u64;
         Ok(())
     }
@@ -279,6 +285,10 @@ impl Spool {
                 st.segments[i].deleted = true;
             }
         }
+    }
+
+    pub fn syncs(&self) -> u64 {
+        self.syncs.get()
     }
 
     /// Segment files on disk right now (for tests and `status`).

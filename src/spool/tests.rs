@@ -1,0 +1,128 @@
+//! Spool tests on a real glommio executor and a real directory: group
+//! commit, done markers, segment removal, and recovery after a "crash"
+//! (dropping the spool without any shutdown step).
+
+use std::rc::Rc;
+
+use super::recovery::{recover, shard_dir};
+use super::Spool;
+use crate::message::{BodyType, Envelope, QueueId};
+
+fn envelope(rcpts: usize) -> Envelope {
+    Envelope {
+        connection_id: "C0-1".into(),
+        peer: "127.0.0.1:4000".parse().unwrap(),
+        helo: "client.test".into(),
+        esmtp: true,
+        mail_from: "s@sender.test".into(),
+        body_type: BodyType::SevenBit,
+        smtputf8: false,
+        recipients: (0..rcpts).map(|i| format!("r{i}@example.test")).collect(),
+    }
+}
+
+fn on_executor<T: Send + 'static>(f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static) -> T {
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).spawn(move || f()).unwrap().join().unwrap()
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("pc-spool-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn concurrent_stores_survive_a_crash_and_done_messages_do_not() {
+    let dir = temp_dir("crash");
+    let d = dir.clone();
+    let ids: Vec<QueueId> = on_executor(move || {
+        Box::pin(async move {
+            let rec = recover(&d, 1).unwrap().pop().unwrap();
+            let spool = Spool::open(&d, 0, &rec, 1000).await.unwrap();
+            let tasks: Vec<_> = (0..50)
+                .map(|i| {
+                    let spool: Rc<Spool> = spool.clone();
+                    glommio::spawn_local(async move {
+                        let id = spool.next_queue_id();
+                        spool.store(&id, &envelope(2), format!("message {i}\r\n").as_bytes()).await.unwrap();
+                        id
+                    })
+                })
+                .collect();
+            let mut ids = Vec::new();
+            for t in tasks {
+                ids.push(t.await);
+            }
+            assert_eq!(spool.live_messages(), 50);
+            // Group commit: 50 concurrent stores shared far fewer syncs.
+            assert!(spool.syncs() < 25, "{} syncs for 50 concurrent stores", spool.syncs());
+            // Finish all of message 0, half of message 1.
+            assert!(!spool.mark_done(&ids[0], &[0]));
+            assert!(spool.mark_done(&ids[0], &[1]));
+            assert!(!spool.mark_done(&ids[1], &[1]));
+            // Let the markers reach the disk, then "crash" (no shutdown step).
+            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            ids
+        })
+    });
+    let rec = recover(&dir, 1).unwrap().pop().unwrap();
+    assert_eq!(rec.messages.len(), 49, "message 0 is finished, the other 49 are owed");
+    let m1 = rec.messages.iter().find(|m| m.queue_id == ids[1]).unwrap();
+    assert_eq!(m1.remaining, vec![0]);
+    for (i, id) in ids.iter().enumerate().skip(2) {
+        let m = rec.messages.iter().find(|m| &m.queue_id == id).unwrap();
+        assert_eq!(m.data, format!("message {i}\r\n").as_bytes());
+        assert_eq!(m.remaining, vec![0, 1]);
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn finished_segments_are_deleted_and_recovered_ones_adopted() {
+    let dir = temp_dir("gc");
+    let d = dir.clone();
+    on_executor(move || {
+        Box::pin(async move {
+            // First run: two messages stored, none finished.
+            let rec = recover(&d, 1).unwrap().pop().unwrap();
+            let spool = Spool::open(&d, 0, &rec, 1000).await.unwrap();
+            for _ in 0..2 {
+                let id = spool.next_queue_id();
+                spool.store(&id, &envelope(1), b"x\r\n").await.unwrap();
+            }
+            drop(spool);
+            // Second run: the old segment is adopted; finishing both deletes it.
+            let rec = recover(&d, 1).unwrap().pop().unwrap();
+            assert_eq!(rec.messages.len(), 2);
+            let spool = Spool::open(&d, 0, &rec, 1000).await.unwrap();
+            assert_eq!(spool.segments_on_disk(), 2, "old segment + new current");
+            for m in &rec.messages {
+                assert!(spool.mark_done(&m.queue_id, &[0]));
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            assert_eq!(spool.segments_on_disk(), 1, "old segment removed once all its messages finished");
+        })
+    });
+    let files = std::fs::read_dir(shard_dir(&dir, 0)).unwrap().count();
+    assert_eq!(files, 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn queue_bound_answers_queue_full() {
+    let dir = temp_dir("full");
+    let d = dir.clone();
+    on_executor(move || {
+        Box::pin(async move {
+            let rec = recover(&d, 1).unwrap().pop().unwrap();
+            let spool = Spool::open(&d, 0, &rec, 2).await.unwrap();
+            for _ in 0..2 {
+                let id = spool.next_queue_id();
+                spool.store(&id, &envelope(1), b"x\r\n").await.unwrap();
+            }
+            let id = spool.next_queue_id();
+            assert_eq!(spool.store(&id, &envelope(1), b"x\r\n").await, Err(crate::smtp::StoreError::QueueFull));
+        })
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
