@@ -57,11 +57,11 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, Reply> {
     };
     let is = |name: &str| verb.eq_ignore_ascii_case(name.as_bytes());
     if is("MAIL") {
-        let (path, params) = path_and_params(rest, "FROM:")?;
+        let (path, params) = path_and_params(rest, "FROM:", "MAIL FROM:<address>")?;
         return Ok(Command::Mail { path, params });
     }
     if is("RCPT") {
-        let (path, params) = path_and_params(rest, "TO:")?;
+        let (path, params) = path_and_params(rest, "TO:", "RCPT TO:<address>")?;
         return Ok(Command::Rcpt { path, params });
     }
     // Everything but MAIL/RCPT is ASCII (RFC 6531 allows UTF-8 only in paths).
@@ -107,8 +107,8 @@ fn need_arg<'a>(arg: &'a str, syntax: &str) -> Result<&'a str, Reply> {
 
 /// `FROM:<path> [SP params]` / `TO:<path> [SP params]`. A space after the
 /// colon is tolerated (common in the wild, harmless).
-fn path_and_params<'a>(rest: &'a [u8], keyword: &str) -> Result<(&'a [u8], &'a str), Reply> {
-    let syntax = || Reply::new(501, "5.5.4", format!("Syntax: {keyword}<address>"));
+fn path_and_params<'a>(rest: &'a [u8], keyword: &str, usage: &str) -> Result<(&'a [u8], &'a str), Reply> {
+    let syntax = || Reply::new(501, "5.5.4", format!("Syntax: {usage}"));
     let k = keyword.len();
     if rest.len() < k || !rest[..k].eq_ignore_ascii_case(keyword.as_bytes()) {
         return Err(syntax());

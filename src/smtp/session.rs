@@ -385,7 +385,7 @@ impl Session {
             }
             // RFC 5321 §4.5.3.1.4: 512 octets incl. CRLF. Never buffer more.
             let verb = command::verb(rest);
-            self.consumed = self.input.len();
+            self.consumed += window.len();
             self.state = State::DiscardLine { verb };
             return Step::Continue;
         };
@@ -408,8 +408,20 @@ impl Session {
         let State::DiscardLine { verb } = std::mem::replace(&mut self.state, State::Command) else {
             unreachable!()
         };
-        self.send(&verb, String::new(), Reply::new(500, "5.5.2", "Error: line too long"));
+        self.refuse_line(&verb, String::new(), Reply::new(500, "5.5.2", "Error: line too long"));
         Step::Continue
+    }
+
+    /// Refuse a line that could not be read as a command. If it was a BDAT,
+    /// the chunk octets that follow would be read as commands: the stream
+    /// cannot be resynchronised, so the session ends (RFC 3030 §2 has no
+    /// way to skip a chunk of unknown size).
+    pub(super) fn refuse_line(&mut self, verb: &str, argument: String, reply: Reply) {
+        self.send(verb, argument, reply);
+        if verb == "BDAT" {
+            let reply = self.closing_reply("4.5.0", "Error: BDAT stream out of sync, closing connection");
+            self.close_with("BDAT", reply);
+        }
     }
 
     /// A line including its LF: refuse bare CR/LF, then run the command.
@@ -421,7 +433,7 @@ impl Session {
                 // or holding a bare CR is refused as a whole.
                 let text = line.strip_suffix(b"\n").unwrap_or(line);
                 let reply = Reply::new(500, "5.5.2", "Error: bare CR or LF not allowed");
-                self.send(&command::verb(text), String::new(), reply);
+                self.refuse_line(&command::verb(text), String::new(), reply);
                 return Step::Continue;
             }
         };

@@ -29,6 +29,10 @@ impl Session {
         let argument = command::argument(line);
         let outcome = match command::parse(line) {
             Ok(cmd) => self.execute(cmd),
+            Err(reply) if verb == "BDAT" => {
+                self.refuse_line(&verb, argument, reply); // closes: the chunk size is unknown
+                return Step::Continue;
+            }
             Err(reply) => Outcome::Reply(reply),
         };
         match outcome {
