@@ -341,7 +341,7 @@ fn expand(text: &str) -> String {
         match parsed {
             Some((ch, n, close)) => {
                 out.push_str(&rest[..open]);
-                out.extend(std::iter::repeat(ch).take(n));
+                out.extend(std::iter::repeat_n(ch, n));
                 rest = &tail[close + 1..];
             }
             None => {
