@@ -1,1 +1,318 @@
-//! (to be written by the session work)
+//! One SMTP command line → a `Command` (RFC 5321 §4.1.1) or the reply that
+//! refuses it.
+//!
+//! Works on the line without its CRLF; the session has already checked the
+//! length and that there is no bare CR or LF. Verbs are case-insensitive
+//! (§2.4). MAIL and RCPT keep their path as bytes so that `address` can tell
+//! "non-ASCII without SMTPUTF8" (553 5.6.7) from bad syntax; every other
+//! command must be ASCII.
+
+use crate::message::BodyType;
+use crate::smtp::reply::Reply;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    Ehlo(&'a str),
+    Helo(&'a str),
+    /// `path` includes the angle brackets; `params` may be empty.
+    Mail { path: &'a [u8], params: &'a str },
+    Rcpt { path: &'a [u8], params: &'a str },
+    Data,
+    /// RFC 3030 §2: `BDAT chunk-size [LAST]`.
+    Bdat { size: u64, last: bool },
+    Rset,
+    Noop,
+    Quit,
+    Help,
+    Vrfy(&'a str),
+    Expn(&'a str),
+}
+
+/// Why a BDAT line could not be parsed: the octet count is unknown, so the
+/// session can no longer tell data from commands.
+pub const BDAT_SYNTAX: &str = "Syntax: BDAT chunk-size [LAST]";
+
+/// The verb of a line, upper case, for the mail log (bounded, printable).
+pub fn verb(line: &[u8]) -> String {
+    let end = line.iter().position(|&b| b == b' ').unwrap_or(line.len()).min(16);
+    line[..end]
+        .iter()
+        .map(|&b| if b.is_ascii_graphic() { b.to_ascii_uppercase() as char } else { '?' })
+        .collect()
+}
+
+/// The argument of a line as given, trimmed, for the mail log.
+pub fn argument(line: &[u8]) -> String {
+    match line.iter().position(|&b| b == b' ') {
+        Some(sp) => String::from_utf8_lossy(&line[sp + 1..]).trim().to_string(),
+        None => String::new(),
+    }
+}
+
+/// Parse one command line (CRLF removed).
+pub fn parse(line: &[u8]) -> Result<Command<'_>, Reply> {
+    let (verb, rest) = match line.iter().position(|&b| b == b' ') {
+        Some(sp) => (&line[..sp], &line[sp + 1..]),
+        None => (line, &line[line.len()..]),
+    };
+    let is = |name: &str| verb.eq_ignore_ascii_case(name.as_bytes());
+    if is("MAIL") {
+        let (path, params) = path_and_params(rest, "FROM:", "MAIL FROM:<address>")?;
+        return Ok(Command::Mail { path, params });
+    }
+    if is("RCPT") {
+        let (path, params) = path_and_params(rest, "TO:", "RCPT TO:<address>")?;
+        return Ok(Command::Rcpt { path, params });
+    }
+    // Everything but MAIL/RCPT is ASCII (RFC 6531 allows UTF-8 only in paths).
+    let Ok(arg) = std::str::from_utf8(rest) else { return Err(not_ascii()) };
+    if !arg.is_ascii() {
+        return Err(not_ascii());
+    }
+    let arg = arg.trim_matches(' ');
+    let no_arg = |command: Command<'static>| {
+        if arg.is_empty() {
+            Ok(command)
+        } else {
+            Err(Reply::new(501, "5.5.4", "Syntax error: no arguments allowed"))
+        }
+    };
+    match () {
+        _ if is("EHLO") => need_arg(arg, "EHLO hostname").map(Command::Ehlo),
+        _ if is("HELO") => need_arg(arg, "HELO hostname").map(Command::Helo),
+        _ if is("DATA") => no_arg(Command::Data),
+        _ if is("BDAT") => parse_bdat(arg),
+        _ if is("RSET") => no_arg(Command::Rset),
+        // §4.1.1.9 and §4.1.1.8: NOOP and HELP may carry an argument; it is ignored.
+        _ if is("NOOP") => Ok(Command::Noop),
+        _ if is("HELP") => Ok(Command::Help),
+        _ if is("QUIT") => no_arg(Command::Quit),
+        _ if is("VRFY") => need_arg(arg, "VRFY address").map(Command::Vrfy),
+        _ if is("EXPN") => need_arg(arg, "EXPN list").map(Command::Expn),
+        _ => Err(Reply::new(500, "5.5.2", "Error: command not recognized")),
+    }
+}
+
+fn not_ascii() -> Reply {
+    Reply::new(500, "5.5.2", "Error: 8-bit characters not allowed in this command")
+}
+
+fn need_arg<'a>(arg: &'a str, syntax: &str) -> Result<&'a str, Reply> {
+    if arg.is_empty() {
+        Err(Reply::new(501, "5.5.4", format!("Syntax: {syntax}")))
+    } else {
+        Ok(arg)
+    }
+}
+
+/// `FROM:<path> [SP params]` / `TO:<path> [SP params]`. A space after the
+/// colon is tolerated (common in the wild, harmless).
+fn path_and_params<'a>(rest: &'a [u8], keyword: &str, usage: &str) -> Result<(&'a [u8], &'a str), Reply> {
+    let syntax = || Reply::new(501, "5.5.4", format!("Syntax: {usage}"));
+    let k = keyword.len();
+    if rest.len() < k || !rest[..k].eq_ignore_ascii_case(keyword.as_bytes()) {
+        return Err(syntax());
+    }
+    let mut rest = &rest[k..];
+    while let [b' ', tail @ ..] = rest {
+        rest = tail;
+    }
+    let end = path_end(rest).ok_or_else(syntax)?;
+    let (path, after) = rest.split_at(end);
+    let params = match after {
+        [] => "",
+        [b' ', params @ ..] => std::str::from_utf8(params)
+            .ok()
+            .filter(|p| p.is_ascii())
+            .ok_or_else(|| Reply::new(501, "5.5.4", "Syntax error in parameters"))?
+            .trim_matches(' '),
+        _ => return Err(syntax()),
+    };
+    Ok((path, params))
+}
+
+/// Length of `<...>` at the start of `s`, honouring quoted strings and
+/// quoted-pairs so that a `>` inside quotes does not end the path.
+fn path_end(s: &[u8]) -> Option<usize> {
+    if s.first() != Some(&b'<') {
+        return None;
+    }
+    let mut quoted = false;
+    let mut i = 1;
+    while i < s.len() {
+        match (s[i], quoted) {
+            (b'\\', true) => i += 1,
+            (b'"', _) => quoted = !quoted,
+            (b'>', false) => return Some(i + 1),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn parse_bdat(arg: &str) -> Result<Command<'static>, Reply> {
+    let syntax = || Reply::new(501, "5.5.4", BDAT_SYNTAX);
+    let mut words = arg.split(' ').filter(|w| !w.is_empty());
+    let size = words.next().ok_or_else(syntax)?;
+    if !size.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(syntax());
+    }
+    let size: u64 = size.parse().map_err(|_| syntax())?;
+    let last = match words.next() {
+        None => false,
+        Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+        Some(_) => return Err(syntax()),
+    };
+    if words.next().is_some() {
+        return Err(syntax());
+    }
+    Ok(Command::Bdat { size, last })
+}
+
+/// MAIL FROM parameters we implement (RFC 1870, 6152, 3030, 6531).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MailParams {
+    pub size: Option<u64>,
+    pub body: Option<BodyType>,
+    pub smtputf8: bool,
+}
+
+/// Parse `KEYWORD[=value]` parameters; keywords and BODY values are
+/// case-insensitive (RFC 5321 §4.1.2 esmtp-keyword).
+pub fn parse_mail_params(params: &str) -> Result<MailParams, Reply> {
+    let bad = |what: &str| Reply::new(501, "5.5.4", format!("Bad {what} parameter syntax"));
+    let mut out = MailParams::default();
+    for param in params.split(' ').filter(|p| !p.is_empty()) {
+        let (key, value) = match param.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (param, None),
+        };
+        if key.eq_ignore_ascii_case("SIZE") {
+            // RFC 1870 §6: size-value = 1*20DIGIT
+            let v = value.filter(|v| !v.is_empty() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()));
+            let v = v.ok_or_else(|| bad("SIZE"))?;
+            if out.size.is_some() {
+                return Err(bad("SIZE"));
+            }
+            out.size = Some(v.parse().unwrap_or(u64::MAX));
+        } else if key.eq_ignore_ascii_case("BODY") {
+            let body = match value {
+                Some(v) if v.eq_ignore_ascii_case("7BIT") => BodyType::SevenBit,
+                Some(v) if v.eq_ignore_ascii_case("8BITMIME") => BodyType::EightBitMime,
+                Some(v) if v.eq_ignore_ascii_case("BINARYMIME") => BodyType::BinaryMime,
+                _ => return Err(bad("BODY")),
+            };
+            if out.body.replace(body).is_some() {
+                return Err(bad("BODY"));
+            }
+        } else if key.eq_ignore_ascii_case("SMTPUTF8") {
+            // RFC 6531 §3.4: the parameter has no value.
+            if value.is_some() || out.smtputf8 {
+                return Err(bad("SMTPUTF8"));
+            }
+            out.smtputf8 = true;
+        } else {
+            return Err(unknown_param());
+        }
+    }
+    Ok(out)
+}
+
+/// RFC 5321 §4.1.1.11 / §4.3.2: a parameter we did not advertise.
+pub fn unknown_param() -> Reply {
+    Reply::new(555, "5.5.4", "Unsupported parameter")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verbs_are_case_insensitive() {
+        assert_eq!(parse(b"ehlo client.test"), Ok(Command::Ehlo("client.test")));
+        assert_eq!(parse(b"QuIt"), Ok(Command::Quit));
+        assert_eq!(parse(b"noop whatever"), Ok(Command::Noop));
+    }
+
+    #[test]
+    fn mail_and_rcpt_split_path_and_params() {
+        assert_eq!(
+            parse(b"MAIL FROM:<a@b.test> SIZE=10 BODY=8BITMIME"),
+            Ok(Command::Mail { path: b"<a@b.test>", params: "SIZE=10 BODY=8BITMIME" })
+        );
+        assert_eq!(parse(b"mail from: <>"), Ok(Command::Mail { path: b"<>", params: "" }));
+        assert_eq!(
+            parse(b"RCPT TO:<\"a>b\"@c.test>"),
+            Ok(Command::Rcpt { path: b"<\"a>b\"@c.test>", params: "" })
+        );
+        assert_eq!(
+            parse("RCPT TO:<jörg@c.test>".as_bytes()),
+            Ok(Command::Rcpt { path: "<jörg@c.test>".as_bytes(), params: "" })
+        );
+    }
+
+    #[test]
+    fn malformed_mail_and_rcpt() {
+        for line in [
+            &b"MAIL"[..],
+            b"MAIL FROM",
+            b"MAIL TO:<a@b.test>",
+            b"MAIL FROM:a@b.test",
+            b"MAIL FROM:<a@b.test",
+            b"MAIL FROM:<a@b.test>x",
+            b"RCPT TO <a@b.test>",
+            b"RCPT FROM:<a@b.test>",
+        ] {
+            let err = parse(line).unwrap_err();
+            assert_eq!((err.code, err.enhanced.as_str()), (501, "5.5.4"), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn arguments_where_none_are_allowed() {
+        assert_eq!(parse(b"DATA x").unwrap_err().code, 501);
+        assert_eq!(parse(b"RSET now").unwrap_err().code, 501);
+        assert_eq!(parse(b"EHLO").unwrap_err().code, 501);
+        assert_eq!(parse(b"HELO ").unwrap_err().code, 501);
+        assert_eq!(parse(b"VRFY").unwrap_err().code, 501);
+    }
+
+    #[test]
+    fn unknown_and_non_ascii() {
+        assert_eq!(parse(b"STARTTLS").unwrap_err().code, 500);
+        assert_eq!(parse(b"").unwrap_err().code, 500);
+        assert_eq!(parse("EHLO bücher.test".as_bytes()).unwrap_err().code, 500);
+        assert_eq!(parse(b"NOOP \xff").unwrap_err().code, 500);
+    }
+
+    #[test]
+    fn bdat_syntax() {
+        assert_eq!(parse(b"BDAT 0 LAST"), Ok(Command::Bdat { size: 0, last: true }));
+        assert_eq!(parse(b"bdat 1234 last"), Ok(Command::Bdat { size: 1234, last: true }));
+        assert_eq!(parse(b"BDAT 99"), Ok(Command::Bdat { size: 99, last: false }));
+        for bad in [&b"BDAT"[..], b"BDAT x", b"BDAT -1", b"BDAT +1", b"BDAT 1 FIRST", b"BDAT 1 LAST x", b"BDAT 99999999999999999999999"] {
+            assert_eq!(parse(bad).unwrap_err().to_string(), format!("501 5.5.4 {BDAT_SYNTAX}"), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn mail_params() {
+        let p = parse_mail_params("size=1000 BODY=8bitmime SMTPUTF8").unwrap();
+        assert_eq!(p, MailParams { size: Some(1000), body: Some(BodyType::EightBitMime), smtputf8: true });
+        assert_eq!(parse_mail_params("").unwrap(), MailParams::default());
+        assert_eq!(parse_mail_params("SIZE=99999999999999999999").unwrap().size, Some(u64::MAX));
+        for bad in ["SIZE", "SIZE=", "SIZE=1k", "SIZE=1 SIZE=2", "BODY=9BIT", "BODY", "SMTPUTF8=yes"] {
+            assert_eq!(parse_mail_params(bad).unwrap_err().code, 501, "{bad}");
+        }
+        assert_eq!(parse_mail_params("RET=FULL").unwrap_err().code, 555);
+        assert_eq!(parse_mail_params("AUTH=<>").unwrap_err().code, 555);
+    }
+
+    #[test]
+    fn verb_and_argument_for_the_log() {
+        assert_eq!(verb(b"mail FROM:<a@b>"), "MAIL");
+        assert_eq!(argument(b"mail FROM:<a@b>  "), "FROM:<a@b>");
+        assert_eq!(verb(b"\x01bad"), "?BAD");
+    }
+}

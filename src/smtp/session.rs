@@ -6,12 +6,25 @@
 //! in an output buffer that the driver flushes whenever it is about to read or
 //! to wait for a decision (that is the RFC 2920 flush point: no more complete
 //! commands in the input). The session never awaits, never reads a clock.
+//!
+//! Flow: `next_action` runs `step` until the input holds no complete unit
+//! (command line, DATA octets, BDAT chunk) or a decision is needed. While a
+//! decision is pending nothing else is read from the buffer, so pipelined
+//! commands are answered strictly in order. The commands themselves live in
+//! `session/commands.rs`; this file is the machine: buffers, states, replies.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::limits;
 use crate::message::{Message, QueueId};
+use crate::smtp::body::{BodyOutcome, ChunkedBody, DataReceiver};
+use crate::smtp::command::{self, MailParams};
 use crate::smtp::reply::Reply;
+
+mod commands;
+#[cfg(test)]
+mod tests;
 
 /// Everything a session needs to know that does not change per connection.
 #[derive(Clone, Debug)]
@@ -89,63 +102,446 @@ pub struct Event {
     pub reply: Reply,
 }
 
+/// Where the machine is.
+#[derive(Debug)]
+enum State {
+    /// Reading command lines.
+    Command,
+    /// A command line passed 512 octets: thrown away up to its LF, then 500.
+    DiscardLine { verb: String },
+    /// After 354: message content up to CRLF.CRLF.
+    Data(DataReceiver),
+    /// Inside a BDAT chunk: `remaining` octets still belong to it.
+    Chunk { size: u64, remaining: u64, last: bool, refusal: Option<Reply>, argument: String },
+    /// CheckRecipient was returned; `recipient_verdict` comes next.
+    AwaitVerdict { mailbox: String, argument: String },
+    /// Store was returned; `stored` comes next.
+    AwaitStore { command: &'static str, argument: String },
+    /// A final reply (221/421) is queued; everything else is ignored.
+    Closing,
+}
+
+/// One mail transaction, from MAIL to the end of data or RSET.
+#[derive(Debug)]
+struct Transaction {
+    mail_from: String,
+    params: MailParams,
+    recipients: Vec<String>,
+    /// Present once a BDAT chunk was accepted (RFC 3030: then no DATA).
+    chunks: Option<ChunkedBody>,
+    /// A chunk was refused: later chunks get the same reply, LAST ends it.
+    chunk_failure: Option<Reply>,
+}
+
+/// What one step of the machine did.
+enum Step {
+    Continue,
+    NeedInput,
+    Act(Action),
+}
+
 pub struct Session {
-    _config: Arc<SessionConfig>,
+    config: Arc<SessionConfig>,
+    peer: Peer,
+    /// Client bytes; `input[consumed..]` is not yet processed.
+    input: Vec<u8>,
+    consumed: usize,
+    input_closed: bool,
+    /// Reused buffer for the command line being handled.
+    line: Vec<u8>,
+    output: Vec<u8>,
+    events: Vec<Event>,
+    state: State,
+    /// The EHLO/HELO argument; MAIL needs it.
+    helo: Option<String>,
+    esmtp: bool,
+    tx: Option<Transaction>,
+    /// 4xx/5xx replies since the last stored message (Postfix's hard error limit).
+    errors: u32,
+    messages: u32,
 }
 
 impl Session {
     /// A new session; the 220 greeting is already in the output.
     pub fn new(config: Arc<SessionConfig>, peer: Peer) -> Session {
-        let _ = peer;
-        Session { _config: config }
+        let mut session = Session {
+            config,
+            peer,
+            input: Vec::new(),
+            consumed: 0,
+            input_closed: false,
+            line: Vec::with_capacity(limits::COMMAND_LINE_BYTES_MAX),
+            output: Vec::with_capacity(1024),
+            events: Vec::new(),
+            state: State::Command,
+            helo: None,
+            esmtp: false,
+            tx: None,
+            errors: 0,
+            messages: 0,
+        };
+        // RFC 5321 §4.2: no enhanced code in the greeting (nothing was negotiated yet).
+        let greeting = Reply::new(220, "", format!("{} ESMTP Portcullis", session.config.hostname));
+        let addr = session.peer.addr.to_string();
+        session.send("CONNECT", addr, greeting);
+        session
     }
+
     /// Append bytes read from the client.
     pub fn feed(&mut self, bytes: &[u8]) {
-        let _ = bytes;
-        unimplemented!()
+        debug_assert!(!self.input_closed, "feed after input_closed");
+        if matches!(self.state, State::Closing) {
+            return; // after QUIT or 421 the client's bytes do not matter
+        }
+        self.input.extend_from_slice(bytes);
     }
+
     /// The client closed its side.
     pub fn input_closed(&mut self) {
-        unimplemented!()
+        self.input_closed = true;
     }
+
     pub fn next_action(&mut self) -> Action {
-        unimplemented!()
+        if matches!(self.state, State::AwaitVerdict { .. } | State::AwaitStore { .. }) {
+            debug_assert!(false, "next_action before the pending request was answered");
+            let reply = self.closing_reply("4.3.0", "Error: internal protocol error");
+            self.close_with("ERROR", reply);
+        }
+        let action = self.run();
+        if matches!(action, Action::Read) {
+            self.compact_input();
+        }
+        action
     }
+
     pub fn recipient_verdict(&mut self, verdict: Verdict) {
-        let _ = verdict;
-        unimplemented!()
+        let (mailbox, argument) = match std::mem::replace(&mut self.state, State::Command) {
+            State::AwaitVerdict { mailbox, argument } => (mailbox, argument),
+            other => {
+                // A timeout or shutdown may have closed the session meanwhile.
+                debug_assert!(matches!(other, State::Closing), "verdict in {other:?}");
+                self.state = other;
+                return;
+            }
+        };
+        let reply = match verdict {
+            Verdict::Accept => {
+                let tx = self.tx.as_mut().expect("a verdict belongs to a transaction");
+                debug_assert!(tx.recipients.len() < self.config.recipients_max);
+                tx.recipients.push(mailbox);
+                Reply::new(250, "2.1.5", "Ok")
+            }
+            Verdict::Refuse(reply) => {
+                debug_assert!(!reply.is_positive(), "a refusal must be 4xx/5xx: {reply}");
+                reply
+            }
+        };
+        self.send("RCPT", argument, reply);
     }
+
     pub fn stored(&mut self, result: Result<QueueId, StoreError>) {
-        let _ = result;
-        unimplemented!()
+        let (command, argument) = match std::mem::replace(&mut self.state, State::Command) {
+            State::AwaitStore { command, argument } => (command, argument),
+            other => {
+                debug_assert!(matches!(other, State::Closing), "stored in {other:?}");
+                self.state = other;
+                return;
+            }
+        };
+        debug_assert!(self.tx.is_none(), "the transaction went to the spool");
+        let reply = match result {
+            Ok(id) => {
+                self.messages += 1;
+                self.errors = 0;
+                Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+            }
+            Err(_) => Reply::new(452, "4.3.1", "Insufficient system storage"),
+        };
+        self.send(command, argument, reply);
     }
+
     /// A §4.5.3.2 timeout or the minimum data rate expired: 421 4.4.2, then Close.
     pub fn timed_out(&mut self) {
-        unimplemented!()
+        let reply = self.closing_reply("4.4.2", "Error: timeout exceeded");
+        self.close_with("TIMEOUT", reply);
     }
+
     /// The server is shutting down: 421 4.3.2, then Close.
     pub fn shutting_down(&mut self) {
-        unimplemented!()
+        let reply = self.closing_reply("4.3.2", "Service shutting down, closing connection");
+        self.close_with("SHUTDOWN", reply);
     }
+
     pub fn phase(&self) -> Phase {
-        unimplemented!()
+        match self.state {
+            State::Command | State::DiscardLine { .. } | State::Closing => Phase::Command,
+            State::Data(_) | State::Chunk { .. } => Phase::Data,
+            State::AwaitVerdict { .. } | State::AwaitStore { .. } => Phase::Waiting,
+        }
     }
+
     /// Bytes of the input buffer not yet consumed (the driver stops reading
     /// above `limits::SESSION_INPUT_BYTES_MAX`).
     pub fn buffered_input(&self) -> usize {
-        unimplemented!()
+        self.input.len() - self.consumed
     }
+
     /// Pending output to write to the client.
     pub fn output(&self) -> &[u8] {
-        unimplemented!()
+        &self.output
     }
+
     /// Drop the first `n` bytes of output (they were written).
     pub fn consume_output(&mut self, n: usize) {
-        let _ = n;
-        unimplemented!()
+        debug_assert!(n <= self.output.len());
+        self.output.drain(..n.min(self.output.len()));
     }
+
     /// Log events since the last call.
     pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
-        unimplemented!()
+        self.events.drain(..)
+    }
+
+    /// Process buffered input until a request, a close, or lack of input.
+    fn run(&mut self) -> Action {
+        loop {
+            if matches!(self.state, State::Closing) {
+                return Action::Close;
+            }
+            if self.errors >= limits::SESSION_ERRORS_MAX {
+                let reply = self.closing_reply("4.7.0", "Error: too many errors");
+                self.close_with("ERRORS", reply);
+                continue;
+            }
+            if self.output.len() > limits::SESSION_OUTPUT_BYTES_MAX {
+                // Only a client pipelining far more than RFC 2920 intends gets here.
+                let reply = self.closing_reply("4.7.0", "Error: too much pipelined input");
+                self.close_with("OUTPUT", reply);
+                continue;
+            }
+            match self.step() {
+                Step::Continue => {}
+                Step::Act(action) => return action,
+                Step::NeedInput if self.input_closed => {
+                    // EOF, also mid-line or mid-DATA: nothing to answer, the
+                    // unfinished message is dropped with the transaction.
+                    self.tx = None;
+                    self.state = State::Closing;
+                    return Action::Close;
+                }
+                Step::NeedInput => return Action::Read,
+            }
+        }
+    }
+
+    fn step(&mut self) -> Step {
+        match &mut self.state {
+            State::Command => self.step_command(),
+            State::DiscardLine { .. } => self.step_discard(),
+            State::Data(receiver) => {
+                let (used, done) = receiver.feed(&self.input[self.consumed..]);
+                self.consumed += used;
+                if !done {
+                    return Step::NeedInput;
+                }
+                let State::Data(receiver) = std::mem::replace(&mut self.state, State::Command) else {
+                    unreachable!()
+                };
+                self.finish_data(receiver)
+            }
+            State::Chunk { remaining, refusal, .. } => {
+                let available = (self.input.len() - self.consumed) as u64;
+                let n = (*remaining).min(available) as usize;
+                let octets = &self.input[self.consumed..self.consumed + n];
+                if refusal.is_none() {
+                    let tx = self.tx.as_mut().expect("an accepted chunk has a transaction");
+                    tx.chunks.as_mut().expect("chunks started").take(octets);
+                }
+                self.consumed += n;
+                *remaining -= n as u64;
+                if *remaining > 0 {
+                    return Step::NeedInput;
+                }
+                let State::Chunk { size, last, refusal, argument, .. } =
+                    std::mem::replace(&mut self.state, State::Command)
+                else {
+                    unreachable!()
+                };
+                self.finish_chunk(size, last, refusal, argument)
+            }
+            State::AwaitVerdict { .. } | State::AwaitStore { .. } | State::Closing => {
+                unreachable!("run() does not step while waiting or closing")
+            }
+        }
+    }
+
+    /// Take one command line off the input (RFC 5321 §2.3.8: CRLF only).
+    fn step_command(&mut self) -> Step {
+        let rest = &self.input[self.consumed..];
+        let window = &rest[..rest.len().min(limits::COMMAND_LINE_BYTES_MAX)];
+        let Some(lf) = window.iter().position(|&b| b == b'\n') else {
+            if rest.len() < limits::COMMAND_LINE_BYTES_MAX {
+                return Step::NeedInput;
+            }
+            // RFC 5321 §4.5.3.1.4: 512 octets incl. CRLF. Never buffer more.
+            let verb = command::verb(rest);
+            self.consumed += window.len();
+            self.state = State::DiscardLine { verb };
+            return Step::Continue;
+        };
+        let mut line = std::mem::take(&mut self.line);
+        line.clear();
+        line.extend_from_slice(&rest[..=lf]);
+        self.consumed += lf + 1;
+        let step = self.handle_line(&line);
+        self.line = line;
+        step
+    }
+
+    fn step_discard(&mut self) -> Step {
+        let rest = &self.input[self.consumed..];
+        let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
+            self.consumed = self.input.len();
+            return Step::NeedInput;
+        };
+        self.consumed += lf + 1;
+        let State::DiscardLine { verb } = std::mem::replace(&mut self.state, State::Command) else {
+            unreachable!()
+        };
+        self.refuse_line(&verb, String::new(), Reply::new(500, "5.5.2", "Error: line too long"));
+        Step::Continue
+    }
+
+    /// Refuse a line that could not be read as a command. If it was a BDAT,
+    /// the chunk octets that follow would be read as commands: the stream
+    /// cannot be resynchronised, so the session ends (RFC 3030 §2 has no
+    /// way to skip a chunk of unknown size).
+    pub(super) fn refuse_line(&mut self, verb: &str, argument: String, reply: Reply) {
+        self.send(verb, argument, reply);
+        if verb == "BDAT" {
+            let reply = self.closing_reply("4.5.0", "Error: BDAT stream out of sync, closing connection");
+            self.close_with("BDAT", reply);
+        }
+    }
+
+    /// A line including its LF: refuse bare CR/LF, then run the command.
+    fn handle_line(&mut self, line: &[u8]) -> Step {
+        let text = match line {
+            [text @ .., b'\r', b'\n'] if !text.contains(&b'\r') => text,
+            _ => {
+                // SMTP smuggling defence (DESIGN.md): a line ended by a bare LF
+                // or holding a bare CR is refused as a whole.
+                let text = line.strip_suffix(b"\n").unwrap_or(line);
+                let reply = Reply::new(500, "5.5.2", "Error: bare CR or LF not allowed");
+                self.refuse_line(&command::verb(text), String::new(), reply);
+                return Step::Continue;
+            }
+        };
+        self.dispatch(text)
+    }
+
+    /// The end of DATA: hand the message to the spool or refuse it.
+    fn finish_data(&mut self, receiver: DataReceiver) -> Step {
+        let argument = receiver.size().to_string();
+        match receiver.finish() {
+            BodyOutcome::Complete(body) => Step::Act(self.store(body, "DATA-END", argument)),
+            refused => {
+                self.tx = None;
+                self.send("DATA-END", argument, body_refusal(&refused));
+                Step::Continue
+            }
+        }
+    }
+
+    /// The last octet of a BDAT chunk arrived (RFC 3030 §2: reply per chunk).
+    fn finish_chunk(&mut self, size: u64, last: bool, refusal: Option<Reply>, argument: String) -> Step {
+        let reply = match refusal {
+            Some(reply) => reply,
+            None => {
+                let tx = self.tx.as_mut().expect("an accepted chunk has a transaction");
+                let chunks = tx.chunks.as_ref().expect("chunks started");
+                if chunks.too_big() {
+                    let reply = body_refusal(&BodyOutcome::TooBig);
+                    tx.chunk_failure = Some(reply.clone());
+                    reply
+                } else if last {
+                    let chunks = tx.chunks.take().expect("chunks started");
+                    match chunks.finish() {
+                        BodyOutcome::Complete(body) => return Step::Act(self.store(body, "BDAT", argument)),
+                        refused => body_refusal(&refused),
+                    }
+                } else {
+                    Reply::new(250, "2.0.0", format!("{size} octets received"))
+                }
+            }
+        };
+        if last {
+            self.tx = None; // LAST ends the transaction, also a refused one
+        }
+        self.send("BDAT", argument, reply);
+        Step::Continue
+    }
+
+    /// Move the transaction and body into a Store request.
+    fn store(&mut self, body: Vec<u8>, command: &'static str, argument: String) -> Action {
+        let tx = self.tx.take().expect("a body belongs to a transaction");
+        debug_assert!(!tx.recipients.is_empty(), "no message without recipients");
+        let envelope = crate::message::Envelope {
+            connection_id: self.peer.connection_id.clone(),
+            peer: self.peer.addr,
+            helo: self.helo.clone().unwrap_or_default(),
+            esmtp: self.esmtp,
+            mail_from: tx.mail_from,
+            body_type: tx.params.body.unwrap_or_default(),
+            smtputf8: tx.params.smtputf8,
+            recipients: tx.recipients,
+        };
+        self.state = State::AwaitStore { command, argument };
+        Action::Store(Message { envelope, body })
+    }
+
+    /// Queue a reply and log it; 4xx/5xx count towards the error limit.
+    fn send(&mut self, command: &str, argument: String, reply: Reply) {
+        reply.write_to(&mut self.output);
+        if !reply.is_positive() && reply.code != 421 {
+            self.errors += 1;
+        }
+        self.events.push(Event { command: command.to_string(), argument, reply });
+    }
+
+    /// RFC 5321 §3.8: 421 names the server and closes the channel.
+    fn closing_reply(&self, enhanced: &str, text: &str) -> Reply {
+        Reply::new(421, enhanced, format!("{} {text}", self.config.hostname))
+    }
+
+    /// Queue a final reply; the next action is Close and input is ignored.
+    fn close_with(&mut self, command: &str, reply: Reply) {
+        if matches!(self.state, State::Closing) {
+            return;
+        }
+        self.send(command, String::new(), reply);
+        self.consumed = self.input.len();
+        self.tx = None;
+        self.state = State::Closing;
+    }
+
+    /// Drop processed input; only done before Read, when what is left is a
+    /// partial line or at most two octets of DATA, so the move is small.
+    fn compact_input(&mut self) {
+        if self.consumed == self.input.len() {
+            self.input.clear();
+        } else {
+            self.input.drain(..self.consumed);
+        }
+        self.consumed = 0;
+    }
+}
+
+/// The reply for a body that is not stored.
+fn body_refusal(outcome: &BodyOutcome) -> Reply {
+    match outcome {
+        BodyOutcome::TooBig => Reply::new(552, "5.3.4", "Error: message too big"),
+        BodyOutcome::BareLineEnd => Reply::new(554, "5.6.0", "Message contains bare CR or LF"),
+        BodyOutcome::Complete(_) => unreachable!("a complete body is stored"),
     }
 }
