@@ -93,6 +93,9 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
 
 fn log_events(shard: &Shard, conn: &str, session: &mut Session) {
     for e in session.drain_events() {
+        if e.command == "CONNECT" {
+            continue; // already logged as "connect" with both addresses
+        }
         shard.log.event("command", format_args!("conn={conn} cmd={} arg=\"{}\" reply=\"{}\"", e.command, e.argument.escape_debug(), e.reply));
     }
 }

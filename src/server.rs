@@ -127,7 +127,10 @@ impl Shard {
 }
 
 /// Run until SIGTERM/SIGINT. Returns an error when a shard cannot start.
-pub fn run(config: Config) -> Result<(), String> {
+pub fn run(mut config: Config) -> Result<(), String> {
+    // Absolute, so that io_uring opens (which take no working directory) find it.
+    std::fs::create_dir_all(&config.spool_dir).map_err(|e| format!("spool {}: {e}", config.spool_dir.display()))?;
+    config.spool_dir = config.spool_dir.canonicalize().map_err(|e| format!("spool {}: {e}", config.spool_dir.display()))?;
     let cpus = shards::online_cpus();
     let count = if config.cores == 0 { cpus.len() } else { config.cores };
     let recovered = recovery::recover(&config.spool_dir, count)
@@ -153,6 +156,7 @@ pub fn run(config: Config) -> Result<(), String> {
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))
             .spawn(move || async move {
+                let _alarm = PanicAlarm(failed.clone());
                 let result = shard_main(id, count, config, rec, builder, stop, connections).await;
                 if let Err(e) = &result {
                     eprintln!("portcullis: shard {id}: {e}");
@@ -274,6 +278,18 @@ fn pool_config(config: &Config) -> PoolConfig {
         connections_per_host_max: d.connections_per_host_max,
         idle_timeout: Duration::from_secs(d.pool_idle_secs),
         messages_per_connection_max: d.messages_per_connection_max,
+    }
+}
+
+/// Raises `failed` if a shard thread unwinds, so the process stops instead
+/// of running on with a dead shard.
+struct PanicAlarm(Arc<AtomicBool>);
+
+impl Drop for PanicAlarm {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
     }
 }
 
