@@ -156,6 +156,22 @@ impl Client {
         self.replies == 0 || (self.replies == 1 && self.first_reply_421)
     }
 
+    /// What the client is waiting for, for timeout messages in the log.
+    pub fn awaiting(&self) -> &'static str {
+        match self.state {
+            State::Greeting => "the greeting",
+            State::Ehlo => "the reply to EHLO",
+            State::Helo => "the reply to HELO",
+            State::Mail => "the reply to MAIL",
+            State::Rcpt(_) => "the reply to RCPT",
+            State::Data => "the reply to DATA",
+            State::Body => "the downstream to take the message body",
+            State::Dot | State::LoneDot => "the reply to the end of data",
+            State::Rset => "the reply to RSET",
+            State::Ready | State::Dead(_) => "nothing",
+        }
+    }
+
     pub fn next_action(&mut self) -> Action {
         if let Some(outcomes) = self.done.take() {
             return Action::Done(outcomes);
