@@ -37,6 +37,10 @@ fn is_root() -> bool {
 
 impl Sink {
     fn start(name: &str, options: &[&str]) -> Sink {
+        Sink::start_with(name, options, true)
+    }
+
+    fn start_with(name: &str, options: &[&str], dump: bool) -> Sink {
         assert!(
             std::path::Path::new(SMTP_SINK).exists(),
             "{SMTP_SINK} is missing: install Postfix (apt-get install -y postfix); these tests need a real downstream"
@@ -51,7 +55,10 @@ impl Sink {
             cmd.args(["-u", "root"]);
         }
         let counters = std::fs::File::create(dir.join("counters")).unwrap();
-        cmd.arg("-c").arg("-d").arg(dir.join("msg."));
+        cmd.arg("-c");
+        if dump {
+            cmd.arg("-d").arg(dir.join("msg."));
+        }
         cmd.args(options).arg(format!("127.0.0.1:{port}")).arg("100");
         let child = cmd.stdout(counters).stderr(Stdio::null()).spawn().expect("start smtp-sink");
         let mut sink = Sink { child, addr, dir, sessions_before: 0 };
@@ -322,4 +329,51 @@ fn refused_port_is_a_transport_error_at_once() {
     assert_eq!(error.host, addr);
     assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     assert!(error.reason.contains("connect"), "{}", error.reason);
+}
+
+/// Not a pass/fail test: how fast the pool pushes small messages into
+/// smtp-sink from many concurrent tasks on one executor.
+/// `cargo test --release --test pool_smtp_sink -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn throughput_many_tasks_one_host() {
+    let sink = Sink::start_with("throughput", &["-m", "512"], false);
+    let addr = sink.addr;
+    let (tasks_n, per_task) = (50, 400);
+    let body: Vec<u8> = b"Subject: load\r\n\r\n".iter().chain(&b"0123456789abcdef\r\n".repeat(200)).copied().collect();
+    let body_bytes = body.len();
+    let started = Instant::now();
+    let delivered = run(async move {
+        let mut cfg = config();
+        cfg.connections_per_host_max = 16;
+        let pool = Rc::new(Pool::new(cfg));
+        let body = Rc::new(body);
+        let tasks: Vec<_> = (0..tasks_n)
+            .map(|t| {
+                let (pool, body) = (pool.clone(), body.clone());
+                glommio::spawn_local(async move {
+                    let env = envelope(&[format!("u{t}@dst.test").as_str()]);
+                    let mut ok = 0;
+                    for _ in 0..per_task {
+                        let o = pool.send(addr, &env, &body).await.unwrap();
+                        ok += matches!(o[0], RecipientOutcome::Delivered(_)) as usize;
+                    }
+                    ok
+                })
+            })
+            .collect();
+        let mut delivered = 0;
+        for task in tasks {
+            delivered += task.await;
+        }
+        pool.close_idle().await;
+        delivered
+    });
+    let took = started.elapsed();
+    assert_eq!(delivered, tasks_n * per_task);
+    println!(
+        "{delivered} messages of {} bytes, 16 connections: {took:?}, {:.0} msg/s",
+        body_bytes,
+        delivered as f64 / took.as_secs_f64()
+    );
 }
