@@ -66,3 +66,19 @@ pub const SPOOL_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
 pub const SPOOL_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// Cross-shard mesh channel depth.
 pub const MESH_CHANNEL_DEPTH: usize = 1024;
+
+/// Delivery client replies. RFC 5321 §4.5.3.1.5 allows 512 octets per reply
+/// line; we accept four times that from sloppy servers, and past it the
+/// downstream is broken (TransportError, the connection is dropped).
+pub const CLIENT_REPLY_LINE_BYTES_MAX: usize = 2048;
+/// Lines in one reply (an EHLO reply lists one extension per line).
+pub const CLIENT_REPLY_LINES_MAX: usize = 100;
+/// Bytes of one reply, all lines together; a downstream sending endless
+/// continuation lines is cut off here.
+pub const CLIENT_REPLY_BYTES_MAX: usize = 16 * 1024;
+/// Read buffer of one pooled connection.
+pub const CLIENT_READ_BUFFER_BYTES: usize = 4096;
+/// Body pieces shorter than this are copied into the write buffer so a small
+/// message goes out in one write; longer pieces are written from the spooled
+/// body in place (no copy).
+pub const CLIENT_BODY_COPY_BYTES_MAX: usize = 16 * 1024;

@@ -1,12 +1,28 @@
 //! Per-shard pool of downstream SMTP connections (the delivery client driver).
 //!
 //! CONTRACT (implemented by the delivery client work; delivery relies on it).
+//!
+//! Keyed by host address; idle connections are reused newest first (LIFO:
+//! the warmest socket, and the oldest ones age out), at most
+//! `connections_per_host_max` are open per host (callers wait in FIFO order
+//! on a semaphore), idle ones get QUIT after `idle_timeout` and after
+//! `messages_per_connection_max` transactions. A connection that saw any
+//! error or timeout is dropped, never reused. Single-threaded: one pool per
+//! shard, used through `&self` by many tasks of one executor.
 
+mod connection;
+
+use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
 use std::time::Duration;
+
+use glommio::sync::Semaphore;
+use hashbrown::HashMap;
 
 use crate::message::BodyType;
 use crate::smtp::Reply;
+use connection::{Connection, Step};
 
 #[derive(Clone, Debug)]
 pub struct PoolConfig {
@@ -50,12 +66,34 @@ pub struct TransportError {
     pub reason: String,
 }
 
-pub struct Pool {}
+/// The idle connections and the connection limit of one downstream host.
+struct Host {
+    /// One permit per connection that may be open (in use or idle).
+    permits: Rc<Semaphore>,
+    /// Newest last.
+    idle: RefCell<Vec<Connection>>,
+}
+
+struct Inner {
+    config: PoolConfig,
+    hosts: RefCell<HashMap<SocketAddr, Rc<Host>>>,
+    reaper_started: Cell<bool>,
+}
+
+pub struct Pool {
+    inner: Rc<Inner>,
+}
 
 impl Pool {
     pub fn new(config: PoolConfig) -> Pool {
-        let _ = config;
-        Pool {}
+        debug_assert!(config.connections_per_host_max > 0);
+        Pool {
+            inner: Rc::new(Inner {
+                config,
+                hosts: RefCell::new(HashMap::new()),
+                reaper_started: Cell::new(false),
+            }),
+        }
     }
 
     /// One transaction to `host`: reuses an idle connection (RSET-free: a
@@ -63,13 +101,137 @@ impl Pool {
     /// or opens one, never more than `connections_per_host_max` at once
     /// (callers wait for a free one). `body` is the stored message: CRLF
     /// lines, not dot-stuffed; the client stuffs dots and ends with CRLF.CRLF.
+    ///
+    /// `Err(TransportError)` when no recipient got an answer from the
+    /// downstream because the connection failed (refused, timeout, 421/554
+    /// greeting, EOF, reset, protocol error, 421 before any other answer):
+    /// nothing was accepted, try the next host. Otherwise one outcome per
+    /// recipient; recipients still open when the connection broke after
+    /// other recipients were answered are `Deferred` (451 4.4.2 of ours, or
+    /// the downstream's 421). A reused connection found dead before any
+    /// reply of this transaction is replaced once by a fresh one, unseen.
     pub async fn send(
         &self,
         host: SocketAddr,
         envelope: &OutboundEnvelope,
         body: &[u8],
     ) -> Result<Vec<RecipientOutcome>, TransportError> {
-        let _ = (host, envelope, body);
-        unimplemented!()
+        self.start_reaper();
+        let config = &self.inner.config;
+        let entry = self.host(host);
+        let _permit = entry.permits.acquire_static_permit(1).await.map_err(|e| TransportError {
+            host,
+            reason: format!("connection pool closed: {e}"),
+        })?;
+        let mut retried = false;
+        loop {
+            let (mut conn, reused) = match self.take_idle(&entry).await {
+                Some(conn) => (conn, true),
+                None => {
+                    let conn = Connection::open(host, config)
+                        .await
+                        .map_err(|reason| TransportError { host, reason })?;
+                    (conn, false)
+                }
+            };
+            match conn.transact(config, envelope, body).await {
+                Step::Done(outcomes) => {
+                    self.put_back(&entry, conn).await;
+                    return Ok(outcomes);
+                }
+                Step::Failed(_) if reused && !retried && conn.was_dead_before_use() => retried = true,
+                Step::Failed(reason) => return Err(TransportError { host, reason: format!("{host}: {reason}") }),
+                Step::Ready => unreachable!("a transaction ends in Done or Failed"),
+            }
+        }
     }
+
+    /// Idle connections to `host` right now.
+    pub fn idle_connections(&self, host: SocketAddr) -> usize {
+        self.inner.hosts.borrow().get(&host).map_or(0, |h| h.idle.borrow().len())
+    }
+
+    /// QUIT every idle connection (shutdown); connections in use finish
+    /// their transaction and are put back as usual.
+    pub async fn close_idle(&self) {
+        let idle: Vec<Connection> = {
+            let hosts = self.inner.hosts.borrow();
+            hosts.values().flat_map(|h| h.idle.borrow_mut().drain(..).collect::<Vec<_>>()).collect()
+        };
+        for conn in idle {
+            conn.quit(&self.inner.config).await;
+        }
+    }
+
+    fn host(&self, host: SocketAddr) -> Rc<Host> {
+        let max = self.inner.config.connections_per_host_max.max(1) as u64;
+        let mut hosts = self.inner.hosts.borrow_mut();
+        hosts
+            .entry(host)
+            .or_insert_with(|| Rc::new(Host { permits: Rc::new(Semaphore::new(max)), idle: RefCell::new(Vec::new()) }))
+            .clone()
+    }
+
+    /// The newest idle connection that has not outlived `idle_timeout`;
+    /// older ones found expired on the way are closed.
+    async fn take_idle(&self, host: &Host) -> Option<Connection> {
+        let config = &self.inner.config;
+        loop {
+            let conn = host.idle.borrow_mut().pop()?;
+            if conn.idle_since.elapsed() < config.idle_timeout {
+                return Some(conn);
+            }
+            conn.quit(config).await;
+        }
+    }
+
+    async fn put_back(&self, host: &Host, mut conn: Connection) {
+        let config = &self.inner.config;
+        if !conn.is_reusable() {
+            return; // dropped: closes the socket
+        }
+        if conn.messages >= config.messages_per_connection_max {
+            return conn.quit(config).await;
+        }
+        conn.idle_since = std::time::Instant::now();
+        host.idle.borrow_mut().push(conn);
+    }
+
+    /// A task that QUITs connections idle past `idle_timeout` even when no
+    /// message comes to take them; it ends soon after the pool is dropped.
+    fn start_reaper(&self) {
+        if self.inner.reaper_started.replace(true) {
+            return;
+        }
+        let weak = Rc::downgrade(&self.inner);
+        let period = (self.inner.config.idle_timeout / 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        glommio::spawn_local(reap(weak, period)).detach();
+    }
+}
+
+async fn reap(pool: Weak<Inner>, period: Duration) {
+    loop {
+        glommio::timer::sleep(period).await;
+        let Some(inner) = pool.upgrade() else { return };
+        let expired = expired_connections(&inner);
+        for conn in expired {
+            conn.quit(&inner.config).await;
+        }
+    }
+}
+
+/// Take out every connection idle too long, and forget hosts nobody uses.
+fn expired_connections(inner: &Inner) -> Vec<Connection> {
+    let mut expired = Vec::new();
+    let mut hosts = inner.hosts.borrow_mut();
+    for host in hosts.values() {
+        let mut idle = host.idle.borrow_mut();
+        // Oldest first: the expired ones are a prefix.
+        let n = idle.iter().take_while(|c| c.idle_since.elapsed() >= inner.config.idle_timeout).count();
+        expired.extend(idle.drain(..n));
+    }
+    // Only when no task holds the entry: a waiter on its semaphore must not
+    // see a second semaphore created for the same host.
+    hosts.retain(|_, host| Rc::strong_count(host) > 1 || !host.idle.borrow().is_empty());
+    expired
 }
