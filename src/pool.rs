@@ -116,13 +116,20 @@ impl Pool {
         envelope: &OutboundEnvelope,
         body: &[u8],
     ) -> Result<Vec<RecipientOutcome>, TransportError> {
+        if envelope.recipients.is_empty() {
+            return Ok(Vec::new());
+        }
         self.start_reaper();
         let config = &self.inner.config;
         let entry = self.host(host);
-        let _permit = entry.permits.acquire_static_permit(1).await.map_err(|e| TransportError {
-            host,
-            reason: format!("connection pool closed: {e}"),
-        })?;
+        let _permit = entry
+            .permits
+            .acquire_static_permit(1)
+            .await
+            .map_err(|e| TransportError {
+                host,
+                reason: format!("connection pool closed: {e}"),
+            })?;
         let mut retried = false;
         loop {
             let (mut conn, reused) = match self.take_idle(&entry).await {
@@ -139,8 +146,15 @@ impl Pool {
                     self.put_back(&entry, conn).await;
                     return Ok(outcomes);
                 }
-                Step::Failed(_) if reused && !retried && conn.was_dead_before_use() => retried = true,
-                Step::Failed(reason) => return Err(TransportError { host, reason: format!("{host}: {reason}") }),
+                Step::Failed(_) if reused && !retried && conn.was_dead_before_use() => {
+                    retried = true
+                }
+                Step::Failed(reason) => {
+                    return Err(TransportError {
+                        host,
+                        reason: format!("{host}: {reason}"),
+                    })
+                }
                 Step::Ready => unreachable!("a transaction ends in Done or Failed"),
             }
         }
@@ -148,7 +162,11 @@ impl Pool {
 
     /// Idle connections to `host` right now.
     pub fn idle_connections(&self, host: SocketAddr) -> usize {
-        self.inner.hosts.borrow().get(&host).map_or(0, |h| h.idle.borrow().len())
+        self.inner
+            .hosts
+            .borrow()
+            .get(&host)
+            .map_or(0, |h| h.idle.borrow().len())
     }
 
     /// QUIT every idle connection (shutdown); connections in use finish
@@ -156,7 +174,10 @@ impl Pool {
     pub async fn close_idle(&self) {
         let idle: Vec<Connection> = {
             let hosts = self.inner.hosts.borrow();
-            hosts.values().flat_map(|h| h.idle.borrow_mut().drain(..).collect::<Vec<_>>()).collect()
+            hosts
+                .values()
+                .flat_map(|h| h.idle.borrow_mut().drain(..).collect::<Vec<_>>())
+                .collect()
         };
         for conn in idle {
             conn.quit(&self.inner.config).await;
@@ -168,7 +189,12 @@ impl Pool {
         let mut hosts = self.inner.hosts.borrow_mut();
         hosts
             .entry(host)
-            .or_insert_with(|| Rc::new(Host { permits: Rc::new(Semaphore::new(max)), idle: RefCell::new(Vec::new()) }))
+            .or_insert_with(|| {
+                Rc::new(Host {
+                    permits: Rc::new(Semaphore::new(max)),
+                    idle: RefCell::new(Vec::new()),
+                })
+            })
             .clone()
     }
 
@@ -204,7 +230,8 @@ impl Pool {
             return;
         }
         let weak = Rc::downgrade(&self.inner);
-        let period = (self.inner.config.idle_timeout / 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let period = (self.inner.config.idle_timeout / 2)
+            .clamp(Duration::from_millis(10), Duration::from_secs(1));
         glommio::spawn_local(reap(weak, period)).detach();
     }
 }
@@ -227,7 +254,10 @@ fn expired_connections(inner: &Inner) -> Vec<Connection> {
     for host in hosts.values() {
         let mut idle = host.idle.borrow_mut();
         // Oldest first: the expired ones are a prefix.
-        let n = idle.iter().take_while(|c| c.idle_since.elapsed() >= inner.config.idle_timeout).count();
+        let n = idle
+            .iter()
+            .take_while(|c| c.idle_since.elapsed() >= inner.config.idle_timeout)
+            .count();
         expired.extend(idle.drain(..n));
     }
     // Only when no task holds the entry: a waiter on its semaphore must not

@@ -17,8 +17,13 @@ fn fake(script: impl FnOnce(&mut Peer) + Send + 'static) -> (SocketAddr, JoinHan
     let addr = listener.local_addr().unwrap();
     let handle = std::thread::spawn(move || {
         let (stream, _) = listener.accept().unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let mut peer = Peer { stream, seen: Vec::new() };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut peer = Peer {
+            stream,
+            seen: Vec::new(),
+        };
         script(&mut peer);
         peer.seen
     });
@@ -41,7 +46,11 @@ impl Peer {
         let mut buf = [0u8; 4096];
         while !self.seen.ends_with(end.as_bytes()) {
             let n = self.stream.read(&mut buf).unwrap();
-            assert!(n > 0, "client closed; waited for {end:?}, saw {:?}", String::from_utf8_lossy(&self.seen));
+            assert!(
+                n > 0,
+                "client closed; waited for {end:?}, saw {:?}",
+                String::from_utf8_lossy(&self.seen)
+            );
             self.seen.extend_from_slice(&buf[..n]);
         }
     }
@@ -84,16 +93,26 @@ fn envelope(recipients: &[&str]) -> OutboundEnvelope {
 /// Send one message; the error and how long it took.
 fn send_one(addr: SocketAddr) -> (Result<Vec<RecipientOutcome>, TransportError>, Duration) {
     let started = Instant::now();
-    let result = LocalExecutor::default()
-        .run(async { Pool::new(config()).send(addr, &envelope(&["r@dst.test"]), b"hi\r\n").await });
+    let result = LocalExecutor::default().run(async {
+        Pool::new(config())
+            .send(addr, &envelope(&["r@dst.test"]), b"hi\r\n")
+            .await
+    });
     (result, started.elapsed())
 }
 
-fn assert_timed_out(result: Result<Vec<RecipientOutcome>, TransportError>, took: Duration, what: &str) {
+fn assert_timed_out(
+    result: Result<Vec<RecipientOutcome>, TransportError>,
+    took: Duration,
+    what: &str,
+) {
     let error = result.expect_err("a stalled downstream is a transport error");
     assert!(error.reason.contains("timed out"), "{}", error.reason);
     assert!(error.reason.contains(what), "{}", error.reason);
-    assert!(took < Duration::from_secs(2), "the 300ms timeout took {took:?}");
+    assert!(
+        took < Duration::from_secs(2),
+        "the 300ms timeout took {took:?}"
+    );
 }
 
 #[test]
@@ -178,13 +197,23 @@ fn wire_transcript_pipelined_with_all_refused_then_stuffed_body() {
     });
     let outcomes = LocalExecutor::default().run(async {
         let pool = Pool::new(config());
-        let first = pool.send(addr, &envelope(&["nobody@dst.test"]), b"x\r\n").await.unwrap();
-        let second = pool.send(addr, &envelope(&["r@dst.test"]), b".a\r\n..b\r\nc").await.unwrap();
+        let first = pool
+            .send(addr, &envelope(&["nobody@dst.test"]), b"x\r\n")
+            .await
+            .unwrap();
+        let second = pool
+            .send(addr, &envelope(&["r@dst.test"]), b".a\r\n..b\r\nc")
+            .await
+            .unwrap();
         pool.close_idle().await;
         (first, second)
     });
-    assert!(matches!(&outcomes.0[0], RecipientOutcome::Failed(r) if r.code == 550 && r.enhanced == "5.1.1"));
-    assert!(matches!(&outcomes.1[0], RecipientOutcome::Delivered(r) if r.lines[0] == "Ok: queued as F00"));
+    assert!(
+        matches!(&outcomes.0[0], RecipientOutcome::Failed(r) if r.code == 550 && r.enhanced == "5.1.1")
+    );
+    assert!(
+        matches!(&outcomes.1[0], RecipientOutcome::Delivered(r) if r.lines[0] == "Ok: queued as F00")
+    );
     let seen = String::from_utf8(server.join().unwrap()).unwrap();
     assert_eq!(
         seen,

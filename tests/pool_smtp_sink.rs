@@ -28,11 +28,19 @@ struct Sink {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.starts_with(b"0\n")).unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
 }
 
 impl Sink {
@@ -45,7 +53,8 @@ impl Sink {
             std::path::Path::new(SMTP_SINK).exists(),
             "{SMTP_SINK} is missing: install Postfix (apt-get install -y postfix); these tests need a real downstream"
         );
-        let dir = std::env::temp_dir().join(format!("portcullis-sink-{name}-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("portcullis-sink-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let port = free_port();
@@ -59,9 +68,20 @@ impl Sink {
         if dump {
             cmd.arg("-d").arg(dir.join("msg."));
         }
-        cmd.args(options).arg(format!("127.0.0.1:{port}")).arg("100");
-        let child = cmd.stdout(counters).stderr(Stdio::null()).spawn().expect("start smtp-sink");
-        let mut sink = Sink { child, addr, dir, sessions_before: 0 };
+        cmd.args(options)
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("100");
+        let child = cmd
+            .stdout(counters)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start smtp-sink");
+        let mut sink = Sink {
+            child,
+            addr,
+            dir,
+            sessions_before: 0,
+        };
         sink.wait_until_listening();
         sink
     }
@@ -74,7 +94,11 @@ impl Sink {
             if TcpStream::connect(self.addr).is_ok() {
                 break;
             }
-            assert!(Instant::now() < deadline, "smtp-sink did not start listening on {}", self.addr);
+            assert!(
+                Instant::now() < deadline,
+                "smtp-sink did not start listening on {}",
+                self.addr
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         self.sessions_before = self.wait_for(|c| c.0 >= 1).0;
@@ -83,8 +107,12 @@ impl Sink {
     /// The last "sess=N quit=N mesg=N" line smtp-sink printed.
     fn counters(&self) -> (u64, u64, u64) {
         let text = std::fs::read_to_string(self.dir.join("counters")).unwrap_or_default();
-        let Some(last) = text.split('\r').rev().find(|s| s.starts_with("sess=")) else { return (0, 0, 0) };
-        let mut n = last.split_whitespace().map(|kv| kv.split('=').nth(1).unwrap().parse::<u64>().unwrap());
+        let Some(last) = text.split('\r').rev().find(|s| s.starts_with("sess=")) else {
+            return (0, 0, 0);
+        };
+        let mut n = last
+            .split_whitespace()
+            .map(|kv| kv.split('=').nth(1).unwrap().parse::<u64>().unwrap());
         (n.next().unwrap(), n.next().unwrap(), n.next().unwrap())
     }
 
@@ -105,11 +133,20 @@ impl Sink {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&self.dir).unwrap() {
             let path = entry.unwrap().path();
-            if !path.file_name().unwrap().to_string_lossy().starts_with("msg.") {
+            if !path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("msg.")
+            {
                 continue;
             }
             let text = std::fs::read_to_string(&path).unwrap();
-            let mail = text.lines().find_map(|l| l.strip_prefix("X-Mail-Args: ")).unwrap_or("").to_string();
+            let mail = text
+                .lines()
+                .find_map(|l| l.strip_prefix("X-Mail-Args: "))
+                .unwrap_or("")
+                .to_string();
             // The sink's own headers end with a three-line Received header.
             let received = text.find("\nReceived: ").expect("Received header");
             let mut rest = &text[received + 1..];
@@ -175,21 +212,37 @@ fn body_arrives_unchanged_through_dot_stuffing() {
         let mut env = envelope(&["a@dst.test", "b@dst.test"]);
         env.body_type = BodyType::EightBitMime;
         let first = pool.send(sink.addr, &env, BODY).await.unwrap();
-        let second = pool.send(sink.addr, &envelope(&["c@dst.test"]), b"no final newline").await.unwrap();
+        let second = pool
+            .send(sink.addr, &envelope(&["c@dst.test"]), b"no final newline")
+            .await
+            .unwrap();
         pool.close_idle().await;
         (first, second)
     });
-    assert_eq!(outcomes.0.iter().map(code_of).collect::<Vec<_>>(), vec![('D', 250), ('D', 250)]);
-    assert_eq!(outcomes.1.iter().map(code_of).collect::<Vec<_>>(), vec![('D', 250)]);
+    assert_eq!(
+        outcomes.0.iter().map(code_of).collect::<Vec<_>>(),
+        vec![('D', 250), ('D', 250)]
+    );
+    assert_eq!(
+        outcomes.1.iter().map(code_of).collect::<Vec<_>>(),
+        vec![('D', 250)]
+    );
     sink.wait_for(|c| c.2 >= 2);
     let mut dumped = sink.dumped();
     dumped.sort_by_key(|(_, body)| body.len());
     assert_eq!(dumped.len(), 2);
     // smtp-sink stores LF lines and a blank line after the message.
     assert_eq!(dumped[0].1, "no final newline\n\n");
-    let expected = String::from_utf8(BODY.to_vec()).unwrap().replace("\r\n", "\n") + "\n";
+    let expected = String::from_utf8(BODY.to_vec())
+        .unwrap()
+        .replace("\r\n", "\n")
+        + "\n";
     assert_eq!(dumped[1].1, expected);
-    assert!(dumped[1].0.contains("BODY=8BITMIME"), "MAIL args: {}", dumped[1].0);
+    assert!(
+        dumped[1].0.contains("BODY=8BITMIME"),
+        "MAIL args: {}",
+        dumped[1].0
+    );
 }
 
 #[test]
@@ -216,12 +269,18 @@ fn fifty_messages_share_at_most_two_connections() {
         outcomes
     });
     for o in &outcomes {
-        assert_eq!(o.as_ref().unwrap().iter().map(code_of).collect::<Vec<_>>(), vec![('D', 250)]);
+        assert_eq!(
+            o.as_ref().unwrap().iter().map(code_of).collect::<Vec<_>>(),
+            vec![('D', 250)]
+        );
     }
     let (sessions, quits, messages) = sink.wait_for(|c| c.2 >= 50 && c.1 >= 1);
     assert_eq!(messages, 50);
     let ours = sessions - sink.sessions_before;
-    assert!((1..=2).contains(&ours), "{ours} sessions for 50 messages with connections_per_host_max=2");
+    assert!(
+        (1..=2).contains(&ours),
+        "{ours} sessions for 50 messages with connections_per_host_max=2"
+    );
     assert_eq!(quits, ours, "every pooled connection ends with QUIT");
 }
 
@@ -233,12 +292,18 @@ fn messages_per_connection_max_replaces_the_connection() {
         cfg.messages_per_connection_max = 3;
         let pool = Pool::new(cfg);
         for _ in 0..7 {
-            pool.send(sink.addr, &envelope(&["a@dst.test"]), BODY).await.unwrap();
+            pool.send(sink.addr, &envelope(&["a@dst.test"]), BODY)
+                .await
+                .unwrap();
         }
         pool.close_idle().await;
     });
     let (sessions, _, _) = sink.wait_for(|c| c.2 >= 7 && c.0 >= sink.sessions_before + 3);
-    assert_eq!(sessions - sink.sessions_before, 3, "7 messages, 3 per connection");
+    assert_eq!(
+        sessions - sink.sessions_before,
+        3,
+        "7 messages, 3 per connection"
+    );
 }
 
 /// One message with two recipients to an smtp-sink started with `options`.
@@ -246,9 +311,16 @@ fn outcome_with(name: &str, options: &[&str]) -> (Result<Vec<(char, u16)>, Strin
     let sink = Sink::start(name, options);
     run(async {
         let pool = Pool::new(config());
-        let result = pool.send(sink.addr, &envelope(&["a@dst.test", "b@dst.test"]), BODY).await;
+        let result = pool
+            .send(sink.addr, &envelope(&["a@dst.test", "b@dst.test"]), BODY)
+            .await;
         let idle = pool.idle_connections(sink.addr);
-        (result.map(|o| o.iter().map(code_of).collect()).map_err(|e| e.reason), idle)
+        (
+            result
+                .map(|o| o.iter().map(code_of).collect())
+                .map_err(|e| e.reason),
+            idle,
+        )
     })
 }
 
@@ -268,16 +340,30 @@ fn refusals_at_each_command_from_a_real_server() {
     ];
     for (i, (options, expected, kept)) in cases.iter().enumerate() {
         let (result, idle) = outcome_with(&format!("refuse{i}"), options);
-        assert_eq!(result, Ok(vec![*expected, *expected]), "smtp-sink {options:?}");
-        assert_eq!(idle == 1, *kept, "smtp-sink {options:?}: connection kept for reuse");
+        assert_eq!(
+            result,
+            Ok(vec![*expected, *expected]),
+            "smtp-sink {options:?}"
+        );
+        assert_eq!(
+            idle == 1,
+            *kept,
+            "smtp-sink {options:?}: connection kept for reuse"
+        );
     }
 }
 
 #[test]
 fn hang_ups_from_a_real_server_are_transport_errors() {
-    for (i, options) in [&["-Q", "CONNECT"][..], &["-f", "CONNECT"], &["-Q", "RCPT"], &["-q", "."], &["-q", "MAIL"]]
-        .iter()
-        .enumerate()
+    for (i, options) in [
+        &["-Q", "CONNECT"][..],
+        &["-f", "CONNECT"],
+        &["-Q", "RCPT"],
+        &["-q", "."],
+        &["-q", "MAIL"],
+    ]
+    .iter()
+    .enumerate()
     {
         let (result, idle) = outcome_with(&format!("hangup{i}"), options);
         assert!(result.is_err(), "smtp-sink {options:?}: {result:?}");
@@ -297,11 +383,18 @@ fn a_pooled_connection_closed_by_the_server_is_replaced_unseen() {
         assert_eq!(pool.idle_connections(sink.addr), 1);
         glommio::timer::sleep(Duration::from_millis(2500)).await;
         let outcome = pool.send(sink.addr, &env, BODY).await.unwrap();
-        assert_eq!(outcome.iter().map(code_of).collect::<Vec<_>>(), vec![('D', 250)]);
+        assert_eq!(
+            outcome.iter().map(code_of).collect::<Vec<_>>(),
+            vec![('D', 250)]
+        );
     });
     let (sessions, _, messages) = sink.wait_for(|c| c.2 >= 2 && c.0 >= sink.sessions_before + 2);
     assert_eq!(messages, 2);
-    assert_eq!(sessions - sink.sessions_before, 2, "the stale connection was replaced by a fresh one");
+    assert_eq!(
+        sessions - sink.sessions_before,
+        2,
+        "the stale connection was replaced by a fresh one"
+    );
 }
 
 #[test]
@@ -311,7 +404,9 @@ fn idle_connections_get_quit_after_idle_timeout() {
         let mut cfg = config();
         cfg.idle_timeout = Duration::from_millis(200);
         let pool = Pool::new(cfg);
-        pool.send(sink.addr, &envelope(&["a@dst.test"]), BODY).await.unwrap();
+        pool.send(sink.addr, &envelope(&["a@dst.test"]), BODY)
+            .await
+            .unwrap();
         assert_eq!(pool.idle_connections(sink.addr), 1);
         glommio::timer::sleep(Duration::from_millis(600)).await;
         assert_eq!(pool.idle_connections(sink.addr), 0);
@@ -324,10 +419,18 @@ fn idle_connections_get_quit_after_idle_timeout() {
 fn refused_port_is_a_transport_error_at_once() {
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let started = Instant::now();
-    let result = run(async { Pool::new(config()).send(addr, &envelope(&["a@dst.test"]), BODY).await });
+    let result = run(async {
+        Pool::new(config())
+            .send(addr, &envelope(&["a@dst.test"]), BODY)
+            .await
+    });
     let error = result.unwrap_err();
     assert_eq!(error.host, addr);
-    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
     assert!(error.reason.contains("connect"), "{}", error.reason);
 }
 
@@ -340,7 +443,11 @@ fn throughput_many_tasks_one_host() {
     let sink = Sink::start_with("throughput", &["-m", "512"], false);
     let addr = sink.addr;
     let (tasks_n, per_task) = (50, 400);
-    let body: Vec<u8> = b"Subject: load\r\n\r\n".iter().chain(&b"0123456789abcdef\r\n".repeat(200)).copied().collect();
+    let body: Vec<u8> = b"Subject: load\r\n\r\n"
+        .iter()
+        .chain(&b"0123456789abcdef\r\n".repeat(200))
+        .copied()
+        .collect();
     let body_bytes = body.len();
     let started = Instant::now();
     let delivered = run(async move {

@@ -124,7 +124,9 @@ impl Connection {
         match self.stream.read(&mut self.read_buf).await {
             Ok(0) => {
                 let awaiting = self.client.awaiting();
-                self.client.lost(&format!("downstream closed the connection while we waited for {awaiting}"));
+                self.client.lost(&format!(
+                    "downstream closed the connection while we waited for {awaiting}"
+                ));
             }
             Ok(n) => self.client.feed(&self.read_buf[..n]),
             Err(e) => self.broken(e),
@@ -160,7 +162,9 @@ impl Connection {
     /// timeout applies to each block written).
     async fn send_body(&mut self, config: &PoolConfig, body: &[u8]) -> io::Result<()> {
         self.flush(config.command_timeout).await?;
-        let _ = self.stream.set_write_timeout(limit(config.data_block_timeout));
+        let _ = self
+            .stream
+            .set_write_timeout(limit(config.data_block_timeout));
         self.write_buf.clear();
         for piece in Stuffed::new(body) {
             if piece.len() >= CLIENT_BODY_COPY_BYTES_MAX {

@@ -178,9 +178,12 @@ impl Client {
         }
         match &self.state {
             State::Greeting => Action::Read(Wait::Greeting),
-            State::Ehlo | State::Helo | State::Mail | State::Rcpt(_) | State::Data | State::Rset => {
-                Action::Read(Wait::Command)
-            }
+            State::Ehlo
+            | State::Helo
+            | State::Mail
+            | State::Rcpt(_)
+            | State::Data
+            | State::Rset => Action::Read(Wait::Command),
             State::Dot | State::LoneDot => Action::Read(Wait::DataTermination),
             State::Body => Action::SendBody,
             State::Ready => Action::Ready,
@@ -255,7 +258,11 @@ impl Client {
         self.mail_accepted = false;
         self.replies = 0;
         self.first_reply_421 = false;
-        let first = if self.pipelined { self.script.len() } else { self.script_ends[0] };
+        let first = if self.pipelined {
+            self.script.len()
+        } else {
+            self.script_ends[0]
+        };
         self.output.extend_from_slice(&self.script[..first]);
         self.state = State::Mail;
     }
@@ -263,14 +270,25 @@ impl Client {
     /// A transaction that cannot succeed on this connection whatever the
     /// server says: fail it before sending anything.
     fn refuse_locally(&self, envelope: &OutboundEnvelope, body_bytes: usize) -> Option<Reply> {
-        let bad = |a: &String| a.bytes().any(|b| b < 0x20 || b == 0x7f || b == b'<' || b == b'>');
+        let bad = |a: &String| {
+            a.bytes()
+                .any(|b| b < 0x20 || b == 0x7f || b == b'<' || b == b'>')
+        };
         if bad(&envelope.mail_from) || envelope.recipients.iter().any(bad) {
             // Would smuggle a second command into ours: our bug upstream.
-            return Some(Reply::new(501, "5.1.3", "Address with control characters (refused locally)"));
+            return Some(Reply::new(
+                501,
+                "5.1.3",
+                "Address with control characters (refused locally)",
+            ));
         }
         if envelope.smtputf8 && !self.extensions.smtputf8 {
             // RFC 6531 §3.4: without SMTPUTF8 downstream the message cannot be relayed.
-            return Some(Reply::new(553, "5.6.7", "Downstream does not support SMTPUTF8"));
+            return Some(Reply::new(
+                553,
+                "5.6.7",
+                "Downstream does not support SMTPUTF8",
+            ));
         }
         match self.extensions.size {
             Some(max) if max > 0 && body_bytes as u64 > max => Some(Reply::new(
@@ -320,7 +338,10 @@ impl Client {
     }
 
     fn on_reply(&mut self, reply: Reply) {
-        if matches!(self.state, State::Mail | State::Rcpt(_) | State::Data | State::Dot) {
+        if matches!(
+            self.state,
+            State::Mail | State::Rcpt(_) | State::Data | State::Dot
+        ) {
             self.replies += 1;
             if self.replies == 1 {
                 self.first_reply_421 = reply.code == 421;
@@ -342,18 +363,22 @@ impl Client {
             State::Dot => self.on_dot(reply),
             // 2xx or 5xx ("no valid recipients") both end the empty message.
             State::LoneDot if reply.code / 100 == 2 || reply.is_permanent() => self.finish(None),
-            State::LoneDot => self.finish(Some(format!("downstream answered a lone dot with {reply}"))),
+            State::LoneDot => {
+                self.finish(Some(format!("downstream answered a lone dot with {reply}")))
+            }
             State::Rset if reply.code / 100 == 2 => self.finish(None),
             State::Rset => self.finish(Some(format!("downstream refused RSET: {reply}"))),
-            State::Ready | State::Body | State::Dead(_) => {
-                self.lose(format!("downstream sent a reply nobody asked for: {reply}"), None)
-            }
+            State::Ready | State::Body | State::Dead(_) => self.lose(
+                format!("downstream sent a reply nobody asked for: {reply}"),
+                None,
+            ),
         }
     }
 
     fn on_greeting(&mut self, reply: Reply) {
         if reply.code == 220 {
-            self.output.extend_from_slice(format!("EHLO {}\r\n", self.helo_name).as_bytes());
+            self.output
+                .extend_from_slice(format!("EHLO {}\r\n", self.helo_name).as_bytes());
             self.state = State::Ehlo;
         } else {
             self.lose(format!("downstream refused the connection: {reply}"), None);
@@ -366,7 +391,8 @@ impl Client {
             self.state = State::Ready;
         } else if reply.is_permanent() {
             // An old server that does not know EHLO (RFC 5321 §3.2).
-            self.output.extend_from_slice(format!("HELO {}\r\n", self.helo_name).as_bytes());
+            self.output
+                .extend_from_slice(format!("HELO {}\r\n", self.helo_name).as_bytes());
             self.state = State::Helo;
         } else {
             self.lose(format!("downstream refused EHLO: {reply}"), None);
@@ -389,7 +415,11 @@ impl Client {
             }
             _ => return self.lose(format!("downstream answered MAIL with {reply}"), None),
         }
-        self.state = if self.slots.is_empty() { State::Data } else { State::Rcpt(0) };
+        self.state = if self.slots.is_empty() {
+            State::Data
+        } else {
+            State::Rcpt(0)
+        };
     }
 
     fn on_rcpt(&mut self, i: usize, reply: Reply) {
@@ -397,8 +427,11 @@ impl Client {
             return self.lose(format!("downstream answered RCPT with {reply}"), None);
         }
         if self.mail_accepted {
-            self.slots[i] =
-                if reply.code / 100 == 2 { Slot::Accepted } else { Slot::Decided(outcome_of(reply)) };
+            self.slots[i] = if reply.code / 100 == 2 {
+                Slot::Accepted
+            } else {
+                Slot::Decided(outcome_of(reply))
+            };
         }
         if i + 1 < self.slots.len() {
             self.send_step(i + 2);
@@ -442,7 +475,12 @@ impl Client {
         let outcome = match reply.code / 100 {
             2 => RecipientOutcome::Delivered(reply),
             4 | 5 => outcome_of(reply),
-            _ => return self.lose(format!("downstream answered the final dot with {reply}"), None),
+            _ => {
+                return self.lose(
+                    format!("downstream answered the final dot with {reply}"),
+                    None,
+                )
+            }
         };
         for slot in &mut self.slots {
             if matches!(slot, Slot::Accepted) {
@@ -487,12 +525,22 @@ impl Client {
     fn lose(&mut self, reason: String, reply: Option<Reply>) {
         let in_transaction = matches!(
             self.state,
-            State::Mail | State::Rcpt(_) | State::Data | State::Body | State::Dot | State::LoneDot | State::Rset
+            State::Mail
+                | State::Rcpt(_)
+                | State::Data
+                | State::Body
+                | State::Dot
+                | State::LoneDot
+                | State::Rset
         );
         let decided = self.slots.iter().any(|s| matches!(s, Slot::Decided(_)));
         if in_transaction && decided {
             let reply = reply.unwrap_or_else(|| {
-                Reply::new(451, "4.4.2", format!("Lost connection to downstream: {reason}"))
+                Reply::new(
+                    451,
+                    "4.4.2",
+                    format!("Lost connection to downstream: {reason}"),
+                )
             });
             for slot in &mut self.slots {
                 if !matches!(slot, Slot::Decided(_)) {

@@ -20,16 +20,24 @@ pub enum ReplyError {
     /// Not "ddd", "ddd text" or "ddd-text"; the offending line, shortened.
     Malformed(String),
     /// A continuation line with another code than the first line (RFC 5321 §4.2.1).
-    CodeChanged { first: u16, then: u16 },
+    CodeChanged {
+        first: u16,
+        then: u16,
+    },
 }
 
 impl fmt::Display for ReplyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ReplyError::LineTooLong => {
-                write!(f, "reply line longer than {CLIENT_REPLY_LINE_BYTES_MAX} bytes")
+                write!(
+                    f,
+                    "reply line longer than {CLIENT_REPLY_LINE_BYTES_MAX} bytes"
+                )
             }
-            ReplyError::TooManyLines => write!(f, "reply of more than {CLIENT_REPLY_LINES_MAX} lines"),
+            ReplyError::TooManyLines => {
+                write!(f, "reply of more than {CLIENT_REPLY_LINES_MAX} lines")
+            }
             ReplyError::TooLarge => write!(f, "reply larger than {CLIENT_REPLY_BYTES_MAX} bytes"),
             ReplyError::Malformed(line) => write!(f, "malformed reply line {line:?}"),
             ReplyError::CodeChanged { first, then } => {
@@ -81,7 +89,10 @@ impl ReplyParser {
             let (code, last, text) = split_line(line)?;
             self.pos += nl + 1;
             if !self.lines.is_empty() && code != self.code {
-                return Err(ReplyError::CodeChanged { first: self.code, then: code });
+                return Err(ReplyError::CodeChanged {
+                    first: self.code,
+                    then: code,
+                });
             }
             self.bytes += nl + 1;
             if self.bytes > CLIENT_REPLY_BYTES_MAX {
@@ -121,7 +132,8 @@ fn split_line(line: &[u8]) -> Result<(u16, bool, String), ReplyError> {
     if !(b'2'..=b'5').contains(&line[0]) {
         return Err(malformed());
     }
-    let code = (line[0] - b'0') as u16 * 100 + (line[1] - b'0') as u16 * 10 + (line[2] - b'0') as u16;
+    let code =
+        (line[0] - b'0') as u16 * 100 + (line[1] - b'0') as u16 * 10 + (line[2] - b'0') as u16;
     let last = match line.get(3) {
         None | Some(b' ') => true,
         Some(b'-') => false,
@@ -152,14 +164,19 @@ fn with_enhanced_code(code: u16, mut lines: Vec<String>) -> Reply {
             }
         }
     }
-    Reply { code, enhanced, lines }
+    Reply {
+        code,
+        enhanced,
+        lines,
+    }
 }
 
 /// Length of "class.subject.detail" at the start of `text`, if there is one
 /// (subject and detail: 1 to 3 digits, RFC 3463 §2), followed by SP or end.
 fn enhanced_prefix(text: &str, class: u8) -> Option<usize> {
     let b = text.as_bytes();
-    if !matches!(class, b'2' | b'4' | b'5') || b.first() != Some(&class) || b.get(1) != Some(&b'.') {
+    if !matches!(class, b'2' | b'4' | b'5') || b.first() != Some(&class) || b.get(1) != Some(&b'.')
+    {
         return None;
     }
     let mut i = 2;
@@ -210,7 +227,9 @@ impl Extensions {
         let mut ext = Extensions::default();
         for line in reply.lines.iter().skip(1) {
             let mut words = line.split_ascii_whitespace();
-            let Some(keyword) = words.next() else { continue };
+            let Some(keyword) = words.next() else {
+                continue;
+            };
             match keyword.to_ascii_uppercase().as_str() {
                 "PIPELINING" => ext.pipelining = true,
                 "8BITMIME" => ext.eight_bit_mime = true,
@@ -243,7 +262,14 @@ mod tests {
     #[test]
     fn single_line_with_enhanced_code() {
         let r = parse_all(b"550 5.1.1 <x@y>: Recipient address rejected\r\n").unwrap();
-        assert_eq!(r, vec![Reply::new(550, "5.1.1", "<x@y>: Recipient address rejected")]);
+        assert_eq!(
+            r,
+            vec![Reply::new(
+                550,
+                "5.1.1",
+                "<x@y>: Recipient address rejected"
+            )]
+        );
     }
 
     #[test]
@@ -257,7 +283,14 @@ mod tests {
     #[test]
     fn bare_code_and_bare_lf_are_accepted() {
         let r = parse_all(b"250\n").unwrap();
-        assert_eq!(r, vec![Reply { code: 250, enhanced: String::new(), lines: vec![String::new()] }]);
+        assert_eq!(
+            r,
+            vec![Reply {
+                code: 250,
+                enhanced: String::new(),
+                lines: vec![String::new()]
+            }]
+        );
     }
 
     #[test]
@@ -296,12 +329,24 @@ mod tests {
 
     #[test]
     fn malformed_lines_are_errors() {
-        assert!(matches!(parse_all(b"hello\r\n"), Err(ReplyError::Malformed(_))));
-        assert!(matches!(parse_all(b"2500 x\r\n"), Err(ReplyError::Malformed(_))));
-        assert!(matches!(parse_all(b"150 x\r\n"), Err(ReplyError::Malformed(_))));
+        assert!(matches!(
+            parse_all(b"hello\r\n"),
+            Err(ReplyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_all(b"2500 x\r\n"),
+            Err(ReplyError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_all(b"150 x\r\n"),
+            Err(ReplyError::Malformed(_))
+        ));
         assert_eq!(
             parse_all(b"250-a\r\n550 b\r\n"),
-            Err(ReplyError::CodeChanged { first: 250, then: 550 })
+            Err(ReplyError::CodeChanged {
+                first: 250,
+                then: 550
+            })
         );
     }
 

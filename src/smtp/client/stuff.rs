@@ -26,7 +26,11 @@ impl<'a> Stuffed<'a> {
         } else {
             b"\r\n.\r\n"
         };
-        Stuffed { rest: body, dot_next: body.first() == Some(&b'.'), tail: Some(tail) }
+        Stuffed {
+            rest: body,
+            dot_next: body.first() == Some(&b'.'),
+            tail: Some(tail),
+        }
     }
 }
 

@@ -4,7 +4,8 @@
 use super::*;
 use crate::pool::RecipientOutcome::{Deferred, Delivered, Failed};
 
-const ESMTP_PIPELINING: &str = "250-mx.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n";
+const ESMTP_PIPELINING: &str =
+    "250-mx.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n";
 const ESMTP_LOCKSTEP: &str = "250-mx.test\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n";
 
 /// Everything the client wrote since the last call.
@@ -52,7 +53,10 @@ fn pipelined_transaction_is_one_write_and_replies_in_order() {
         "MAIL FROM:<a@src.test>\r\nRCPT TO:<x@dst.test>\r\nRCPT TO:<y@dst.test>\r\nDATA\r\n"
     );
     assert_eq!(client.next_action(), Action::Read(Wait::Command));
-    s(&mut client, "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 unknown\r\n354 go ahead\r\n");
+    s(
+        &mut client,
+        "250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n550 5.1.1 unknown\r\n354 go ahead\r\n",
+    );
     assert_eq!(client.next_action(), Action::SendBody);
     client.body_sent();
     assert_eq!(client.next_action(), Action::Read(Wait::DataTermination));
@@ -107,7 +111,11 @@ fn helo_after_ehlo_refused_with_5xx() {
     let mut env = envelope(&["x@dst.test"]);
     env.body_type = BodyType::EightBitMime;
     client.start(&env, 10);
-    assert_eq!(c(&mut client), "MAIL FROM:<a@src.test>\r\n", "no BODY= to a HELO server");
+    assert_eq!(
+        c(&mut client),
+        "MAIL FROM:<a@src.test>\r\n",
+        "no BODY= to a HELO server"
+    );
 }
 
 #[test]
@@ -115,7 +123,9 @@ fn greeting_421_and_554_fail_the_connection() {
     for greeting in ["421 4.3.2 busy\r\n", "554 5.7.1 go away\r\n"] {
         let mut client = Client::new("relay.test");
         s(&mut client, greeting);
-        assert!(matches!(client.next_action(), Action::Failed(r) if r.contains("refused the connection")));
+        assert!(
+            matches!(client.next_action(), Action::Failed(r) if r.contains("refused the connection"))
+        );
         assert_eq!(c(&mut client), "");
     }
 }
@@ -137,7 +147,10 @@ fn every_recipient_refused_pipelined_data_354_gets_a_lone_dot() {
     assert_eq!(c(&mut client), ".\r\n");
     assert_eq!(client.next_action(), Action::Read(Wait::DataTermination));
     s(&mut client, "554 5.5.1 no valid recipients\r\n");
-    assert_eq!(client.next_action(), Action::Done(vec![Failed(reply(550, "5.1.1", "no"))]));
+    assert_eq!(
+        client.next_action(),
+        Action::Done(vec![Failed(reply(550, "5.1.1", "no"))])
+    );
     assert!(client.is_reusable());
 }
 
@@ -146,12 +159,18 @@ fn every_recipient_refused_pipelined_data_refused_gets_rset() {
     let mut client = connected(ESMTP_PIPELINING);
     client.start(&envelope(&["x@dst.test", "y@dst.test"]), 10);
     c(&mut client);
-    s(&mut client, "250 Ok\r\n550 5.1.1 no\r\n450 4.1.1 later\r\n554 5.5.1 no valid recipients\r\n");
+    s(
+        &mut client,
+        "250 Ok\r\n550 5.1.1 no\r\n450 4.1.1 later\r\n554 5.5.1 no valid recipients\r\n",
+    );
     assert_eq!(c(&mut client), "RSET\r\n");
     s(&mut client, "250 2.0.0 Ok\r\n");
     assert_eq!(
         client.next_action(),
-        Action::Done(vec![Failed(reply(550, "5.1.1", "no")), Deferred(reply(450, "4.1.1", "later"))])
+        Action::Done(vec![
+            Failed(reply(550, "5.1.1", "no")),
+            Deferred(reply(450, "4.1.1", "later"))
+        ])
     );
     assert!(client.is_reusable());
 }
@@ -166,7 +185,10 @@ fn every_recipient_refused_lock_step_sends_rset_not_data() {
     s(&mut client, "550 5.1.1 no\r\n");
     assert_eq!(c(&mut client), "RSET\r\n");
     s(&mut client, "250 Ok\r\n");
-    assert_eq!(client.next_action(), Action::Done(vec![Failed(reply(550, "5.1.1", "no"))]));
+    assert_eq!(
+        client.next_action(),
+        Action::Done(vec![Failed(reply(550, "5.1.1", "no"))])
+    );
     assert!(client.is_reusable());
 }
 
@@ -179,16 +201,25 @@ fn mail_refused_decides_every_recipient() {
     s(&mut client, "451 4.3.0 try later\r\n");
     assert_eq!(c(&mut client), "");
     let later = Deferred(reply(451, "4.3.0", "try later"));
-    assert_eq!(client.next_action(), Action::Done(vec![later.clone(), later]));
+    assert_eq!(
+        client.next_action(),
+        Action::Done(vec![later.clone(), later])
+    );
     assert!(client.is_reusable());
 
     // Pipelined: the RCPT and DATA replies that follow are read and ignored.
     let mut client = connected(ESMTP_PIPELINING);
     client.start(&envelope(&["x@dst.test"]), 10);
     c(&mut client);
-    s(&mut client, "553 5.1.8 bad sender\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n");
+    s(
+        &mut client,
+        "553 5.1.8 bad sender\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need RCPT\r\n",
+    );
     assert_eq!(c(&mut client), "");
-    assert_eq!(client.next_action(), Action::Done(vec![Failed(reply(553, "5.1.8", "bad sender"))]));
+    assert_eq!(
+        client.next_action(),
+        Action::Done(vec![Failed(reply(553, "5.1.8", "bad sender"))])
+    );
     assert!(client.is_reusable());
 }
 
@@ -197,12 +228,18 @@ fn data_refused_decides_the_accepted_recipients_then_rset() {
     let mut client = connected(ESMTP_PIPELINING);
     client.start(&envelope(&["x@dst.test", "y@dst.test"]), 10);
     c(&mut client);
-    s(&mut client, "250 Ok\r\n250 Ok\r\n550 5.1.1 no\r\n451 4.3.0 not now\r\n");
+    s(
+        &mut client,
+        "250 Ok\r\n250 Ok\r\n550 5.1.1 no\r\n451 4.3.0 not now\r\n",
+    );
     assert_eq!(c(&mut client), "RSET\r\n");
     s(&mut client, "250 Ok\r\n");
     assert_eq!(
         client.next_action(),
-        Action::Done(vec![Deferred(reply(451, "4.3.0", "not now")), Failed(reply(550, "5.1.1", "no"))])
+        Action::Done(vec![
+            Deferred(reply(451, "4.3.0", "not now")),
+            Failed(reply(550, "5.1.1", "no"))
+        ])
     );
 }
 
@@ -214,7 +251,10 @@ fn final_dot_5xx_fails_the_accepted_recipients() {
     s(&mut client, "250 Ok\r\n250 Ok\r\n354 go\r\n");
     client.body_sent();
     s(&mut client, "554 5.6.0 content rejected\r\n");
-    assert_eq!(client.next_action(), Action::Done(vec![Failed(reply(554, "5.6.0", "content rejected"))]));
+    assert_eq!(
+        client.next_action(),
+        Action::Done(vec![Failed(reply(554, "5.6.0", "content rejected"))])
+    );
     assert!(client.is_reusable());
 }
 
@@ -232,7 +272,8 @@ fn rset_refused_makes_the_connection_unusable() {
 
 #[test]
 fn eight_bit_mime_size_and_smtputf8_parameters() {
-    let mut client = connected("250-mx\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 1000\r\n250 SMTPUTF8\r\n");
+    let mut client =
+        connected("250-mx\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SIZE 1000\r\n250 SMTPUTF8\r\n");
     let mut env = envelope(&["ü@dst.test"]);
     env.body_type = BodyType::EightBitMime;
     env.smtputf8 = true;
@@ -253,7 +294,9 @@ fn smtputf8_without_downstream_support_fails_without_io() {
     match client.next_action() {
         Action::Done(outcomes) => {
             assert_eq!(outcomes.len(), 2);
-            assert!(outcomes.iter().all(|o| matches!(o, Failed(r) if r.code == 553 && r.enhanced == "5.6.7")));
+            assert!(outcomes
+                .iter()
+                .all(|o| matches!(o, Failed(r) if r.code == 553 && r.enhanced == "5.6.7")));
         }
         other => panic!("{other:?}"),
     }
@@ -265,7 +308,9 @@ fn message_over_the_advertised_size_fails_without_io() {
     let mut client = connected("250-mx\r\n250 SIZE 100\r\n");
     client.start(&envelope(&["x@dst.test"]), 101);
     assert_eq!(c(&mut client), "");
-    assert!(matches!(client.next_action(), Action::Done(o) if matches!(&o[0], Failed(r) if r.code == 552)));
+    assert!(
+        matches!(client.next_action(), Action::Done(o) if matches!(&o[0], Failed(r) if r.code == 552))
+    );
 }
 
 #[test]
@@ -273,7 +318,9 @@ fn address_with_crlf_is_refused_locally() {
     let mut client = connected(ESMTP_PIPELINING);
     client.start(&envelope(&["x@dst.test>\r\nRSET"]), 10);
     assert_eq!(c(&mut client), "");
-    assert!(matches!(client.next_action(), Action::Done(o) if matches!(&o[0], Failed(r) if r.code == 501)));
+    assert!(
+        matches!(client.next_action(), Action::Done(o) if matches!(&o[0], Failed(r) if r.code == 501))
+    );
 }
 
 #[test]
@@ -284,7 +331,10 @@ fn connection_lost_before_any_answer_is_a_transport_failure() {
     assert!(client.is_stale());
     client.lost("connection reset by downstream");
     assert!(client.is_stale());
-    assert_eq!(client.next_action(), Action::Failed("connection reset by downstream".into()));
+    assert_eq!(
+        client.next_action(),
+        Action::Failed("connection reset by downstream".into())
+    );
 }
 
 #[test]
@@ -323,7 +373,10 @@ fn a_421_after_answers_defers_the_rest_with_it() {
     s(&mut client, "421 4.3.2 shutting down\r\n");
     assert_eq!(
         client.next_action(),
-        Action::Done(vec![Failed(reply(550, "5.1.1", "no")), Deferred(reply(421, "4.3.2", "shutting down"))])
+        Action::Done(vec![
+            Failed(reply(550, "5.1.1", "no")),
+            Deferred(reply(421, "4.3.2", "shutting down"))
+        ])
     );
     assert!(!client.is_reusable());
 }
