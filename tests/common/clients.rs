@@ -64,11 +64,21 @@ impl Swaks {
     }
 
     pub fn run(self) -> SwaksResult {
-        let to = if self.to.is_empty() { "rcpt@example.test".to_owned() } else { self.to.join(",") };
+        let to = if self.to.is_empty() {
+            "rcpt@example.test".to_owned()
+        } else {
+            self.to.join(",")
+        };
         let mut cmd = Command::new(program("swaks"));
         cmd.arg("--server")
             .arg(self.server.to_string())
-            .args(["--helo", "client.test", "--timeout", "30", "--suppress-data"])
+            .args([
+                "--helo",
+                "client.test",
+                "--timeout",
+                "30",
+                "--suppress-data",
+            ])
             .args(["--from", &self.from, "--to", &to])
             .args(&self.args);
         let out = run_with_timeout(&mut cmd, SWAKS_TIMEOUT);
@@ -93,16 +103,24 @@ impl SwaksResult {
         for line in output.stdout.lines() {
             let trimmed = line.trim_start();
             // Sent lines: " -> CMD" (plain) or " ~> CMD" (inside TLS).
-            if let Some(sent) = trimmed.strip_prefix("-> ").or_else(|| trimmed.strip_prefix("~> ")) {
+            if let Some(sent) = trimmed
+                .strip_prefix("-> ")
+                .or_else(|| trimmed.strip_prefix("~> "))
+            {
                 last_cmd = sent.split_whitespace().next().unwrap_or("").to_owned();
                 continue;
             }
             // Replies: "<-  250 ..", "<** 450 .." (error), "<~  " / "<~* " (TLS).
-            if !(trimmed.starts_with("<-") || trimmed.starts_with("<*") || trimmed.starts_with("<~")) {
+            if !(trimmed.starts_with("<-")
+                || trimmed.starts_with("<*")
+                || trimmed.starts_with("<~"))
+            {
                 continue;
             }
             let text = trimmed.get(4..).unwrap_or("").to_owned();
-            let Some(code) = text.get(..3).and_then(|c| c.parse::<u16>().ok()) else { continue };
+            let Some(code) = text.get(..3).and_then(|c| c.parse::<u16>().ok()) else {
+                continue;
+            };
             // Only the last line of a multi-line reply ("250-" continues).
             if text.as_bytes().get(3) == Some(&b'-') {
                 continue;
@@ -121,21 +139,28 @@ impl SwaksResult {
     /// The reply that decided the transaction: the last reply that does not
     /// answer QUIT (so 250 after the dot, or the 4xx/5xx that ended it).
     pub fn final_code(&self) -> Option<u16> {
-        self.replies.iter().rev().find(|(cmd, _, _)| cmd != "QUIT").map(|r| r.1)
+        self.replies
+            .iter()
+            .rev()
+            .find(|(cmd, _, _)| cmd != "QUIT")
+            .map(|r| r.1)
     }
 
     /// Reply code to the first command named `cmd` (e.g. "RCPT", "MAIL").
     pub fn code_for(&self, cmd: &str) -> Option<u16> {
-        self.replies.iter().find(|(c, _, _)| c.eq_ignore_ascii_case(cmd)).map(|r| r.1)
+        self.replies
+            .iter()
+            .find(|(c, _, _)| c.eq_ignore_ascii_case(cmd))
+            .map(|r| r.1)
     }
 
     /// Queue id from "250 2.0.0 Ok: queued as ID", if the server said so.
     pub fn queue_id(&self) -> Option<String> {
         self.replies
             .iter()
-            .filter_map(|(_, _, text)| text.split("queued as ").nth(1))
+            .rev()
+            .find_map(|(_, _, text)| text.split("queued as ").nth(1))
             .map(|id| id.trim().to_owned())
-            .last()
     }
 
     /// The transcript (stdout) and stderr, for assertion messages.
@@ -149,7 +174,12 @@ impl SwaksResult {
 /// -t r@example.test -M client.test` (`-M` keeps it from using the machine
 /// host name). It exits non-zero at the first unexpected reply unless `-A`.
 pub fn run_smtp_source(server: SocketAddr, args: &[&str], timeout: Duration) -> CmdOutput {
-    run_with_timeout(Command::new(program("smtp-source")).args(args).arg(server.to_string()), timeout)
+    run_with_timeout(
+        Command::new(program("smtp-source"))
+            .args(args)
+            .arg(server.to_string()),
+        timeout,
+    )
 }
 
 /// One SMTP reply: code and the text of each line (without "250-").
@@ -190,7 +220,10 @@ impl RawSmtp {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
         stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
         stream.set_nodelay(true)?;
-        let mut client = RawSmtp { writer: stream.try_clone()?, reader: BufReader::new(stream) };
+        let mut client = RawSmtp {
+            writer: stream.try_clone()?,
+            reader: BufReader::new(stream),
+        };
         let greeting = client.read_reply()?;
         Ok((client, greeting))
     }
@@ -243,13 +276,19 @@ impl RawSmtp {
             let mut raw = Vec::new();
             let n = self.reader.read_until(b'\n', &mut raw)?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "connection closed",
+                ));
             }
             let line = String::from_utf8_lossy(&raw).into_owned();
             let Some(line) = line.strip_suffix("\r\n") else {
                 return Err(bad_reply(&line));
             };
-            let code = line.get(..3).and_then(|c| c.parse::<u16>().ok()).ok_or_else(|| bad_reply(line))?;
+            let code = line
+                .get(..3)
+                .and_then(|c| c.parse::<u16>().ok())
+                .ok_or_else(|| bad_reply(line))?;
             let more = line.as_bytes().get(3) == Some(&b'-');
             lines.push(line.get(4..).unwrap_or("").to_owned());
             if !more {
@@ -279,7 +318,12 @@ impl RawSmtp {
             match self.reader.read_until(b'\n', &mut line) {
                 Ok(0) => break true,
                 Ok(_) => continue,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
                     break false
                 }
                 Err(_) => break true,
@@ -301,5 +345,8 @@ impl RawSmtp {
 }
 
 fn bad_reply(line: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("malformed SMTP reply line: {line:?}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("malformed SMTP reply line: {line:?}"),
+    )
 }

@@ -31,7 +31,10 @@ impl TempDir {
         let parent = std::env::var_os("PORTCULLIS_TEST_TMPDIR")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
         let path = parent.join(format!("{prefix}-{}-{n}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
@@ -112,7 +115,10 @@ pub fn free_port() -> u16 {
 /// would show up in logs and rate counters of the server under test.
 pub fn listening_sockets(port: u16) -> usize {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
-    let wanted = [format!("0100007F:{port:04X}"), format!("00000000:{port:04X}")];
+    let wanted = [
+        format!("0100007F:{port:04X}"),
+        format!("00000000:{port:04X}"),
+    ];
     table
         .lines()
         .skip(1)
@@ -157,9 +163,13 @@ pub fn wait_listening(child: &mut Child, port: u16, timeout: Duration) -> Result
         is_listening(port)
     });
     match (ready, exited) {
-        (_, Some(status)) => Err(format!("exited with {status} before listening on port {port}")),
+        (_, Some(status)) => Err(format!(
+            "exited with {status} before listening on port {port}"
+        )),
         (true, None) => Ok(()),
-        (false, None) => Err(format!("not listening on 127.0.0.1:{port} after {timeout:?}")),
+        (false, None) => Err(format!(
+            "not listening on 127.0.0.1:{port} after {timeout:?}"
+        )),
     }
 }
 

@@ -102,7 +102,10 @@ impl PortcullisBuilder {
     pub fn try_start(self) -> Result<Portcullis, (String, String)> {
         let dir = TempDir::new("portcullis");
         let port = self.port.unwrap_or_else(free_port);
-        let spool_dir = self.spool_dir.clone().unwrap_or_else(|| dir.path().join("spool"));
+        let spool_dir = self
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("spool"));
         // Without a route the binary would relay to its default
         // 127.0.0.1:2526, which some other test may own; point it at a port
         // nobody listens on instead ("downstream down").
@@ -248,7 +251,10 @@ impl Portcullis {
     pub fn restart(&mut self) {
         self.kill9();
         if let Err(reason) = self.spawn() {
-            panic!("portcullis restart: {reason}\n--- portcullis log ---\n{}", self.log());
+            panic!(
+                "portcullis restart: {reason}\n--- portcullis log ---\n{}",
+                self.log()
+            );
         }
     }
 
@@ -262,7 +268,11 @@ impl Portcullis {
 
     /// Log lines containing `needle` (e.g. "queued", "delivered").
     pub fn log_lines(&self, needle: &str) -> Vec<String> {
-        self.log().lines().filter(|l| l.contains(needle)).map(str::to_owned).collect()
+        self.log()
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Waits until at least `n` log lines contain `needle`; returns them.
@@ -289,7 +299,9 @@ impl Portcullis {
         // Bounded: a spool deeper than this is a bug in itself.
         for _ in 0..10_000 {
             let Some(dir) = dirs.pop() else { break };
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             for entry in entries.filter_map(|e| e.ok()) {
                 let path = entry.path();
                 if path.is_dir() {
@@ -310,7 +322,10 @@ impl Drop for Portcullis {
         if std::thread::panicking() {
             let log = self.log();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- last lines of portcullis log {} ---", self.log_path.display());
+            eprintln!(
+                "--- last lines of portcullis log {} ---",
+                self.log_path.display()
+            );
             for line in tail.iter().rev() {
                 eprintln!("{line}");
             }

@@ -20,8 +20,8 @@
 //!   bytes inside lines are dropped too (use the raw client for CR tests);
 //! - `-R DIR` chroots (root only), the dump path is then inside DIR.
 
-use super::process::{is_root, program, set_mode, signal_and_wait, wait_listening, wait_until};
 use super::process::{free_port, TempDir};
+use super::process::{is_root, program, set_mode, signal_and_wait, wait_listening, wait_until};
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -79,7 +79,13 @@ impl SinkBuilder {
         // The sink drops to `nobody` when we are root; it must be able to
         // create files here.
         set_mode(&dump_dir, 0o1777);
-        let mut sink = Sink { builder: self, port, dir, dump_dir, child: None };
+        let mut sink = Sink {
+            builder: self,
+            port,
+            dir,
+            dump_dir,
+            child: None,
+        };
         sink.spawn();
         sink
     }
@@ -131,7 +137,9 @@ impl Sink {
         // Backlog 1024: load tests open many connections at once.
         cmd.arg(format!("127.0.0.1:{}", self.port)).arg("1024");
         let log = std::fs::File::create(self.dir.path().join("sink.log")).unwrap();
-        cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
         let mut child = cmd.spawn().expect("spawn smtp-sink");
         if let Err(e) = wait_listening(&mut child, self.port, Duration::from_secs(10)) {
             panic!("smtp-sink {e}; its log: {}", self.log());
@@ -208,14 +216,22 @@ impl Sink {
         }) {
             return got;
         }
-        panic!("smtp-sink on port {}: {} of {n} recipients after {timeout:?}", self.port, total(&got));
+        panic!(
+            "smtp-sink on port {}: {} of {n} recipients after {timeout:?}",
+            self.port,
+            total(&got)
+        );
     }
 
     /// Dump files the sink process holds open right now.
     fn open_files(&self) -> HashSet<PathBuf> {
-        let Some(child) = self.child.as_ref() else { return HashSet::new() };
+        let Some(child) = self.child.as_ref() else {
+            return HashSet::new();
+        };
         let fd_dir = format!("/proc/{}/fd", child.id());
-        let Ok(entries) = std::fs::read_dir(fd_dir) else { return HashSet::new() };
+        let Ok(entries) = std::fs::read_dir(fd_dir) else {
+            return HashSet::new();
+        };
         entries
             .filter_map(|e| e.ok())
             .filter_map(|e| std::fs::read_link(e.path()).ok())
@@ -304,7 +320,10 @@ impl SinkMessage {
     }
     /// Value of the first header field `name` (case-insensitive), unfolded.
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers().into_iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+        self.headers()
+            .into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
     }
     /// All header fields in order, continuation lines unfolded.
     pub fn headers(&self) -> Vec<(String, String)> {
