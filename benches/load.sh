@@ -1,0 +1,437 @@
+#!/usr/bin/env bash
+# Load benchmark (not a test): portcullis against Postfix on the same box.
+#
+#   bash benches/load.sh                       # full run: 20,000 msgs x 4 loads
+#   MSGS=2000 SESSIONS=20 bash benches/load.sh # quick run
+#
+# For each load (body size x recipients per message) three legs, each driven
+# by Postfix's smtp-source with SESSIONS parallel sessions and MSGS messages
+# (one connection per message, like an edge MTA sees; SOURCE_OPTS=-d reuses
+# connections instead):
+#
+#   ceiling     smtp-source -> smtp-sink                 (what the peers can do)
+#   portcullis  smtp-source -> portcullis --cores 2 -> smtp-sink
+#   postfix     smtp-source -> private Postfix instance -> smtp-sink
+#
+# A leg runs from the start of smtp-source until the sink holds every
+# recipient of every message. The sink dumps each transaction to a file on
+# tmpfs (/dev/shm), so it never competes with the spools for the disk; the
+# leg's end time is the newest dump file's mtime (the sink writes it at the
+# final dot), so the polling interval does not enter the figure. Both relays
+# keep their queue/spool under BENCH_DIR, i.e. on the same disk, and both
+# fsync before they answer 250 (Postfix does by default).
+#
+# CPU: utime+stime of the server process tree, sampled before smtp-source
+# starts and after the last message reached the sink; the difference is
+# reported as CPU-seconds per 10,000 messages. portcullis is one process
+# (all threads). For Postfix every daemon (smtpd, cleanup, qmgr, trivial-
+# rewrite, smtp, postlogd, ...) is a child of the instance's master, so the
+# tree is master (own time + cutime/cstime of children it has reaped) + the
+# live children. Children are read before the master, so a child that exits
+# in between is counted twice at worst, never missed; at the end of a leg the
+# instance is idle, so that window is empty in practice.
+#
+# Everything listens on 127.0.0.1 only. The system Postfix (if any) is not
+# used or touched: the private instance has its own config, queue and data
+# directories and its own master.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$PWD
+
+MSGS=${MSGS:-20000}
+SESSIONS=${SESSIONS:-50}
+# "BYTESxRCPTS" per load.
+LOADS=${LOADS:-"1024x1 10240x1 1024x10 10240x10"}
+LEGS=${LEGS:-"ceiling portcullis postfix"}
+SOURCE_OPTS=${SOURCE_OPTS:-}
+# Same disk as the repo (and so as a spool an operator would test here).
+BENCH_DIR=${BENCH_DIR:-$repo/target/bench}
+# Floor of 20 msg/s before a leg is declared stuck.
+LEG_TIMEOUT=${LEG_TIMEOUT:-$((120 + MSGS / 20))}
+DOMAIN=example.test
+CLK_TCK=$(getconf CLK_TCK)
+
+for tool in /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/sbin/postfix /usr/sbin/postconf; do
+    [[ -x $tool ]] || { echo "load.sh: $tool missing: run 'bash tests/run.sh' once (installs postfix)" >&2; exit 1; }
+done
+
+mkdir -p "$BENCH_DIR"
+work=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
+# Postfix daemons run as user postfix and must traverse down to their queue.
+chmod 0755 "$work"
+if [[ -d /dev/shm && -w /dev/shm ]]; then
+    dumps=$(mktemp -d /dev/shm/portcullis-bench.XXXXXX)
+else
+    dumps=$work/dumps
+    mkdir -p "$dumps"
+fi
+chmod 0755 "$dumps"
+
+sink_pid=
+server_pid=
+postfix_etc=$work/postfix/etc
+postfix_up=
+
+log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
+
+# --- ports and readiness ----------------------------------------------------
+
+# Hex "0100007F:PPPP" entries in LISTEN state (0A) from the kernel table: a
+# readiness check that opens no SMTP session.
+listening() {
+    local hex
+    hex=$(printf '0100007F:%04X' "$1")
+    awk -v h="$hex" '$2 == h && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp
+}
+
+# A port below the ephemeral range (32768+) so client connections of the
+# benchmark itself cannot take it.
+free_port() {
+    local i port
+    for ((i = 0; i < 500; i++)); do
+        port=$((20000 + RANDOM % 12000))
+        listening "$port" || { echo "$port"; return 0; }
+    done
+    echo "load.sh: no free port" >&2
+    return 1
+}
+
+# wait_listening PORT PID SECONDS: poll until PORT listens; fail early if PID
+# (when given) died.
+wait_listening() {
+    local port=$1 pid=$2 deadline=$((SECONDS + $3))
+    while ((SECONDS < deadline)); do
+        listening "$port" && return 0
+        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+            return 1
+        fi
+        sleep 0.05
+    done
+    return 1
+}
+
+# wait_gone PID SECONDS
+wait_gone() {
+    local pid=$1 deadline=$((SECONDS + $2))
+    while ((SECONDS < deadline)); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.05
+    done
+    return 1
+}
+
+stop_pid() {
+    local pid=$1
+    [[ -n $pid ]] || return 0
+    kill -TERM "$pid" 2>/dev/null || return 0
+    wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+# --- CPU accounting ---------------------------------------------------------
+
+# Fields of /proc/PID/stat after the ")" that ends the command name:
+# $2 ppid, $12 utime, $13 stime, $14 cutime, $15 cstime (clock ticks).
+stat_fields() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null; }
+
+# ticks_tree PID: own + reaped children's time of PID, plus live children.
+ticks_tree() {
+    local root=$1 children=0 own
+    # cat, not awk FILES: a process may exit between the glob and the read.
+    children=$({ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v p="$root" '{
+                   sub(/^.*\) /, ""); split($0, f, " ");
+                   if (f[2] == p) t += f[12] + f[13] + f[14] + f[15]
+               } END { print t + 0 }')
+    own=$({ stat_fields "$root" || true; } | awk '{ print $12 + $13 + $14 + $15 }')
+    echo $((children + ${own:-0}))
+}
+
+postfix_master_pid() { sed -n '1{s/ //g;p}' "$work/postfix/queue/pid/master.pid" 2>/dev/null || true; }
+
+# Live direct children of PID.
+children_of() {
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
+        awk -v p="$1" '{ pid = $1; sub(/^.*\) /, ""); split($0, f, " "); if (f[2] == p) print pid }'
+}
+
+# --- smtp-sink --------------------------------------------------------------
+
+sink_port=$(free_port)
+
+start_sink() {
+    local dir=$1 user=()
+    mkdir -p "$dir"
+    chmod 1777 "$dir"
+    # smtp-sink refuses to run as root without -u.
+    ((EUID == 0)) && user=(-u nobody)
+    # -c: running counters on stdout ("mesg=N" after each final dot).
+    /usr/sbin/smtp-sink "${user[@]}" -c -d "$dir/" "127.0.0.1:$sink_port" 1024 \
+        >"$dir.counters" 2>"$dir.err" &
+    sink_pid=$!
+    wait_listening "$sink_port" "$sink_pid" 10 || { cat "$dir.err" >&2; return 1; }
+}
+
+sink_messages() {
+    { tail -c 100 "$1.counters" 2>/dev/null || true; } | tr '\r' '\n' | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1
+}
+
+# wait_delivered DIR MSGS RCPTS: poll the cheap message counter until it
+# reaches MSGS, then confirm by counting recipients in the dumps (a relay may
+# legitimately split a message's recipients over several transactions).
+wait_delivered() {
+    local dir=$1 want_msgs=$2 want_rcpts=$3 deadline=$((SECONDS + LEG_TIMEOUT)) n rcpts
+    while ((SECONDS < deadline)); do
+        n=$(sink_messages "$dir")
+        if ((${n:-0} >= want_msgs)); then
+            rcpts=$({ find "$dir" -type f -print0 | xargs -0 -r grep -h '^X-Rcpt-Args:' || true; } | wc -l)
+            ((rcpts >= want_rcpts)) && return 0
+        fi
+        sleep 0.1
+    done
+    log "timeout: sink has ${n:-0} messages / ${rcpts:-?} recipients, want $want_msgs / $want_rcpts"
+    return 1
+}
+
+newest_mtime() { find "$1" -type f -printf '%T@\n' | sort -n | tail -1; }
+
+# --- portcullis -------------------------------------------------------------
+
+portcullis_bin=$repo/target/release/portcullis
+portcullis_port=$(free_port)
+
+start_portcullis() {
+    local spool=$work/portcullis-spool
+    rm -rf "$spool"
+    mkdir -p "$spool"
+    "$portcullis_bin" run --listen "127.0.0.1:$portcullis_port" --cores 2 \
+        --spool-dir "$spool" --hostname bench-portcullis.test --relay-domain "$DOMAIN" \
+        --route "*=127.0.0.1:$sink_port" --log-file "$work/portcullis.log" \
+        >>"$work/portcullis.out" 2>&1 &
+    server_pid=$!
+    if ! wait_listening "$portcullis_port" "$server_pid" 20; then
+        log "portcullis did not start (exited, or not listening on 127.0.0.1:$portcullis_port within 20s); tail of its output:"
+        tail -5 "$work/portcullis.out" "$work/portcullis.log" 2>/dev/null >&2 || true
+        stop_pid "$server_pid"
+        server_pid=
+        return 1
+    fi
+}
+
+# --- private Postfix instance -----------------------------------------------
+
+postfix_port=$(free_port)
+
+setup_postfix() {
+    local pf=$work/postfix
+    mkdir -p "$postfix_etc" "$pf/queue" "$pf/data"
+    # The master takes its lock in data_directory as mail_owner.
+    chown postfix: "$pf/data"
+    # Only the services a relay needs; chroot off, because a chroot would
+    # need copies of /etc files inside the private queue directory.
+    cat >"$postfix_etc/master.cf" <<EOF
+127.0.0.1:$postfix_port inet n - n - - smtpd
+pickup    unix  n - n 60    1 pickup
+cleanup   unix  n - n -     0 cleanup
+qmgr      unix  n - n 300   1 qmgr
+rewrite   unix  - - n -     - trivial-rewrite
+bounce    unix  - - n -     0 bounce
+defer     unix  - - n -     0 bounce
+trace     unix  - - n -     0 bounce
+verify    unix  - - n -     1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -     - proxymap
+showq     unix  n - n -     - showq
+error     unix  - - n -     - error
+retry     unix  - - n -     - error
+discard   unix  - - n -     - discard
+smtp      unix  - - n -     - smtp
+relay     unix  - - n -     - smtp
+anvil     unix  - - n -     1 anvil
+scache    unix  - - n -     1 scache
+postlog   unix-dgram n - n - 1 postlogd
+EOF
+    cat >"$postfix_etc/main.cf" <<EOF
+# Private benchmark instance written by benches/load.sh.
+compatibility_level = 3.6
+queue_directory = $pf/queue
+data_directory = $pf/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = bench-postfix.test
+mydomain = bench-postfix.test
+myorigin = \$myhostname
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+# A relay for the test domain only; nothing is delivered locally.
+mydestination =
+relay_domains = $DOMAIN
+local_transport = error:local delivery is disabled
+alias_maps =
+alias_database =
+local_recipient_maps =
+# Everything goes to the sink by IP literal: no DNS, no MX lookups.
+relay_transport = relay:[127.0.0.1]:$sink_port
+relayhost = [127.0.0.1]:$sink_port
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+smtpd_peername_lookup = no
+# Concurrency comparable to portcullis: up to SESSIONS inbound smtpd
+# processes and 50 parallel deliveries to the one downstream.
+default_process_limit = $((SESSIONS * 2 + 50))
+default_destination_concurrency_limit = 50
+relay_destination_concurrency_limit = 50
+initial_destination_concurrency = 10
+# Log to a file through postlogd instead of syslog (there may be none).
+maillog_file = $pf/maillog
+maillog_file_prefixes = $work
+biff = no
+append_dot_mydomain = no
+readme_directory = no
+EOF
+    /usr/sbin/postfix -c "$postfix_etc" check >"$work/postfix-check.log" 2>&1 ||
+        { cat "$work/postfix-check.log" >&2; return 1; }
+}
+
+start_postfix() {
+    /usr/sbin/postfix -c "$postfix_etc" start >>"$work/postfix-start.log" 2>&1 ||
+        { tail -5 "$work/postfix/maillog" >&2; return 1; }
+    postfix_up=1
+    server_pid=$(postfix_master_pid)
+    wait_listening "$postfix_port" "$server_pid" 20
+}
+
+stop_postfix() {
+    [[ -n $postfix_up ]] || return 0
+    local master pid children=()
+    master=$(postfix_master_pid)
+    # The master signals its process group and exits without waiting for
+    # its daemons; note them first so none outlives the leg holding a port
+    # or burning CPU in the next leg.
+    [[ -n $master ]] && mapfile -t children < <(children_of "$master")
+    /usr/sbin/postfix -c "$postfix_etc" stop >>"$work/postfix-start.log" 2>&1 || true
+    for pid in ${master:+"$master"} "${children[@]}"; do
+        wait_gone "$pid" 15 || kill -KILL "$pid" 2>/dev/null || true
+    done
+    postfix_up=
+    server_pid=
+}
+
+# --- cleanup ----------------------------------------------------------------
+
+cleanup() {
+    stop_postfix
+    stop_pid "$server_pid"
+    stop_pid "$sink_pid"
+    rm -rf "$dumps"
+    if [[ -n ${KEEP:-} ]]; then
+        log "kept $work"
+    else
+        rm -rf "$work"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- one leg ----------------------------------------------------------------
+
+# run_leg LEG BYTES RCPTS: sets leg_result to "MSGS_PER_SEC CPU_PER_10K
+# SECONDS", or "skip"/"fail". Not run in $(...): the trap must know the pids
+# it starts.
+leg_result=
+run_leg() {
+    local leg=$1 bytes=$2 rcpts=$3 dir target t0 t1 ticks0=0 ticks1=0 rc=0
+    dir=$dumps/$leg-${bytes}x$rcpts
+    leg_result=fail
+    start_sink "$dir" || return 0
+    case $leg in
+    ceiling) target=$sink_port ;;
+    portcullis)
+        if [[ ! -x $portcullis_bin ]] || ! start_portcullis; then
+            stop_pid "$sink_pid"; sink_pid=
+            leg_result=skip
+            return 0
+        fi
+        target=$portcullis_port
+        ;;
+    postfix)
+        start_postfix || { stop_postfix; stop_pid "$sink_pid"; sink_pid=; return 0; }
+        target=$postfix_port
+        ;;
+    esac
+    [[ $leg == ceiling ]] || ticks0=$(ticks_tree "$server_pid")
+
+    t0=$(date +%s.%N)
+    # shellcheck disable=SC2086 # SOURCE_OPTS is a list of options
+    timeout "$LEG_TIMEOUT" /usr/sbin/smtp-source -s "$SESSIONS" -m "$MSGS" -r "$rcpts" -l "$bytes" \
+        -f "bench@client.test" -t "rcpt@$DOMAIN" -M client.test $SOURCE_OPTS \
+        "127.0.0.1:$target" >"$dir.source" 2>&1 || rc=$?
+    if ((rc != 0)); then
+        log "$leg: smtp-source exited $rc: $(tail -2 "$dir.source")"
+    elif wait_delivered "$dir" "$MSGS" $((MSGS * rcpts)); then
+        t1=$(newest_mtime "$dir")
+        [[ $leg == ceiling ]] || ticks1=$(ticks_tree "$server_pid")
+    else
+        rc=1
+    fi
+
+    case $leg in
+    portcullis) stop_pid "$server_pid"; server_pid= ;;
+    postfix) stop_postfix ;;
+    esac
+    stop_pid "$sink_pid"
+    sink_pid=
+    rm -rf "$dir"
+
+    ((rc == 0)) || return 0
+    leg_result=$(awk -v m="$MSGS" -v t0="$t0" -v t1="$t1" -v c0="$ticks0" -v c1="$ticks1" -v hz="$CLK_TCK" -v leg="$leg" \
+        'BEGIN { cpu = (leg == "ceiling") ? "-" : sprintf("%.2f", (c1 - c0) / hz * 10000 / m);
+                 printf "%.0f %s %.2f\n", m / (t1 - t0), cpu, t1 - t0 }')
+}
+
+# --- main -------------------------------------------------------------------
+
+log "building portcullis (release)"
+cargo build --release --quiet --bin portcullis || log "cargo build failed: the portcullis leg will be skipped"
+
+if [[ " $LEGS " == *" postfix "* ]]; then
+    setup_postfix
+fi
+
+log "MSGS=$MSGS SESSIONS=$SESSIONS loads: $LOADS; sink 127.0.0.1:$sink_port; work $work; dumps $dumps"
+declare -A rate cpu
+for load in $LOADS; do
+    bytes=${load%x*}
+    rcpts=${load#*x}
+    for leg in $LEGS; do
+        log "leg $leg: $MSGS msgs, $bytes bytes, $rcpts rcpt(s), $SESSIONS sessions"
+        run_leg "$leg" "$bytes" "$rcpts"
+        read -r r c secs <<<"$leg_result" || true
+        rate[$load.$leg]=$r
+        cpu[$load.$leg]=${c:--}
+        if [[ $r == skip || $r == fail ]]; then
+            log "leg $leg: $r"
+        else
+            log "leg $leg: $r msg/s in ${secs}s, CPU ${c} s/10k msgs"
+        fi
+    done
+done
+
+echo
+printf 'Portcullis load benchmark: %d messages, %d sessions, %s, %d CPUs (%s)\n' \
+    "$MSGS" "$SESSIONS" "$( [[ -n $SOURCE_OPTS ]] && echo "smtp-source $SOURCE_OPTS" || echo "1 connection per message")" \
+    "$(nproc)" "$(uname -r)"
+printf '%-10s %10s %12s %10s %9s %13s %13s\n' load ceiling portcullis postfix 'pc/pf' 'cpu/10k pc' 'cpu/10k pf'
+printf '%-10s %10s %12s %10s %9s %13s %13s\n' '' 'msg/s' 'msg/s' 'msg/s' '' 'seconds' 'seconds'
+for load in $LOADS; do
+    ratio=-
+    pc=${rate[$load.portcullis]:--}
+    pf=${rate[$load.postfix]:--}
+    if [[ $pc =~ ^[0-9]+$ && $pf =~ ^[0-9]+$ && $pf -gt 0 ]]; then
+        ratio=$(awk -v a="$pc" -v b="$pf" 'BEGIN { printf "%.2f", a / b }')
+    fi
+    bytes=${load%x*}
+    printf '%-10s %10s %12s %10s %9s %13s %13s\n' "$((bytes / 1024))KiBx${load#*x}" \
+        "${rate[$load.ceiling]:--}" "$pc" "$pf" "$ratio" "${cpu[$load.portcullis]:--}" "${cpu[$load.postfix]:--}"
+done

@@ -1,0 +1,41 @@
+//! End-to-end test harness: real peers on loopback around the `portcullis`
+//! binary.
+//!
+//! Every end-to-end test file says `mod common;` and builds its scenario from
+//! these pieces, one scenario per file:
+//!
+//! - [`process`]: temp dirs, free loopback ports, readiness polls with a
+//!   deadline, running a command with a time limit.
+//! - [`sink`]: Postfix's `smtp-sink` as the downstream, dumping every message
+//!   to a directory so the test can read it back (or replying 4xx/5xx).
+//! - [`server`]: the `portcullis` binary as a child process: start, wait until
+//!   it listens, read its mail log, SIGTERM, `kill -9`, restart on the same
+//!   spool.
+//! - [`clients`]: `swaks`, `smtp-source` and a raw SMTP client over
+//!   `TcpStream` for exact bytes (smuggling, pipelining).
+//!
+//! Children are killed when their handle drops, so a failing assertion never
+//! leaves a daemon behind. Nothing waits a fixed time: every wait polls a
+//! condition until a deadline and fails with what it saw.
+#![allow(dead_code, unused_imports)]
+
+pub mod clients;
+pub mod process;
+pub mod server;
+pub mod sink;
+
+pub use clients::{run_smtp_source, RawSmtp, Reply, Swaks, SwaksResult};
+pub use process::{
+    free_port, is_listening, run_with_timeout, wait_listening, wait_until, CmdOutput, TempDir,
+};
+pub use server::{portcullis_bin, run_portcullis, Portcullis, PortcullisBuilder};
+pub use sink::{Sink, SinkBuilder, SinkMessage};
+
+use std::time::Duration;
+
+/// The relay domain `portcullis` accepts by default (`--relay-domain`).
+pub const RELAY_DOMAIN: &str = "example.test";
+
+/// Default deadline for waits in tests: generous, because a loaded CI box is
+/// slow, and a wait only takes this long when the test is failing anyway.
+pub const WAIT: Duration = Duration::from_secs(30);

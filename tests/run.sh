@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The one test command: `bash tests/run.sh [cargo test args...]`.
+#
+# 1. Installs the real peers the end-to-end tests talk to, from Debian
+#    packages, only when one is missing (so a warm machine never touches apt).
+# 2. Runs `cargo test --release` with its output visible and exits with its
+#    status. Release, because the end-to-end and durability tests drive load
+#    and a debug build would measure the debug build.
+#
+# The tests run their own smtp-sink/smtp-source/swaks processes on 127.0.0.1
+# ports they pick; they never use the system Postfix daemon, so it does not
+# matter whether it runs (it is left alone either way).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# package -> a file that proves it is installed. Add peers here (slapd,
+# a DNS server, ...) as the tests grow.
+declare -A probe=(
+    [postfix]=/usr/sbin/smtp-sink   # also ships smtp-source and postfix (bench)
+    [swaks]=/usr/bin/swaks
+    [openssl]=/usr/bin/openssl
+)
+
+missing=()
+for pkg in "${!probe[@]}"; do
+    [[ -x ${probe[$pkg]} ]] || missing+=("$pkg")
+done
+
+if ((${#missing[@]})); then
+    echo "run.sh: installing test dependencies: ${missing[*]}"
+    sudo=()
+    if ((EUID != 0)); then
+        command -v sudo >/dev/null || { echo "run.sh: need root or sudo to install ${missing[*]}" >&2; exit 1; }
+        sudo=(sudo -n)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    # "No configuration": postfix installs its binaries without writing a
+    # main.cf or asking anything, and does not become a running mail server
+    # the tests could accidentally depend on. Only preseeded when postfix is
+    # being installed, so an existing installation's answers stay as they are.
+    if [[ " ${missing[*]} " == *" postfix "* ]]; then
+        printf '%s\n' \
+            'postfix postfix/main_mailer_type select No configuration' \
+            'postfix postfix/mailname string portcullis-test.invalid' |
+            "${sudo[@]}" debconf-set-selections
+    fi
+    log=$(mktemp)
+    trap 'rm -f "$log"' EXIT
+    apt_install() {
+        "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+            -o Dpkg::Use-Pty=0 "${missing[@]}" >"$log" 2>&1
+    }
+    # A fresh machine has empty package lists: update only when the
+    # install fails, so a machine with current lists stays quick.
+    if ! apt_install; then
+        "${sudo[@]}" apt-get update -qq >>"$log" 2>&1 || true
+        apt_install || { cat "$log" >&2; echo "run.sh: apt-get install failed" >&2; exit 1; }
+    fi
+    for pkg in "${missing[@]}"; do
+        [[ -x ${probe[$pkg]} ]] || { echo "run.sh: $pkg installed but ${probe[$pkg]} missing" >&2; exit 1; }
+    done
+fi
+
+# Load tests open many sockets and spool files; lift the soft limit to the
+# hard one (no privilege needed). A low hard limit is the machine's choice.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+exec cargo test --release "$@"
