@@ -41,6 +41,9 @@ pub struct RunArgs {
     /// Shards: pinned executors, one per core. Default: every online CPU.
     #[arg(long, value_name = "N")]
     pub cores: Option<usize>,
+    /// CPUs to pin shards to, e.g. "2-15" or "0,2,4"; default every online CPU.
+    #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
+    pub cpu_set: Option<CpuList>,
     /// Spool directory (one subdirectory per shard, plus failed/). Default ./spool.
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
@@ -109,6 +112,28 @@ pub struct RunArgs {
     pub queue_max: Option<usize>,
 }
 
+/// A list of CPU numbers (a newtype so clap takes "0,2-3" as one value).
+#[derive(Clone, Debug)]
+pub struct CpuList(pub Vec<usize>);
+
+fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
+    let mut cpus = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let bad = |_| format!("{part:?}: expected N or N-M");
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b): (usize, usize) = (a.parse().map_err(bad)?, b.parse().map_err(bad)?);
+                if a > b {
+                    return Err(format!("{part:?}: empty range"));
+                }
+                cpus.extend(a..=b);
+            }
+            None => cpus.push(part.parse().map_err(bad)?),
+        }
+    }
+    Ok(CpuList(cpus))
+}
+
 fn parse_route(s: &str) -> Result<(String, Vec<SocketAddr>), String> {
     let (domain, hosts) = s.split_once('=').ok_or("expected DOMAIN=HOST:PORT[,HOST:PORT…]")?;
     let hosts = hosts
@@ -135,6 +160,7 @@ impl RunArgs {
             c.routes = self.routes.into_iter().collect();
         }
         set(&mut c.cores, self.cores);
+        set(&mut c.cpu_set, self.cpu_set.map(|l| l.0));
         set(&mut c.spool_dir, self.spool_dir);
         set(&mut c.hostname, self.hostname);
         set(&mut c.max_connections, self.max_connections);
@@ -176,8 +202,9 @@ mod tests {
 
     #[test]
     fn flags_override_defaults_and_routes_parse() {
-        let cli = Cli::parse_from(["portcullis", "--route", "*=127.0.0.1:1,127.0.0.1:2", "--relay-domain", "A.test", "--cores", "1"]);
+        let cli = Cli::parse_from(["portcullis", "--route", "*=127.0.0.1:1,127.0.0.1:2", "--relay-domain", "A.test", "--cores", "1", "--cpu-set", "0,2-3"]);
         let c = cli.run.into_config().unwrap();
+        assert_eq!(c.cpu_set, vec![0, 2, 3]);
         assert_eq!(c.routes["*"].len(), 2);
         assert_eq!(c.relay_domains, vec!["a.test"]);
         assert_eq!(c.cores, 1);

@@ -17,8 +17,10 @@ use crate::limits;
 pub struct Config {
     /// Addresses every shard listens on (SO_REUSEPORT).
     pub listen: Vec<SocketAddr>,
-    /// Shards (one pinned executor each); 0 = every online CPU.
+    /// Shards (one pinned executor each); 0 = one per CPU of `cpu_set`.
     pub cores: usize,
+    /// CPUs the shards are pinned to, in order (wrapping); empty = every online CPU.
+    pub cpu_set: Vec<usize>,
     pub spool_dir: PathBuf,
     /// Our name in the greeting, EHLO and Received headers.
     pub hostname: String,
@@ -79,6 +81,7 @@ impl Default for Config {
         Config {
             listen: vec!["127.0.0.1:2525".parse().unwrap()],
             cores: 0,
+            cpu_set: Vec::new(),
             spool_dir: PathBuf::from("spool"),
             hostname: default_hostname(),
             relay_domains: vec!["example.test".into()],

@@ -131,7 +131,11 @@ pub fn run(mut config: Config) -> Result<(), String> {
     // Absolute, so that io_uring opens (which take no working directory) find it.
     std::fs::create_dir_all(&config.spool_dir).map_err(|e| format!("spool {}: {e}", config.spool_dir.display()))?;
     config.spool_dir = config.spool_dir.canonicalize().map_err(|e| format!("spool {}: {e}", config.spool_dir.display()))?;
-    let cpus = shards::online_cpus();
+    let online = shards::online_cpus();
+    let cpus = if config.cpu_set.is_empty() { online } else { config.cpu_set.clone() };
+    if let Some(bad) = cpus.iter().find(|&&c| c >= libc::CPU_SETSIZE as usize) {
+        return Err(format!("cpu_set: CPU {bad} does not exist"));
+    }
     let count = if config.cores == 0 { cpus.len() } else { config.cores };
     let recovered = recovery::recover(&config.spool_dir, count)
         .map_err(|e| format!("spool {}: {e}", config.spool_dir.display()))?;
