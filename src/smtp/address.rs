@@ -226,7 +226,7 @@ fn check_address_literal(literal: &str) -> Result<(), PathError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn rcpt(path: &str) -> Result<ForwardPath, PathError> {
@@ -327,39 +327,42 @@ mod tests {
         }
     }
 
+    /// Address forms that try to relay to outside.test through example.test;
+    /// shared with the session's end-to-end version of this test.
+    pub(crate) const RELAY_SMUGGLING_FORMS: &[&str] = &[
+        "<user%outside.test@example.test>",
+        "<\"user@outside.test\"@example.test>",
+        "<@example.test:user@outside.test>",
+        "<outside.test!user@example.test>",
+        "<user@outside.test@example.test>",
+        "<\"user%outside.test\"@example.test>",
+        "<user\\@outside.test@example.test>",
+        "<\"user!outside\"@example.test>",
+        "<@example.test,@other.test:user@outside.test>",
+        "<user%outside.test%example.test@example.test>",
+        "<user@outside.test.>",
+        "<\"user\\@outside.test\"@example.test>",
+        "<\"user\\%outside.test\"@example.test>",
+        "<user@[192.0.2.1]>",
+        "<\"user@outside.test\">",
+        "<user@example.test:outside.test>",
+        "<user@outside.test%example.test>",
+        "<user@example.test,user@outside.test>",
+        "<\"user\"@outside.test@example.test>",
+        "<user(outside.test)@example.test>",
+        "<user@@example.test>",
+        "<@outside.test:\"user%x\"@example.test>",
+        "<outside.test!user>",
+        "<user%outside.test>",
+        "<user!@example.test>",
+    ];
+
     /// The relay-smuggling forms: each is either refused outright (syntax or
     /// hidden route) or reaches the policy only with the *real* destination
     /// domain, never with example.test while routing elsewhere.
     #[test]
     fn relay_smuggling_forms_never_pass_as_local() {
-        let forms = [
-            "<user%outside.test@example.test>",
-            "<\"user@outside.test\"@example.test>",
-            "<@example.test:user@outside.test>",
-            "<outside.test!user@example.test>",
-            "<user@outside.test@example.test>",
-            "<\"user%outside.test\"@example.test>",
-            "<user\\@outside.test@example.test>",
-            "<\"user!outside\"@example.test>",
-            "<@example.test,@other.test:user@outside.test>",
-            "<user%outside.test%example.test@example.test>",
-            "<user@outside.test.>",
-            "<\"user\\@outside.test\"@example.test>",
-            "<\"user\\%outside.test\"@example.test>",
-            "<user@[192.0.2.1]>",
-            "<\"user@outside.test\">",
-            "<user@example.test:outside.test>",
-            "<user@outside.test%example.test>",
-            "<user@example.test,user@outside.test>",
-            "<\"user\"@outside.test@example.test>",
-            "<user(outside.test)@example.test>",
-            "<user@@example.test>",
-            "<@outside.test:\"user%x\"@example.test>",
-            "<outside.test!user>",
-            "<user%outside.test>",
-            "<user!@example.test>",
-        ];
-        for form in forms {
+        for form in RELAY_SMUGGLING_FORMS {
             match rcpt(form) {
                 Err(_) => {}
                 Ok(ForwardPath::Postmaster) => panic!("{form}: postmaster"),

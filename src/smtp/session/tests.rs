@@ -61,32 +61,9 @@ fn ready() -> Session {
 /// mail would really go to, with a local part that routes nowhere else.
 #[test]
 fn relay_smuggling_forms_are_refused_end_to_end() {
-    let forms = [
-        "<user%outside.test@example.test>",
-        "<\"user@outside.test\"@example.test>",
-        "<@example.test:user@outside.test>",
-        "<outside.test!user@example.test>",
-        "<user@outside.test@example.test>",
-        "<\"user%outside.test\"@example.test>",
-        "<user\\@outside.test@example.test>",
-        "<\"user!outside\"@example.test>",
-        "<@example.test,@other.test:user@outside.test>",
-        "<user%outside.test%example.test@example.test>",
-        "<user@outside.test.>",
-        "<\"user\\@outside.test\"@example.test>",
-        "<\"user\\%outside.test\"@example.test>",
-        "<user@[192.0.2.1]>",
-        "<\"user@outside.test\">",
-        "<user@example.test:outside.test>",
-        "<user@outside.test%example.test>",
-        "<user@example.test,user@outside.test>",
-        "<\"user\"@outside.test@example.test>",
-        "<user(outside.test)@example.test>",
-        "<@outside.test:\"user%x\"@example.test>",
-        "<outside.test!user>",
-        "<user!@example.test>",
-        "<user@example.test> <user@outside.test>",
-    ];
+    // The parser's list, plus a form only a whole command line can carry.
+    let extra = ["<user@example.test> <user@outside.test>"];
+    let forms = crate::smtp::address::tests::RELAY_SMUGGLING_FORMS.iter().chain(extra.iter());
     for form in forms {
         let mut s = ready();
         let mut checks = Vec::new();
