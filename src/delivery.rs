@@ -61,6 +61,11 @@ impl Delivery {
         self.in_flight.get()
     }
 
+    /// Say QUIT to every idle downstream connection (shutdown).
+    pub async fn close_idle(&self) {
+        self.pool.close_idle().await;
+    }
+
     /// Take a job (this shard owns its destination) and work on it in the background.
     pub fn enqueue(self: &Rc<Self>, job: DeliveryJob) {
         self.in_flight.set(self.in_flight.get() + 1);

@@ -254,6 +254,12 @@ async fn shard_main(
     while shard.active.get() > 0 && Instant::now() < hard_end {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
+    // QUIT idle downstream connections, bounded: a stuck peer must not hold up the exit.
+    let _ = glommio::timer::timeout(Duration::from_secs(2), async {
+        shard.delivery.close_idle().await;
+        Ok(())
+    })
+    .await;
     log.event("stopped", format_args!("owed={} delivering={}", shard.spool.live_messages(), shard.delivery.in_flight()));
     log.flush();
     Ok(())
