@@ -65,5 +65,8 @@ fi
 # Load tests open many sockets and spool files; lift the soft limit to the
 # hard one (no privilege needed). A low hard limit is the machine's choice.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+# glommio registers io_uring buffers (locked memory); many test servers run at
+# once. Root may lift the limit; otherwise keep the machine's.
+ulimit -l unlimited 2>/dev/null || true
 
 exec cargo test --release "$@"
