@@ -1,7 +1,5 @@
 //! Per-shard pool of downstream SMTP connections (the delivery client driver).
 //!
-//! CONTRACT (implemented by the delivery client work; delivery relies on it).
-//!
 //! Keyed by host address; idle connections are reused newest first (LIFO:
 //! the warmest socket, and the oldest ones age out), at most
 //! `connections_per_host_max` are open per host (callers wait in FIFO order

@@ -1,7 +1,6 @@
 //! The SMTP server session as a pure state machine (sans-IO).
 //!
-//! CONTRACT (implemented by the session work; the connection driver relies on it):
-//! bytes in through `feed`, decisions in through `recipient_verdict` and
+//! Bytes in through `feed`, decisions in through `recipient_verdict` and
 //! `stored`, and the driver asks `next_action` what to do. Replies accumulate
 //! in an output buffer that the driver flushes whenever it is about to read or
 //! to wait for a decision (that is the RFC 2920 flush point: no more complete
