@@ -110,6 +110,9 @@ pub struct RunArgs {
     /// Undelivered messages per shard before new mail gets 452 4.3.1. Default 100000.
     #[arg(long, value_name = "N")]
     pub queue_max: Option<usize>,
+    /// Undelivered bytes per shard (kept in memory for delivery) before new mail gets 452 4.3.1. Default 1 GiB.
+    #[arg(long, value_name = "BYTES")]
+    pub queue_bytes_max: Option<u64>,
 }
 
 /// A list of CPU numbers (a newtype so clap takes "0,2-3" as one value).
@@ -185,6 +188,7 @@ impl RunArgs {
         set(&mut d.retry_max_secs, self.retry_max_secs);
         set(&mut d.queue_lifetime_secs, self.queue_lifetime_secs);
         set(&mut d.queue_messages_max, self.queue_max);
+        set(&mut d.queue_bytes_max, self.queue_bytes_max);
         c.validate().map_err(|(key, msg)| ConfigError(format!("{key}: {msg}")))?;
         Ok(c)
     }

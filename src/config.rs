@@ -72,6 +72,8 @@ pub struct DeliverySettings {
     pub queue_lifetime_secs: u64,
     /// Undelivered messages one shard holds before new mail gets 452 4.3.1.
     pub queue_messages_max: usize,
+    /// Undelivered bytes one shard holds (delivery keeps them in memory) before 452 4.3.1.
+    pub queue_bytes_max: u64,
 }
 
 impl Default for Config {
@@ -132,6 +134,7 @@ impl Default for DeliverySettings {
             retry_max_secs: limits::RETRY_MAX_SECS,
             queue_lifetime_secs: limits::QUEUE_LIFETIME_SECS,
             queue_messages_max: limits::DELIVERY_QUEUE_MESSAGES_MAX,
+            queue_bytes_max: limits::DELIVERY_QUEUE_BYTES_MAX,
         }
     }
 }
@@ -236,8 +239,8 @@ impl Config {
             }
         }
         let d = &self.delivery;
-        if d.connections_per_host_max == 0 || d.queue_messages_max == 0 || d.messages_per_connection_max == 0 {
-            return bad("delivery", "connections_per_host_max, messages_per_connection_max and queue_messages_max must be at least 1".into());
+        if d.connections_per_host_max == 0 || d.queue_messages_max == 0 || d.messages_per_connection_max == 0 || d.queue_bytes_max == 0 {
+            return bad("delivery", "connections_per_host_max, messages_per_connection_max, queue_messages_max and queue_bytes_max must be at least 1".into());
         }
         if d.retry_first_secs == 0 || d.retry_max_secs < d.retry_first_secs {
             return bad("retry_max_secs", "need 1 <= retry_first_secs <= retry_max_secs".into());

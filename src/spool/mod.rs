@@ -35,6 +35,15 @@ use recovery::{segment_name, shard_dir, RecoveredShard};
 struct Live {
     segment: usize,
     remaining: Vec<u32>,
+    /// Size of the stored message: delivery holds it in memory until finished.
+    bytes: u64,
+}
+
+/// How much one shard's spool may owe before new mail gets 452 4.3.1.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueBounds {
+    pub messages_max: usize,
+    pub bytes_max: u64,
 }
 
 struct Segment {
@@ -51,8 +60,8 @@ struct Segment {
 struct Batch {
     bytes: Vec<u8>,
     waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
-    /// Messages in `bytes` with their recipient count, registered as live once durable.
-    messages: Vec<(QueueId, u32)>,
+    /// Messages in `bytes` with their recipient count and size, registered as live once durable.
+    messages: Vec<(QueueId, u32, u64)>,
     /// Segments that lose their last message by the markers in `bytes`.
     marker_targets: Vec<usize>,
 }
@@ -66,12 +75,14 @@ struct State {
     batch: Batch,
     committing: bool,
     live: HashMap<QueueId, Live>,
+    /// Bytes of live messages plus those in the batch.
+    live_bytes: u64,
 }
 
 pub struct Spool {
     shard: usize,
     dir: PathBuf,
-    queue_messages_max: usize,
+    bounds: QueueBounds,
     id_seed: u64,
     id_counter: Cell<u64>,
     /// fdatasync calls made (group commit makes this far lower than messages).
@@ -81,7 +92,7 @@ pub struct Spool {
 
 impl Spool {
     /// Open shard `shard`'s spool, taking over what recovery found for it.
-    pub async fn open(spool_dir: &Path, shard: usize, recovered: &RecoveredShard, queue_messages_max: usize) -> std::io::Result<Rc<Spool>> {
+    pub async fn open(spool_dir: &Path, shard: usize, recovered: &RecoveredShard, bounds: QueueBounds) -> std::io::Result<Rc<Spool>> {
         let dir = shard_dir(spool_dir, shard);
         std::fs::create_dir_all(&dir)?;
         // The shard directory itself must survive a crash once we ack into it.
@@ -92,9 +103,11 @@ impl Spool {
             .map(|s| Segment { path: s.path.clone(), live: 0, marker_targets: s.marker_targets.clone(), deleted: false })
             .collect();
         let mut live = HashMap::new();
+        let mut live_bytes = 0;
         for m in &recovered.messages {
             segments[m.segment].live += 1;
-            live.insert(m.queue_id.clone(), Live { segment: m.segment, remaining: m.remaining.clone() });
+            live_bytes += m.data.len() as u64;
+            live.insert(m.queue_id.clone(), Live { segment: m.segment, remaining: m.remaining.clone(), bytes: m.data.len() as u64 });
         }
         let next_seq = recovered
             .segments
@@ -114,11 +127,12 @@ impl Spool {
             batch: Batch::default(),
             committing: false,
             live,
+            live_bytes,
         };
         let spool = Rc::new(Spool {
             shard,
             dir,
-            queue_messages_max,
+            bounds,
             id_seed: now_micros(),
             id_counter: Cell::new(0),
             syncs: Cell::new(0),
@@ -149,11 +163,15 @@ impl Spool {
     pub async fn store(self: &Rc<Self>, queue_id: &QueueId, envelope: &Envelope, data: &[u8]) -> Result<(), StoreError> {
         let rx = {
             let mut st = self.state.borrow_mut();
-            if st.live.len() + st.batch.messages.len() >= self.queue_messages_max {
+            let bytes = data.len() as u64;
+            if st.live.len() + st.batch.messages.len() >= self.bounds.messages_max
+                || st.live_bytes + bytes > self.bounds.bytes_max
+            {
                 return Err(StoreError::QueueFull);
             }
+            st.live_bytes += bytes;
             record::encode_message(&mut st.batch.bytes, queue_id, envelope, data);
-            st.batch.messages.push((queue_id.clone(), envelope.recipients.len() as u32));
+            st.batch.messages.push((queue_id.clone(), envelope.recipients.len() as u32, bytes));
             let (tx, rx) = oneshot::channel();
             st.batch.waiters.push(tx);
             rx
@@ -169,10 +187,11 @@ impl Spool {
             let mut st = self.state.borrow_mut();
             let Some(live) = st.live.get_mut(queue_id) else { return false };
             live.remaining.retain(|r| !indices.contains(r));
-            let finished_segment = live.remaining.is_empty().then_some(live.segment);
+            let finished_segment = live.remaining.is_empty().then_some((live.segment, live.bytes));
             record::encode_done(&mut st.batch.bytes, queue_id, indices);
-            if let Some(seg) = finished_segment {
+            if let Some((seg, bytes)) = finished_segment {
                 st.live.remove(queue_id);
+                st.live_bytes -= bytes;
                 st.segments[seg].live -= 1;
                 st.batch.marker_targets.push(seg);
             }
@@ -204,15 +223,18 @@ impl Spool {
             let mut st = self.state.borrow_mut();
             if result.is_ok() {
                 let current = st.current;
-                for (id, rcpts) in batch.messages {
+                for (id, rcpts, bytes) in batch.messages {
                     st.segments[current].live += 1;
-                    st.live.insert(id, Live { segment: current, remaining: (0..rcpts).collect() });
+                    st.live.insert(id, Live { segment: current, remaining: (0..rcpts).collect(), bytes });
                 }
                 for t in batch.marker_targets {
                     if t != current && !st.segments[current].marker_targets.contains(&t) {
                         st.segments[current].marker_targets.push(t);
                     }
                 }
+            } else {
+                // Never acknowledged: give their room back.
+                st.live_bytes -= batch.messages.iter().map(|m| m.2).sum::<u64>();
             }
             drop(st);
             for w in batch.waiters {

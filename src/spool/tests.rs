@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::recovery::{recover, shard_dir};
-use super::Spool;
+use super::{QueueBounds, Spool};
 use crate::message::{BodyType, Envelope, QueueId};
 
 fn envelope(rcpts: usize) -> Envelope {
@@ -25,6 +25,10 @@ fn on_executor<T: Send + 'static>(f: impl FnOnce() -> std::pin::Pin<Box<dyn std:
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).spawn(move || f()).unwrap().join().unwrap()
 }
 
+fn bounds(messages_max: usize, bytes_max: u64) -> QueueBounds {
+    QueueBounds { messages_max, bytes_max }
+}
+
 fn temp_dir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("pc-spool-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
@@ -38,7 +42,7 @@ fn concurrent_stores_survive_a_crash_and_done_messages_do_not() {
     let ids: Vec<QueueId> = on_executor(move || {
         Box::pin(async move {
             let rec = recover(&d, 1).unwrap().pop().unwrap();
-            let spool = Spool::open(&d, 0, &rec, 1000).await.unwrap();
+            let spool = Spool::open(&d, 0, &rec, bounds(1000, 1 << 30)).await.unwrap();
             let tasks: Vec<_> = (0..50)
                 .map(|i| {
                     let spool: Rc<Spool> = spool.clone();
@@ -85,7 +89,7 @@ fn finished_segments_are_deleted_and_recovered_ones_adopted() {
         Box::pin(async move {
             // First run: two messages stored, none finished.
             let rec = recover(&d, 1).unwrap().pop().unwrap();
-            let spool = Spool::open(&d, 0, &rec, 1000).await.unwrap();
+            let spool = Spool::open(&d, 0, &rec, bounds(1000, 1 << 30)).await.unwrap();
             for _ in 0..2 {
                 let id = spool.next_queue_id();
                 spool.store(&id, &envelope(1), b"x\r\n").await.unwrap();
@@ -94,7 +98,7 @@ fn finished_segments_are_deleted_and_recovered_ones_adopted() {
             // Second run: the old segment is adopted; finishing both deletes it.
             let rec = recover(&d, 1).unwrap().pop().unwrap();
             assert_eq!(rec.messages.len(), 2);
-            let spool = Spool::open(&d, 0, &rec, 1000).await.unwrap();
+            let spool = Spool::open(&d, 0, &rec, bounds(1000, 1 << 30)).await.unwrap();
             assert_eq!(spool.segments_on_disk(), 2, "old segment + new current");
             for m in &rec.messages {
                 assert!(spool.mark_done(&m.queue_id, &[0]));
@@ -115,13 +119,28 @@ fn queue_bound_answers_queue_full() {
     on_executor(move || {
         Box::pin(async move {
             let rec = recover(&d, 1).unwrap().pop().unwrap();
-            let spool = Spool::open(&d, 0, &rec, 2).await.unwrap();
+            let spool = Spool::open(&d, 0, &rec, bounds(2, 1 << 30)).await.unwrap();
             for _ in 0..2 {
                 let id = spool.next_queue_id();
                 spool.store(&id, &envelope(1), b"x\r\n").await.unwrap();
             }
             let id = spool.next_queue_id();
             assert_eq!(spool.store(&id, &envelope(1), b"x\r\n").await, Err(crate::smtp::StoreError::QueueFull));
+        })
+    });
+    // The byte bound: 10 bytes fit, the next 10 do not, and finishing frees room.
+    let d = dir.clone();
+    on_executor(move || {
+        Box::pin(async move {
+            let rec = recover(&d, 1).unwrap().pop().unwrap();
+            let spool = Spool::open(&d, 0, &rec, bounds(1000, 6 + 10)).await.unwrap();
+            assert_eq!(rec.messages.len(), 2, "two 3-byte messages from the first run");
+            let first = spool.next_queue_id();
+            spool.store(&first, &envelope(1), b"0123456789").await.unwrap();
+            let id = spool.next_queue_id();
+            assert_eq!(spool.store(&id, &envelope(1), b"0123456789").await, Err(crate::smtp::StoreError::QueueFull));
+            assert!(spool.mark_done(&first, &[0]));
+            spool.store(&id, &envelope(1), b"0123456789").await.unwrap();
         })
     });
     std::fs::remove_dir_all(&dir).unwrap();
