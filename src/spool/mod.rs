@@ -77,6 +77,9 @@ struct State {
     live: HashMap<QueueId, Live>,
     /// Bytes of live messages plus those in the batch.
     live_bytes: u64,
+    /// The last write failed (disk full?): start a new segment, so the old
+    /// one can be deleted, and its space freed, once its messages are delivered.
+    rotate_next: bool,
 }
 
 pub struct Spool {
@@ -128,6 +131,7 @@ impl Spool {
             committing: false,
             live,
             live_bytes,
+            rotate_next: false,
         };
         let spool = Rc::new(Spool {
             shard,
@@ -221,6 +225,7 @@ impl Spool {
             }
             let result = self.write_batch(batch.bytes).await;
             let mut st = self.state.borrow_mut();
+            st.rotate_next = result.is_err();
             if result.is_ok() {
                 let current = st.current;
                 for (id, rcpts, bytes) in batch.messages {
@@ -246,11 +251,11 @@ impl Spool {
 
     /// One write and one fdatasync; rotates the segment first when it is full.
     async fn write_batch(&self, bytes: Vec<u8>) -> Result<(), StoreError> {
-        let (len, seq) = {
+        let (len, seq, rotate) = {
             let st = self.state.borrow();
-            (st.file_len, st.next_seq)
+            (st.file_len, st.next_seq, st.rotate_next)
         };
-        if len > 0 && len + bytes.len() as u64 > limits::SPOOL_SEGMENT_BYTES_MAX {
+        if len > 0 && (rotate || len + bytes.len() as u64 > limits::SPOOL_SEGMENT_BYTES_MAX) {
             let (file, path) = create_segment(&self.dir, seq).await.map_err(store_error)?;
             let old = {
                 let mut st = self.state.borrow_mut();
@@ -258,6 +263,7 @@ impl Spool {
                 st.current = st.segments.len() - 1;
                 st.file_len = 0;
                 st.next_seq += 1;
+                st.rotate_next = false;
                 std::mem::replace(&mut st.file, Rc::new(file))
             };
             if let Ok(old) = Rc::try_unwrap(old) {
