@@ -74,6 +74,9 @@ fn trace_one(cores: usize, domains: &[&str]) -> (String, String, Vec<LogLine>, P
     let qid = result.queue_id().unwrap();
     sink.wait_for_recipients(domains.len(), WAIT);
     server.wait_for_log(&format!("removed qid={qid}"), 1, WAIT);
+    // Each shard flushes its own lines on a timer: the other shard's
+    // delivered lines may land in the file after the spool shard's removed.
+    server.wait_for_log(&format!("delivered qid={qid}"), domains.len(), WAIT);
     let queued = server.wait_for_log(&format!("queued conn="), 1, WAIT);
     let queued = queued
         .iter()
