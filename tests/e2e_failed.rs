@@ -128,3 +128,29 @@ fn one_refusing_route_does_not_hold_back_the_other_recipient() {
     assert!(!wait_until(Duration::from_secs(2), || good.count() > 1), "delivered twice");
     assert_eq!(server.log_lines(&format!("removed qid={qid}")).len(), 1);
 }
+
+/// A downstream that stays down past `--queue-lifetime-secs`: the message
+/// ends in the failed area with the last error, and leaves the spool.
+#[test]
+fn queue_lifetime_expiry_keeps_the_message_in_failed() {
+    let dead = format!("127.0.0.1:{}", free_port());
+    let server = Portcullis::builder()
+        .cores(1)
+        .route_hosts("example.test", &[&dead])
+        .arg("--retry-first-secs")
+        .arg("1")
+        .arg("--retry-max-secs")
+        .arg("1")
+        .arg("--queue-lifetime-secs")
+        .arg("3")
+        .start();
+    let result = Swaks::new(server.addr()).header("Subject: expires").run();
+    assert_eq!(result.final_code(), Some(250), "{}", result.transcript());
+    let qid = result.queue_id().unwrap();
+    server.wait_for_log(&format!("retry qid={qid}"), 1, WAIT);
+    let failed = server.wait_for_log(&format!("failed qid={qid}"), 1, WAIT);
+    assert!(failed[0].contains("queue lifetime expired"), "{failed:?}");
+    server.wait_for_log(&format!("removed qid={qid}"), 1, WAIT);
+    let copy = failed_copy(&server, &qid);
+    assert!(copy.contains("queue lifetime expired") && copy.contains("Subject: expires"), "{copy}");
+}

@@ -156,3 +156,50 @@ fn soft_rejecting_first_host_falls_through_to_second_at_once() {
     assert_eq!(first.count(), 0);
     eprintln!("4xx first host: delivered via second host in {took:?}");
 }
+
+/// The downstream drops the connection after the final dot without a
+/// reply: nothing was confirmed, so the message is deferred and retried
+/// (a duplicate is the price; a loss is not allowed), and delivered once a
+/// downstream answers.
+#[test]
+fn connection_dropped_before_the_dot_reply_is_retried() {
+    let mut dropping = Sink::builder().disconnect_at(&["."]).start();
+    let port = dropping.port();
+    let server = Portcullis::builder()
+        .cores(1)
+        .route("example.test", &dropping)
+        .arg("--retry-first-secs")
+        .arg("1")
+        .arg("--retry-max-secs")
+        .arg("2")
+        .start();
+    let qid = send_one(&server, "dropped at dot");
+    server.wait_for_log(&format!("deferred qid={qid}"), 1, WAIT);
+    server.wait_for_log(&format!("retry qid={qid}"), 1, WAIT);
+    assert!(
+        server.log_lines(&format!("delivered qid={qid}")).is_empty(),
+        "a dot without a reply counted as delivered:\n{}",
+        server.log()
+    );
+    dropping.stop();
+    let accepting = Sink::builder().port(port).start();
+    let got = accepting.wait_for_messages(1, WAIT);
+    assert_eq!(got[0].header("Subject").as_deref(), Some("dropped at dot"));
+    server.wait_for_log(&format!("removed qid={qid}"), 1, WAIT);
+    assert_deferred_retry_delivered(&server, &qid, &format!("relay=127.0.0.1:{port}"));
+}
+
+/// 421 at MAIL from the first host (it closes): the second host gets the
+/// message at once.
+#[test]
+fn first_host_421_falls_through_to_second_at_once() {
+    let first = Sink::builder().close_421_at(&["MAIL"]).start();
+    let second = Sink::start();
+    let (server, qid, took) = via_second_host(&first.host_port(), &second);
+    let deferred = server.log_lines(&format!("deferred qid={qid}"));
+    assert!(
+        deferred.iter().any(|l| l.contains(&format!("relay={}", first.host_port()))),
+        "the 421 of the first host is not logged: {deferred:?}"
+    );
+    eprintln!("421 first host: delivered via second host in {took:?}");
+}
