@@ -63,8 +63,15 @@ struct Ledger {
 
 /// One client: one connection, then messages `numbers` one after another
 /// on it until the server goes away.
-fn client(addr: std::net::SocketAddr, numbers: Vec<usize>, ledger: Arc<Mutex<Ledger>>, acks: Arc<AtomicUsize>) {
-    let Ok((mut smtp, greeting)) = RawSmtp::connect(addr) else { return };
+fn client(
+    addr: std::net::SocketAddr,
+    numbers: Vec<usize>,
+    ledger: Arc<Mutex<Ledger>>,
+    acks: Arc<AtomicUsize>,
+) {
+    let Ok((mut smtp, greeting)) = RawSmtp::connect(addr) else {
+        return;
+    };
     assert_eq!(greeting.code, 220, "{greeting:?}");
     match smtp.cmd("EHLO client.test") {
         Ok(r) if r.code == 250 => {}
@@ -80,7 +87,11 @@ fn client(addr: std::net::SocketAddr, numbers: Vec<usize>, ledger: Arc<Mutex<Led
             match smtp.cmd(cmd) {
                 Ok(r) if r.code == 250 || r.code == 354 => {}
                 Ok(r) => {
-                    ledger.lock().unwrap().refused.insert(n, format!("{cmd}: {r:?}"));
+                    ledger
+                        .lock()
+                        .unwrap()
+                        .refused
+                        .insert(n, format!("{cmd}: {r:?}"));
                     return;
                 }
                 Err(_) => return,
@@ -94,13 +105,23 @@ fn client(addr: std::net::SocketAddr, numbers: Vec<usize>, ledger: Arc<Mutex<Led
         }
         match smtp.read_reply() {
             Ok(r) if r.code == 250 => {
-                let qid = r.text().split("queued as ").nth(1).unwrap_or("").trim().to_owned();
+                let qid = r
+                    .text()
+                    .split("queued as ")
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
                 assert!(!qid.is_empty(), "250 without a queue id: {r:?}");
                 ledger.lock().unwrap().acked.insert(n, qid);
                 acks.fetch_add(1, Ordering::SeqCst);
             }
             Ok(r) => {
-                ledger.lock().unwrap().refused.insert(n, format!(".: {r:?}"));
+                ledger
+                    .lock()
+                    .unwrap()
+                    .refused
+                    .insert(n, format!(".: {r:?}"));
                 return;
             }
             Err(_) => {
@@ -156,7 +177,10 @@ fn delivered_numbers(sink: &Sink) -> (HashMap<usize, usize>, Vec<String>) {
     let mut corrupt = Vec::new();
     for msg in sink.messages() {
         let subject = msg.header("Subject").unwrap_or_default();
-        let Some(n) = subject.strip_prefix("durability ").and_then(|n| n.parse::<usize>().ok()) else {
+        let Some(n) = subject
+            .strip_prefix("durability ")
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
             corrupt.push(format!("{}: subject {subject:?}", msg.path.display()));
             continue;
         };
@@ -170,22 +194,39 @@ fn delivered_numbers(sink: &Sink) -> (HashMap<usize, usize>, Vec<String>) {
 
 /// Waits until every acknowledged number reached the sink; asserts zero
 /// loss and no corruption; prints the figures. Returns the duplicates.
-fn assert_all_acked_delivered(label: &str, sink: &Sink, server: &Portcullis, ledger: &Ledger) -> Vec<(usize, usize)> {
+fn assert_all_acked_delivered(
+    label: &str,
+    sink: &Sink,
+    server: &Portcullis,
+    ledger: &Ledger,
+) -> Vec<(usize, usize)> {
     let started = Instant::now();
     let deadline = started + DRAIN;
     let (copies, corrupt, missing) = loop {
         let (copies, corrupt) = delivered_numbers(sink);
-        let missing: Vec<usize> = ledger.acked.keys().copied().filter(|n| !copies.contains_key(n)).collect();
+        let missing: Vec<usize> = ledger
+            .acked
+            .keys()
+            .copied()
+            .filter(|n| !copies.contains_key(n))
+            .collect();
         if missing.is_empty() || Instant::now() >= deadline {
             break (copies, corrupt, missing);
         }
         thread::sleep(Duration::from_millis(250));
     };
     let drain_time = started.elapsed();
-    let mut duplicates: Vec<(usize, usize)> =
-        copies.iter().filter(|(_, &c)| c > 1).map(|(&n, &c)| (n, c)).collect();
+    let mut duplicates: Vec<(usize, usize)> = copies
+        .iter()
+        .filter(|(_, &c)| c > 1)
+        .map(|(&n, &c)| (n, c))
+        .collect();
     duplicates.sort();
-    let in_doubt_delivered = ledger.in_doubt.iter().filter(|n| copies.contains_key(n)).count();
+    let in_doubt_delivered = ledger
+        .in_doubt
+        .iter()
+        .filter(|n| copies.contains_key(n))
+        .count();
     let unacked_delivered: Vec<usize> = copies
         .keys()
         .copied()
@@ -219,7 +260,10 @@ fn assert_all_acked_delivered(label: &str, sink: &Sink, server: &Portcullis, led
             .map(|n| (n, &ledger.acked[n]))
             .collect::<Vec<_>>()
     );
-    assert!(corrupt.is_empty(), "[{label}] corrupt deliveries: {corrupt:?}");
+    assert!(
+        corrupt.is_empty(),
+        "[{label}] corrupt deliveries: {corrupt:?}"
+    );
     // A message no client ever sent the final dot for cannot exist.
     assert!(
         unacked_delivered.is_empty(),
@@ -235,13 +279,21 @@ fn qids_not_delivered_in_log<'a>(log: &str, ledger: &'a Ledger) -> Vec<(&'a usiz
         .filter(|l| l.contains(" delivered "))
         .filter_map(|l| l.split("qid=").nth(1)?.split_whitespace().next())
         .collect();
-    ledger.acked.iter().filter(|(_, q)| !delivered.contains(q.as_str())).collect()
+    ledger
+        .acked
+        .iter()
+        .filter(|(_, q)| !delivered.contains(q.as_str()))
+        .collect()
 }
 
 fn segments_in(spool: &Path) -> Vec<PathBuf> {
     let mut segs = Vec::new();
     for shard in std::fs::read_dir(spool).into_iter().flatten().flatten() {
-        for f in std::fs::read_dir(shard.path()).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(shard.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = f.file_name().to_string_lossy().into_owned();
             if name.starts_with("seg-") && name.ends_with(".log") {
                 segs.push(f.path());
@@ -300,7 +352,10 @@ fn kill9_under_load_with_downstream_down_loses_nothing() {
         .arg("2")
         .start();
     let (ledger, load_time) = load_and_kill(&mut server);
-    eprintln!("[same-cores] load until kill -9: {load_time:?}, {} acked", ledger.acked.len());
+    eprintln!(
+        "[same-cores] load until kill -9: {load_time:?}, {} acked",
+        ledger.acked.len()
+    );
     assert_eq!(sink.count(), 0);
 
     server.restart();
@@ -313,9 +368,17 @@ fn kill9_under_load_with_downstream_down_loses_nothing() {
         absent = qids_not_delivered_in_log(&server.log(), &ledger);
         absent.is_empty()
     });
-    assert!(absent.is_empty(), "{} acked qid(s) never logged delivered, e.g. {:?}", absent.len(), &absent[..absent.len().min(10)]);
+    assert!(
+        absent.is_empty(),
+        "{} acked qid(s) never logged delivered, e.g. {:?}",
+        absent.len(),
+        &absent[..absent.len().min(10)]
+    );
     // Nothing was delivered before the crash, so nothing can be doubled.
-    assert!(duplicates.is_empty(), "duplicates without a delivery before the crash: {duplicates:?}");
+    assert!(
+        duplicates.is_empty(),
+        "duplicates without a delivery before the crash: {duplicates:?}"
+    );
     assert_spool_shrinks(&server, 2);
 }
 
@@ -353,7 +416,10 @@ fn kill9_under_load_then_restart_with_fewer_cores_loses_nothing() {
         absent = qids_not_delivered_in_log(&(server.log() + &restarted.log()), &ledger);
         absent.is_empty()
     });
-    eprintln!("[2->1 cores] acked qids without a delivered log line (log lost at kill -9): {}", absent.len());
+    eprintln!(
+        "[2->1 cores] acked qids without a delivered log line (log lost at kill -9): {}",
+        absent.len()
+    );
     assert_spool_shrinks(&restarted, 1);
 }
 
@@ -381,7 +447,9 @@ fn route_of(server: &Portcullis) -> String {
 /// Number of dump files in the sink's directory (complete or not): a cheap
 /// progress probe, polled tightly.
 fn dumps_so_far(sink: &Sink) -> usize {
-    std::fs::read_dir(sink.dump_dir()).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(sink.dump_dir())
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// A second `kill -9` while the restarted server is still delivering what
@@ -409,7 +477,11 @@ fn second_kill9_during_redelivery_loses_nothing() {
     let caught = wait_until(DRAIN, || dumps_so_far(&sink) >= target);
     server.kill9();
     let at_second_kill = dumps_so_far(&sink);
-    assert!(caught, "no deliveries after the first restart\n{}", server.log());
+    assert!(
+        caught,
+        "no deliveries after the first restart\n{}",
+        server.log()
+    );
     eprintln!(
         "[double crash] second kill -9 after {at_second_kill} of {} acked reached the sink",
         ledger.acked.len()
@@ -420,7 +492,10 @@ fn second_kill9_during_redelivery_loses_nothing() {
 
     server.restart();
     let duplicates = assert_all_acked_delivered("double crash", &sink, &server, &ledger);
-    eprintln!("[double crash] {} duplicate(s) from the cut redelivery", duplicates.len());
+    eprintln!(
+        "[double crash] {} duplicate(s) from the cut redelivery",
+        duplicates.len()
+    );
     assert_spool_shrinks(&server, 2);
 }
 
@@ -458,9 +533,17 @@ fn markers_for_adopted_messages_survive_the_next_restart() {
             thread::spawn(move || {
                 let (mut smtp, _) = RawSmtp::connect(addr).unwrap();
                 for n in (0..2 * EACH).filter(|n| n % 10 == c) {
-                    let domain = if (n / 10) % 2 == 0 { "a.test" } else { "b.test" };
+                    let domain = if (n / 10) % 2 == 0 {
+                        "a.test"
+                    } else {
+                        "b.test"
+                    };
                     let reply = smtp
-                        .send_mail("s@client.test", &[&format!("m{n}@{domain}")], format!("Subject: adopted {n}\r\n\r\nx\r\n").as_bytes())
+                        .send_mail(
+                            "s@client.test",
+                            &[&format!("m{n}@{domain}")],
+                            format!("Subject: adopted {n}\r\n\r\nx\r\n").as_bytes(),
+                        )
                         .unwrap();
                     assert_eq!(reply.code, 250, "{reply:?}");
                 }
@@ -471,10 +554,19 @@ fn markers_for_adopted_messages_survive_the_next_restart() {
         t.join().unwrap();
     }
     first.wait_for_log(" queued conn=", 2 * EACH, WAIT);
-    assert!(!first.log_lines("shard=1 queued").is_empty(), "no message on shard 1; cannot test adoption");
+    assert!(
+        !first.log_lines("shard=1 queued").is_empty(),
+        "no message on shard 1; cannot test adoption"
+    );
     first.kill9();
 
-    let mut second = flags(Portcullis::builder().port(first.port()).spool_dir(first.spool_dir()).cores(1)).start();
+    let mut second = flags(
+        Portcullis::builder()
+            .port(first.port())
+            .spool_dir(first.spool_dir())
+            .cores(1),
+    )
+    .start();
     sink.start_again();
     sink.wait_for_messages(EACH, WAIT);
     second.wait_for_log("removed qid=", EACH, WAIT);
@@ -482,7 +574,13 @@ fn markers_for_adopted_messages_survive_the_next_restart() {
     assert!(status.success(), "{status}");
     assert_eq!(sink.count(), EACH);
 
-    let third = flags(Portcullis::builder().port(first.port()).spool_dir(first.spool_dir()).cores(1)).start();
+    let third = flags(
+        Portcullis::builder()
+            .port(first.port())
+            .spool_dir(first.spool_dir())
+            .cores(1),
+    )
+    .start();
     let again = wait_until(Duration::from_secs(5), || sink.count() > EACH);
     // Let the redelivery run out before counting it.
     let mut last = 0;
@@ -499,6 +597,17 @@ fn markers_for_adopted_messages_survive_the_next_restart() {
         .map(|m| m.header("Subject").unwrap_or_default())
         .collect();
     eprintln!("[adopted markers] resent after a clean restart: {resent:?}");
-    eprintln!("[adopted markers] {}", third.log_lines("recovered").last().cloned().unwrap_or_default());
-    assert!(!again, "{} delivered message(s) sent again after a clean restart: {resent:?}", resent.len());
+    eprintln!(
+        "[adopted markers] {}",
+        third
+            .log_lines("recovered")
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    );
+    assert!(
+        !again,
+        "{} delivered message(s) sent again after a clean restart: {resent:?}",
+        resent.len()
+    );
 }

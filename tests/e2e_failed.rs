@@ -20,7 +20,12 @@ fn failed_copy(server: &Portcullis, qid: &str) -> String {
         }
         Err(_) => false,
     });
-    assert!(found, "no failed copy at {}\n{}", path.display(), server.log());
+    assert!(
+        found,
+        "no failed copy at {}\n{}",
+        path.display(),
+        server.log()
+    );
     text
 }
 
@@ -49,17 +54,29 @@ fn hard_reject_at_rcpt_keeps_the_message_in_failed() {
     let failed = server.wait_for_log(&format!("failed qid={qid}"), 1, WAIT);
     assert!(failed[0].contains("to=<bob@example.test>"), "{failed:?}");
     assert!(failed[0].contains(&sink.host_port()), "{failed:?}");
-    assert!(failed[0].contains("500"), "reason names the reply: {failed:?}");
+    assert!(
+        failed[0].contains("500"),
+        "reason names the reply: {failed:?}"
+    );
     server.wait_for_log(&format!("removed qid={qid}"), 1, WAIT);
 
     let copy = failed_copy(&server, &qid);
-    assert!(copy.contains(&format!("X-Portcullis-Queue-Id: {qid}")), "{copy}");
-    assert!(copy.contains("X-Portcullis-Mail-From: <alice@client.test>"), "{copy}");
+    assert!(
+        copy.contains(&format!("X-Portcullis-Queue-Id: {qid}")),
+        "{copy}"
+    );
+    assert!(
+        copy.contains("X-Portcullis-Mail-From: <alice@client.test>"),
+        "{copy}"
+    );
     let reason = copy
         .lines()
         .find(|l| l.starts_with("X-Portcullis-Failed:"))
         .unwrap_or_else(|| panic!("no reason header: {copy}"));
-    assert!(reason.contains("<bob@example.test>") && reason.contains("500"), "{reason}");
+    assert!(
+        reason.contains("<bob@example.test>") && reason.contains("500"),
+        "{reason}"
+    );
     assert!(copy.contains("Subject: refused downstream"), "{copy}");
     assert!(copy.contains("kept, not lost"), "{copy}");
     // Whole: our Received header first, then the message as accepted.
@@ -77,8 +94,13 @@ fn hard_reject_at_rcpt_keeps_the_message_in_failed() {
 #[test]
 fn hard_reject_at_final_dot_keeps_the_message_in_failed() {
     let sink = Sink::builder().reject_hard(&["."]).start();
-    let server = Portcullis::builder().cores(1).route("example.test", &sink).start();
-    let result = Swaks::new(server.addr()).header("Subject: dot refused").run();
+    let server = Portcullis::builder()
+        .cores(1)
+        .route("example.test", &sink)
+        .start();
+    let result = Swaks::new(server.addr())
+        .header("Subject: dot refused")
+        .run();
     assert_eq!(result.final_code(), Some(250), "{}", result.transcript());
     let qid = result.queue_id().unwrap();
     let failed = server.wait_for_log(&format!("failed qid={qid}"), 1, WAIT);
@@ -116,16 +138,25 @@ fn one_refusing_route_does_not_hold_back_the_other_recipient() {
     let failed = server.wait_for_log(&format!("failed qid={qid}"), 1, WAIT);
     assert!(failed[0].contains("to=<bea@other.test>"), "{failed:?}");
     let delivered = server.wait_for_log(&format!("delivered qid={qid}"), 1, WAIT);
-    assert!(delivered[0].contains("to=<ann@example.test>"), "{delivered:?}");
+    assert!(
+        delivered[0].contains("to=<ann@example.test>"),
+        "{delivered:?}"
+    );
     // Both recipients finished: the message leaves the spool once.
     server.wait_for_log(&format!("removed qid={qid}"), 1, WAIT);
 
     let copy = failed_copy(&server, &qid);
-    let reasons: Vec<&str> = copy.lines().filter(|l| l.starts_with("X-Portcullis-Failed:")).collect();
+    let reasons: Vec<&str> = copy
+        .lines()
+        .filter(|l| l.starts_with("X-Portcullis-Failed:"))
+        .collect();
     assert_eq!(reasons.len(), 1, "{copy}");
     assert!(reasons[0].contains("<bea@other.test>"), "{reasons:?}");
     assert_eq!(refusing.count(), 0);
-    assert!(!wait_until(Duration::from_secs(2), || good.count() > 1), "delivered twice");
+    assert!(
+        !wait_until(Duration::from_secs(2), || good.count() > 1),
+        "delivered twice"
+    );
     assert_eq!(server.log_lines(&format!("removed qid={qid}")).len(), 1);
 }
 
@@ -152,7 +183,10 @@ fn queue_lifetime_expiry_keeps_the_message_in_failed() {
     assert!(failed[0].contains("queue lifetime expired"), "{failed:?}");
     server.wait_for_log(&format!("removed qid={qid}"), 1, WAIT);
     let copy = failed_copy(&server, &qid);
-    assert!(copy.contains("queue lifetime expired") && copy.contains("Subject: expires"), "{copy}");
+    assert!(
+        copy.contains("queue lifetime expired") && copy.contains("Subject: expires"),
+        "{copy}"
+    );
 }
 
 /// The queue lifetime counts from when we accepted the message, across
@@ -182,13 +216,20 @@ fn queue_lifetime_counts_from_acceptance_across_a_restart() {
     let qid = result.queue_id().unwrap();
     server.wait_for_log(&format!("retry qid={qid}"), 1, WAIT);
     // Setup, not an assertion: restart late in the lifetime.
-    wait_until(WAIT, || accepted.elapsed() >= Duration::from_secs(LIFETIME_SECS - 2));
-    assert!(server.log_lines(&format!("failed qid={qid}")).is_empty(), "expired before the restart");
+    wait_until(WAIT, || {
+        accepted.elapsed() >= Duration::from_secs(LIFETIME_SECS - 2)
+    });
+    assert!(
+        server.log_lines(&format!("failed qid={qid}")).is_empty(),
+        "expired before the restart"
+    );
     server.restart();
     // Expired at most a couple of seconds after the lifetime, not a whole
     // fresh lifetime after the restart.
     let deadline = Duration::from_secs(LIFETIME_SECS + 2).saturating_sub(accepted.elapsed());
-    let expired = wait_until(deadline, || !server.log_lines(&format!("failed qid={qid}")).is_empty());
+    let expired = wait_until(deadline, || {
+        !server.log_lines(&format!("failed qid={qid}")).is_empty()
+    });
     assert!(
         expired,
         "not expired {:?} after acceptance (lifetime {LIFETIME_SECS}s): the restart gave it a new lifetime\n{}",

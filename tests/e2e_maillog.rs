@@ -28,7 +28,11 @@ fn parse(line: &str) -> Option<LogLine> {
         return None;
     }
     let event = words.next()?.to_owned();
-    Some(LogLine { ts, event, raw: line.to_owned() })
+    Some(LogLine {
+        ts,
+        event,
+        raw: line.to_owned(),
+    })
 }
 
 /// Whether `line` has the field `key=value` exactly (not a prefix of a
@@ -105,16 +109,33 @@ fn assert_story(steps: &[String], story: &[&str], lines: &[LogLine]) {
             Some(i) => at += i + 1,
             None => panic!(
                 "step {want:?} missing or out of order; story so far {steps:?}\n{}",
-                lines.iter().map(|l| l.raw.as_str()).collect::<Vec<_>>().join("\n")
+                lines
+                    .iter()
+                    .map(|l| l.raw.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n")
             ),
         }
     }
 }
 
-const STORY: [&str; 8] = ["connect", "EHLO", "MAIL", "RCPT", "DATA", "queued", "delivered", "removed"];
+const STORY: [&str; 8] = [
+    "connect",
+    "EHLO",
+    "MAIL",
+    "RCPT",
+    "DATA",
+    "queued",
+    "delivered",
+    "removed",
+];
 
 fn assert_details(qid: &str, conn: &str, lines: &[LogLine], domains: &[&str]) {
-    let text = lines.iter().map(|l| l.raw.as_str()).collect::<Vec<_>>().join("\n");
+    let text = lines
+        .iter()
+        .map(|l| l.raw.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     let find = |event: &str| {
         lines
             .iter()
@@ -123,9 +144,15 @@ fn assert_details(qid: &str, conn: &str, lines: &[LogLine], domains: &[&str]) {
     };
     assert!(find("connect").raw.contains("peer=127.0.0.1:"), "{text}");
     let queued = find("queued");
-    assert!(has_field(&queued.raw, "conn", conn) && has_field(&queued.raw, "qid", qid), "{text}");
+    assert!(
+        has_field(&queued.raw, "conn", conn) && has_field(&queued.raw, "qid", qid),
+        "{text}"
+    );
     assert!(queued.raw.contains("from=<trace@client.test>"), "{text}");
-    assert!(queued.raw.contains(&format!("rcpts={}", domains.len())), "{text}");
+    assert!(
+        queued.raw.contains(&format!("rcpts={}", domains.len())),
+        "{text}"
+    );
     // One delivered line per recipient, each with a delivery id.
     for d in domains {
         let delivered = lines
@@ -146,13 +173,22 @@ fn assert_details(qid: &str, conn: &str, lines: &[LogLine], domains: &[&str]) {
     }
     let rcpts: Vec<&LogLine> = lines.iter().filter(|l| step(l) == "RCPT").collect();
     assert_eq!(rcpts.len(), domains.len(), "{text}");
-    assert!(rcpts.iter().all(|r| r.raw.contains("reply=\"250")), "{text}");
+    assert!(
+        rcpts.iter().all(|r| r.raw.contains("reply=\"250")),
+        "{text}"
+    );
     // The end of DATA names the queue id in its reply, linking conn to qid.
     assert!(
-        lines.iter().any(|l| l.event == "command" && l.raw.contains(&format!("queued as {qid}"))),
+        lines
+            .iter()
+            .any(|l| l.event == "command" && l.raw.contains(&format!("queued as {qid}"))),
         "no command line with the 250 queued as {qid}:\n{text}"
     );
-    assert_eq!(lines.iter().filter(|l| l.event == "removed").count(), 1, "{text}");
+    assert_eq!(
+        lines.iter().filter(|l| l.event == "removed").count(),
+        1,
+        "{text}"
+    );
     eprintln!("the story of {qid} / {conn}:\n{text}");
 }
 
@@ -169,7 +205,9 @@ fn one_shard_log_tells_the_story_in_file_order() {
 /// Destinations spread over both shards: one message to six domains, each
 /// its own route, so delivery runs on the owner shard of each route while
 /// the spool (and `removed`) stays on the shard that took the message.
-const SPREAD: [&str; 6] = ["d0.test", "d1.test", "d2.test", "d3.test", "d4.test", "d5.test"];
+const SPREAD: [&str; 6] = [
+    "d0.test", "d1.test", "d2.test", "d3.test", "d4.test", "d5.test",
+];
 
 #[test]
 fn two_shards_log_tells_the_story_by_timestamp() {
@@ -193,15 +231,30 @@ fn two_shards_log_tells_the_story_by_timestamp() {
     }
     assert_details(&qid, &conn, &lines, &SPREAD);
     let shard_of = |l: &LogLine| l.raw.split_whitespace().nth(1).unwrap().to_owned();
-    let delivering: std::collections::BTreeSet<String> =
-        lines.iter().filter(|l| l.event == "delivered").map(shard_of).collect();
-    assert_eq!(delivering.len(), 2, "the six routes should be owned by both shards: {lines:#?}");
+    let delivering: std::collections::BTreeSet<String> = lines
+        .iter()
+        .filter(|l| l.event == "delivered")
+        .map(shard_of)
+        .collect();
+    assert_eq!(
+        delivering.len(),
+        2,
+        "the six routes should be owned by both shards: {lines:#?}"
+    );
     // Removed once, on the spool's shard, after the last delivery.
     let queued = lines.iter().find(|l| l.event == "queued").unwrap();
     let removed = lines.iter().find(|l| l.event == "removed").unwrap();
     assert_eq!(shard_of(removed), shard_of(queued));
-    let last_delivery = lines.iter().filter(|l| l.event == "delivered").map(|l| &l.ts).max().unwrap();
-    assert!(&removed.ts >= last_delivery, "removed before the last delivery: {lines:#?}");
+    let last_delivery = lines
+        .iter()
+        .filter(|l| l.event == "delivered")
+        .map(|l| &l.ts)
+        .max()
+        .unwrap();
+    assert!(
+        &removed.ts >= last_delivery,
+        "removed before the last delivery: {lines:#?}"
+    );
 }
 
 /// A crash must not erase the log of what was already acknowledged: after
@@ -214,13 +267,26 @@ fn two_shards_log_tells_the_story_by_timestamp() {
 fn queued_line_survives_kill9_right_after_the_250() {
     let mut sink = Sink::start();
     sink.stop();
-    let mut server = Portcullis::builder().cores(1).route("example.test", &sink).start();
+    let mut server = Portcullis::builder()
+        .cores(1)
+        .route("example.test", &sink)
+        .start();
     let (mut smtp, _) = RawSmtp::connect(server.addr()).unwrap();
     let reply = smtp
-        .send_mail("crash@client.test", &["logged@example.test"], b"Subject: crash\r\n\r\nx\r\n")
+        .send_mail(
+            "crash@client.test",
+            &["logged@example.test"],
+            b"Subject: crash\r\n\r\nx\r\n",
+        )
         .unwrap();
     assert_eq!(reply.code, 250, "{reply:?}");
-    let qid = reply.text().split("queued as ").nth(1).unwrap().trim().to_owned();
+    let qid = reply
+        .text()
+        .split("queued as ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
     server.kill9();
     let queued = server.log_lines(&format!("qid={qid}"));
     // Recovery delivers it (no loss) — but the log has no trace of its arrival.

@@ -134,7 +134,9 @@ fn dead_first_host_falls_through_to_second_at_once() {
     let (server, qid, took) = via_second_host(&dead, &second);
     let deferred = server.log_lines(&format!("deferred qid={qid}"));
     assert!(
-        deferred.iter().any(|l| l.contains(&format!("relay={dead}"))),
+        deferred
+            .iter()
+            .any(|l| l.contains(&format!("relay={dead}"))),
         "the dead host was not tried first: {deferred:?}\n{}",
         server.log()
     );
@@ -198,7 +200,9 @@ fn first_host_421_falls_through_to_second_at_once() {
     let (server, qid, took) = via_second_host(&first.host_port(), &second);
     let deferred = server.log_lines(&format!("deferred qid={qid}"));
     assert!(
-        deferred.iter().any(|l| l.contains(&format!("relay={}", first.host_port()))),
+        deferred
+            .iter()
+            .any(|l| l.contains(&format!("relay={}", first.host_port()))),
         "the 421 of the first host is not logged: {deferred:?}"
     );
     eprintln!("421 first host: delivered via second host in {took:?}");

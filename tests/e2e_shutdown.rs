@@ -74,11 +74,20 @@ fn sigterm_lets_a_transaction_finish_refuses_new_ones_and_421s_idle_sessions() {
         "the test itself was too slow to be inside the grace"
     );
     assert_eq!(reply.code, 250, "{reply:?}");
-    let qid = reply.text().split("queued as ").nth(1).unwrap().trim().to_owned();
+    let qid = reply
+        .text()
+        .split("queued as ")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .to_owned();
     assert_eq!(busy.cmd("QUIT").unwrap().code, 221);
 
     // Still refusing during the rest of the grace.
-    assert!(connection_refused(&server), "accepting again during the grace");
+    assert!(
+        connection_refused(&server),
+        "accepting again during the grace"
+    );
 
     // The idle session gets 421 4.3.2 at the end of the grace, then EOF.
     let goodbye = idle.read_reply().expect("a 421 before close");
@@ -95,8 +104,16 @@ fn sigterm_lets_a_transaction_finish_refuses_new_ones_and_421s_idle_sessions() {
     // Clean exit, in time, although a delivery is waiting to retry.
     let status = server
         .wait_exit(Duration::from_secs(GRACE_SECS) + EXIT_SLACK)
-        .unwrap_or_else(|| panic!("still running {GRACE_SECS}s + {EXIT_SLACK:?} after SIGTERM\n{}", server.log()));
-    eprintln!("exited {:?} after SIGTERM with {status}", signalled.elapsed());
+        .unwrap_or_else(|| {
+            panic!(
+                "still running {GRACE_SECS}s + {EXIT_SLACK:?} after SIGTERM\n{}",
+                server.log()
+            )
+        });
+    eprintln!(
+        "exited {:?} after SIGTERM with {status}",
+        signalled.elapsed()
+    );
     assert_eq!(status.code(), Some(0), "{}", server.log());
     assert!(!server.log_lines("stopped").is_empty(), "{}", server.log());
     assert!(!is_listening(server.port()));
@@ -105,10 +122,16 @@ fn sigterm_lets_a_transaction_finish_refuses_new_ones_and_421s_idle_sessions() {
     sink.start_again();
     server.restart();
     let got = sink.wait_for_messages(1, WAIT);
-    assert_eq!(got[0].header("Subject").as_deref(), Some("during the grace"));
+    assert_eq!(
+        got[0].header("Subject").as_deref(),
+        Some("during the grace")
+    );
     assert_eq!(got[0].recipients(), ["late@example.test"]);
     server.wait_for_log(&format!("delivered qid={qid}"), 1, WAIT);
-    assert!(!wait_until(Duration::from_secs(2), || sink.count() > 1), "delivered twice");
+    assert!(
+        !wait_until(Duration::from_secs(2), || sink.count() > 1),
+        "delivered twice"
+    );
 }
 
 #[test]
@@ -128,7 +151,12 @@ fn sigterm_without_sessions_exits_zero_promptly() {
     // No session is open: no reason to wait out the 30 s grace.
     let status = server
         .wait_exit(Duration::from_secs(10))
-        .unwrap_or_else(|| panic!("no exit within 10s of SIGTERM with no sessions\n{}", server.log()));
+        .unwrap_or_else(|| {
+            panic!(
+                "no exit within 10s of SIGTERM with no sessions\n{}",
+                server.log()
+            )
+        });
     assert_eq!(status.code(), Some(0), "{}", server.log());
     eprintln!("idle server exited {:?} after SIGTERM", signalled.elapsed());
 }
