@@ -99,14 +99,16 @@ impl Delivery {
             if pending.is_empty() {
                 break;
             }
-            let (now, _) = clock::now();
-            if now.saturating_sub(job.accepted_secs) + delay.as_secs() > d.queue_lifetime_secs {
+            let age = clock::now().0.saturating_sub(job.accepted_secs);
+            if age >= d.queue_lifetime_secs {
                 let reason = format!("queue lifetime expired; last error: {last_reason}");
                 self.fail(&job, &dlv, &pending, &reason).await;
                 break;
             }
-            self.log.event("retry", format_args!("qid={} dlv={dlv} rcpts={} in={}s", job.queue_id, pending.len(), delay.as_secs()));
-            glommio::timer::sleep(delay).await;
+            // The last retry lands on the lifetime's end, not a backoff before it.
+            let wait = delay.min(Duration::from_secs(d.queue_lifetime_secs - age));
+            self.log.event("retry", format_args!("qid={} dlv={dlv} rcpts={} in={}s", job.queue_id, pending.len(), wait.as_secs()));
+            glommio::timer::sleep(wait).await;
             delay = (delay * 2).min(Duration::from_secs(d.retry_max_secs));
         }
     }
@@ -189,6 +191,8 @@ impl Delivery {
         if recipients.is_empty() {
             return;
         }
+        // Their delivered/failed lines reach the log before the spool forgets them.
+        self.log.flush();
         self.mesh.tell(job.spool_shard, Work::Finished { queue_id: job.queue_id.clone(), recipients }).await;
     }
 }

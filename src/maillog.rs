@@ -3,7 +3,9 @@
 //!
 //! Each shard buffers its own lines and writes them in batches (on a short
 //! timer, when the buffer is large, and at exit), so logging never takes a
-//! lock shared with other shards and costs one write(2) per batch.
+//! lock shared with other shards and costs one write(2) per batch. The
+//! lines of the audit trail (queued, delivered, failed) are written out
+//! before we act on them, so a `kill -9` cannot erase them.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
@@ -46,6 +48,14 @@ impl MailLog {
         if full {
             self.flush();
         }
+    }
+
+    /// Log and write out at once (with everything buffered before it): for
+    /// the lines that must survive a crash of this process, i.e. what we
+    /// acknowledged (queued) and what left us (delivered, failed).
+    pub fn event_now(&self, event: &str, fields: std::fmt::Arguments<'_>) {
+        self.event(event, fields);
+        self.flush();
     }
 
     pub fn flush(&self) {

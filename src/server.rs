@@ -67,8 +67,8 @@ impl Shard {
         let mut data = Vec::with_capacity(header.len() + msg.body.len());
         data.extend_from_slice(&header);
         data.extend_from_slice(&msg.body);
-        self.spool.store(&queue_id, &msg.envelope, &data).await?;
-        self.log.event(
+        self.spool.store(&queue_id, &msg.envelope, secs, &data).await?;
+        self.log.event_now(
             "queued",
             format_args!(
                 "conn={} qid={queue_id} from=<{}> rcpts={} size={}",
@@ -236,7 +236,7 @@ async fn shard_main(
     }));
     for m in recovered.messages {
         let envelope = Arc::new(m.envelope);
-        shard.dispatch(m.queue_id, envelope, Arc::new(m.data), &m.remaining, clock::now().0);
+        shard.dispatch(m.queue_id, envelope, Arc::new(m.data), &m.remaining, m.accepted_secs);
     }
     let accepting: Vec<_> = listeners.into_iter().map(|l| glommio::spawn_local(listener::accept_loop(l, shard.clone()))).collect();
 

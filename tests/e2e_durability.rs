@@ -503,9 +503,6 @@ fn second_kill9_during_redelivery_loses_nothing() {
 /// the done markers of its messages into `shard-0/`. A later clean restart
 /// must honour those markers: what was delivered is not sent again.
 #[test]
-#[ignore = "BUG: recovery applies done markers per directory (src/spool/recovery.rs recover_dir, \
-            `by_id` is local to one shard dir), so markers written in shard-0/ for messages \
-            adopted from shard-1/ are ignored and those messages are delivered again"]
 fn markers_for_adopted_messages_survive_the_next_restart() {
     let _serial = lock();
     const EACH: usize = 20;

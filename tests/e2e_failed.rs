@@ -194,9 +194,6 @@ fn queue_lifetime_expiry_keeps_the_message_in_failed() {
 /// appliance restarted more often than the lifetime would keep undeliverable
 /// mail for ever).
 #[test]
-#[ignore = "BUG: recovery re-dispatches with accepted_secs = now (src/server.rs shard_main, \
-            `shard.dispatch(.., clock::now().0)`); the spool record has no acceptance time, \
-            so every restart restarts the queue lifetime"]
 fn queue_lifetime_counts_from_acceptance_across_a_restart() {
     const LIFETIME_SECS: u64 = 6;
     let dead = format!("127.0.0.1:{}", free_port());

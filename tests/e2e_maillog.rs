@@ -262,8 +262,6 @@ fn two_shards_log_tells_the_story_by_timestamp() {
 /// that qid (an appliance's mail log is its audit trail; Postfix hands each
 /// line to syslog at once).
 #[test]
-#[ignore = "BUG: the mail log is buffered per shard and flushed every 200 ms (src/maillog.rs \
-            FLUSH_EVERY); kill -9 loses the queued/delivered lines of mail already acked"]
 fn queued_line_survives_kill9_right_after_the_250() {
     let mut sink = Sink::start();
     sink.stop();

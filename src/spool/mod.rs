@@ -164,7 +164,7 @@ impl Spool {
     }
 
     /// Write a message durably. Returns once it is on stable storage.
-    pub async fn store(self: &Rc<Self>, queue_id: &QueueId, envelope: &Envelope, data: &[u8]) -> Result<(), StoreError> {
+    pub async fn store(self: &Rc<Self>, queue_id: &QueueId, envelope: &Envelope, accepted_secs: u64, data: &[u8]) -> Result<(), StoreError> {
         let rx = {
             let mut st = self.state.borrow_mut();
             let bytes = data.len() as u64;
@@ -174,7 +174,7 @@ impl Spool {
                 return Err(StoreError::QueueFull);
             }
             st.live_bytes += bytes;
-            record::encode_message(&mut st.batch.bytes, queue_id, envelope, data);
+            record::encode_message(&mut st.batch.bytes, queue_id, envelope, accepted_secs, data);
             st.batch.messages.push((queue_id.clone(), envelope.recipients.len() as u32, bytes));
             let (tx, rx) = oneshot::channel();
             st.batch.waiters.push(tx);

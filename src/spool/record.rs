@@ -17,16 +17,18 @@ const FRAME_BYTES: usize = 8;
 /// One decoded record.
 #[derive(Debug, PartialEq)]
 pub enum Record {
-    Message { queue_id: QueueId, envelope: Envelope, data: Vec<u8> },
+    /// `accepted_secs`: Unix time we said 250 (the queue lifetime counts from it).
+    Message { queue_id: QueueId, envelope: Envelope, accepted_secs: u64, data: Vec<u8> },
     /// These recipient indices of `queue_id` are finished (delivered or failed).
     Done { queue_id: QueueId, recipients: Vec<u32> },
 }
 
 /// Append a framed message record to `out`.
-pub fn encode_message(out: &mut Vec<u8>, queue_id: &QueueId, envelope: &Envelope, data: &[u8]) {
+pub fn encode_message(out: &mut Vec<u8>, queue_id: &QueueId, envelope: &Envelope, accepted_secs: u64, data: &[u8]) {
     frame(out, |p| {
         p.push(KIND_MESSAGE);
         put_str(p, &queue_id.0);
+        p.extend_from_slice(&accepted_secs.to_le_bytes());
         put_str(p, &envelope.connection_id);
         put_str(p, &envelope.peer.to_string());
         put_str(p, &envelope.helo);
@@ -104,6 +106,7 @@ fn decode_payload(p: &[u8]) -> Option<Record> {
     match *p.first()? {
         KIND_MESSAGE => {
             let queue_id = QueueId(r.string()?);
+            let accepted_secs = r.u64()?;
             let connection_id = r.string()?;
             let peer: SocketAddr = r.string()?.parse().ok()?;
             let helo = r.string()?;
@@ -123,7 +126,7 @@ fn decode_payload(p: &[u8]) -> Option<Record> {
             }
             let data = r.bytes()?.to_vec();
             let envelope = Envelope { connection_id, peer, helo, esmtp, mail_from, body_type, smtputf8, recipients };
-            Some(Record::Message { queue_id, envelope, data })
+            Some(Record::Message { queue_id, envelope, accepted_secs, data })
         }
         KIND_DONE => {
             let queue_id = QueueId(r.string()?);
@@ -155,6 +158,9 @@ impl<'a> Reader<'a> {
     fn u32(&mut self) -> Option<u32> {
         Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
     }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
     fn bytes(&mut self) -> Option<&'a [u8]> {
         let n = self.u32()? as usize;
         self.take(n)
@@ -184,14 +190,19 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let mut seg = Vec::new();
-        encode_message(&mut seg, &QueueId("Q1".into()), &envelope(), b"Subject: x\r\n\r\nhi\r\n");
+        encode_message(&mut seg, &QueueId("Q1".into()), &envelope(), 1_795_330_800, b"Subject: x\r\n\r\nhi\r\n");
         encode_done(&mut seg, &QueueId("Q1".into()), &[1]);
         let (records, len) = decode_all(&seg);
         assert_eq!(len, seg.len());
         assert_eq!(records.len(), 2);
         assert_eq!(
             records[0],
-            Record::Message { queue_id: QueueId("Q1".into()), envelope: envelope(), data: b"Subject: x\r\n\r\nhi\r\n".to_vec() }
+            Record::Message {
+                queue_id: QueueId("Q1".into()),
+                envelope: envelope(),
+                accepted_secs: 1_795_330_800,
+                data: b"Subject: x\r\n\r\nhi\r\n".to_vec()
+            }
         );
         assert_eq!(records[1], Record::Done { queue_id: QueueId("Q1".into()), recipients: vec![1] });
     }
@@ -199,9 +210,9 @@ mod tests {
     #[test]
     fn torn_tail_and_corruption_end_the_segment() {
         let mut seg = Vec::new();
-        encode_message(&mut seg, &QueueId("Q1".into()), &envelope(), b"one");
+        encode_message(&mut seg, &QueueId("Q1".into()), &envelope(), 1, b"one");
         let first = seg.len();
-        encode_message(&mut seg, &QueueId("Q2".into()), &envelope(), b"two");
+        encode_message(&mut seg, &QueueId("Q2".into()), &envelope(), 2, b"two");
         // A crash in the middle of the second record.
         let (records, len) = decode_all(&seg[..seg.len() - 3]);
         assert_eq!((records.len(), len), (1, first));

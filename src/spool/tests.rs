@@ -48,7 +48,7 @@ fn concurrent_stores_survive_a_crash_and_done_messages_do_not() {
                     let spool: Rc<Spool> = spool.clone();
                     glommio::spawn_local(async move {
                         let id = spool.next_queue_id();
-                        spool.store(&id, &envelope(2), format!("message {i}\r\n").as_bytes()).await.unwrap();
+                        spool.store(&id, &envelope(2), 1_795_330_800, format!("message {i}\r\n").as_bytes()).await.unwrap();
                         id
                     })
                 })
@@ -92,7 +92,7 @@ fn finished_segments_are_deleted_and_recovered_ones_adopted() {
             let spool = Spool::open(&d, 0, &rec, bounds(1000, 1 << 30)).await.unwrap();
             for _ in 0..2 {
                 let id = spool.next_queue_id();
-                spool.store(&id, &envelope(1), b"x\r\n").await.unwrap();
+                spool.store(&id, &envelope(1), 1_795_330_800, b"x\r\n").await.unwrap();
             }
             drop(spool);
             // Second run: the old segment is adopted; finishing both deletes it.
@@ -122,10 +122,10 @@ fn queue_bound_answers_queue_full() {
             let spool = Spool::open(&d, 0, &rec, bounds(2, 1 << 30)).await.unwrap();
             for _ in 0..2 {
                 let id = spool.next_queue_id();
-                spool.store(&id, &envelope(1), b"x\r\n").await.unwrap();
+                spool.store(&id, &envelope(1), 1_795_330_800, b"x\r\n").await.unwrap();
             }
             let id = spool.next_queue_id();
-            assert_eq!(spool.store(&id, &envelope(1), b"x\r\n").await, Err(crate::smtp::StoreError::QueueFull));
+            assert_eq!(spool.store(&id, &envelope(1), 1_795_330_800, b"x\r\n").await, Err(crate::smtp::StoreError::QueueFull));
         })
     });
     // The byte bound: 10 bytes fit, the next 10 do not, and finishing frees room.
@@ -136,11 +136,11 @@ fn queue_bound_answers_queue_full() {
             let spool = Spool::open(&d, 0, &rec, bounds(1000, 6 + 10)).await.unwrap();
             assert_eq!(rec.messages.len(), 2, "two 3-byte messages from the first run");
             let first = spool.next_queue_id();
-            spool.store(&first, &envelope(1), b"0123456789").await.unwrap();
+            spool.store(&first, &envelope(1), 1_795_330_800, b"0123456789").await.unwrap();
             let id = spool.next_queue_id();
-            assert_eq!(spool.store(&id, &envelope(1), b"0123456789").await, Err(crate::smtp::StoreError::QueueFull));
+            assert_eq!(spool.store(&id, &envelope(1), 1_795_330_800, b"0123456789").await, Err(crate::smtp::StoreError::QueueFull));
             assert!(spool.mark_done(&first, &[0]));
-            spool.store(&id, &envelope(1), b"0123456789").await.unwrap();
+            spool.store(&id, &envelope(1), 1_795_330_800, b"0123456789").await.unwrap();
         })
     });
     std::fs::remove_dir_all(&dir).unwrap();
