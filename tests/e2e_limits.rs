@@ -292,3 +292,41 @@ fn queued_lines(server: &Portcullis) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+#[test]
+#[ignore = "BUG: minimum data rate resets at every BDAT command (src/connection.rs DataRate::track: phase is Command between chunks), so 1-octet chunks trickle forever"]
+fn bdat_trickled_in_tiny_chunks_is_cut_off() {
+    let server = Portcullis::builder()
+        .arg("--min-data-rate")
+        .arg("100")
+        .arg("--data-rate-window-secs")
+        .arg("2")
+        .start();
+    let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
+    ehlo(&mut client);
+    assert_eq!(client.cmd("MAIL FROM:<slow@client.test>").unwrap().code, 250);
+    assert_eq!(client.cmd("RCPT TO:<rcpt@example.test>").unwrap().code, 250);
+    // One-octet chunks, one every 300 ms: about 10 octets/s on the wire,
+    // 3 octets/s of message, far below 100 octets/s.
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    let cut_off = loop {
+        if started.elapsed() > Duration::from_secs(15) {
+            break None;
+        }
+        let reply = match client.send(b"BDAT 1\r\nx").and_then(|_| client.read_reply()) {
+            Ok(reply) => reply,
+            Err(e) => break Some(format!("connection ended: {e}")),
+        };
+        if reply.code != 250 {
+            break Some(format!("{} {}", reply.code, reply.text()));
+        }
+        answers.push(reply.code);
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    let after = started.elapsed();
+    let cut_off = cut_off.unwrap_or_else(|| {
+        panic!("still receiving chunks after {after:?} ({} chunks accepted)", answers.len())
+    });
+    assert!(cut_off.starts_with("421 4.4.2 "), "{cut_off}");
+}
