@@ -75,9 +75,12 @@ fn connection_id(server: &Portcullis, client: &RawSmtp) -> String {
     let port = client.stream().local_addr().unwrap().port();
     let needle = format!("peer=127.0.0.1:{port} ");
     let lines = server.wait_for_log(&needle, 1, WAIT);
-    let line = lines.iter().find(|l| l.contains(" connect ")).unwrap_or_else(|| {
-        panic!("no connect line for port {port}: {lines:?}");
-    });
+    let line = lines
+        .iter()
+        .find(|l| l.contains(" connect "))
+        .unwrap_or_else(|| {
+            panic!("no connect line for port {port}: {lines:?}");
+        });
     line.split_whitespace()
         .find_map(|f| f.strip_prefix("conn="))
         .unwrap_or_else(|| panic!("no conn= in {line:?}"))
@@ -98,8 +101,18 @@ fn queue_id(reply: &Reply) -> String {
 /// Checks the sink's dump: our Received header first (naming `qid` and
 /// `conn`), then exactly `expected` (already in dump form).
 fn assert_arrived_exactly(msg: &SinkMessage, qid: &str, conn: &str, expected: &[u8]) {
-    assert_eq!(msg.sender(), SENDER, "MAIL args at the sink: {}", msg.mail_args);
-    assert_eq!(msg.recipients(), [RECIPIENT], "RCPT args: {:?}", msg.rcpt_args);
+    assert_eq!(
+        msg.sender(),
+        SENDER,
+        "MAIL args at the sink: {}",
+        msg.mail_args
+    );
+    assert_eq!(
+        msg.recipients(),
+        [RECIPIENT],
+        "RCPT args: {:?}",
+        msg.rcpt_args
+    );
     assert!(
         msg.data.ends_with(expected),
         "message changed on the way.\n--- sink data ---\n{}\n--- expected tail ---\n{}",
@@ -109,9 +122,16 @@ fn assert_arrived_exactly(msg: &SinkMessage, qid: &str, conn: &str, expected: &[
     let header = String::from_utf8(msg.data[..msg.data.len() - expected.len()].to_vec())
         .expect("the prepended header is ASCII");
     // Exactly one prepended field: our Received, folded over 4 lines.
-    let lines: Vec<&str> = header.strip_suffix('\n').unwrap_or("").split('\n').collect();
+    let lines: Vec<&str> = header
+        .strip_suffix('\n')
+        .unwrap_or("")
+        .split('\n')
+        .collect();
     assert_eq!(lines.len(), 4, "prepended header: {header:?}");
-    assert_eq!(lines[0], "Received: from client.test ([127.0.0.1])", "{header}");
+    assert_eq!(
+        lines[0], "Received: from client.test ([127.0.0.1])",
+        "{header}"
+    );
     assert_eq!(
         lines[1],
         format!("\tby portcullis.test (Portcullis) with ESMTP id {qid}"),
@@ -138,10 +158,16 @@ fn data_transfer_arrives_byte_exact(cores: usize) {
     assert!(ehlo.contains("8BITMIME"), "{ehlo:?}");
     let body = message();
     let mail = client
-        .cmd(&format!("MAIL FROM:<{SENDER}> BODY=8BITMIME SIZE={}", body.len()))
+        .cmd(&format!(
+            "MAIL FROM:<{SENDER}> BODY=8BITMIME SIZE={}",
+            body.len()
+        ))
         .unwrap();
     assert_eq!((mail.code, mail.text()), (250, "2.1.0 Ok".to_owned()));
-    assert_eq!(client.cmd(&format!("RCPT TO:<{RECIPIENT}>")).unwrap().code, 250);
+    assert_eq!(
+        client.cmd(&format!("RCPT TO:<{RECIPIENT}>")).unwrap().code,
+        250
+    );
     assert_eq!(client.cmd("DATA").unwrap().code, 354);
     client.send(&dot_stuff(&body)).unwrap();
     client.send(b".\r\n").unwrap();
@@ -167,12 +193,25 @@ fn bdat_in_two_chunks_arrives_byte_exact(cores: usize) {
     let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
     let ehlo = client.cmd("EHLO client.test").unwrap();
     assert!(ehlo.contains("CHUNKING"), "{ehlo:?}");
-    assert_eq!(client.cmd(&format!("MAIL FROM:<{SENDER}> BODY=8BITMIME")).unwrap().code, 250);
-    assert_eq!(client.cmd(&format!("RCPT TO:<{RECIPIENT}>")).unwrap().code, 250);
+    assert_eq!(
+        client
+            .cmd(&format!("MAIL FROM:<{SENDER}> BODY=8BITMIME"))
+            .unwrap()
+            .code,
+        250
+    );
+    assert_eq!(
+        client.cmd(&format!("RCPT TO:<{RECIPIENT}>")).unwrap().code,
+        250
+    );
     // BDAT carries no dot-stuffing: the octets are the message itself.
     let body = message();
     // First split: between the CR and the LF that end the "Subject" line.
-    let cr = body.windows(12).position(|w| w == b"byte exact\r\n").unwrap() + 11;
+    let cr = body
+        .windows(12)
+        .position(|w| w == b"byte exact\r\n")
+        .unwrap()
+        + 11;
     let (first, second) = body.split_at(cr);
     assert!(first.ends_with(b"\r") && second.starts_with(b"\n"));
     let mut wire = format!("BDAT {}\r\n", first.len()).into_bytes();
@@ -180,7 +219,10 @@ fn bdat_in_two_chunks_arrives_byte_exact(cores: usize) {
     client.send(&wire).unwrap();
     let reply = client.read_reply().unwrap();
     assert_eq!(reply.code, 250, "{reply:?}");
-    assert!(reply.text().contains(&format!("{} octets", first.len())), "{reply:?}");
+    assert!(
+        reply.text().contains(&format!("{} octets", first.len())),
+        "{reply:?}"
+    );
     let mut wire = format!("BDAT {} LAST\r\n", second.len()).into_bytes();
     wire.extend_from_slice(second);
     client.send(&wire).unwrap();

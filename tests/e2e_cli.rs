@@ -57,7 +57,10 @@ fn check_config_prints_the_effective_config() {
         "command_secs = 300",
         "max_connections = 1024",
     ] {
-        assert!(printed.contains(expected), "{expected:?} missing from:\n{printed}");
+        assert!(
+            printed.contains(expected),
+            "{expected:?} missing from:\n{printed}"
+        );
     }
     // The printed config is itself a valid config file.
     let again = write(dir.path(), "printed.toml", printed);
@@ -103,7 +106,11 @@ fn check_config_refuses_a_wildcard_relay_domain() {
             "{domain}: {}",
             out.stderr
         );
-        assert!(out.stdout.is_empty(), "nothing printed for a bad file: {}", out.stdout);
+        assert!(
+            out.stdout.is_empty(),
+            "nothing printed for a bad file: {}",
+            out.stdout
+        );
     }
 }
 
@@ -133,8 +140,15 @@ fn help_lists_every_flag_of_the_readme_table() {
         .stdout
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
         .collect();
-    let missing: Vec<&String> = flags.iter().filter(|f| !help_words.contains(&f.as_str())).collect();
-    assert!(missing.is_empty(), "--help lacks {missing:?}:\n{}", out.stdout);
+    let missing: Vec<&String> = flags
+        .iter()
+        .filter(|f| !help_words.contains(&f.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "--help lacks {missing:?}:\n{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("check-config"), "{}", out.stdout);
 }
 
@@ -182,7 +196,10 @@ fn no_flags_listens_on_2525_and_relays_only_example_test() {
     assert_eq!(greeting.code, 220, "{greeting:?}");
     assert!(greeting.text().contains("ESMTP"), "{greeting:?}");
     assert_eq!(client.cmd("EHLO client.test").unwrap().code, 250);
-    assert_eq!(client.cmd("MAIL FROM:<someone@client.test>").unwrap().code, 250);
+    assert_eq!(
+        client.cmd("MAIL FROM:<someone@client.test>").unwrap().code,
+        250
+    );
     let outside = client.cmd("RCPT TO:<user@outside.test>").unwrap();
     assert_eq!(
         (outside.code, outside.text().starts_with("5.7.1 ")),
@@ -192,11 +209,20 @@ fn no_flags_listens_on_2525_and_relays_only_example_test() {
     let inside = client.cmd("RCPT TO:<user@example.test>").unwrap();
     assert_eq!(inside.code, 250, "{inside:?}");
     assert_eq!(client.cmd("DATA").unwrap().code, 354);
-    client.send(b"Subject: defaults\r\n\r\nhi\r\n.\r\n").unwrap();
+    client
+        .send(b"Subject: defaults\r\n\r\nhi\r\n.\r\n")
+        .unwrap();
     let queued = client.read_reply().unwrap();
-    assert!(queued.code == 250 && queued.text().contains("queued as"), "{queued:?}");
+    assert!(
+        queued.code == 250 && queued.text().contains("queued as"),
+        "{queued:?}"
+    );
     assert_eq!(client.cmd("QUIT").unwrap().code, 221);
-    assert!(dir.path().join("spool").is_dir(), "spools under ./spool: {}", log());
+    assert!(
+        dir.path().join("spool").is_dir(),
+        "spools under ./spool: {}",
+        log()
+    );
     drop(child);
 }
 
@@ -218,7 +244,9 @@ fn bindable_with_reuseport(port: u16) -> bool {
         let addr = libc::sockaddr_in {
             sin_family: libc::AF_INET as libc::sa_family_t,
             sin_port: port.to_be(),
-            sin_addr: libc::in_addr { s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be() },
+            sin_addr: libc::in_addr {
+                s_addr: u32::from_be_bytes([127, 0, 0, 1]).to_be(),
+            },
             sin_zero: [0; 8],
         };
         let ok = libc::bind(

@@ -35,10 +35,18 @@ fn starts(reply: &Reply, code: u16, enhanced: &str) -> bool {
 
 /// Sends one legitimate message and waits for it at the sink; then the sink
 /// must hold `expected` messages in total.
-fn control_message_arrives_alone(server: &Portcullis, sink: &Sink, expected: usize) -> Vec<SinkMessage> {
+fn control_message_arrives_alone(
+    server: &Portcullis,
+    sink: &Sink,
+    expected: usize,
+) -> Vec<SinkMessage> {
     let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
     let reply = client
-        .send_mail("control@client.test", &["control@example.test"], b"Subject: control\r\n\r\nok\r\n")
+        .send_mail(
+            "control@client.test",
+            &["control@example.test"],
+            b"Subject: control\r\n\r\nok\r\n",
+        )
         .unwrap();
     assert_eq!(reply.code, 250, "{reply:?}");
     assert_eq!(client.cmd("QUIT").unwrap().code, 221);
@@ -63,10 +71,19 @@ fn oversize_message_is_refused_552_declared_and_actual() {
     let mail = client.cmd("MAIL FROM:<big@client.test> SIZE=4096").unwrap();
     assert!(starts(&mail, 552, "5.3.4"), "{mail:?}");
     let rcpt = client.cmd("RCPT TO:<rcpt@example.test>").unwrap();
-    assert_eq!(rcpt.code, 503, "no transaction after a refused MAIL: {rcpt:?}");
+    assert_eq!(
+        rcpt.code, 503,
+        "no transaction after a refused MAIL: {rcpt:?}"
+    );
 
     // Declared small, sent big.
-    assert_eq!(client.cmd("MAIL FROM:<big@client.test> SIZE=1000").unwrap().code, 250);
+    assert_eq!(
+        client
+            .cmd("MAIL FROM:<big@client.test> SIZE=1000")
+            .unwrap()
+            .code,
+        250
+    );
     assert_eq!(client.cmd("RCPT TO:<rcpt@example.test>").unwrap().code, 250);
     assert_eq!(client.cmd("DATA").unwrap().code, 354);
     let line = format!("{}\r\n", "x".repeat(98));
@@ -140,13 +157,19 @@ fn command_line_over_512_octets_gets_500_and_the_session_goes_on() {
     let reply = client.cmd(&huge).unwrap();
     assert!(starts(&reply, 500, "5.5.2"), "{reply:?}");
     let noop = client.cmd("NOOP").unwrap();
-    assert_eq!(noop.code, 250, "the rest of the long line was taken as a command: {noop:?}");
+    assert_eq!(
+        noop.code, 250,
+        "the rest of the long line was taken as a command: {noop:?}"
+    );
     assert_eq!(client.cmd("QUIT").unwrap().code, 221);
 }
 
 #[test]
 fn third_concurrent_connection_gets_421_with_max_connections_2() {
-    let server = Portcullis::builder().arg("--max-connections").arg("2").start();
+    let server = Portcullis::builder()
+        .arg("--max-connections")
+        .arg("2")
+        .start();
     let (mut first, g1) = RawSmtp::connect(server.addr()).unwrap();
     let (_second, g2) = RawSmtp::connect(server.addr()).unwrap();
     assert_eq!((g1.code, g2.code), (220, 220));
@@ -172,14 +195,22 @@ fn third_concurrent_connection_gets_421_with_max_connections_2() {
 
 #[test]
 fn idle_client_gets_421_after_the_command_timeout() {
-    let server = Portcullis::builder().arg("--timeout-command-secs").arg("1").start();
+    let server = Portcullis::builder()
+        .arg("--timeout-command-secs")
+        .arg("1")
+        .start();
     let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
     ehlo(&mut client);
     let idle_since = Instant::now();
-    let reply = client.read_reply().expect("a 421 before our 30 s read deadline");
+    let reply = client
+        .read_reply()
+        .expect("a 421 before our 30 s read deadline");
     let idle = idle_since.elapsed();
     assert!(starts(&reply, 421, "4.4.2"), "{reply:?}");
-    assert!(idle >= Duration::from_millis(900), "421 after only {idle:?}");
+    assert!(
+        idle >= Duration::from_millis(900),
+        "421 after only {idle:?}"
+    );
     assert!(client.is_closed_within(WAIT), "not disconnected after 421");
 }
 
@@ -195,7 +226,10 @@ fn data_trickled_below_the_minimum_rate_is_cut_off_and_not_delivered() {
         .start();
     let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
     ehlo(&mut client);
-    assert_eq!(client.cmd("MAIL FROM:<slow@client.test>").unwrap().code, 250);
+    assert_eq!(
+        client.cmd("MAIL FROM:<slow@client.test>").unwrap().code,
+        250
+    );
     assert_eq!(client.cmd("RCPT TO:<rcpt@example.test>").unwrap().code, 250);
     assert_eq!(client.cmd("DATA").unwrap().code, 354);
 
@@ -223,22 +257,36 @@ fn data_trickled_below_the_minimum_rate_is_cut_off_and_not_delivered() {
     let after = started.elapsed();
     assert!(starts(&reply, 421, "4.4.2"), "{reply:?}");
     // Cut off by the rate check (window 2 s), not by a data timeout.
-    assert!(after >= Duration::from_millis(1900), "cut off after only {after:?}");
-    assert!(after < Duration::from_secs(10), "cut off only after {after:?}");
+    assert!(
+        after >= Duration::from_millis(1900),
+        "cut off after only {after:?}"
+    );
+    assert!(
+        after < Duration::from_secs(10),
+        "cut off only after {after:?}"
+    );
     assert!(client.is_closed_within(WAIT));
     server.wait_for_log(" slow ", 1, WAIT);
 
     control_message_arrives_alone(&server, &sink, 1);
     let queued = queued_lines(&server);
-    assert!(queued.iter().all(|l| !l.contains("slow@client.test")), "{queued:#?}");
+    assert!(
+        queued.iter().all(|l| !l.contains("slow@client.test")),
+        "{queued:#?}"
+    );
 }
 
 #[test]
 fn client_that_never_reads_is_disconnected_not_buffered() {
-    let server = Portcullis::builder().arg("--timeout-command-secs").arg("2").start();
+    let server = Portcullis::builder()
+        .arg("--timeout-command-secs")
+        .arg("2")
+        .start();
     let (client, _) = RawSmtp::connect(server.addr()).unwrap();
     let mut stream = client.stream().try_clone().unwrap();
-    stream.set_write_timeout(Some(Duration::from_millis(200))).unwrap();
+    stream
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     let block = b"NOOP\r\n".repeat(10_000);
     // Write NOOPs without ever reading; keep the command stream aligned
     // across partial writes. The server must end the connection.
@@ -261,7 +309,10 @@ fn client_that_never_reads_is_disconnected_not_buffered() {
     };
     let how = outcome.unwrap_or_else(|e| panic!("{e}\n{}", server.log()));
     eprintln!("server closed the connection ({how}) after {sent} octets of NOOPs");
-    assert!(sent >= 6 * 1000, "thousands of NOOPs were sent ({sent} octets)");
+    assert!(
+        sent >= 6 * 1000,
+        "thousands of NOOPs were sent ({sent} octets)"
+    );
     server.wait_for_log(" disconnect ", 1, WAIT);
 
     // Memory stayed bounded: the replies were not queued up in the server.
@@ -304,7 +355,10 @@ fn bdat_trickled_in_tiny_chunks_is_cut_off() {
         .start();
     let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
     ehlo(&mut client);
-    assert_eq!(client.cmd("MAIL FROM:<slow@client.test>").unwrap().code, 250);
+    assert_eq!(
+        client.cmd("MAIL FROM:<slow@client.test>").unwrap().code,
+        250
+    );
     assert_eq!(client.cmd("RCPT TO:<rcpt@example.test>").unwrap().code, 250);
     // One-octet chunks, one every 300 ms: about 10 octets/s on the wire,
     // 3 octets/s of message, far below 100 octets/s.
@@ -314,7 +368,10 @@ fn bdat_trickled_in_tiny_chunks_is_cut_off() {
         if started.elapsed() > Duration::from_secs(15) {
             break None;
         }
-        let reply = match client.send(b"BDAT 1\r\nx").and_then(|_| client.read_reply()) {
+        let reply = match client
+            .send(b"BDAT 1\r\nx")
+            .and_then(|_| client.read_reply())
+        {
             Ok(reply) => reply,
             Err(e) => break Some(format!("connection ended: {e}")),
         };
@@ -326,7 +383,10 @@ fn bdat_trickled_in_tiny_chunks_is_cut_off() {
     };
     let after = started.elapsed();
     let cut_off = cut_off.unwrap_or_else(|| {
-        panic!("still receiving chunks after {after:?} ({} chunks accepted)", answers.len())
+        panic!(
+            "still receiving chunks after {after:?} ({} chunks accepted)",
+            answers.len()
+        )
     });
     assert!(cut_off.starts_with("421 4.4.2 "), "{cut_off}");
 }

@@ -70,7 +70,13 @@ fn offer(server: &Portcullis, form: &str) -> (Reply, Reply) {
     let (mut client, greeting) = RawSmtp::connect(server.addr()).unwrap();
     assert_eq!(greeting.code, 220);
     assert_eq!(client.cmd("EHLO client.test").unwrap().code, 250);
-    assert_eq!(client.cmd("MAIL FROM:<relay-probe@client.test>").unwrap().code, 250);
+    assert_eq!(
+        client
+            .cmd("MAIL FROM:<relay-probe@client.test>")
+            .unwrap()
+            .code,
+        250
+    );
     let rcpt = client.cmd(&format!("RCPT TO:<{form}>")).unwrap();
     let data = client.cmd("DATA").unwrap();
     if data.code == 354 {
@@ -100,7 +106,10 @@ fn every_relay_form_is_refused_and_nothing_reaches_the_sink() {
             Syntax => rcpt.code == 501 && rcpt.text().starts_with("5.1.3 "),
         };
         if !ok || data.code == 354 {
-            wrong.push(format!("<{form}>: expected {expect:?}, got {got}, DATA {}", data.code));
+            wrong.push(format!(
+                "<{form}>: expected {expect:?}, got {got}, DATA {}",
+                data.code
+            ));
         }
     }
     eprintln!("RCPT replies per form:\n{table}");
@@ -108,7 +117,11 @@ fn every_relay_form_is_refused_and_nothing_reaches_the_sink() {
     // The control message, last: when it is in, everything before it is too.
     let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
     let reply = client
-        .send_mail("control@client.test", &[CONTROL_RCPT], b"Subject: control\r\n\r\nok\r\n")
+        .send_mail(
+            "control@client.test",
+            &[CONTROL_RCPT],
+            b"Subject: control\r\n\r\nok\r\n",
+        )
         .unwrap();
     assert_eq!(reply.code, 250, "{reply:?}");
     assert_eq!(client.cmd("QUIT").unwrap().code, 221);
@@ -117,11 +130,19 @@ fn every_relay_form_is_refused_and_nothing_reaches_the_sink() {
     // session's disconnect is in the log, every "queued" line before it is.
     server.wait_for_log(" disconnect ", FORMS.len() + 1, WAIT);
     let queued = queued_lines(&server);
-    assert_eq!(queued.len(), 1, "only the control message is queued: {queued:#?}");
+    assert_eq!(
+        queued.len(),
+        1,
+        "only the control message is queued: {queued:#?}"
+    );
     assert_eq!(messages.len(), 1, "{messages:#?}");
     assert_eq!(messages[0].recipients(), [CONTROL_RCPT]);
     assert_eq!(messages[0].sender(), "control@client.test");
-    assert!(wrong.is_empty(), "refused wrongly:\n{}\nall:\n{table}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "refused wrongly:\n{}\nall:\n{table}",
+        wrong.join("\n")
+    );
 }
 
 #[test]
@@ -130,18 +151,26 @@ fn postmaster_without_domain_is_delivered_to_the_relay_domain() {
     let server = Portcullis::builder().route("*", &sink).start();
     let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
     assert_eq!(client.cmd("EHLO client.test").unwrap().code, 250);
-    assert_eq!(client.cmd("MAIL FROM:<someone@client.test>").unwrap().code, 250);
+    assert_eq!(
+        client.cmd("MAIL FROM:<someone@client.test>").unwrap().code,
+        250
+    );
     let rcpt = client.cmd("RCPT TO:<postmaster>").unwrap();
     assert_eq!((rcpt.code, rcpt.text()), (250, "2.1.5 Ok".to_owned()));
     assert_eq!(client.cmd("DATA").unwrap().code, 354);
-    client.send(b"Subject: to the postmaster\r\n\r\nhello\r\n.\r\n").unwrap();
+    client
+        .send(b"Subject: to the postmaster\r\n\r\nhello\r\n.\r\n")
+        .unwrap();
     assert_eq!(client.read_reply().unwrap().code, 250);
     assert_eq!(client.cmd("QUIT").unwrap().code, 221);
 
     let messages = sink.wait_for_messages(1, WAIT);
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].recipients(), ["postmaster@example.test"]);
-    assert_eq!(messages[0].header("subject").as_deref(), Some("to the postmaster"));
+    assert_eq!(
+        messages[0].header("subject").as_deref(),
+        Some("to the postmaster")
+    );
 }
 
 /// Mail log lines of the "queued" event (not commands whose reply says

@@ -37,13 +37,22 @@ fn swaks_pipeline_delivers() {
     let messages = sink.wait_for_messages(1, WAIT);
     assert_eq!(messages.len(), 1);
     assert_eq!(messages[0].sender(), "piped@client.test");
-    assert_eq!(messages[0].recipients(), ["one@example.test", "two@example.test"]);
-    assert_eq!(messages[0].header("subject").as_deref(), Some("swaks pipelined"));
+    assert_eq!(
+        messages[0].recipients(),
+        ["one@example.test", "two@example.test"]
+    );
+    assert_eq!(
+        messages[0].header("subject").as_deref(),
+        Some("swaks pipelined")
+    );
     assert!(messages[0].header("received").unwrap().contains(&qid));
 }
 
 fn texts(replies: &[Reply]) -> Vec<String> {
-    replies.iter().map(|r| format!("{} {}", r.code, r.text())).collect()
+    replies
+        .iter()
+        .map(|r| format!("{} {}", r.code, r.text()))
+        .collect()
 }
 
 #[test]
@@ -90,7 +99,10 @@ fn raw_pipelined_groups_are_answered_in_order() {
         [250, 250, 250, 354],
         "{got:#?}"
     );
-    assert!(got[0].contains("queued as "), "the dot is answered first: {got:#?}");
+    assert!(
+        got[0].contains("queued as "),
+        "the dot is answered first: {got:#?}"
+    );
     assert_eq!(got[1], "250 2.1.0 Ok", "{got:#?}");
 
     // Group 3: second body, its dot, a third MAIL and QUIT in one write
@@ -110,10 +122,21 @@ fn raw_pipelined_groups_are_answered_in_order() {
     messages.sort_by_key(|m| m.header("subject"));
     assert_eq!(messages[0].header("subject").as_deref(), Some("first"));
     assert_eq!(messages[0].sender(), "first@client.test");
-    assert_eq!(messages[0].recipients(), ["a@example.test", "b@example.test"]);
-    assert!(messages[0].body().starts_with("body one\n"), "{:?}", messages[0].body());
+    assert_eq!(
+        messages[0].recipients(),
+        ["a@example.test", "b@example.test"]
+    );
+    assert!(
+        messages[0].body().starts_with("body one\n"),
+        "{:?}",
+        messages[0].body()
+    );
     assert_eq!(messages[1].header("subject").as_deref(), Some("second"));
     assert_eq!(messages[1].sender(), "second@client.test");
     assert_eq!(messages[1].recipients(), ["c@example.test"]);
-    assert!(messages[1].body().starts_with("body two\n"), "{:?}", messages[1].body());
+    assert!(
+        messages[1].body().starts_with("body two\n"),
+        "{:?}",
+        messages[1].body()
+    );
 }

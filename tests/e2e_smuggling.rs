@@ -54,8 +54,14 @@ fn smuggling_data(fake_end: &[u8]) -> (Vec<u8>, usize) {
 fn attempt(server: &Portcullis, name: &str, fake_end: &[u8], split_writes: bool) -> Reply {
     let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
     assert_eq!(client.cmd("EHLO client.test").unwrap().code, 250);
-    assert_eq!(client.cmd("MAIL FROM:<attacker@client.test>").unwrap().code, 250);
-    assert_eq!(client.cmd("RCPT TO:<someone@example.test>").unwrap().code, 250);
+    assert_eq!(
+        client.cmd("MAIL FROM:<attacker@client.test>").unwrap().code,
+        250
+    );
+    assert_eq!(
+        client.cmd("RCPT TO:<someone@example.test>").unwrap().code,
+        250
+    );
     assert_eq!(client.cmd("DATA").unwrap().code, 354);
     let (data, split) = smuggling_data(fake_end);
     if split_writes {
@@ -84,7 +90,10 @@ fn attempt(server: &Portcullis, name: &str, fake_end: &[u8], split_writes: bool)
             format!("Subject: {subject}\r\n\r\nclean\r\n").as_bytes(),
         )
         .unwrap();
-    assert_eq!(clean.code, 250, "{name}: clean message after the attempt: {clean:?}");
+    assert_eq!(
+        clean.code, 250,
+        "{name}: clean message after the attempt: {clean:?}"
+    );
     assert_eq!(client.cmd("QUIT").unwrap().code, 221);
     end
 }
@@ -110,17 +119,26 @@ fn fake_end_markers_never_end_data_nor_start_a_second_message() {
     let expected = FAKE_ENDS.len() * 2;
     let messages = sink.wait_for_messages(expected, WAIT);
     server.wait_for_log(" disconnect ", expected, WAIT);
-    assert_eq!(queued_lines(&server).len(), expected, "only the clean messages are queued");
+    assert_eq!(
+        queued_lines(&server).len(),
+        expected,
+        "only the clean messages are queued"
+    );
     assert_eq!(messages.len(), expected, "{messages:#?}");
     for msg in &messages {
         assert_eq!(msg.sender(), "attacker@client.test", "{msg:#?}");
         assert_eq!(msg.recipients(), ["someone@example.test"], "{msg:#?}");
         assert!(
-            msg.header("subject").unwrap_or_default().starts_with("clean after "),
+            msg.header("subject")
+                .unwrap_or_default()
+                .starts_with("clean after "),
             "{msg:#?}"
         );
         let text = msg.text();
-        assert!(!text.contains("smuggled") && !text.contains(SMUGGLED_FROM), "{text}");
+        assert!(
+            !text.contains("smuggled") && !text.contains(SMUGGLED_FROM),
+            "{text}"
+        );
     }
 }
 
@@ -133,16 +151,26 @@ fn bare_cr_or_lf_in_commands_is_refused_and_not_executed() {
     // A command ended by a bare LF is not a command.
     client.send(b"EHLO client.test\n").unwrap();
     let reply = client.read_reply().unwrap();
-    assert_eq!((reply.code, reply.text().starts_with("5.5.2 ")), (500, true), "{reply:?}");
+    assert_eq!(
+        (reply.code, reply.text().starts_with("5.5.2 ")),
+        (500, true),
+        "{reply:?}"
+    );
     // So MAIL still needs a HELO/EHLO.
     let mail = client.cmd("MAIL FROM:<a@client.test>").unwrap();
     assert_eq!(mail.code, 503, "{mail:?}");
 
     assert_eq!(client.cmd("EHLO client.test").unwrap().code, 250);
     // A bare CR hiding a MAIL inside a NOOP line: one line, refused whole.
-    client.send(b"NOOP\rMAIL FROM:<evil@spoofed.test>\r\n").unwrap();
+    client
+        .send(b"NOOP\rMAIL FROM:<evil@spoofed.test>\r\n")
+        .unwrap();
     let hidden = client.read_reply().unwrap();
-    assert_eq!((hidden.code, hidden.text().starts_with("5.5.2 ")), (500, true), "{hidden:?}");
+    assert_eq!(
+        (hidden.code, hidden.text().starts_with("5.5.2 ")),
+        (500, true),
+        "{hidden:?}"
+    );
     // The MAIL was not executed: RCPT has no transaction.
     let rcpt = client.cmd("RCPT TO:<victim@example.test>").unwrap();
     assert_eq!(rcpt.code, 503, "a smuggled MAIL was executed: {rcpt:?}");

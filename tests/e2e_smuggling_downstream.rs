@@ -102,10 +102,15 @@ fn binarymime_body_is_never_relayed_with_bare_cr_or_lf() {
         .start();
     let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
     assert_eq!(client.cmd("EHLO client.test").unwrap().code, 250);
-    let mail = client.cmd("MAIL FROM:<attacker@client.test> BODY=BINARYMIME").unwrap();
+    let mail = client
+        .cmd("MAIL FROM:<attacker@client.test> BODY=BINARYMIME")
+        .unwrap();
     let mut replies = vec![format!("MAIL: {} {}", mail.code, mail.text())];
     if mail.code == 250 {
-        assert_eq!(client.cmd("RCPT TO:<someone@example.test>").unwrap().code, 250);
+        assert_eq!(
+            client.cmd("RCPT TO:<someone@example.test>").unwrap().code,
+            250
+        );
         let body = b"Subject: binary\r\n\r\nHello\r.\r\n\
                      MAIL FROM:<ceo@spoofed.test>\r\n\
                      RCPT TO:<victim@example.test>\r\n\
@@ -120,7 +125,11 @@ fn binarymime_body_is_never_relayed_with_bare_cr_or_lf() {
         if end.code == 250 {
             // Accepted: then it must reach the downstream clean.
             let got = wait_until(WAIT, || !captured.lock().unwrap().is_empty());
-            assert!(got, "accepted message never reached the downstream: {}", server.log());
+            assert!(
+                got,
+                "accepted message never reached the downstream: {}",
+                server.log()
+            );
             let data = captured.lock().unwrap()[0].clone();
             let bare = bare_line_ends(&data);
             assert!(
@@ -132,7 +141,10 @@ fn binarymime_body_is_never_relayed_with_bare_cr_or_lf() {
     }
     assert_eq!(client.cmd("QUIT").unwrap().code, 221);
     eprintln!("replies: {replies:?}");
-    assert!(captured.lock().unwrap().len() <= 1, "more than one transaction downstream");
+    assert!(
+        captured.lock().unwrap().len() <= 1,
+        "more than one transaction downstream"
+    );
 }
 
 #[test]
@@ -151,9 +163,21 @@ fn text_messages_are_relayed_with_crlf_only() {
         )
         .unwrap();
     assert_eq!(reply.code, 250, "{reply:?}");
-    assert!(wait_until(WAIT, || !captured.lock().unwrap().is_empty()), "{}", server.log());
+    assert!(
+        wait_until(WAIT, || !captured.lock().unwrap().is_empty()),
+        "{}",
+        server.log()
+    );
     let data = captured.lock().unwrap()[0].clone();
-    assert!(bare_line_ends(&data).is_empty(), "{:?}", String::from_utf8_lossy(&data));
-    assert!(data.ends_with(b"\r\n..dot\r\nline\r\n.\r\n"), "{:?}", String::from_utf8_lossy(&data));
+    assert!(
+        bare_line_ends(&data).is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&data)
+    );
+    assert!(
+        data.ends_with(b"\r\n..dot\r\nline\r\n.\r\n"),
+        "{:?}",
+        String::from_utf8_lossy(&data)
+    );
     assert_eq!(bare_line_ends(b"a\rb\r\nc\nd"), [1, 6]);
 }
