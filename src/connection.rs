@@ -47,7 +47,8 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
                     break format!("write: {e}");
                 }
                 let phase = session.phase();
-                rate.track(phase);
+                let receiving = session.receiving_message();
+                rate.track(receiving);
                 let wait = match phase {
                     Phase::Data => Duration::from_secs(t.data_block_secs),
                     _ => Duration::from_secs(t.command_secs),
@@ -55,7 +56,7 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
                 match read(&mut stream, &mut buf, wait, shard).await {
                     ReadOutcome::Bytes(n) => {
                         session.feed(&buf[..n]);
-                        if phase == Phase::Data && rate.too_slow(n, t.data_rate_min_bytes_per_sec, t.data_rate_window_secs) {
+                        if receiving && rate.too_slow(n, t.data_rate_min_bytes_per_sec, t.data_rate_window_secs) {
                             shard.log.event("slow", format_args!("conn={conn} reason=\"below {} bytes/s\"", t.data_rate_min_bytes_per_sec));
                             session.timed_out();
                         }
@@ -132,9 +133,10 @@ async fn read(stream: &mut TcpStream, buf: &mut [u8], wait: Duration, shard: &Sh
     futures_lite::future::or(reading, shutdown).await
 }
 
-/// Minimum data rate during DATA/BDAT: bytes over the time since the data
-/// phase began, checked once a window has passed. Stops a client that
-/// trickles a byte at a time, which no per-read timeout would catch.
+/// Minimum data rate while a message arrives (DATA, or all BDAT chunks of
+/// one message): bytes over the time since it began, checked once a window
+/// has passed. Stops a client that trickles a byte at a time, which no
+/// per-read timeout would catch.
 #[derive(Default)]
 struct DataRate {
     since: Option<Instant>,
@@ -142,14 +144,14 @@ struct DataRate {
 }
 
 impl DataRate {
-    fn track(&mut self, phase: Phase) {
-        match phase {
-            Phase::Data if self.since.is_none() => {
+    fn track(&mut self, receiving: bool) {
+        match (receiving, self.since) {
+            (true, None) => {
                 self.since = Some(Instant::now());
                 self.bytes = 0;
             }
-            Phase::Data => {}
-            _ => self.since = None,
+            (true, Some(_)) => {}
+            (false, _) => self.since = None,
         }
     }
 

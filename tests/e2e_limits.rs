@@ -345,7 +345,6 @@ fn queued_lines(server: &Portcullis) -> Vec<String> {
 }
 
 #[test]
-#[ignore = "BUG: minimum data rate resets at every BDAT command (src/connection.rs DataRate::track: phase is Command between chunks), so 1-octet chunks trickle forever"]
 fn bdat_trickled_in_tiny_chunks_is_cut_off() {
     let server = Portcullis::builder()
         .arg("--min-data-rate")

@@ -279,6 +279,15 @@ impl Session {
         }
     }
 
+    /// True while a message body is arriving: inside DATA, and from the first
+    /// BDAT chunk until the message ends. The driver measures the minimum
+    /// data rate over this whole span, so many tiny BDAT chunks (each one a
+    /// short `Data` phase) cannot dodge it.
+    pub fn receiving_message(&self) -> bool {
+        matches!(self.state, State::Data(_) | State::Chunk { .. })
+            || self.tx.as_ref().is_some_and(|tx| tx.chunks.is_some())
+    }
+
     /// Bytes of the input buffer not yet consumed (the driver stops reading
     /// above `limits::SESSION_INPUT_BYTES_MAX`).
     pub fn buffered_input(&self) -> usize {

@@ -91,8 +91,7 @@ impl Session {
         let mut reply = Reply::new(250, "", self.config.hostname.clone());
         if esmtp {
             // Only what we implement. BINARYMIME is not offered: delivery
-            // could not relay it to a downstream without it (BODY=BINARYMIME
-            // is still taken from clients that send it unasked).
+            // relays with DATA, which cannot carry bare CR/LF safely.
             reply.lines.extend([
                 "PIPELINING".to_string(),
                 format!("SIZE {}", self.config.message_bytes_max),
@@ -123,6 +122,13 @@ impl Session {
             Ok(params) => params,
             Err(reply) => return Outcome::Reply(reply),
         };
+        if params.body == Some(BodyType::BinaryMime) {
+            // RFC 1869 §6: a parameter we do not offer gets 555. Taking it
+            // would let bare CR/LF through to a downstream DATA stream
+            // (outbound SMTP smuggling). The chunk receiver keeps binary
+            // support for when delivery can send BDAT to a BINARYMIME peer.
+            return Outcome::Reply(Reply::new(555, "5.5.4", "Error: BODY=BINARYMIME is not offered"));
+        }
         if params.size.is_some_and(|size| size > self.config.message_bytes_max as u64) {
             // RFC 1870 §6.1: declared size over our fixed limit.
             return Outcome::Reply(Reply::new(552, "5.3.4", "Error: message too big"));
