@@ -52,10 +52,7 @@ fn full_disk_answers_452_and_recovers_after_delivery() {
         .spool_dir(&fs.dir.path().join("spool"))
         .route_hosts("*", &[&format!("127.0.0.1:{sink_port}")])
         .cores(1)
-        .arg("--retry-first-secs")
-        .arg("1")
-        .arg("--retry-max-secs")
-        .arg("1")
+        .retry_secs(1, 1)
         .start();
 
     let mut accepted = Vec::new();

@@ -346,10 +346,7 @@ fn kill9_under_load_with_downstream_down_loses_nothing() {
     let mut server = Portcullis::builder()
         .cores(2)
         .route("example.test", &sink)
-        .arg("--retry-first-secs")
-        .arg("1")
-        .arg("--retry-max-secs")
-        .arg("2")
+        .retry_secs(1, 2)
         .start();
     let (ledger, load_time) = load_and_kill(&mut server);
     eprintln!(
@@ -392,10 +389,7 @@ fn kill9_under_load_then_restart_with_fewer_cores_loses_nothing() {
     let mut server = Portcullis::builder()
         .cores(2)
         .route("example.test", &sink)
-        .arg("--retry-first-secs")
-        .arg("1")
-        .arg("--retry-max-secs")
-        .arg("2")
+        .retry_secs(1, 2)
         .start();
     let (ledger, load_time) = load_and_kill(&mut server);
     let before_restart = sink.count();
@@ -431,10 +425,7 @@ fn respawn_with_cores(old: &Portcullis, cores: usize) -> Portcullis {
         .spool_dir(old.spool_dir())
         .cores(cores)
         .route_hosts("example.test", &[&route_of(old)])
-        .arg("--retry-first-secs")
-        .arg("1")
-        .arg("--retry-max-secs")
-        .arg("2")
+        .retry_secs(1, 2)
         .start()
 }
 
@@ -463,10 +454,7 @@ fn second_kill9_during_redelivery_loses_nothing() {
     let mut server = Portcullis::builder()
         .cores(2)
         .route("example.test", &sink)
-        .arg("--retry-first-secs")
-        .arg("1")
-        .arg("--retry-max-secs")
-        .arg("2")
+        .retry_secs(1, 2)
         .start();
     let (ledger, _) = load_and_kill(&mut server);
 
@@ -515,10 +503,7 @@ fn markers_for_adopted_messages_survive_the_next_restart() {
             .relay_domain("b.test")
             .route_hosts("a.test", &[&sink_host])
             .route_hosts("b.test", &[&dead])
-            .arg("--retry-first-secs")
-            .arg("1")
-            .arg("--retry-max-secs")
-            .arg("2")
+            .retry_secs(1, 2)
     };
     let mut first = flags(Portcullis::builder().cores(2)).start();
     // a.test mail is delivered after the restart, b.test mail stays owed

@@ -269,7 +269,7 @@ fn data_trickled_below_the_minimum_rate_is_cut_off_and_not_delivered() {
     server.wait_for_log(" slow ", 1, WAIT);
 
     control_message_arrives_alone(&server, &sink, 1);
-    let queued = queued_lines(&server);
+    let queued = server.event_lines("queued");
     assert!(
         queued.iter().all(|l| !l.contains("slow@client.test")),
         "{queued:#?}"
@@ -333,16 +333,6 @@ fn client_that_never_reads_is_disconnected_not_buffered() {
     assert_eq!(next.cmd("QUIT").unwrap().code, 221);
 }
 
-/// Mail log lines of the "queued" event (not commands whose reply says
-/// "queued as"): `TIME shard=N queued conn=… qid=…`.
-fn queued_lines(server: &Portcullis) -> Vec<String> {
-    server
-        .log()
-        .lines()
-        .filter(|l| l.split_whitespace().nth(2) == Some("queued"))
-        .map(str::to_owned)
-        .collect()
-}
 
 #[test]
 fn bdat_trickled_in_tiny_chunks_is_cut_off() {

@@ -129,7 +129,7 @@ fn every_relay_form_is_refused_and_nothing_reaches_the_sink() {
     // Nothing but the control message may even be queued: once every
     // session's disconnect is in the log, every "queued" line before it is.
     server.wait_for_log(" disconnect ", FORMS.len() + 1, WAIT);
-    let queued = queued_lines(&server);
+    let queued = server.event_lines("queued");
     assert_eq!(
         queued.len(),
         1,
@@ -173,13 +173,3 @@ fn postmaster_without_domain_is_delivered_to_the_relay_domain() {
     );
 }
 
-/// Mail log lines of the "queued" event (not commands whose reply says
-/// "queued as"): `TIME shard=N queued conn=… qid=…`.
-fn queued_lines(server: &Portcullis) -> Vec<String> {
-    server
-        .log()
-        .lines()
-        .filter(|l| l.split_whitespace().nth(2) == Some("queued"))
-        .map(str::to_owned)
-        .collect()
-}

@@ -12,7 +12,7 @@ use common::*;
 use std::time::{Duration, Instant};
 
 /// Backoff of the "no waiting" tests: any retry would blow the deadline.
-const LONG_BACKOFF_SECS: &str = "300";
+const LONG_BACKOFF_SECS: u64 = 300;
 /// Deadline for "at once": far below the backoff above.
 const AT_ONCE: Duration = Duration::from_secs(15);
 
@@ -58,10 +58,7 @@ fn soft_reject_then_accept(command: &str) {
     let server = Portcullis::builder()
         .cores(1)
         .route("example.test", &refusing)
-        .arg("--retry-first-secs")
-        .arg("1")
-        .arg("--retry-max-secs")
-        .arg("2")
+        .retry_secs(1, 2)
         .start();
     let subject = format!("soft reject at {command}");
     let qid = send_one(&server, &subject);
@@ -103,10 +100,7 @@ fn via_second_host(first: &str, second: &Sink) -> (Portcullis, String, Duration)
     let server = Portcullis::builder()
         .cores(1)
         .route_hosts("example.test", &[first, &second.host_port()])
-        .arg("--retry-first-secs")
-        .arg(LONG_BACKOFF_SECS)
-        .arg("--retry-max-secs")
-        .arg(LONG_BACKOFF_SECS)
+        .retry_secs(LONG_BACKOFF_SECS, LONG_BACKOFF_SECS)
         .start();
     let started = Instant::now();
     let qid = send_one(&server, "second host");
@@ -170,10 +164,7 @@ fn connection_dropped_before_the_dot_reply_is_retried() {
     let server = Portcullis::builder()
         .cores(1)
         .route("example.test", &dropping)
-        .arg("--retry-first-secs")
-        .arg("1")
-        .arg("--retry-max-secs")
-        .arg("2")
+        .retry_secs(1, 2)
         .start();
     let qid = send_one(&server, "dropped at dot");
     server.wait_for_log(&format!("deferred qid={qid}"), 1, WAIT);

@@ -37,10 +37,7 @@ fn sigterm_lets_a_transaction_finish_refuses_new_ones_and_421s_idle_sessions() {
         .route("example.test", &sink)
         .arg("--shutdown-grace-secs")
         .arg(&GRACE_SECS.to_string())
-        .arg("--retry-first-secs")
-        .arg("1")
-        .arg("--retry-max-secs")
-        .arg("2")
+        .retry_secs(1, 2)
         .start();
 
     assert!(!connection_refused(&server), "not accepting before SIGTERM");

@@ -120,7 +120,7 @@ fn fake_end_markers_never_end_data_nor_start_a_second_message() {
     let messages = sink.wait_for_messages(expected, WAIT);
     server.wait_for_log(" disconnect ", expected, WAIT);
     assert_eq!(
-        queued_lines(&server).len(),
+        server.event_lines("queued").len(),
         expected,
         "only the clean messages are queued"
     );
@@ -184,17 +184,7 @@ fn bare_cr_or_lf_in_commands_is_refused_and_not_executed() {
     assert_eq!(client.cmd("QUIT").unwrap().code, 221);
 
     server.wait_for_log(" disconnect ", 1, WAIT);
-    assert!(queued_lines(&server).is_empty(), "{}", server.log());
+    assert!(server.event_lines("queued").is_empty(), "{}", server.log());
     assert_eq!(sink.count(), 0);
 }
 
-/// Mail log lines of the "queued" event (not commands whose reply says
-/// "queued as"): `TIME shard=N queued conn=… qid=…`.
-fn queued_lines(server: &Portcullis) -> Vec<String> {
-    server
-        .log()
-        .lines()
-        .filter(|l| l.split_whitespace().nth(2) == Some("queued"))
-        .map(str::to_owned)
-        .collect()
-}

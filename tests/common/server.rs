@@ -78,6 +78,10 @@ impl PortcullisBuilder {
     pub fn config(self, file: &Path) -> Self {
         self.arg("--config").arg(&file.display().to_string())
     }
+    /// Delivery retry schedule: first delay and cap, in seconds.
+    pub fn retry_secs(self, first: u64, max: u64) -> Self {
+        self.arg("--retry-first-secs").arg(&first.to_string()).arg("--retry-max-secs").arg(&max.to_string())
+    }
     /// Any other flag, verbatim, e.g. `.arg("--max-connections").arg("5")`.
     pub fn arg(mut self, arg: &str) -> Self {
         self.args.push(arg.to_owned());
@@ -271,6 +275,16 @@ impl Portcullis {
         self.log()
             .lines()
             .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Lines of one mail-log event (the word after `shard=N`), e.g.
+    /// "queued" — not the command lines whose reply says "queued as".
+    pub fn event_lines(&self, event: &str) -> Vec<String> {
+        self.log()
+            .lines()
+            .filter(|l| l.split_whitespace().nth(2) == Some(event))
             .map(str::to_owned)
             .collect()
     }
