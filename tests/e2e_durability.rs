@@ -341,13 +341,7 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
 #[test]
 fn kill9_under_load_with_downstream_down_loses_nothing() {
     let _serial = lock();
-    let mut sink = Sink::start();
-    sink.stop();
-    let mut server = Portcullis::builder()
-        .cores(2)
-        .route("example.test", &sink)
-        .retry_secs(1, 2)
-        .start();
+    let (mut sink, mut server) = two_shards_with_downstream_down();
     let (ledger, load_time) = load_and_kill(&mut server);
     eprintln!(
         "[same-cores] load until kill -9: {load_time:?}, {} acked",
@@ -449,13 +443,7 @@ fn dumps_so_far(sink: &Sink) -> usize {
 #[test]
 fn second_kill9_during_redelivery_loses_nothing() {
     let _serial = lock();
-    let mut sink = Sink::start();
-    sink.stop();
-    let mut server = Portcullis::builder()
-        .cores(2)
-        .route("example.test", &sink)
-        .retry_secs(1, 2)
-        .start();
+    let (mut sink, mut server) = two_shards_with_downstream_down();
     let (ledger, _) = load_and_kill(&mut server);
 
     // Restart, let deliveries begin, and kill again part-way through.
@@ -592,4 +580,12 @@ fn markers_for_adopted_messages_survive_the_next_restart() {
         "{} delivered message(s) sent again after a clean restart: {resent:?}",
         resent.len()
     );
+}
+
+/// `--cores 2` with its downstream down, so acked mail stays in the spool.
+fn two_shards_with_downstream_down() -> (Sink, Portcullis) {
+    let mut sink = Sink::start();
+    sink.stop();
+    let server = Portcullis::builder().cores(2).route("example.test", &sink).retry_secs(1, 2).start();
+    (sink, server)
 }

@@ -217,20 +217,8 @@ fn idle_client_gets_421_after_the_command_timeout() {
 #[test]
 fn data_trickled_below_the_minimum_rate_is_cut_off_and_not_delivered() {
     let sink = Sink::start();
-    let server = Portcullis::builder()
-        .route("*", &sink)
-        .arg("--min-data-rate")
-        .arg("100")
-        .arg("--data-rate-window-secs")
-        .arg("2")
-        .start();
-    let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
-    ehlo(&mut client);
-    assert_eq!(
-        client.cmd("MAIL FROM:<slow@client.test>").unwrap().code,
-        250
-    );
-    assert_eq!(client.cmd("RCPT TO:<rcpt@example.test>").unwrap().code, 250);
+    let server = min_rate_server(Portcullis::builder().route("*", &sink));
+    let mut client = slow_client_in_transaction(&server);
     assert_eq!(client.cmd("DATA").unwrap().code, 354);
 
     // A writer thread sends one octet every 300 ms (about 3 octets/s) of a
@@ -336,19 +324,8 @@ fn client_that_never_reads_is_disconnected_not_buffered() {
 
 #[test]
 fn bdat_trickled_in_tiny_chunks_is_cut_off() {
-    let server = Portcullis::builder()
-        .arg("--min-data-rate")
-        .arg("100")
-        .arg("--data-rate-window-secs")
-        .arg("2")
-        .start();
-    let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
-    ehlo(&mut client);
-    assert_eq!(
-        client.cmd("MAIL FROM:<slow@client.test>").unwrap().code,
-        250
-    );
-    assert_eq!(client.cmd("RCPT TO:<rcpt@example.test>").unwrap().code, 250);
+    let server = min_rate_server(Portcullis::builder());
+    let mut client = slow_client_in_transaction(&server);
     // One-octet chunks, one every 300 ms: about 10 octets/s on the wire,
     // 3 octets/s of message, far below 100 octets/s.
     let started = Instant::now();
@@ -378,4 +355,18 @@ fn bdat_trickled_in_tiny_chunks_is_cut_off() {
         )
     });
     assert!(cut_off.starts_with("421 4.4.2 "), "{cut_off}");
+}
+
+/// A server that wants at least 100 octets/s over a 2 s window.
+fn min_rate_server(builder: PortcullisBuilder) -> Portcullis {
+    builder.arg("--min-data-rate").arg("100").arg("--data-rate-window-secs").arg("2").start()
+}
+
+/// A client past EHLO, MAIL and RCPT, ready to trickle its message.
+fn slow_client_in_transaction(server: &Portcullis) -> RawSmtp {
+    let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
+    ehlo(&mut client);
+    assert_eq!(client.cmd("MAIL FROM:<slow@client.test>").unwrap().code, 250);
+    assert_eq!(client.cmd("RCPT TO:<rcpt@example.test>").unwrap().code, 250);
+    client
 }
