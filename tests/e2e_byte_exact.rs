@@ -89,13 +89,7 @@ fn connection_id(server: &Portcullis, client: &RawSmtp) -> String {
 
 fn queue_id(reply: &Reply) -> String {
     assert_eq!(reply.code, 250, "{reply:?}");
-    reply
-        .text()
-        .split("queued as ")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no queue id in {reply:?}"))
-        .trim()
-        .to_owned()
+    reply.queue_id().unwrap_or_else(|| panic!("no queue id in {reply:?}"))
 }
 
 /// Checks the sink's dump: our Received header first (naming `qid` and

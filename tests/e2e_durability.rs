@@ -105,14 +105,7 @@ fn client(
         }
         match smtp.read_reply() {
             Ok(r) if r.code == 250 => {
-                let qid = r
-                    .text()
-                    .split("queued as ")
-                    .nth(1)
-                    .unwrap_or("")
-                    .trim()
-                    .to_owned();
-                assert!(!qid.is_empty(), "250 without a queue id: {r:?}");
+                let qid = r.queue_id().unwrap_or_else(|| panic!("250 without a queue id: {r:?}"));
                 ledger.lock().unwrap().acked.insert(n, qid);
                 acks.fetch_add(1, Ordering::SeqCst);
             }

@@ -278,13 +278,7 @@ fn queued_line_survives_kill9_right_after_the_250() {
         )
         .unwrap();
     assert_eq!(reply.code, 250, "{reply:?}");
-    let qid = reply
-        .text()
-        .split("queued as ")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let qid = reply.queue_id().expect("queue id in the 250");
     server.kill9();
     let queued = server.log_lines(&format!("qid={qid}"));
     // Recovery delivers it (no loss) — but the log has no trace of its arrival.

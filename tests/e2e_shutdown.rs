@@ -71,13 +71,7 @@ fn sigterm_lets_a_transaction_finish_refuses_new_ones_and_421s_idle_sessions() {
         "the test itself was too slow to be inside the grace"
     );
     assert_eq!(reply.code, 250, "{reply:?}");
-    let qid = reply
-        .text()
-        .split("queued as ")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .to_owned();
+    let qid = reply.queue_id().expect("queue id in the 250");
     assert_eq!(busy.cmd("QUIT").unwrap().code, 221);
 
     // Still refusing during the rest of the grace.

@@ -197,6 +197,14 @@ impl Reply {
     pub fn is_positive(&self) -> bool {
         (200..400).contains(&self.code)
     }
+    /// Queue id from "250 2.0.0 Ok: queued as ID", if the reply says so.
+    pub fn queue_id(&self) -> Option<String> {
+        self.lines
+            .iter()
+            .find_map(|l| l.split("queued as ").nth(1))
+            .map(|id| id.trim().to_owned())
+            .filter(|id| !id.is_empty())
+    }
     /// Whether a line of the reply (e.g. an EHLO keyword) contains `s`.
     pub fn contains(&self, s: &str) -> bool {
         self.lines.iter().any(|l| l.contains(s))
