@@ -11,7 +11,6 @@
 
 use std::cell::Cell;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,8 +171,7 @@ impl Delivery {
         let env = &job.envelope;
         let failures: Vec<(String, String)> =
             indices.iter().zip(reasons).map(|(&i, r)| (env.recipients[i as usize].clone(), r.clone())).collect();
-        let dir = PathBuf::from(&self.config.spool_dir);
-        match spool::failed::keep(&dir, &job.queue_id, env, &failures, &job.data) {
+        match spool::failed::keep(&self.config.spool_dir, &job.queue_id, env, &failures, &job.data) {
             Ok(()) => {
                 for (rcpt, reason) in &failures {
                     self.log.event("failed", format_args!("qid={} dlv={dlv} to=<{rcpt}> reason=\"{reason}\"", job.queue_id));

@@ -116,7 +116,7 @@ impl Spool {
             .segments
             .iter()
             .filter(|s| s.path.parent() == Some(dir.as_path()))
-            .filter_map(|s| u64::from_str_radix(s.path.file_name()?.to_str()?.get(4..20)?, 16).ok())
+            .filter_map(|s| recovery::segment_seq(s.path.file_name()?.to_str()?))
             .max()
             .map_or(1, |s| s + 1);
         let (file, path) = create_segment(&dir, next_seq).await?;

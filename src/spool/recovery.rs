@@ -30,8 +30,6 @@ pub struct PendingMessage {
 #[derive(Debug, Clone)]
 pub struct RecoveredSegment {
     pub path: PathBuf,
-    /// Bytes of intact records (a torn tail starts here).
-    pub intact_bytes: u64,
     /// Other segments (indices) whose messages this one holds done markers for.
     pub marker_targets: Vec<usize>,
 }
@@ -50,7 +48,8 @@ pub fn segment_name(seq: u64) -> String {
     format!("seg-{seq:016x}.log")
 }
 
-fn segment_seq(name: &str) -> Option<u64> {
+/// The sequence number in a segment file name (inverse of `segment_name`).
+pub fn segment_seq(name: &str) -> Option<u64> {
     u64::from_str_radix(name.strip_prefix("seg-")?.strip_suffix(".log")?, 16).ok()
 }
 
@@ -144,7 +143,7 @@ fn read_dir_segments(
                 }
             }
         }
-        shard.segments.push(RecoveredSegment { path, intact_bytes: intact as u64, marker_targets: Vec::new() });
+        shard.segments.push(RecoveredSegment { path, marker_targets: Vec::new() });
     }
     Ok(())
 }
