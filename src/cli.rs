@@ -30,7 +30,7 @@ pub enum Command {
     },
 }
 
-#[derive(Args, Debug, Default)]
+#[derive(Args, Debug, Default, Clone)]
 pub struct RunArgs {
     /// TOML config file; flags below override it.
     #[arg(long, value_name = "FILE")]

@@ -6,14 +6,17 @@
 //! Output is flushed before every read and every wait, which is exactly the
 //! RFC 2920 flush point (the session has consumed all complete commands).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use crate::policy;
-use crate::server::Shard;
-use crate::smtp::{Action, Peer, Phase, Session};
+use crate::intake;
+use crate::shard::Shard;
+use crate::config::Policy;
+use crate::smtp::{Action, Peer, Phase, Session, SessionConfig};
 
 const READ_BYTES: usize = 16 * 1024;
 
@@ -33,11 +36,13 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
         _ => return,
     };
     let _ = stream.set_nodelay(true);
-    shard.log.event("connect", format_args!("conn={conn} peer={peer} local={local}"));
-    let mut session = Session::new(shard.session_config.clone(), Peer { connection_id: conn.clone(), addr: peer, local });
+    // The policy this connection lives under, to its end (a reload does not change it).
+    let policy = shard.policy.current();
+    shard.log.event("connect", format_args!("conn={conn} peer={peer} local={local} policy={}", policy.generation));
+    let mut session = Session::new(Arc::new(session_config(&policy)), Peer { connection_id: conn.clone(), addr: peer, local });
     let mut buf = vec![0u8; READ_BYTES];
     let mut rate = DataRate::default();
-    let t = &shard.config.timeouts;
+    let t = &policy.timeouts;
     let why_closed = loop {
         let action = session.next_action();
         log_events(shard, &conn, &mut session);
@@ -68,14 +73,14 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
                 }
             }
             Action::CheckRecipient { mailbox, .. } => {
-                session.recipient_verdict(policy::recipient::decide(&shard.config, &mailbox));
+                session.recipient_verdict(policy::recipient::decide(&policy, &mailbox));
             }
             Action::Store(message) => {
                 // Replies to the commands before the final dot go out first.
                 if let Err(e) = flush(&mut stream, &mut session, Duration::from_secs(t.command_secs)).await {
                     break format!("write: {e}");
                 }
-                let result = shard.accept_message(message).await;
+                let result = intake::accept_message(shard, &policy, message).await;
                 if let Err(e) = &result {
                     shard.log.event("store-error", format_args!("conn={conn} error=\"{e:?}\""));
                 }
@@ -90,6 +95,16 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
     log_events(shard, &conn, &mut session);
     let _ = stream.close().await;
     shard.log.event("disconnect", format_args!("conn={conn} reason=\"{why_closed}\""));
+}
+
+fn session_config(policy: &Policy) -> SessionConfig {
+    SessionConfig {
+        hostname: policy.hostname.clone(),
+        message_bytes_max: policy.session.message_bytes_max,
+        recipients_max: policy.session.recipients_max,
+        messages_per_connection_max: policy.session.messages_per_connection_max,
+        postmaster_domain: policy.postmaster_domain().to_string(),
+    }
 }
 
 fn log_events(shard: &Shard, conn: &str, session: &mut Session) {

@@ -8,6 +8,15 @@
 //! final: the message is kept in the failed area (bounces come later).
 //! Nothing is marked done before the downstream's 250 to the final dot or
 //! before the failed copy is durable.
+//!
+//! A job keeps the policy snapshot it started with (retry schedule, route).
+//! Recipients without a route (`unrouted`, or a route a reload removed) look
+//! for one in the shard's current policy on every round, and expire with the
+//! queue lifetime like any other deferred recipient.
+//!
+//! Shutdown (`stop`): no new attempt starts, retry waits end, and `stopped`
+//! resolves once the attempts in progress have finished (their done markers
+//! sent), so the spool shards can drain them before they exit.
 
 use std::cell::Cell;
 use std::net::SocketAddr;
@@ -16,21 +25,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock;
-use crate::config::Config;
+use crate::config::{Policy, PolicyCell, Settings};
 use crate::maillog::MailLog;
-use crate::message::{Envelope, QueueId};
+use crate::message::{domain_of, Envelope, QueueId};
 use crate::pool::{OutboundEnvelope, Pool, RecipientOutcome};
-use crate::server::{ShardMesh, Work};
+use crate::shards::{Mesh, ShardRequest};
 use crate::spool;
+use crate::spool::done::MarkDone;
+
+/// Destination keys of recipients that had no route when dispatched start
+/// with this (never a route key: those are domains or "*"), then the domain.
+const UNROUTED: char = '!';
+
+/// The destination key for recipients of `domain`, which has no route.
+pub fn unrouted(domain: &str) -> String {
+    format!("{UNROUTED}{domain}")
+}
 
 /// The recipients of one message that share a destination, handed to the
 /// destination's owner shard.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct DeliveryJob {
     pub queue_id: QueueId,
     /// The shard whose spool holds the message (it takes the done markers).
     pub spool_shard: usize,
-    /// Route key from the config ("example.test", "*").
+    /// Route key from the policy ("example.test", "*"), or `unrouted(domain)`.
     pub destination: String,
     pub envelope: Arc<Envelope>,
     /// Indices into `envelope.recipients`.
@@ -41,18 +60,62 @@ pub struct DeliveryJob {
     pub accepted_secs: u64,
 }
 
+/// A job is sent to the owner shard of its destination.
+impl ShardRequest for DeliveryJob {
+    type Reply = ();
+}
+
 pub struct Delivery {
-    config: Arc<Config>,
+    settings: Arc<Settings>,
+    policy: Rc<PolicyCell>,
     pool: Pool,
-    mesh: Rc<ShardMesh>,
+    mesh: Rc<Mesh>,
     log: Rc<MailLog>,
     next_id: Cell<u64>,
     in_flight: Cell<usize>,
+    /// Attempts talking to a downstream right now.
+    attempting: Cell<usize>,
+    /// Set by `stop`: no new attempt starts.
+    stop_requested: Cell<bool>,
+    /// Closed by `stop`: retry waits end.
+    stopping: glommio::sync::Semaphore,
 }
 
 impl Delivery {
-    pub fn new(config: Arc<Config>, pool: Pool, mesh: Rc<ShardMesh>, log: Rc<MailLog>) -> Rc<Delivery> {
-        Rc::new(Delivery { config, pool, mesh, log, next_id: Cell::new(0), in_flight: Cell::new(0) })
+    pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, pool: Pool, mesh: Rc<Mesh>, log: Rc<MailLog>) -> Rc<Delivery> {
+        Rc::new(Delivery {
+            settings,
+            policy,
+            pool,
+            mesh,
+            log,
+            next_id: Cell::new(0),
+            in_flight: Cell::new(0),
+            attempting: Cell::new(0),
+            stop_requested: Cell::new(false),
+            stopping: glommio::sync::Semaphore::new(0),
+        })
+    }
+
+    /// Shutdown: start no new attempt and end the retry waits.
+    pub fn stop(&self) {
+        self.stop_requested.set(true);
+        self.stopping.close();
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stop_requested.get()
+    }
+
+    /// After `stop`: resolves when no attempt is talking to a downstream
+    /// (their done markers are sent), or at `deadline`. Returns the
+    /// attempts still running then (their recipients stay owed: sent again
+    /// after the restart, duplicates but never loss).
+    pub async fn stopped(&self, deadline: std::time::Instant) -> usize {
+        while self.attempting.get() > 0 && std::time::Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(10)).await;
+        }
+        self.attempting.get()
     }
 
     /// Jobs being worked on or waiting to retry on this shard.
@@ -80,36 +143,57 @@ impl Delivery {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let dlv = format!("D{}-{id}", self.mesh.id());
-        let hosts: Vec<SocketAddr> = self.config.routes.get(&job.destination).cloned().unwrap_or_default();
+        let policy = self.policy.current();
+        let retry = &policy.retry;
         let mut pending = job.recipients.clone();
-        let d = &self.config.delivery;
-        let mut delay = Duration::from_secs(d.retry_first_secs);
-        let mut last_reason = String::from("no route hosts");
-        while !pending.is_empty() {
-            for &host in &hosts {
-                if pending.is_empty() {
+        let mut delay = Duration::from_secs(retry.first_secs);
+        let mut last_reason = String::from("no route for the recipient domain");
+        while !pending.is_empty() && !self.is_stopping() {
+            for host in self.hosts(&policy, &job) {
+                if pending.is_empty() || self.is_stopping() {
                     break;
                 }
-                match self.attempt(&job, &dlv, host, &pending).await {
+                self.attempting.set(self.attempting.get() + 1);
+                let outcome = self.attempt(&job, &dlv, host, &pending).await;
+                self.attempting.set(self.attempting.get() - 1);
+                match outcome {
                     Ok(deferred) => pending = deferred,
                     Err(reason) => last_reason = reason,
                 }
             }
-            if pending.is_empty() {
+            if pending.is_empty() || self.is_stopping() {
                 break;
             }
             let age = clock::now().0.saturating_sub(job.accepted_secs);
-            if age >= d.queue_lifetime_secs {
+            if age >= retry.queue_lifetime_secs {
                 let reason = format!("queue lifetime expired; last error: {last_reason}");
                 self.fail(&job, &dlv, &pending, &reason).await;
                 break;
             }
             // The last retry lands on the lifetime's end, not a backoff before it.
-            let wait = delay.min(Duration::from_secs(d.queue_lifetime_secs - age));
-            self.log.event("retry", format_args!("qid={} dlv={dlv} rcpts={} in={}s", job.queue_id, pending.len(), wait.as_secs()));
-            glommio::timer::sleep(wait).await;
-            delay = (delay * 2).min(Duration::from_secs(d.retry_max_secs));
+            let wait = delay.min(Duration::from_secs(retry.queue_lifetime_secs - age));
+            self.log.event("retry", format_args!("qid={} dlv={dlv} rcpts={} in={}s reason=\"{}\"", job.queue_id, pending.len(), wait.as_secs(), last_reason.escape_debug()));
+            let stopping = async {
+                // Fails only when closed, i.e. at shutdown.
+                let _ = self.stopping.acquire(1).await;
+            };
+            futures_lite::future::or(glommio::timer::sleep(wait), stopping).await;
+            delay = (delay * 2).min(Duration::from_secs(retry.max_secs));
         }
+    }
+
+    /// The hosts to try this round: the job's route in its snapshot; if it
+    /// has none (unrouted at dispatch, or removed by a reload), whatever the
+    /// shard's current policy routes the recipients' domain to.
+    fn hosts(&self, policy: &Policy, job: &DeliveryJob) -> Vec<SocketAddr> {
+        if let Some(hosts) = policy.routes.get(&job.destination) {
+            return hosts.clone();
+        }
+        let domain = match job.destination.strip_prefix(UNROUTED) {
+            Some(domain) => domain.to_string(),
+            None => domain_of(&job.envelope.recipients[job.recipients[0] as usize]),
+        };
+        self.policy.current().route_for(&domain).map(|(_, hosts)| hosts.to_vec()).unwrap_or_default()
     }
 
     /// One transaction to one host. Ok(still deferred), or Err(reason) when
@@ -171,7 +255,7 @@ impl Delivery {
         let env = &job.envelope;
         let failures: Vec<(String, String)> =
             indices.iter().zip(reasons).map(|(&i, r)| (env.recipients[i as usize].clone(), r.clone())).collect();
-        match spool::failed::keep(&self.config.spool_dir, &job.queue_id, env, &failures, &job.data) {
+        match spool::failed::keep(&self.settings.spool_dir, &job.queue_id, env, &failures, &job.data) {
             Ok(()) => {
                 for (rcpt, reason) in &failures {
                     self.log.event("failed", format_args!("qid={} dlv={dlv} to=<{rcpt}> reason=\"{reason}\"", job.queue_id));
@@ -191,7 +275,11 @@ impl Delivery {
         }
         // Their delivered/failed lines reach the log before the spool forgets them.
         self.log.flush();
-        self.mesh.tell(job.spool_shard, Work::Finished { queue_id: job.queue_id.clone(), recipients }).await;
+        let done = MarkDone { queue_id: job.queue_id.clone(), recipients };
+        if let Err(gone) = self.mesh.tell(job.spool_shard, done).await {
+            // The message stays owed in that spool: sent again after a restart.
+            self.log.event("done-lost", format_args!("qid={} reason=\"{gone}\"", job.queue_id));
+        }
     }
 }
 

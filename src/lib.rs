@@ -2,25 +2,45 @@
 //!
 //! Layout, in the order a message flows: `listener` accepts on every shard
 //! (SO_REUSEPORT) → `connection` drives one socket and feeds the pure
-//! `smtp::Session`, carrying out what it asks: recipient decisions from
-//! `policy`, durable storage in `spool` (group commit, then 250) → `delivery`
-//! on the owner shard of the destination sends it downstream through `pool`
-//! (the pure `smtp::client` on a socket) and marks it done in the spool.
-//! `shards` holds the executors and the one `owner(key)` rule with
-//! `ask_owner`; `config` the validated snapshot; `limits` every bound;
-//! `maillog` one line per event.
+//! `smtp::Session`, carrying out what it asks: decisions from `policy`,
+//! and at the end of data `intake`, which stores the message durably in
+//! `spool` (group commit, then 250) and hands its recipients to `delivery`
+//! on the owner shard of each destination, which sends them downstream
+//! through `pool` (the pure `smtp::client` on a socket) and tells the spool
+//! shard they are done. `lifecycle` starts and stops the shards and serves
+//! signals (SIGHUP reload); `shard` is one shard's context; `shards` holds
+//! the one `owner(key)` rule and the mesh (`ask_owner`); `config` the file
+//! format, split into process `Settings` and the reloadable `Policy`;
+//! `limits` every bound; `maillog` one line per event.
+//!
+//! The seams, for whoever adds the next subsystem:
+//! - **A shard request**: declare `struct MyRequest` and
+//!   `impl ShardRequest for MyRequest { type Reply = …; }` in the
+//!   subsystem's module, register `mesh.handle(|req: MyRequest| async { … })`
+//!   in `lifecycle::serve_requests`, and call
+//!   `shard.mesh.ask_owner(key, MyRequest { … }).await` — a `Result`, never a
+//!   panic or a hang (`ShardGone`). Example: `spool::done::MarkDone`.
+//! - **A policy question**: the session returns `Action::Ask` with a
+//!   `Question`; `connection` has `policy` answer it with a `Decision` (a
+//!   future, so it may await the mesh, DNS or a probe) and feeds it back.
+//! - **A reload**: `config::reload` builds a new `Policy` from the same file
+//!   and flags on SIGHUP and publishes it; each shard installs it in its
+//!   `PolicyCell` on its next tick; connections and delivery jobs keep the
+//!   snapshot they took when they started.
 
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod delivery;
+pub mod intake;
+pub mod lifecycle;
 pub mod limits;
 pub mod listener;
 pub mod maillog;
 pub mod message;
 pub mod policy;
-pub mod server;
+pub mod shard;
 pub mod shards;
 pub mod pool;
 pub mod smtp;

@@ -66,8 +66,18 @@ pub const DELIVERY_QUEUE_BYTES_MAX: u64 = 1 << 30;
 /// Spool: segment size before rotation, and records batched into one fdatasync.
 pub const SPOOL_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
 pub const SPOOL_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
-/// Cross-shard mesh channel depth.
-pub const MESH_CHANNEL_DEPTH: usize = 1024;
+/// Letters one shard's channel to another holds before the sender waits
+/// (back-pressure). See `shards.rs` for the memory this costs per shard count.
+pub const MESH_CHANNEL_DEPTH: usize = 256;
+/// Letters from one peer handled at once on a shard (each may await); past
+/// it the peer's channel fills and the peer waits.
+pub const MESH_HANDLERS_PER_PEER_MAX: usize = 256;
+/// Default bound of one request between shards, queueing included; then
+/// the asker gets `ShardGone::TimedOut` (subsystems may set their own).
+pub const SHARD_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Once a process stops: how long a shard waits for its peers to stop
+/// sending and for its own channels to drain before it exits anyway.
+pub const SHUTDOWN_DRAIN_MS: u64 = 5_000;
 
 /// Delivery client replies. RFC 5321 §4.5.3.1.5 allows 512 octets per reply
 /// line; we accept four times that from sloppy servers, and past it the
@@ -84,3 +94,7 @@ pub const CLIENT_READ_BUFFER_BYTES: usize = 4096;
 /// message goes out in one write; longer pieces are written from the spooled
 /// body in place (no copy).
 pub const CLIENT_BODY_COPY_BYTES_MAX: usize = 16 * 1024;
+
+/// How often a shard looks for a newer policy snapshot (SIGHUP reload) and
+/// for the stop flag: the longest a reload waits to reach a shard.
+pub const RELOAD_POLL_MS: u64 = 100;

@@ -10,7 +10,7 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::TcpListener;
 
 use crate::connection;
-use crate::server::Shard;
+use crate::shard::Shard;
 
 pub async fn accept_loop(listener: TcpListener, shard: Rc<Shard>) {
     loop {
@@ -24,11 +24,11 @@ pub async fn accept_loop(listener: TcpListener, shard: Rc<Shard>) {
             }
         };
         let open = shard.connections.fetch_add(1, Ordering::SeqCst) + 1;
-        if open > shard.config.max_connections {
+        if open > shard.settings.max_connections {
             shard.connections.fetch_sub(1, Ordering::SeqCst);
             let peer = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
-            shard.log.event("refused", format_args!("peer={peer} reason=\"too many connections ({})\"", shard.config.max_connections));
-            let reply = format!("421 4.7.0 {} Too many connections, try again later\r\n", shard.config.hostname);
+            shard.log.event("refused", format_args!("peer={peer} reason=\"too many connections ({})\"", shard.settings.max_connections));
+            let reply = format!("421 4.7.0 {} Too many connections, try again later\r\n", shard.settings.hostname);
             glommio::spawn_local(async move {
                 let mut stream = stream;
                 let write = async { stream.write_all(reply.as_bytes()).await };
@@ -39,12 +39,14 @@ pub async fn accept_loop(listener: TcpListener, shard: Rc<Shard>) {
             continue;
         }
         let shard = shard.clone();
-        glommio::spawn_local(async move {
+        let queue = shard.queues.sessions;
+        glommio::spawn_local_into(async move {
             shard.active.set(shard.active.get() + 1);
             connection::serve(stream, &shard).await;
             shard.active.set(shard.active.get() - 1);
             shard.connections.fetch_sub(1, Ordering::SeqCst);
-        })
+        }, queue)
+        .expect("the sessions queue exists")
         .detach();
     }
 }

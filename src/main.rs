@@ -28,6 +28,9 @@ fn main() {
 }
 
 fn run(args: portcullis::cli::RunArgs) -> i32 {
+    // SIGHUP rebuilds the config the same way: the same file, the same flags.
+    let again = args.clone();
+    let source: portcullis::config::reload::ConfigSource = Box::new(move || again.clone().into_config());
     let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
@@ -35,7 +38,7 @@ fn run(args: portcullis::cli::RunArgs) -> i32 {
             return 2;
         }
     };
-    match portcullis::server::run(config) {
+    match portcullis::lifecycle::run(config, source) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("portcullis: {e}");

@@ -18,11 +18,11 @@ use std::time::Duration;
 use glommio::sync::Semaphore;
 use hashbrown::HashMap;
 
-use crate::message::BodyType;
-use crate::smtp::Reply;
+// The transaction types belong to the pure client; the pool re-exports them for its callers.
+pub use crate::smtp::client::{OutboundEnvelope, RecipientOutcome};
 use connection::{Connection, Step};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PoolConfig {
     /// Name we give in EHLO/HELO.
     pub helo_name: String,
@@ -34,26 +34,6 @@ pub struct PoolConfig {
     pub connections_per_host_max: usize,
     pub idle_timeout: Duration,
     pub messages_per_connection_max: u32,
-}
-
-/// What goes to MAIL FROM / RCPT TO of one downstream transaction.
-#[derive(Clone, Debug)]
-pub struct OutboundEnvelope {
-    pub mail_from: String,
-    pub recipients: Vec<String>,
-    pub body_type: BodyType,
-    pub smtputf8: bool,
-}
-
-/// The fate of one recipient of a transaction, in the order of `recipients`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RecipientOutcome {
-    /// The downstream answered 250 to the final dot for this recipient.
-    Delivered(Reply),
-    /// 4xx at some step: try again later.
-    Deferred(Reply),
-    /// 5xx at some step: do not try again.
-    Failed(Reply),
 }
 
 /// The connection to this host failed before any recipient got an answer

@@ -1,17 +1,40 @@
-//! Shards: one pinned glommio executor per core, and the one rule of
-//! ownership, `owner(key) = hash(key) % shards`.
+//! Shards: one pinned glommio executor per core, the one rule of ownership
+//! `owner(key) = hash(key) % shards`, and the one mesh that carries every
+//! subsystem's requests between them.
 //!
-//! Business code never builds channels: it calls `Mesh::ask_owner(key, req)`
-//! (run on the owner shard, await its reply) or `Mesh::tell(shard, req)`.
-//! A request for the local shard is handled in place, without a channel.
+//! Business code never builds channels. A subsystem declares its request and
+//! reply types in its own module (`impl ShardRequest for MarkDone`), registers
+//! an async handler at start (`mesh.handle(|req: MarkDone| async { .. })`), and
+//! calls `mesh.ask_owner(key, req)` / `mesh.ask(shard, req)`. A request for
+//! the local shard runs in place, without a channel. Every ask is bounded by
+//! the request type's timeout and returns `Err(ShardGone)` instead of
+//! panicking or hanging when the peer stopped, dropped the request or did not
+//! answer in time.
+//!
+//! One mesh for all subsystems: requests travel type-erased (`Box<dyn Any>`)
+//! and are dispatched by `TypeId` on arrival. Channel memory: glommio's full
+//! mesh holds `shards × (shards − 1)` bounded channels of
+//! `limits::MESH_CHANNEL_DEPTH` slots of one `Letter` (40 bytes plus the
+//! ring's per-slot overhead, ~64 bytes), i.e. about 16 KiB per pair:
+//! 2 shards 32 KiB, 8 shards 0.9 MiB, 64 shards 64 MiB. One mesh per
+//! subsystem would multiply that by the number of subsystems.
 
+use std::any::{Any, TypeId};
 use std::cell::RefCell;
+use std::future::Future;
 use std::hash::{Hash, Hasher};
+use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 use futures_lite::StreamExt;
-use glommio::channels::channel_mesh::{MeshBuilder, Senders};
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
+use hashbrown::HashMap;
+
+use crate::limits;
 
 /// Which shard owns `key`. Stable across runs and shards (SipHash with
 /// fixed zero keys), so every shard computes the same owner.
@@ -22,61 +45,181 @@ pub fn owner(key: &str, shards: usize) -> usize {
     (h.finish() % shards as u64) as usize
 }
 
-/// A request in flight between shards, with where to send the reply.
-pub struct Letter<Q, R> {
-    request: Q,
-    reply: Option<oneshot::Sender<R>>,
+/// A request one shard may send another. Declared next to the subsystem
+/// that handles it.
+pub trait ShardRequest: Send + 'static {
+    type Reply: Send + 'static;
+    /// How long an ask may take, queueing and handling included, before the
+    /// caller gets `ShardGone::TimedOut`.
+    fn timeout() -> Duration {
+        Duration::from_millis(limits::SHARD_REQUEST_TIMEOUT_MS)
+    }
 }
 
-/// The handler a shard runs for requests addressed to it.
-pub type Handler<Q, R> = Rc<dyn Fn(Q) -> R>;
+/// Why a request to another shard did not get its reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShardGone {
+    /// The shard has stopped (its channel is closed) or dropped the request.
+    Stopped(usize),
+    /// No reply within the request's timeout.
+    TimedOut(usize),
+    /// The shard has no handler for this request type (a wiring bug, never a panic).
+    NoHandler(usize),
+}
 
-/// This shard's end of the channel mesh.
-pub struct Mesh<Q: Send + 'static, R: Send + 'static> {
+impl std::fmt::Display for ShardGone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShardGone::Stopped(s) => write!(f, "shard {s} has stopped"),
+            ShardGone::TimedOut(s) => write!(f, "shard {s} did not answer in time"),
+            ShardGone::NoHandler(s) => write!(f, "shard {s} does not handle this request"),
+        }
+    }
+}
+
+type AnyBox = Box<dyn Any + Send>;
+type LocalFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+type ErasedHandler = Rc<dyn Fn(AnyBox) -> LocalFuture<AnyBox>>;
+
+/// A request in flight between shards, with where to send the reply.
+pub struct Letter {
+    kind: TypeId,
+    request: AnyBox,
+    reply: Option<oneshot::Sender<AnyBox>>,
+}
+
+/// Counters shared by all shards so that shutdown can tell when every
+/// letter addressed to a shard has been handled (`Mesh::drain`).
+pub struct MeshLedger {
+    /// Letters put into shard i's channels, by anyone.
+    addressed: Vec<AtomicU64>,
+    /// Letters shard i has finished handling.
+    handled: Vec<AtomicU64>,
+    /// Raised by the process when it stops: a shard still waiting for its
+    /// peers to join gives up instead of waiting forever.
+    stop: Arc<AtomicBool>,
+}
+
+/// What every shard needs to join the one mesh; clone it into each shard.
+#[derive(Clone)]
+pub struct MeshPlan {
+    builder: Option<MeshBuilder<Letter, Full>>,
+    ledger: Arc<MeshLedger>,
+    shards: usize,
+}
+
+impl MeshPlan {
+    /// `stop` is the process's stop flag (see `lifecycle`).
+    pub fn new(shards: usize, stop: Arc<AtomicBool>) -> MeshPlan {
+        let counters = || (0..shards).map(|_| AtomicU64::new(0)).collect();
+        MeshPlan {
+            builder: (shards > 1).then(|| MeshBuilder::full(shards, limits::MESH_CHANNEL_DEPTH)),
+            ledger: Arc::new(MeshLedger { addressed: counters(), handled: counters(), stop }),
+            shards,
+        }
+    }
+}
+
+/// This shard's end of the mesh.
+pub struct Mesh {
     id: usize,
     shards: usize,
-    senders: Option<Senders<Letter<Q, R>>>,
-    handler: RefCell<Option<Handler<Q, R>>>,
-    /// Opened by `serve`: peers' requests wait here until there is a handler.
+    senders: Option<Senders<Letter>>,
+    handlers: RefCell<HashMap<TypeId, ErasedHandler>>,
+    ledger: Arc<MeshLedger>,
+    /// Opened by `open`: peers' letters wait here until every handler is registered.
     ready: glommio::sync::Semaphore,
 }
 
-impl<Q: Send + 'static, R: Send + 'static> Mesh<Q, R> {
-    /// Join the mesh (every shard must call this with a clone of the same
-    /// builder) and start serving requests from the other shards.
-    pub async fn join(builder: Option<MeshBuilder<Letter<Q, R>, glommio::channels::channel_mesh::Full>>, id: usize, shards: usize) -> Rc<Self> {
+impl Mesh {
+    /// Join the mesh: waits until every shard has joined, or fails when the
+    /// process is stopping (a peer failed to start) — never waits forever.
+    pub async fn join(plan: MeshPlan, id: usize) -> Result<Rc<Mesh>, String> {
+        let MeshPlan { builder, ledger, shards } = plan;
         let (senders, receivers) = match builder {
-            Some(b) if shards > 1 => {
-                let (s, r) = b.join().await.expect("joining the shard mesh");
-                (Some(s), Some(r))
+            Some(builder) => {
+                let stop = ledger.stop.clone();
+                let joined = async { Some(builder.join().await) };
+                let stopped = async {
+                    while !stop.load(Ordering::SeqCst) {
+                        glommio::timer::sleep(Duration::from_millis(20)).await;
+                    }
+                    None
+                };
+                match futures_lite::future::or(joined, stopped).await {
+                    Some(Ok((s, r))) => (Some(s), Some(r)),
+                    Some(Err(e)) => return Err(format!("joining the shard mesh: {e}")),
+                    None => return Err("stopped before every shard joined the mesh".into()),
+                }
             }
-            _ => (None, None),
+            None => (None, None),
         };
-        let mesh = Rc::new(Mesh { id, shards, senders, handler: RefCell::new(None), ready: glommio::sync::Semaphore::new(0) });
+        let mesh = Rc::new(Mesh {
+            id,
+            shards,
+            senders,
+            handlers: RefCell::new(HashMap::new()),
+            ledger,
+            ready: glommio::sync::Semaphore::new(0),
+        });
         if let Some(mut receivers) = receivers {
-            for (_, mut stream) in receivers.streams() {
-                let mesh = mesh.clone();
-                glommio::spawn_local(async move {
-                    if mesh.ready.acquire(1).await.is_err() {
-                        return;
-                    }
-                    mesh.ready.signal(1);
-                    while let Some(letter) = stream.next().await {
-                        let reply = mesh.handle(letter.request);
-                        if let Some(tx) = letter.reply {
-                            let _ = tx.send(reply);
-                        }
-                    }
-                })
-                .detach();
+            for (_, stream) in receivers.streams() {
+                glommio::spawn_local(mesh.clone().serve_peer(stream)).detach();
             }
         }
-        mesh
+        Ok(mesh)
     }
 
-    /// Set what this shard does with requests (local or from peers).
-    pub fn serve(&self, handler: Handler<Q, R>) {
-        *self.handler.borrow_mut() = Some(handler);
+    /// Handle letters from one peer, each in its own task (a handler may
+    /// await, e.g. a call-ahead probe), at most
+    /// `limits::MESH_HANDLERS_PER_PEER_MAX` at once: past that the peer's
+    /// channel fills and its sender waits (back-pressure, not loss).
+    async fn serve_peer(self: Rc<Self>, mut stream: glommio::channels::shared_channel::ConnectedReceiver<Letter>) {
+        if self.ready.acquire(1).await.is_err() {
+            return;
+        }
+        self.ready.signal(1);
+        let slots = Rc::new(glommio::sync::Semaphore::new(limits::MESH_HANDLERS_PER_PEER_MAX as u64));
+        while let Some(letter) = stream.next().await {
+            let Ok(permit) = slots.acquire_static_permit(1).await else { return };
+            let mesh = self.clone();
+            glommio::spawn_local(async move {
+                mesh.deliver(letter).await;
+                mesh.ledger.handled[mesh.id].fetch_add(1, Ordering::SeqCst);
+                drop(permit);
+            })
+            .detach();
+        }
+    }
+
+    async fn deliver(&self, letter: Letter) {
+        let handler = self.handlers.borrow().get(&letter.kind).cloned();
+        // No handler: dropping the reply sender tells the asker at once.
+        let Some(handler) = handler else { return };
+        let reply = handler(letter.request).await;
+        if let Some(tx) = letter.reply {
+            let _ = tx.send(reply);
+        }
+    }
+
+    /// Register this shard's handler for requests of type `Q` (local and
+    /// from peers). Call for every subsystem, then `open`.
+    pub fn handle<Q, F, Fut>(&self, handler: F)
+    where
+        Q: ShardRequest,
+        F: Fn(Q) -> Fut + 'static,
+        Fut: Future<Output = Q::Reply> + 'static,
+    {
+        let erased: ErasedHandler = Rc::new(move |request: AnyBox| {
+            let request = *request.downcast::<Q>().expect("letter kind matches its TypeId");
+            let reply = handler(request);
+            Box::pin(async move { Box::new(reply.await) as AnyBox })
+        });
+        self.handlers.borrow_mut().insert(TypeId::of::<Q>(), erased);
+    }
+
+    /// Every handler is registered: start taking peers' letters.
+    pub fn open(&self) {
         self.ready.signal(1);
     }
 
@@ -92,47 +235,76 @@ impl<Q: Send + 'static, R: Send + 'static> Mesh<Q, R> {
         owner(key, self.shards)
     }
 
-    fn handle(&self, request: Q) -> R {
-        let handler = self.handler.borrow().clone().expect("mesh handler set before traffic");
-        handler(request)
-    }
-
     /// Run `request` on the shard that owns `key` and return its reply.
-    pub async fn ask_owner(&self, key: &str, request: Q) -> R {
+    pub async fn ask_owner<Q: ShardRequest>(&self, key: &str, request: Q) -> Result<Q::Reply, ShardGone> {
         self.ask(self.owner(key), request).await
     }
 
-    /// Run `request` on shard `to` and return its reply.
-    pub async fn ask(&self, to: usize, request: Q) -> R {
-        if to == self.id {
-            return self.handle(request);
-        }
-        let (tx, rx) = oneshot::channel();
-        self.send(to, Letter { request, reply: Some(tx) }).await;
-        rx.await.expect("peer shard dropped a request")
+    /// Run `request` on shard `to` and return its reply, within `Q::timeout()`.
+    pub async fn ask<Q: ShardRequest>(&self, to: usize, request: Q) -> Result<Q::Reply, ShardGone> {
+        let asking = async {
+            if to == self.id {
+                return self.ask_here(request).await;
+            }
+            let (tx, rx) = oneshot::channel();
+            self.send(to, Letter { kind: TypeId::of::<Q>(), request: Box::new(request), reply: Some(tx) }).await?;
+            let reply = rx.await.map_err(|_| ShardGone::Stopped(to))?;
+            Ok(*reply.downcast::<Q::Reply>().expect("reply type matches its request"))
+        };
+        bounded(Q::timeout(), to, asking).await
     }
 
-    /// Run `request` on shard `to`, not waiting for it to be handled.
-    pub async fn tell(&self, to: usize, request: Q) {
+    /// Put `request` into shard `to`'s channel without waiting for it to be
+    /// handled. Ok means it will be handled unless that shard dies; shutdown
+    /// drains every channel (`drain`) before a shard exits.
+    pub async fn tell<Q: ShardRequest>(&self, to: usize, request: Q) -> Result<(), ShardGone> {
         if to == self.id {
-            self.handle(request);
-            return;
+            return self.ask_here(request).await.map(drop);
         }
-        self.send(to, Letter { request, reply: None }).await;
+        let letter = Letter { kind: TypeId::of::<Q>(), request: Box::new(request), reply: None };
+        bounded(Q::timeout(), to, self.send(to, letter)).await
     }
 
-    async fn send(&self, to: usize, letter: Letter<Q, R>) {
-        let senders = self.senders.as_ref().expect("mesh with more than one shard");
-        // send_to waits when the peer's channel is full: back-pressure, not loss.
+    async fn ask_here<Q: ShardRequest>(&self, request: Q) -> Result<Q::Reply, ShardGone> {
+        let handler = self.handlers.borrow().get(&TypeId::of::<Q>()).cloned();
+        let handler = handler.ok_or(ShardGone::NoHandler(self.id))?;
+        let reply = handler(Box::new(request)).await;
+        Ok(*reply.downcast::<Q::Reply>().expect("reply type matches its request"))
+    }
+
+    async fn send(&self, to: usize, letter: Letter) -> Result<(), ShardGone> {
+        let senders = self.senders.as_ref().ok_or(ShardGone::Stopped(to))?;
+        self.ledger.addressed[to].fetch_add(1, Ordering::SeqCst);
+        // send_to waits while the peer's channel is full: back-pressure.
         if senders.send_to(to, letter).await.is_err() {
-            panic!("shard {to} closed its mesh channel");
+            self.ledger.addressed[to].fetch_sub(1, Ordering::SeqCst);
+            return Err(ShardGone::Stopped(to));
+        }
+        Ok(())
+    }
+
+    /// Shutdown: wait until every letter addressed to this shard so far has
+    /// been handled, or `deadline`. Call once no shard sends any more (after
+    /// the stop barrier). Returns the letters left unhandled.
+    pub async fn drain(&self, deadline: Instant) -> u64 {
+        loop {
+            let addressed = self.ledger.addressed[self.id].load(Ordering::SeqCst);
+            let handled = self.ledger.handled[self.id].load(Ordering::SeqCst);
+            if handled >= addressed || Instant::now() >= deadline {
+                return addressed.saturating_sub(handled);
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
         }
     }
 }
 
-/// The builder every shard joins; None for a single shard.
-pub fn mesh_builder<Q: Send + 'static, R: Send + 'static>(shards: usize) -> Option<MeshBuilder<Letter<Q, R>, glommio::channels::channel_mesh::Full>> {
-    (shards > 1).then(|| MeshBuilder::full(shards, crate::limits::MESH_CHANNEL_DEPTH))
+/// Bound `work` by `limit`; a timeout names shard `to`.
+async fn bounded<T>(limit: Duration, to: usize, work: impl Future<Output = Result<T, ShardGone>>) -> Result<T, ShardGone> {
+    let timer = async {
+        glommio::timer::sleep(limit).await;
+        Err(ShardGone::TimedOut(to))
+    };
+    futures_lite::future::or(work, timer).await
 }
 
 /// CPUs this process may run on, in order (respects taskset/cgroups).
@@ -150,45 +322,4 @@ pub fn online_cpus() -> Vec<usize> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn owner_is_stable_and_in_range() {
-        for n in 1..8 {
-            let o = owner("Example.TEST", n);
-            assert!(o < n);
-            assert_eq!(o, owner("example.test", n));
-        }
-        // Keys spread: 1000 keys over 4 shards, none empty.
-        let mut counts = [0; 4];
-        for i in 0..1000 {
-            counts[owner(&format!("d{i}.test"), 4)] += 1;
-        }
-        assert!(counts.iter().all(|&c| c > 150), "{counts:?}");
-    }
-
-    #[test]
-    fn ask_crosses_shards_and_local_is_in_place() {
-        let builder = mesh_builder::<u64, (usize, u64)>(2);
-        let handles: Vec<_> = (0..2)
-            .map(|id| {
-                let builder = builder.clone();
-                glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-                    .spawn(move || async move {
-                        let mesh = Mesh::join(builder, id, 2).await;
-                        mesh.serve(Rc::new(move |q: u64| (id, q * 2)));
-                        let there = mesh.ask(1 - id, 21).await;
-                        let here = mesh.ask(id, 5).await;
-                        // Keep serving until the peer is done asking.
-                        glommio::timer::sleep(std::time::Duration::from_millis(200)).await;
-                        (there, here)
-                    })
-                    .unwrap()
-            })
-            .collect();
-        let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
-        assert_eq!(results[0], ((1, 42), (0, 10)));
-        assert_eq!(results[1], ((0, 42), (1, 10)));
-    }
-}
+mod tests;

@@ -6,16 +6,16 @@
 //! a route → accept; anything else → 550 5.7.1. The RAT and call-ahead will
 //! sit here next.
 
-use crate::config::Config;
+use crate::config::Policy;
 use crate::message::domain_of;
 use crate::smtp::{Reply, Verdict};
 
-pub fn decide(config: &Config, mailbox: &str) -> Verdict {
+pub fn decide(policy: &Policy, mailbox: &str) -> Verdict {
     let domain = domain_of(mailbox);
-    if domain.is_empty() || !config.is_relay_domain(&domain) {
+    if domain.is_empty() || !policy.is_relay_domain(&domain) {
         return Verdict::Refuse(Reply::new(550, "5.7.1", format!("<{mailbox}>: Relay access denied")));
     }
-    if config.route_for(&domain).is_none() {
+    if policy.route_for(&domain).is_none() {
         // validate() makes every relay domain routable; keep a safe answer anyway.
         return Verdict::Refuse(Reply::new(451, "4.4.0", format!("<{mailbox}>: No route to destination")));
     }
@@ -28,7 +28,7 @@ mod tests {
 
     #[test]
     fn only_relay_domains_pass() {
-        let c = Config::default();
+        let (_, c) = crate::config::Config::default().split();
         assert_eq!(decide(&c, "user@EXAMPLE.test"), Verdict::Accept);
         assert!(matches!(decide(&c, "user@outside.test"), Verdict::Refuse(r) if r.code == 550 && r.enhanced == "5.7.1"));
         assert!(matches!(decide(&c, "user@[127.0.0.1]"), Verdict::Refuse(r) if r.code == 550));

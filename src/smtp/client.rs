@@ -17,8 +17,27 @@ pub use parse::{Extensions, ReplyError, ReplyParser};
 pub use stuff::Stuffed;
 
 use crate::message::BodyType;
-use crate::pool::{OutboundEnvelope, RecipientOutcome};
 use crate::smtp::Reply;
+
+/// What goes to MAIL FROM / RCPT TO of one downstream transaction.
+#[derive(Clone, Debug)]
+pub struct OutboundEnvelope {
+    pub mail_from: String,
+    pub recipients: Vec<String>,
+    pub body_type: BodyType,
+    pub smtputf8: bool,
+}
+
+/// The fate of one recipient of a transaction, in the order of `recipients`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecipientOutcome {
+    /// The downstream answered 250 to the final dot for this recipient.
+    Delivered(Reply),
+    /// 4xx at some step: try again later.
+    Deferred(Reply),
+    /// 5xx at some step: do not try again.
+    Failed(Reply),
+}
 
 /// Which client timeout applies to the read the driver is about to do
 /// (RFC 5321 §4.5.3.2).

@@ -12,6 +12,7 @@
 //! duplicate after a crash). A segment file is deleted when none of its
 //! messages is owed any more and every segment it holds markers for is gone.
 
+pub mod done;
 pub mod failed;
 pub mod record;
 pub mod recovery;
@@ -312,6 +313,22 @@ impl Spool {
                 }
                 st.segments[i].deleted = true;
             }
+        }
+    }
+
+    /// Returns once everything queued so far (done markers included) is
+    /// written and synced: shutdown calls it last.
+    pub async fn sync_pending(self: &Rc<Self>) {
+        self.kick();
+        loop {
+            let busy = {
+                let st = self.state.borrow();
+                st.committing || !st.batch.bytes.is_empty()
+            };
+            if !busy {
+                return;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
         }
     }
 

@@ -2,7 +2,7 @@
 //! "C:" what the client must have written before it reads again.
 
 use super::*;
-use crate::pool::RecipientOutcome::{Deferred, Delivered, Failed};
+use super::RecipientOutcome::{Deferred, Delivered, Failed};
 
 const ESMTP_PIPELINING: &str =
     "250-mx.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 ENHANCEDSTATUSCODES\r\n";

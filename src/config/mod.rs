@@ -1,8 +1,19 @@
-//! The typed, validated configuration snapshot (TOML file, then CLI flags).
+//! The operator's configuration as a file (TOML, then CLI flags), validated,
+//! and split into what it becomes at run time.
 //!
-//! One `Config` is built at start, validated, wrapped in an `Arc` and handed
-//! to every shard; nothing changes it afterwards. Sections follow the SMTP
-//! phases: where we listen, what the session allows, where mail goes.
+//! `Config` is the file format, keys as operators write them. It is checked
+//! (`validate`) and then split: `Settings` (process: sockets, shards, spool,
+//! fixed at start) and `Policy` (tables, limits, routes: a reloadable
+//! snapshot per shard, see `policy.rs`). `reload.rs` rebuilds both from the
+//! same file and flags on SIGHUP. Sections follow the SMTP phases: where we
+//! listen, what the session allows, where mail goes.
+
+pub mod policy;
+pub mod reload;
+pub mod settings;
+
+pub use policy::{Policy, PolicyCell};
+pub use settings::Settings;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -248,25 +259,14 @@ impl Config {
         Ok(())
     }
 
-    /// Hosts for a recipient domain: the exact route, else its parent
-    /// domains' routes, else "*". None when nothing matches.
+    /// Hosts for a recipient domain (see `Policy::route_for`).
     pub fn route_for(&self, domain: &str) -> Option<(&str, &[SocketAddr])> {
-        let mut key = domain;
-        loop {
-            if let Some((k, hosts)) = self.routes.get_key_value(key) {
-                return Some((k.as_str(), hosts.as_slice()));
-            }
-            match key.find('.') {
-                Some(dot) => key = &key[dot + 1..],
-                None => break,
-            }
-        }
-        self.routes.get_key_value("*").map(|(k, h)| (k.as_str(), h.as_slice()))
+        policy::route_for(&self.routes, domain)
     }
 
-    /// Is this (lower-case) domain one we accept mail for?
-    pub fn is_relay_domain(&self, domain: &str) -> bool {
-        self.relay_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    /// Split a validated config into process settings and the first policy snapshot.
+    pub fn split(&self) -> (Settings, Policy) {
+        (Settings::from_config(self), Policy::compile(self, 0))
     }
 
     /// The effective config as TOML, for `check-config`.

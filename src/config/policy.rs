@@ -1,0 +1,133 @@
+//! The compiled policy: everything that judges and routes mail, as one
+//! immutable snapshot that a reload replaces whole.
+//!
+//! Each shard holds the current snapshot in a `PolicyCell`. A connection
+//! or a delivery job takes `cell.current()` once when it starts and keeps
+//! that `Arc` to the end, so a reload never changes the rules under an open
+//! session. What cannot change without a restart (sockets, cores, spool,
+//! pool sizes) is in `Settings` instead.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::{Config, SessionLimits};
+
+/// RFC 5321 §4.5.3.2 server-side timeouts and the minimum data rate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ServerTimeouts {
+    pub command_secs: u64,
+    pub data_block_secs: u64,
+    pub data_rate_min_bytes_per_sec: u64,
+    pub data_rate_window_secs: u64,
+}
+
+/// When delivery tries again and when it gives up.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetrySchedule {
+    pub first_secs: u64,
+    pub max_secs: u64,
+    pub queue_lifetime_secs: u64,
+}
+
+/// One validated, compiled policy snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Policy {
+    /// Counts reloads from 0 (the start); shows in the mail log.
+    pub generation: u64,
+    /// Our name in greetings and 421 replies.
+    pub hostname: String,
+    /// Domains we accept mail for, lower case. Never a wildcard.
+    pub relay_domains: Vec<String>,
+    /// Destination → downstream hosts, tried in order. "*" is the default route.
+    pub routes: BTreeMap<String, Vec<SocketAddr>>,
+    pub session: SessionLimits,
+    pub timeouts: ServerTimeouts,
+    pub retry: RetrySchedule,
+}
+
+impl Policy {
+    /// Compile the policy part of a validated config.
+    pub fn compile(config: &Config, generation: u64) -> Policy {
+        let t = &config.timeouts;
+        let d = &config.delivery;
+        Policy {
+            generation,
+            hostname: config.hostname.clone(),
+            relay_domains: config.relay_domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            routes: config.routes.clone(),
+            session: config.session.clone(),
+            timeouts: ServerTimeouts {
+                command_secs: t.command_secs,
+                data_block_secs: t.data_block_secs,
+                data_rate_min_bytes_per_sec: t.data_rate_min_bytes_per_sec,
+                data_rate_window_secs: t.data_rate_window_secs,
+            },
+            retry: RetrySchedule {
+                first_secs: d.retry_first_secs,
+                max_secs: d.retry_max_secs,
+                queue_lifetime_secs: d.queue_lifetime_secs,
+            },
+        }
+    }
+
+    /// Hosts for a recipient domain: the exact route, else its parent
+    /// domains' routes, else "*". None when nothing matches.
+    pub fn route_for(&self, domain: &str) -> Option<(&str, &[SocketAddr])> {
+        route_for(&self.routes, domain)
+    }
+
+    /// Is this (lower-case) domain one we accept mail for?
+    pub fn is_relay_domain(&self, domain: &str) -> bool {
+        self.relay_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// Domain given to a bare `postmaster` recipient (RFC 5321 §4.5.1).
+    pub fn postmaster_domain(&self) -> &str {
+        &self.relay_domains[0]
+    }
+}
+
+/// The longest route key matching `domain` (itself, then parents), else "*".
+pub(super) fn route_for<'a>(routes: &'a BTreeMap<String, Vec<SocketAddr>>, domain: &str) -> Option<(&'a str, &'a [SocketAddr])> {
+    let mut key = domain;
+    loop {
+        if let Some((k, hosts)) = routes.get_key_value(key) {
+            return Some((k.as_str(), hosts.as_slice()));
+        }
+        match key.find('.') {
+            Some(dot) => key = &key[dot + 1..],
+            None => break,
+        }
+    }
+    routes.get_key_value("*").map(|(k, h)| (k.as_str(), h.as_slice()))
+}
+
+/// A shard's current policy: read once per connection or delivery job,
+/// replaced whole by a reload. Single-threaded (one per shard).
+pub struct PolicyCell {
+    current: RefCell<Arc<Policy>>,
+}
+
+impl PolicyCell {
+    pub fn new(policy: Arc<Policy>) -> PolicyCell {
+        PolicyCell { current: RefCell::new(policy) }
+    }
+
+    /// The snapshot to use from now on for one connection or job.
+    pub fn current(&self) -> Arc<Policy> {
+        self.current.borrow().clone()
+    }
+
+    /// Install a newer snapshot; an older or equal generation is ignored.
+    /// Returns true when it was installed.
+    pub fn install(&self, policy: Arc<Policy>) -> bool {
+        let mut current = self.current.borrow_mut();
+        if policy.generation <= current.generation {
+            return false;
+        }
+        *current = policy;
+        true
+    }
+}

@@ -1,0 +1,84 @@
+//! Process settings: what is wired once at start and needs a restart to
+//! change (sockets, shards, spool, mail log, delivery pool sizes and
+//! bounds). A reload that changes one of these keeps the running value and
+//! says so; everything else is the reloadable `Policy`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::Config;
+use crate::pool::PoolConfig;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// Addresses every shard listens on (SO_REUSEPORT).
+    pub listen: Vec<SocketAddr>,
+    pub cores: usize,
+    pub cpu_set: Vec<usize>,
+    pub spool_dir: PathBuf,
+    /// Our name in EHLO to downstreams and in Received headers.
+    pub hostname: String,
+    /// Inbound connections, all shards together; then 421 4.7.0.
+    pub max_connections: usize,
+    pub shutdown_grace_secs: u64,
+    pub log_file: String,
+    /// Delivery's per-shard connection pool.
+    pub pool: PoolConfig,
+    /// Undelivered messages one shard's spool holds; then 452 4.3.1.
+    pub queue_messages_max: usize,
+    /// Message bytes one shard's delivery holds in memory.
+    pub queue_bytes_max: u64,
+}
+
+impl Settings {
+    pub fn from_config(config: &Config) -> Settings {
+        let t = &config.timeouts;
+        let d = &config.delivery;
+        Settings {
+            listen: config.listen.clone(),
+            cores: config.cores,
+            cpu_set: config.cpu_set.clone(),
+            spool_dir: config.spool_dir.clone(),
+            hostname: config.hostname.clone(),
+            max_connections: config.max_connections,
+            shutdown_grace_secs: config.shutdown_grace_secs,
+            log_file: config.log_file.clone(),
+            pool: PoolConfig {
+                helo_name: config.hostname.clone(),
+                connect_timeout: Duration::from_secs(t.client_connect_secs),
+                greeting_timeout: Duration::from_secs(t.client_greeting_secs),
+                command_timeout: Duration::from_secs(t.client_command_secs),
+                data_block_timeout: Duration::from_secs(t.client_data_block_secs),
+                data_termination_timeout: Duration::from_secs(t.client_data_termination_secs),
+                connections_per_host_max: d.connections_per_host_max,
+                idle_timeout: Duration::from_secs(d.pool_idle_secs),
+                messages_per_connection_max: d.messages_per_connection_max,
+            },
+            queue_messages_max: d.queue_messages_max,
+            queue_bytes_max: d.queue_bytes_max,
+        }
+    }
+
+    /// Names of the settings that differ from `running` (they need a restart).
+    pub fn needing_restart(&self, running: &Settings) -> Vec<&'static str> {
+        let mut changed = Vec::new();
+        let mut check = |name: &'static str, differs: bool| {
+            if differs {
+                changed.push(name);
+            }
+        };
+        check("listen", self.listen != running.listen);
+        check("cores", self.cores != running.cores);
+        check("cpu_set", self.cpu_set != running.cpu_set);
+        check("spool_dir", self.spool_dir != running.spool_dir);
+        check("hostname", self.hostname != running.hostname);
+        check("max_connections", self.max_connections != running.max_connections);
+        check("shutdown_grace_secs", self.shutdown_grace_secs != running.shutdown_grace_secs);
+        check("log_file", self.log_file != running.log_file);
+        check("delivery pool and client timeouts", self.pool != running.pool);
+        check("queue_messages_max", self.queue_messages_max != running.queue_messages_max);
+        check("queue_bytes_max", self.queue_bytes_max != running.queue_bytes_max);
+        changed
+    }
+}

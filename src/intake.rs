@@ -1,0 +1,86 @@
+//! Intake: what happens to a message the session has finished receiving.
+//! Prepend the Received header, store it durably (the 250 waits for this),
+//! then hand its recipients, grouped by destination, to the owner shards
+//! of those destinations. Also where recovered messages re-enter delivery.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::clock;
+use crate::config::Policy;
+use crate::delivery::{self, DeliveryJob};
+use crate::message::{domain_of, Envelope, Message, QueueId};
+use crate::shard::Shard;
+use crate::smtp::{received, StoreError};
+
+/// Store `msg` durably and dispatch it. Ok means: safe to say 250.
+pub async fn accept_message(shard: &Shard, policy: &Policy, msg: Message) -> Result<QueueId, StoreError> {
+    let queue_id = shard.spool.next_queue_id();
+    let (secs, _) = clock::now();
+    let header = received::header(&msg.envelope, &queue_id, &shard.settings.hostname, &clock::rfc5322(secs));
+    let mut data = Vec::with_capacity(header.len() + msg.body.len());
+    data.extend_from_slice(&header);
+    data.extend_from_slice(&msg.body);
+    shard.spool.store(&queue_id, &msg.envelope, secs, &data).await?;
+    shard.log.event_now(
+        "queued",
+        format_args!(
+            "conn={} qid={queue_id} from=<{}> rcpts={} size={}",
+            msg.envelope.connection_id,
+            msg.envelope.mail_from,
+            msg.envelope.recipients.len(),
+            data.len()
+        ),
+    );
+    let all: Vec<u32> = (0..msg.envelope.recipients.len() as u32).collect();
+    dispatch(shard, policy, queue_id.clone(), Arc::new(msg.envelope), Arc::new(data), &all, secs);
+    Ok(queue_id)
+}
+
+/// Group `recipients` by destination (route key) and send each group to
+/// its owner shard, in the background (the client already has, or will
+/// get, its 250). Recipients without a route in this policy form an
+/// `unrouted` job per domain: delivery keeps retrying them against newer policies and
+/// expires them with the queue lifetime, so they are never stuck forever.
+pub fn dispatch(shard: &Shard, policy: &Policy, queue_id: QueueId, envelope: Arc<Envelope>, data: Arc<Vec<u8>>, recipients: &[u32], accepted_secs: u64) {
+    let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
+    for &i in recipients {
+        let domain = domain_of(&envelope.recipients[i as usize]);
+        let key = policy.route_for(&domain).map_or_else(|| delivery::unrouted(&domain), |(key, _)| key.to_string());
+        groups.entry(key).or_default().push(i);
+    }
+    let spool_shard = shard.mesh.id();
+    for (destination, recipients) in groups {
+        let job = DeliveryJob {
+            queue_id: queue_id.clone(),
+            spool_shard,
+            destination,
+            envelope: envelope.clone(),
+            recipients,
+            data: data.clone(),
+            accepted_secs,
+        };
+        let (mesh, delivery, log) = (shard.mesh.clone(), shard.delivery.clone(), shard.log.clone());
+        glommio::spawn_local_into(
+            async move {
+                let owner = mesh.owner(&job.destination);
+                let queue_id = job.queue_id.clone();
+                // Jobs travel by value; if the owner cannot take it, deliver from here.
+                if let Err((job, gone)) = send_job(&mesh, owner, job).await {
+                    log.event("dispatch", format_args!("qid={queue_id} reason=\"{gone}; delivering from this shard\""));
+                    delivery.enqueue(job);
+                }
+            },
+            shard.queues.delivery,
+        )
+        .map(|task| task.detach())
+        .ok();
+    }
+}
+
+/// Hand `job` to shard `owner`; give it back when that shard is gone.
+async fn send_job(mesh: &crate::shards::Mesh, owner: usize, job: DeliveryJob) -> Result<(), (DeliveryJob, crate::shards::ShardGone)> {
+    // A job is cheap to clone (Arcs and a few indices): keep one to fall back on.
+    let spare = job.clone();
+    mesh.tell(owner, job).await.map_err(|gone| (spare, gone))
+}

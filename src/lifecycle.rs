@@ -1,0 +1,331 @@
+//! The process lifecycle: recover the spool, start one pinned executor per
+//! shard and wire each shard's parts, then serve signals: SIGHUP reloads
+//! the policy, SIGTERM/SIGINT wind down within the grace.
+//!
+//! Start-up cannot hang: every fallible step of a shard (mail log, spool,
+//! binding the listeners) runs before it joins the mesh, a shard that fails
+//! raises the process's failure flag, and the peers waiting in `Mesh::join`
+//! give up when the process stops. The main thread waits for the shards
+//! with a deadline and exits non-zero with the reason.
+//!
+//! Shutdown loses no request between shards: each shard stops accepting,
+//! lets sessions finish (then 421), stops delivery and waits for its
+//! attempts in progress; then all shards meet at a barrier (nobody sends
+//! any more), each drains the letters addressed to it (done markers
+//! applied), syncs its spool, and exits. A shard that cannot finish in
+//! time leaves its recipients owed: sent again after the restart
+//! (duplicates, never loss).
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::{LocalExecutorBuilder, Latency, Placement, Shares};
+
+use crate::config::reload::{self, ConfigSource, PolicyBoard, ReloadOutcome};
+use crate::config::{Config, PolicyCell, Settings};
+use crate::delivery::{Delivery, DeliveryJob};
+use crate::intake;
+use crate::limits;
+use crate::listener;
+use crate::maillog::MailLog;
+use crate::pool::Pool;
+use crate::shard::{Shard, TaskQueues};
+use crate::shards::{self, Mesh, MeshPlan};
+use crate::spool::done::MarkDone;
+use crate::spool::recovery::{self, RecoveredShard};
+use crate::spool::{QueueBounds, Spool};
+
+/// What every shard shares with the main thread and its peers.
+#[derive(Clone)]
+struct Shared {
+    settings: Arc<Settings>,
+    board: Arc<PolicyBoard>,
+    /// Raised by a signal or a failed shard: every shard winds down.
+    stop: Arc<AtomicBool>,
+    /// Raised when a shard failed to start or panicked.
+    failed: Arc<AtomicBool>,
+    /// Open inbound connections, all shards (max_connections is exact).
+    connections: Arc<AtomicUsize>,
+    /// Shards that have stopped sending to their peers (the stop barrier).
+    quiesced: Arc<AtomicUsize>,
+    plan: MeshPlan,
+    count: usize,
+}
+
+/// Run until SIGTERM/SIGINT. `source` rebuilds the config on SIGHUP (the
+/// same file and flags as `config`). Returns an error when a shard cannot
+/// start or does not stop.
+pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
+    let (mut settings, policy) = config.split();
+    // Absolute, so that io_uring opens (which take no working directory) find it.
+    std::fs::create_dir_all(&settings.spool_dir).map_err(|e| format!("spool {}: {e}", settings.spool_dir.display()))?;
+    settings.spool_dir = settings.spool_dir.canonicalize().map_err(|e| format!("spool {}: {e}", settings.spool_dir.display()))?;
+    let online = shards::online_cpus();
+    let cpus = if settings.cpu_set.is_empty() { online } else { settings.cpu_set.clone() };
+    if let Some(bad) = cpus.iter().find(|&&c| c >= libc::CPU_SETSIZE as usize) {
+        return Err(format!("cpu_set: CPU {bad} does not exist"));
+    }
+    let count = if settings.cores == 0 { cpus.len() } else { settings.cores };
+    let recovered = recovery::recover(&settings.spool_dir, count).map_err(|e| format!("spool {}: {e}", settings.spool_dir.display()))?;
+    let owed: usize = recovered.iter().map(|r| r.messages.len()).sum();
+    let torn: usize = recovered.iter().map(|r| r.torn_tails).sum();
+    eprintln!(
+        "portcullis: {count} shard(s), listening on {:?}, spool {} ({owed} message(s) recovered, {torn} torn tail(s) ignored)",
+        settings.listen,
+        settings.spool_dir.display()
+    );
+    block_signals();
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = Shared {
+        settings: Arc::new(settings),
+        board: PolicyBoard::new(Arc::new(policy)),
+        stop: stop.clone(),
+        failed: Arc::new(AtomicBool::new(false)),
+        connections: Arc::new(AtomicUsize::new(0)),
+        quiesced: Arc::new(AtomicUsize::new(0)),
+        plan: MeshPlan::new(count, stop),
+        count,
+    };
+    let mut shards = Vec::new();
+    for (id, rec) in recovered.into_iter().enumerate() {
+        match start_shard(id, cpus[id % cpus.len()], rec, shared.clone()) {
+            Ok(shard) => shards.push(shard),
+            Err(e) => {
+                shared.stop.store(true, Ordering::SeqCst);
+                let _ = wait_for_shards(shards, Duration::from_secs(5));
+                return Err(e);
+            }
+        }
+    }
+    serve_signals(&shared, &source);
+    let deadline = Duration::from_secs(shared.settings.shutdown_grace_secs) + Duration::from_millis(3 * limits::SHUTDOWN_DRAIN_MS) + Duration::from_secs(5);
+    let errors = wait_for_shards(shards, deadline);
+    if errors.is_empty() && !shared.failed.load(Ordering::SeqCst) {
+        eprintln!("portcullis: stopped");
+        Ok(())
+    } else if errors.is_empty() {
+        Err("a shard failed".into())
+    } else {
+        Err(errors.join("; "))
+    }
+}
+
+/// A started shard thread and the flag it raises when it has ended.
+struct Running {
+    id: usize,
+    handle: glommio::ExecutorJoinHandle<Result<(), String>>,
+    ended: Arc<AtomicBool>,
+}
+
+fn start_shard(id: usize, cpu: usize, recovered: RecoveredShard, shared: Shared) -> Result<Running, String> {
+    let ended = Arc::new(AtomicBool::new(false));
+    let ended_flag = ended.clone();
+    let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        .name(&format!("shard-{id}"))
+        .spawn(move || async move {
+            let _alarm = EndAlarm { failed: shared.failed.clone(), ended: ended_flag };
+            let result = shard_main(id, recovered, shared.clone()).await;
+            if let Err(e) = &result {
+                eprintln!("portcullis: shard {id}: {e}");
+                shared.failed.store(true, Ordering::SeqCst);
+            }
+            result
+        })
+        .map_err(|e| format!("starting shard {id} on CPU {cpu}: {e}"))?;
+    Ok(Running { id, handle, ended })
+}
+
+/// Until stop: SIGTERM/SIGINT stop, SIGHUP reloads, a failed shard stops.
+fn serve_signals(shared: &Shared, source: &ConfigSource) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        match wait_signal(Duration::from_millis(limits::RELOAD_POLL_MS)) {
+            Some(libc::SIGHUP) => match reload::reload(source, &shared.settings, &shared.board) {
+                ReloadOutcome::Published { generation, needs_restart } => {
+                    eprintln!("portcullis: reload: policy generation {generation} published");
+                    if !needs_restart.is_empty() {
+                        eprintln!("portcullis: reload: changed but kept until a restart: {}", needs_restart.join(", "));
+                    }
+                }
+                ReloadOutcome::Refused(why) => eprintln!("portcullis: reload refused, the running policy stays: {why}"),
+            },
+            Some(_) => shared.stop.store(true, Ordering::SeqCst),
+            None if shared.failed.load(Ordering::SeqCst) => shared.stop.store(true, Ordering::SeqCst),
+            None => {}
+        }
+    }
+}
+
+/// Join every shard that ends within `limit`; name the others.
+fn wait_for_shards(shards: Vec<Running>, limit: Duration) -> Vec<String> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline && !shards.iter().all(|s| s.ended.load(Ordering::SeqCst)) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut errors = Vec::new();
+    for shard in shards {
+        if !shard.ended.load(Ordering::SeqCst) {
+            errors.push(format!("shard {} did not stop within {}s", shard.id, limit.as_secs()));
+            continue;
+        }
+        match shard.handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => errors.push(format!("shard {}: {e}", shard.id)),
+            Err(e) => errors.push(format!("shard {}: {e}", shard.id)),
+        }
+    }
+    errors
+}
+
+async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Result<(), String> {
+    let settings = shared.settings.clone();
+    // Everything that can fail runs before joining the mesh, so a failing
+    // shard never leaves its peers waiting for it.
+    let log = MailLog::open(&settings.log_file, id).map_err(|e| format!("log {}: {e}", settings.log_file))?;
+    glommio::spawn_local(log.clone().flush_periodically()).detach();
+    let bounds = QueueBounds { messages_max: settings.queue_messages_max, bytes_max: settings.queue_bytes_max };
+    let spool = Spool::open(&settings.spool_dir, id, &recovered, bounds).await.map_err(|e| format!("spool: {e}"))?;
+    let listeners = settings
+        .listen
+        .iter()
+        .map(|a| glommio::net::TcpListener::bind(a).map_err(|e| format!("listen {a}: {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mesh = Mesh::join(shared.plan.clone(), id).await?;
+    let queues = task_queues();
+    let policy = Rc::new(PolicyCell::new(shared.board.latest()));
+    let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), mesh.clone(), log.clone());
+    let shard = Rc::new(Shard::new(settings.clone(), policy, mesh.clone(), spool, delivery, log.clone(), queues, shared.connections.clone()));
+    serve_requests(&shard);
+    let first_policy = shard.policy.current();
+    for m in recovered.messages {
+        let envelope = Arc::new(m.envelope);
+        intake::dispatch(&shard, &first_policy, m.queue_id, envelope, Arc::new(m.data), &m.remaining, m.accepted_secs);
+    }
+    let accepting: Vec<_> = listeners
+        .into_iter()
+        .map(|l| glommio::spawn_local_into(listener::accept_loop(l, shard.clone()), queues.sessions).expect("the sessions queue exists"))
+        .collect();
+
+    while !shared.stop.load(Ordering::SeqCst) {
+        glommio::timer::sleep(Duration::from_millis(limits::RELOAD_POLL_MS)).await;
+        if shared.board.generation() > shard.policy.current().generation && shard.policy.install(shared.board.latest()) {
+            log.event("reload", format_args!("generation={}", shard.policy.current().generation));
+        }
+    }
+    drop(accepting); // closes the listening sockets
+    wind_down(&shard, &shared).await;
+    Ok(())
+}
+
+/// The shard's handlers for requests from its peers (and itself).
+fn serve_requests(shard: &Rc<Shard>) {
+    let weak = Rc::downgrade(shard);
+    shard.mesh.handle(move |job: DeliveryJob| {
+        if let Some(shard) = weak.upgrade() {
+            shard.delivery.enqueue(job);
+        }
+        async {}
+    });
+    let weak = Rc::downgrade(shard);
+    shard.mesh.handle(move |done: MarkDone| {
+        if let Some(shard) = weak.upgrade() {
+            if shard.spool.mark_done(&done.queue_id, &done.recipients) {
+                shard.log.event("removed", format_args!("qid={}", done.queue_id));
+            }
+        }
+        async {}
+    });
+    shard.mesh.open();
+}
+
+/// Sessions: let them finish within the grace, then 421. Delivery: stop,
+/// wait for attempts in progress. Then the barrier, drain, spool sync.
+async fn wind_down(shard: &Shard, shared: &Shared) {
+    let grace_end = Instant::now() + Duration::from_secs(shared.settings.shutdown_grace_secs);
+    while shard.active.get() > 0 && Instant::now() < grace_end {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
+    }
+    shard.shutdown.close();
+    let drain = Duration::from_millis(limits::SHUTDOWN_DRAIN_MS);
+    let hard_end = Instant::now() + Duration::from_secs(2);
+    while shard.active.get() > 0 && Instant::now() < hard_end {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    shard.delivery.stop();
+    let abandoned = shard.delivery.stopped(Instant::now() + drain).await;
+    // The barrier: once every shard is here, nobody sends done markers any more.
+    shared.quiesced.fetch_add(1, Ordering::SeqCst);
+    let barrier_end = Instant::now() + drain;
+    while shared.quiesced.load(Ordering::SeqCst) < shared.count && Instant::now() < barrier_end {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    let unhandled = shard.mesh.drain(Instant::now() + drain).await;
+    shard.spool.sync_pending().await;
+    // QUIT idle downstream connections, bounded: a stuck peer must not hold up the exit.
+    let _ = glommio::timer::timeout(Duration::from_secs(2), async {
+        shard.delivery.close_idle().await;
+        Ok(())
+    })
+    .await;
+    shard.log.event(
+        "stopped",
+        format_args!("owed={} abandoned_attempts={abandoned} unhandled_requests={unhandled}", shard.spool.live_messages()),
+    );
+    shard.log.flush();
+}
+
+/// Sessions and delivery in their own task queues: equal shares, so
+/// neither can starve the other; the spool's committer runs in the
+/// default queue, which glommio always serves.
+fn task_queues() -> TaskQueues {
+    let ex = glommio::executor();
+    TaskQueues {
+        sessions: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(10)), "sessions"),
+        delivery: ex.create_task_queue(Shares::Static(500), Latency::NotImportant, "delivery"),
+    }
+}
+
+/// Raises `ended` when the shard's future ends, and `failed` if it unwinds,
+/// so the process stops instead of running on with a dead shard.
+struct EndAlarm {
+    failed: Arc<AtomicBool>,
+    ended: Arc<AtomicBool>,
+}
+
+impl Drop for EndAlarm {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.failed.store(true, Ordering::SeqCst);
+        }
+        self.ended.store(true, Ordering::SeqCst);
+    }
+}
+
+fn signal_set() -> libc::sigset_t {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        set
+    }
+}
+
+/// Block SIGTERM/SIGINT/SIGHUP in this thread and every thread started
+/// after it, so that only `wait_signal` sees them.
+fn block_signals() {
+    let set = signal_set();
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// The signal that arrived within `wait`, if any.
+fn wait_signal(wait: Duration) -> Option<i32> {
+    let set = signal_set();
+    let ts = libc::timespec { tv_sec: wait.as_secs() as libc::time_t, tv_nsec: wait.subsec_nanos() as libc::c_long };
+    let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+    (sig > 0).then_some(sig)
+}

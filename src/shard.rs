@@ -1,0 +1,81 @@
+//! The shard context: everything one shard owns, in one place, handed by
+//! reference to the listener, the connections and intake. Lives on its
+//! executor; never crosses threads (what is shared between shards is an
+//! `Arc` of an atomic, named as such).
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+
+use glommio::TaskQueueHandle;
+
+use crate::config::{PolicyCell, Settings};
+use crate::delivery::Delivery;
+use crate::maillog::MailLog;
+use crate::shards::Mesh;
+use crate::spool::Spool;
+
+/// The glommio task queues of a shard. Sessions, spool commits and
+/// delivery get their own shares of the CPU, so a delivery backlog cannot
+/// slow the 250s and a busy client cannot starve the spool.
+#[derive(Clone, Copy, Debug)]
+pub struct TaskQueues {
+    /// Client connections (the SMTP server side).
+    pub sessions: TaskQueueHandle,
+    /// Delivery jobs and their downstream connections.
+    pub delivery: TaskQueueHandle,
+}
+
+pub struct Shard {
+    pub settings: Arc<Settings>,
+    /// The current policy; a connection takes `policy.current()` once.
+    pub policy: Rc<PolicyCell>,
+    pub mesh: Rc<Mesh>,
+    pub spool: Rc<Spool>,
+    pub delivery: Rc<Delivery>,
+    pub log: Rc<MailLog>,
+    pub queues: TaskQueues,
+    /// Open connections on all shards (max_connections is global and exact).
+    pub connections: Arc<AtomicUsize>,
+    /// Open connections on this shard.
+    pub active: Cell<usize>,
+    next_connection: Cell<u64>,
+    /// Closed when the shutdown grace is over: sessions still open answer 421.
+    pub shutdown: glommio::sync::Semaphore,
+}
+
+impl Shard {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        settings: Arc<Settings>,
+        policy: Rc<PolicyCell>,
+        mesh: Rc<Mesh>,
+        spool: Rc<Spool>,
+        delivery: Rc<Delivery>,
+        log: Rc<MailLog>,
+        queues: TaskQueues,
+        connections: Arc<AtomicUsize>,
+    ) -> Shard {
+        Shard {
+            settings,
+            policy,
+            mesh,
+            spool,
+            delivery,
+            log,
+            queues,
+            connections,
+            active: Cell::new(0),
+            next_connection: Cell::new(0),
+            shutdown: glommio::sync::Semaphore::new(0),
+        }
+    }
+
+    /// "C" + shard + sequence, unique within this run and readable in logs.
+    pub fn next_connection_id(&self) -> String {
+        let n = self.next_connection.get();
+        self.next_connection.set(n + 1);
+        format!("C{}-{n}", self.mesh.id())
+    }
+}
