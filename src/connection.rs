@@ -60,6 +60,8 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
                 };
                 match read(&mut stream, &mut buf, wait, shard).await {
                     ReadOutcome::Bytes(n) => {
+                        // A client that keeps the socket full must not starve the others.
+                        glommio::yield_if_needed().await;
                         session.feed(&buf[..n]);
                         if receiving && rate.too_slow(n, t.data_rate_min_bytes_per_sec, t.data_rate_window_secs) {
                             shard.log.event("slow", format_args!("conn={conn} reason=\"below {} bytes/s\"", t.data_rate_min_bytes_per_sec));

@@ -79,10 +79,12 @@ pub struct Delivery {
     stop_requested: Cell<bool>,
     /// Closed by `stop`: retry waits end.
     stopping: glommio::sync::Semaphore,
+    /// Delivery's own task queue (its share of the shard's CPU).
+    queue: glommio::TaskQueueHandle,
 }
 
 impl Delivery {
-    pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, pool: Pool, mesh: Rc<Mesh>, log: Rc<MailLog>) -> Rc<Delivery> {
+    pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, pool: Pool, mesh: Rc<Mesh>, log: Rc<MailLog>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
         Rc::new(Delivery {
             settings,
             policy,
@@ -94,6 +96,7 @@ impl Delivery {
             attempting: Cell::new(0),
             stop_requested: Cell::new(false),
             stopping: glommio::sync::Semaphore::new(0),
+            queue,
         })
     }
 
@@ -132,10 +135,14 @@ impl Delivery {
     pub fn enqueue(self: &Rc<Self>, job: DeliveryJob) {
         self.in_flight.set(self.in_flight.get() + 1);
         let this = self.clone();
-        glommio::spawn_local(async move {
-            this.clone().run(job).await;
-            this.in_flight.set(this.in_flight.get() - 1);
-        })
+        glommio::spawn_local_into(
+            async move {
+                this.clone().run(job).await;
+                this.in_flight.set(this.in_flight.get() - 1);
+            },
+            self.queue,
+        )
+        .expect("the delivery queue exists")
         .detach();
     }
 
@@ -233,7 +240,7 @@ impl Delivery {
         if !failures.is_empty() {
             let indices: Vec<u32> = failures.iter().map(|f| f.0).collect();
             let reasons: Vec<String> = failures.into_iter().map(|f| f.1).collect();
-            self.keep_failed(job, dlv, &indices, &reasons, &mut deferred);
+            self.keep_failed(job, dlv, &indices, &reasons, &mut deferred).await;
         }
         // Delivered, and failed ones whose copy is durable, are finished.
         let finished: Vec<u32> = indices_not_in(pending, &deferred).collect();
@@ -245,17 +252,22 @@ impl Delivery {
     async fn fail(&self, job: &DeliveryJob, dlv: &str, pending: &[u32], reason: &str) {
         let reasons = vec![reason.to_string(); pending.len()];
         let mut still_owed = Vec::new();
-        self.keep_failed(job, dlv, pending, &reasons, &mut still_owed);
+        self.keep_failed(job, dlv, pending, &reasons, &mut still_owed).await;
         let finished: Vec<u32> = indices_not_in(pending, &still_owed).collect();
         self.finish(job, finished).await;
     }
 
     /// Write the failed copy; on error the recipients stay owed (pushed to `owed`).
-    fn keep_failed(&self, job: &DeliveryJob, dlv: &str, indices: &[u32], reasons: &[String], owed: &mut Vec<u32>) {
+    /// The copy is written on glommio's blocking pool: file creation and
+    /// fsync must not stall the shard's sessions.
+    async fn keep_failed(&self, job: &DeliveryJob, dlv: &str, indices: &[u32], reasons: &[String], owed: &mut Vec<u32>) {
         let env = &job.envelope;
         let failures: Vec<(String, String)> =
             indices.iter().zip(reasons).map(|(&i, r)| (env.recipients[i as usize].clone(), r.clone())).collect();
-        match spool::failed::keep(&self.settings.spool_dir, &job.queue_id, env, &failures, &job.data) {
+        let (dir, queue_id, envelope, data, list) =
+            (self.settings.spool_dir.clone(), job.queue_id.clone(), job.envelope.clone(), job.data.clone(), failures.clone());
+        let kept = glommio::executor().spawn_blocking(move || spool::failed::keep(&dir, &queue_id, &envelope, &list, &data)).await;
+        match kept {
             Ok(()) => {
                 for (rcpt, reason) in &failures {
                     self.log.event("failed", format_args!("qid={} dlv={dlv} to=<{rcpt}> reason=\"{reason}\"", job.queue_id));
@@ -274,7 +286,7 @@ impl Delivery {
             return;
         }
         // Their delivered/failed lines reach the log before the spool forgets them.
-        self.log.flush();
+        self.log.sync().await;
         let done = MarkDone { queue_id: job.queue_id.clone(), recipients };
         if let Err(gone) = self.mesh.tell(job.spool_shard, done).await {
             // The message stays owed in that spool: sent again after a restart.

@@ -31,7 +31,8 @@ pub async fn accept_message(shard: &Shard, policy: &Policy, msg: Message) -> Res
             msg.envelope.recipients.len(),
             data.len()
         ),
-    );
+    )
+    .await;
     let all: Vec<u32> = (0..msg.envelope.recipients.len() as u32).collect();
     dispatch(shard, policy, queue_id.clone(), Arc::new(msg.envelope), Arc::new(data), &all, secs);
     Ok(queue_id)

@@ -194,7 +194,7 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
     let mesh = Mesh::join(shared.plan.clone(), id).await?;
     let queues = task_queues();
     let policy = Rc::new(PolicyCell::new(shared.board.latest()));
-    let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), mesh.clone(), log.clone());
+    let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), mesh.clone(), log.clone(), queues.delivery);
     let shard = Rc::new(Shard::new(settings.clone(), policy, mesh.clone(), spool, delivery, log.clone(), queues, shared.connections.clone()));
     serve_requests(&shard);
     let first_policy = shard.policy.current();
@@ -272,7 +272,7 @@ async fn wind_down(shard: &Shard, shared: &Shared) {
         "stopped",
         format_args!("owed={} abandoned_attempts={abandoned} unhandled_requests={unhandled}", shard.spool.live_messages()),
     );
-    shard.log.flush();
+    shard.log.sync().await;
 }
 
 /// Sessions and delivery in their own task queues: equal shares, so

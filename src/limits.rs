@@ -95,6 +95,18 @@ pub const CLIENT_READ_BUFFER_BYTES: usize = 4096;
 /// body in place (no copy).
 pub const CLIENT_BODY_COPY_BYTES_MAX: usize = 16 * 1024;
 
+/// Mail log: a shard hands its lines to its writer thread in batches of
+/// about this size (or every 200 ms).
+pub const MAILLOG_BATCH_BYTES: usize = 64 * 1024;
+/// Batches queued for the writer thread before a shard keeps its lines.
+pub const MAILLOG_BATCHES_QUEUED_MAX: usize = 64;
+/// Lines a shard keeps while the writer is behind; past it lines are
+/// dropped and counted (`maillog-dropped`).
+pub const MAILLOG_BUFFER_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// The longest an audit line (queued, delivered, failed) waits for the
+/// writer before we act anyway (counted as a late audit write).
+pub const MAILLOG_AUDIT_WAIT_MS: u64 = 1_000;
+
 /// How often a shard looks for a newer policy snapshot (SIGHUP reload) and
 /// for the stop flag: the longest a reload waits to reach a shard.
 pub const RELOAD_POLL_MS: u64 = 100;
