@@ -13,12 +13,17 @@
 //!   on it (`event_now`, `sync`): the shard awaits the writer's word that
 //!   the batch is written, at most `limits::MAILLOG_AUDIT_WAIT_MS`; past
 //!   that it goes on (the line stays queued and is written when the writer
-//!   recovers) and counts a `late` audit write, reported like drops.
+//!   recovers) and counts a late audit write, reported like drops. Once a
+//!   wait has timed out, later audit lines do not wait again until the
+//!   writer has caught up: one stall costs one bounded wait, not one per
+//!   message.
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::io::Write;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam_channel::{bounded, Sender, TrySendError};
@@ -43,28 +48,51 @@ pub struct MailLog {
     dropped: Cell<u64>,
     /// Audit writes that outwaited `MAILLOG_AUDIT_WAIT_MS` (reported, then reset).
     late: Cell<u64>,
+    /// Batches handed to the writer, and batches it has written.
+    handed: Cell<u64>,
+    written: Arc<AtomicU64>,
+    /// Set when an audit wait timed out: the writer is stalled until it has
+    /// written this many batches.
+    stalled_until: Cell<Option<u64>>,
 }
 
 impl MailLog {
     /// `target` is "-" for stderr or a file path (appended to). Starts the
     /// shard's writer thread; it ends when the `MailLog` is dropped.
     pub fn open(target: &str, shard: usize) -> std::io::Result<Rc<MailLog>> {
-        let mut out: Box<dyn Write + Send> = if target == "-" {
+        let out: Box<dyn Write + Send> = if target == "-" {
             Box::new(std::io::stderr())
         } else {
             Box::new(std::fs::OpenOptions::new().create(true).append(true).open(target)?)
         };
+        MailLog::to_writer(out, shard)
+    }
+
+    /// A mail log written to `out` by its own thread.
+    pub fn to_writer(mut out: Box<dyn Write + Send>, shard: usize) -> std::io::Result<Rc<MailLog>> {
         let (writer, batches) = bounded::<Batch>(limits::MAILLOG_BATCHES_QUEUED_MAX);
+        let written = Arc::new(AtomicU64::new(0));
+        let count = written.clone();
         std::thread::Builder::new().name(format!("maillog-{shard}")).spawn(move || {
             for batch in batches {
                 let _ = out.write_all(batch.text.as_bytes());
                 let _ = out.flush();
+                count.fetch_add(1, Ordering::SeqCst);
                 if let Some(done) = batch.written {
                     let _ = done.send(());
                 }
             }
         })?;
-        Ok(Rc::new(MailLog { shard, writer, buffer: RefCell::new(String::new()), dropped: Cell::new(0), late: Cell::new(0) }))
+        Ok(Rc::new(MailLog {
+            shard,
+            writer,
+            buffer: RefCell::new(String::new()),
+            dropped: Cell::new(0),
+            late: Cell::new(0),
+            handed: Cell::new(0),
+            written,
+            stalled_until: Cell::new(None),
+        }))
     }
 
     /// Log one event: `event` is a word (connect, rcpt, queued, delivered…),
@@ -96,9 +124,18 @@ impl MailLog {
     /// Hand everything buffered to the writer and wait until it is written,
     /// at most `MAILLOG_AUDIT_WAIT_MS`.
     pub async fn sync(&self) {
+        if let Some(until) = self.stalled_until.get() {
+            if self.written.load(Ordering::SeqCst) < until {
+                self.flush();
+                self.late.set(self.late.get() + 1);
+                return;
+            }
+            self.stalled_until.set(None);
+        }
         let (tx, rx) = oneshot::channel();
         if !self.hand_over(Some(tx)) {
             self.late.set(self.late.get() + 1);
+            self.stalled_until.set(Some(self.handed.get()));
             return;
         }
         let wait = Duration::from_millis(limits::MAILLOG_AUDIT_WAIT_MS);
@@ -109,6 +146,7 @@ impl MailLog {
         };
         if !futures_lite::future::or(written, timer).await {
             self.late.set(self.late.get() + 1);
+            self.stalled_until.set(Some(self.handed.get()));
         }
     }
 
@@ -131,6 +169,7 @@ impl MailLog {
         }
         match self.writer.try_send(Batch { text, written }) {
             Ok(()) => {
+                self.handed.set(self.handed.get() + 1);
                 self.dropped.set(0);
                 self.late.set(0);
                 true
@@ -156,5 +195,80 @@ impl MailLog {
             glommio::timer::sleep(FLUSH_EVERY).await;
             self.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    /// A log file or pipe that stops taking bytes until `open` is raised.
+    #[derive(Clone)]
+    struct StalledPipe {
+        open: Arc<std::sync::atomic::AtomicBool>,
+        taken: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for StalledPipe {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            while !self.open.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            self.taken.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Twice what the writer's queue and the shard's buffer hold together.
+    const ORDINARY_LINES: usize = 2 * (limits::MAILLOG_BUFFER_BYTES_MAX + limits::MAILLOG_BATCHES_QUEUED_MAX * limits::MAILLOG_BATCH_BYTES) / 1000;
+
+    #[test]
+    fn a_stalled_writer_costs_one_bounded_wait_and_losses_are_reported() {
+        let pipe = StalledPipe { open: Arc::default(), taken: Arc::default() };
+        let out = pipe.clone();
+        let (waited, text) = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .spawn(move || async move {
+                let log = MailLog::to_writer(Box::new(out), 0).unwrap();
+                let started = Instant::now();
+                // Fifty acknowledged messages while the pipe is stuck.
+                for i in 0..50 {
+                    log.event_now("queued", format_args!("qid=Q{i}")).await;
+                }
+                let waited = started.elapsed();
+                // Ordinary lines past the buffer bound are dropped, not kept.
+                let line = "x".repeat(1000);
+                for _ in 0..ORDINARY_LINES {
+                    log.event("command", format_args!("{line}"));
+                }
+                pipe.open.store(true, Ordering::SeqCst);
+                glommio::timer::sleep(Duration::from_millis(100)).await;
+                log.sync().await;
+                log.sync().await;
+                (waited, String::from_utf8(pipe.taken.lock().unwrap().clone()).unwrap())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        let bound = Duration::from_millis(limits::MAILLOG_AUDIT_WAIT_MS);
+        assert!(waited >= bound && waited < bound * 2, "one bounded wait, not fifty: {waited:?}");
+        for i in 0..50 {
+            assert!(text.contains(&format!("qid=Q{i}\n")), "audit line {i} written once the pipe drains");
+        }
+        // Every ordinary line is either written or counted as dropped: never silently lost.
+        let field = |line: &str, key: &str| -> u64 {
+            line.split(' ').find_map(|f| f.strip_prefix(key)).map_or(0, |v| v.parse().unwrap())
+        };
+        let reports: Vec<&str> = text.lines().filter(|l| l.contains("maillog-dropped")).collect();
+        let dropped: u64 = reports.iter().map(|l| field(l, "lines=")).sum();
+        let late: u64 = reports.iter().map(|l| field(l, "late_audit_writes=")).sum();
+        let written = text.lines().filter(|l| l.contains(" command ")).count() as u64;
+        assert!(dropped > 0, "the buffer bound was hit");
+        assert_eq!(written + dropped, ORDINARY_LINES as u64);
+        assert!(late >= 50, "every audit line written late is counted: {late}");
     }
 }
