@@ -191,7 +191,12 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
         .iter()
         .map(|a| glommio::net::TcpListener::bind(a).map_err(|e| format!("listen {a}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
-    let mesh = Mesh::join(shared.plan.clone(), id).await?;
+    let mesh = match Mesh::join(shared.plan.clone(), id).await {
+        Ok(mesh) => mesh,
+        // A signal during start-up is a clean stop; a failed peer is not.
+        Err(_) if !shared.failed.load(Ordering::SeqCst) => return Ok(()),
+        Err(e) => return Err(e),
+    };
     let queues = task_queues();
     let policy = Rc::new(PolicyCell::new(shared.board.latest()));
     let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), mesh.clone(), log.clone(), queues.delivery);
