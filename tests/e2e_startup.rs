@@ -1,0 +1,75 @@
+//! End-to-end: a shard that cannot start stops the whole process, fast.
+//!
+//! With `--cores 2`, one shard failing to start must not leave the other
+//! waiting for it in the mesh: the process exits non-zero within seconds
+//! and says why on stderr. Two ways to fail: shard 1 pinned to a CPU that
+//! does not exist (`--cpu-set 0,99`; shard 0 starts and must give up), and
+//! a listen address that another socket holds without SO_REUSEPORT (every
+//! shard's bind fails).
+
+mod common;
+
+use common::process::listening_sockets;
+use common::*;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+/// The process must be gone well within this.
+const EXIT_WITHIN: Duration = Duration::from_secs(10);
+
+/// Runs `portcullis run --cores 2 --listen 127.0.0.1:PORT ...extra` with a
+/// fresh spool; kills it at twice `EXIT_WITHIN`. Returns the output and
+/// how long it ran.
+fn run(port: u16, extra: &[&str]) -> (CmdOutput, Duration) {
+    let dir = TempDir::new("startup");
+    let spool = dir.path().join("spool").display().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let route = format!("*=127.0.0.1:{}", free_port());
+    let mut args = vec![
+        "run",
+        "--cores",
+        "2",
+        "--listen",
+        &listen,
+        "--spool-dir",
+        &spool,
+    ];
+    args.extend(["--route", &route, "--hostname", "portcullis.test"]);
+    args.extend(extra);
+    let started = Instant::now();
+    let out = run_portcullis(&args, EXIT_WITHIN * 2);
+    (out, started.elapsed())
+}
+
+fn assert_failed_fast(out: &CmdOutput, took: Duration) {
+    assert!(!out.timed_out, "still running after {took:?}: {out:?}");
+    assert!(took < EXIT_WITHIN, "took {took:?} to give up: {out:?}");
+    let code = out.code().expect("exited, not killed by a signal");
+    assert_ne!(code, 0, "{out:?}");
+    eprintln!("exited {code} after {took:?}; stderr:\n{}", out.stderr);
+}
+
+#[test]
+fn a_shard_on_a_cpu_that_does_not_exist_stops_the_process() {
+    let port = free_port();
+    let (out, took) = run(port, &["--cpu-set", "0,99"]);
+    assert_failed_fast(&out, took);
+    assert!(out.stderr.contains("CPU 99"), "names the CPU: {out:?}");
+    assert!(!is_listening(port), "something still listens on {port}");
+}
+
+#[test]
+fn a_listen_address_held_by_another_socket_stops_the_process() {
+    // std binds without SO_REUSEPORT: no shard may share this address.
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port();
+    let (out, took) = run(port, &[]);
+    assert_failed_fast(&out, took);
+    assert!(
+        out.stderr.contains(&format!("127.0.0.1:{port}"))
+            && out.stderr.contains("Address already in use"),
+        "names the address and the error: {out:?}"
+    );
+    // Only our socket listens there; it was never shared.
+    assert_eq!(listening_sockets(port), 1);
+}
