@@ -351,6 +351,23 @@ impl Portcullis {
         &self.log_path
     }
 
+    /// The log split by process start: one string per run (`start`, then
+    /// each `restart`), split at the start-up line `portcullis: N shard(s),`.
+    pub fn run_logs(&self) -> Vec<String> {
+        let mut runs: Vec<String> = Vec::new();
+        for line in self.log().lines() {
+            if runs.is_empty()
+                || (line.starts_with("portcullis: ") && line.contains(" shard(s), listening on "))
+            {
+                runs.push(String::new());
+            }
+            let run = runs.last_mut().expect("pushed above");
+            run.push_str(line);
+            run.push('\n');
+        }
+        runs
+    }
+
     /// Log lines containing `needle` (e.g. "queued", "delivered").
     pub fn log_lines(&self, needle: &str) -> Vec<String> {
         self.log()
