@@ -6,12 +6,17 @@
 //! does not exist (`--cpu-set 0,99`; shard 0 starts and must give up), and
 //! a listen address that another socket holds without SO_REUSEPORT (every
 //! shard's bind fails).
+//!
+//! The other side of the same start-up: a SIGTERM that arrives while the
+//! shards are still starting (the port already listens) is an ordinary
+//! stop, exit 0 and prompt, not a failed start.
 
 mod common;
 
-use common::process::listening_sockets;
+use common::process::{listening_sockets, signal_and_wait};
 use common::*;
 use std::net::TcpListener;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The process must be gone well within this.
@@ -72,4 +77,47 @@ fn a_listen_address_held_by_another_socket_stops_the_process() {
     );
     // Only our socket listens there; it was never shared.
     assert_eq!(listening_sockets(port), 1);
+}
+
+#[test]
+#[ignore = "BUG: SIGTERM a few ms after the port listens, while a shard is still in \
+            Mesh::join, exits 1: 'shard N: stopped before every shard joined the mesh' \
+            (printed twice); when only one shard was still joining, the other waits the \
+            whole 5 s at the stop barrier first. The stop flag means both 'a peer failed' \
+            and 'SIGTERM'. Fails within 20 tries every run here."]
+fn sigterm_while_the_shards_start_is_a_clean_stop() {
+    // The window is a few milliseconds after the port listens: watch for
+    // it closely, try several times, stop at the first failure.
+    for attempt in 1..=20 {
+        let dir = TempDir::new("startup");
+        let port = free_port();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        let mut child = Command::new(portcullis_bin())
+            .args(["run", "--cores", "2", "--hostname", "portcullis.test"])
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .arg("--spool-dir")
+            .arg(dir.path().join("spool"))
+            .args(["--route", &format!("*=127.0.0.1:{}", free_port())])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let listening = wait_until(EXIT_WITHIN, || {
+            is_listening(port) || child.try_wait().ok().flatten().is_some()
+        });
+        assert!(listening, "attempt {attempt}: not listening");
+        let signalled = Instant::now();
+        let status = signal_and_wait(&mut child, libc::SIGTERM, EXIT_WITHIN);
+        let took = signalled.elapsed();
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "attempt {attempt}: {status} after {took:?}\n{log}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "attempt {attempt}: {took:?}\n{log}"
+        );
+    }
 }
