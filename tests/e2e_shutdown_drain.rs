@@ -3,18 +3,21 @@
 //! A message is spooled on the shard that accepted its connection and
 //! delivered by the owner shard of its route key; when the downstream says
 //! 250 the owner tells the spool shard "done" over the mesh. Here, with
-//! `--cores 2` and eight routed domains, many messages take that path, and
-//! an smtp-sink that waits 2 s before answering the final dot keeps every
-//! delivery in flight when SIGTERM comes. The owner shards get their 250s
-//! during the shutdown and send their markers to spool shards that have no
-//! session left and would otherwise be gone already.
+//! `--cores 2` and eight routed domains, many messages take that path. Six
+//! domains go to an smtp-sink that waits 2 s before answering the final
+//! dot, so their deliveries are in flight when SIGTERM comes: the owner
+//! shards get their 250s during the shutdown and send their markers to
+//! spool shards that have no session left and would otherwise be gone
+//! already. Two domains go to a sink that is down until the restart, so
+//! the restart has mail to deliver too.
 //!
 //! What must hold: exit 0; every shard's `stopped` line says
 //! `unhandled_requests=0 abandoned_attempts=0`; every message delivered in
 //! the first run is also `removed` from its spool in that run (its marker
-//! was applied, not lost); after a restart on the same spool every message
-//! has reached the sink exactly once over both runs (a lost marker shows up
-//! as a second copy), and nothing is owed at the end (`owed=0`).
+//! was applied, not lost); the restart recovers exactly the messages not
+//! delivered before; every message reaches a sink exactly once over both
+//! runs (a lost or unsynced marker shows up as a second copy), and nothing
+//! is owed at the end (`owed=0`).
 
 mod common;
 
