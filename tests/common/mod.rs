@@ -11,6 +11,7 @@
 //! - [`server`]: the `portcullis` binary as a child process: start, wait until
 //!   it listens, read its mail log, SIGTERM, `kill -9`, restart on the same
 //!   spool.
+//! - [`config`]: a config file the test rewrites, for SIGHUP reloads.
 //! - [`clients`]: `swaks`, `smtp-source` and a raw SMTP client over
 //!   `TcpStream` for exact bytes (smuggling, pipelining).
 //!
@@ -20,11 +21,13 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod clients;
+pub mod config;
 pub mod process;
 pub mod server;
 pub mod sink;
 
 pub use clients::{run_smtp_source, RawSmtp, Reply, Swaks, SwaksResult};
+pub use config::{ConfigFile, PolicyToml};
 pub use process::{
     free_port, is_listening, run_with_timeout, wait_listening, wait_until, CmdOutput, TempDir,
 };
