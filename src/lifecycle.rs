@@ -179,6 +179,8 @@ fn wait_for_shards(shards: Vec<Running>, limit: Duration) -> Vec<String> {
 }
 
 async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Result<(), String> {
+    // However this shard ends, its peers must not wait for it at the barrier.
+    let arrival = Arrival { quiesced: shared.quiesced.clone(), arrived: std::cell::Cell::new(false) };
     let settings = shared.settings.clone();
     // Everything that can fail runs before joining the mesh, so a failing
     // shard never leaves its peers waiting for it.
@@ -219,7 +221,7 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
         }
     }
     drop(accepting); // closes the listening sockets
-    wind_down(&shard, &shared).await;
+    wind_down(&shard, &shared, &arrival).await;
     Ok(())
 }
 
@@ -246,7 +248,7 @@ fn serve_requests(shard: &Rc<Shard>) {
 
 /// Sessions: let them finish within the grace, then 421. Delivery: stop,
 /// wait for attempts in progress. Then the barrier, drain, spool sync.
-async fn wind_down(shard: &Shard, shared: &Shared) {
+async fn wind_down(shard: &Shard, shared: &Shared, arrival: &Arrival) {
     let grace_end = Instant::now() + Duration::from_secs(shared.settings.shutdown_grace_secs);
     while shard.active.get() > 0 && Instant::now() < grace_end {
         glommio::timer::sleep(Duration::from_millis(50)).await;
@@ -260,7 +262,7 @@ async fn wind_down(shard: &Shard, shared: &Shared) {
     shard.delivery.stop();
     let abandoned = shard.delivery.stopped(Instant::now() + drain).await;
     // The barrier: once every shard is here, nobody sends done markers any more.
-    shared.quiesced.fetch_add(1, Ordering::SeqCst);
+    arrival.arrive();
     let barrier_end = Instant::now() + drain;
     while shared.quiesced.load(Ordering::SeqCst) < shared.count && Instant::now() < barrier_end {
         glommio::timer::sleep(Duration::from_millis(5)).await;
@@ -288,6 +290,28 @@ fn task_queues() -> TaskQueues {
     TaskQueues {
         sessions: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(10)), "sessions"),
         delivery: ex.create_task_queue(Shares::Static(500), Latency::NotImportant, "delivery"),
+    }
+}
+
+/// This shard's arrival at the stop barrier: when it stops sending to its
+/// peers, or, if it ends early (failed start, stop during start-up), when
+/// it is dropped.
+struct Arrival {
+    quiesced: Arc<AtomicUsize>,
+    arrived: std::cell::Cell<bool>,
+}
+
+impl Arrival {
+    fn arrive(&self) {
+        if !self.arrived.replace(true) {
+            self.quiesced.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for Arrival {
+    fn drop(&mut self) {
+        self.arrive();
     }
 }
 
