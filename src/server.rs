@@ -21,7 +21,7 @@ use crate::pool::{Pool, PoolConfig};
 use crate::shards::{self, Mesh};
 use crate::smtp::{received, SessionConfig, StoreError};
 use crate::spool::recovery::{self, RecoveredShard};
-use crate::spool::{QueueBounds, Spool};
+use crate::spool::{Spool, SpoolSettings};
 
 /// What shards ask each other.
 pub enum Work {
@@ -203,8 +203,12 @@ async fn shard_main(
 ) -> Result<(), String> {
     let log = MailLog::open(&config.log_file, id).map_err(|e| format!("log {}: {e}", config.log_file))?;
     glommio::spawn_local(log.clone().flush_periodically()).detach();
-    let bounds = QueueBounds { messages_max: config.delivery.queue_messages_max, bytes_max: config.delivery.queue_bytes_max };
-    let spool = Spool::open(&config.spool_dir, id, &recovered, bounds)
+    let settings = SpoolSettings {
+        messages_max: config.delivery.queue_messages_max,
+        bytes_max: config.delivery.queue_bytes_max,
+        ..SpoolSettings::default()
+    };
+    let spool = Spool::open(&config.spool_dir, id, &recovered, settings)
         .await
         .map_err(|e| format!("spool: {e}"))?;
     // Bind before joining the mesh so a bad address fails fast on every shard.

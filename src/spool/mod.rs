@@ -39,11 +39,26 @@ struct Live {
     bytes: u64,
 }
 
-/// How much one shard's spool may owe before new mail gets 452 4.3.1.
+/// How one shard's spool is bounded and laid out.
 #[derive(Clone, Copy, Debug)]
-pub struct QueueBounds {
+pub struct SpoolSettings {
+    /// Messages this shard's spool may owe before new mail gets 452 4.3.1.
     pub messages_max: usize,
+    /// Bytes this shard's spool may owe before new mail gets 452 4.3.1.
     pub bytes_max: u64,
+    /// A segment file is rotated before a write would take it past this.
+    /// A setting, not only the constant, so tests can rotate with small messages.
+    pub segment_bytes_max: u64,
+}
+
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        SpoolSettings {
+            messages_max: limits::DELIVERY_QUEUE_MESSAGES_MAX,
+            bytes_max: limits::DELIVERY_QUEUE_BYTES_MAX,
+            segment_bytes_max: limits::SPOOL_SEGMENT_BYTES_MAX,
+        }
+    }
 }
 
 struct Segment {
@@ -62,7 +77,7 @@ struct Batch {
     waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
     /// Messages in `bytes` with their recipient count and size, registered as live once durable.
     messages: Vec<(QueueId, u32, u64)>,
-    /// Segments that lose their last message by the markers in `bytes`.
+    /// Segments holding the messages that the markers in `bytes` are for.
     marker_targets: Vec<usize>,
 }
 
@@ -85,7 +100,7 @@ struct State {
 pub struct Spool {
     shard: usize,
     dir: PathBuf,
-    bounds: QueueBounds,
+    settings: SpoolSettings,
     id_seed: u64,
     id_counter: Cell<u64>,
     /// fdatasync calls made (group commit makes this far lower than messages).
@@ -95,7 +110,7 @@ pub struct Spool {
 
 impl Spool {
     /// Open shard `shard`'s spool, taking over what recovery found for it.
-    pub async fn open(spool_dir: &Path, shard: usize, recovered: &RecoveredShard, bounds: QueueBounds) -> std::io::Result<Rc<Spool>> {
+    pub async fn open(spool_dir: &Path, shard: usize, recovered: &RecoveredShard, settings: SpoolSettings) -> std::io::Result<Rc<Spool>> {
         let dir = shard_dir(spool_dir, shard);
         std::fs::create_dir_all(&dir)?;
         // The shard directory itself must survive a crash once we ack into it.
@@ -136,7 +151,7 @@ impl Spool {
         let spool = Rc::new(Spool {
             shard,
             dir,
-            bounds,
+            settings,
             id_seed: now_micros(),
             id_counter: Cell::new(0),
             syncs: Cell::new(0),
@@ -168,8 +183,8 @@ impl Spool {
         let rx = {
             let mut st = self.state.borrow_mut();
             let bytes = data.len() as u64;
-            if st.live.len() + st.batch.messages.len() >= self.bounds.messages_max
-                || st.live_bytes + bytes > self.bounds.bytes_max
+            if st.live.len() + st.batch.messages.len() >= self.settings.messages_max
+                || st.live_bytes + bytes > self.settings.bytes_max
             {
                 return Err(StoreError::QueueFull);
             }
@@ -191,13 +206,22 @@ impl Spool {
             let mut st = self.state.borrow_mut();
             let Some(live) = st.live.get_mut(queue_id) else { return false };
             live.remaining.retain(|r| !indices.contains(r));
-            let finished_segment = live.remaining.is_empty().then_some((live.segment, live.bytes));
+            let (segment, bytes) = (live.segment, live.bytes);
+            let finished_segment = live.remaining.is_empty().then_some(segment);
             record::encode_done(&mut st.batch.bytes, queue_id, indices);
-            if let Some((seg, bytes)) = finished_segment {
+            // Every marker, partial ones too, ties its segment to the message's:
+            // a partial marker lost with its segment re-delivers the recipients
+            // it finished. Markers only ever point back in time (a message is
+            // stored before it is marked), so these ties never form a cycle. The
+            // cost: a marker segment stays until the message's segment is gone
+            // (at most one extra segment per marker of a message still owed).
+            // Re-appending the done state when collecting would free it sooner,
+            // but every delete would then wait for a sync of the copy first.
+            st.batch.marker_targets.push(segment);
+            if let Some(seg) = finished_segment {
                 st.live.remove(queue_id);
                 st.live_bytes -= bytes;
                 st.segments[seg].live -= 1;
-                st.batch.marker_targets.push(seg);
             }
             finished_segment.is_some()
         };
@@ -233,7 +257,7 @@ impl Spool {
                     st.live.insert(id, Live { segment: current, remaining: (0..rcpts).collect(), bytes });
                 }
                 for t in batch.marker_targets {
-                    if t != current && !st.segments[current].marker_targets.contains(&t) {
+                    if t != current && !st.segments[t].deleted && !st.segments[current].marker_targets.contains(&t) {
                         st.segments[current].marker_targets.push(t);
                     }
                 }
@@ -255,7 +279,7 @@ impl Spool {
             let st = self.state.borrow();
             (st.file_len, st.next_seq, st.rotate_next)
         };
-        if len > 0 && (rotate || len + bytes.len() as u64 > limits::SPOOL_SEGMENT_BYTES_MAX) {
+        if len > 0 && (rotate || len + bytes.len() as u64 > self.settings.segment_bytes_max) {
             let (file, path) = create_segment(&self.dir, seq).await.map_err(store_error)?;
             let old = {
                 let mut st = self.state.borrow_mut();

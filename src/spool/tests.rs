@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::recovery::{recover, shard_dir};
-use super::{QueueBounds, Spool};
+use super::{Spool, SpoolSettings};
 use crate::message::{BodyType, Envelope, QueueId};
 
 fn envelope(rcpts: usize) -> Envelope {
@@ -25,8 +25,13 @@ fn on_executor<T: Send + 'static>(f: impl FnOnce() -> std::pin::Pin<Box<dyn std:
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).spawn(move || f()).unwrap().join().unwrap()
 }
 
-fn bounds(messages_max: usize, bytes_max: u64) -> QueueBounds {
-    QueueBounds { messages_max, bytes_max }
+fn bounds(messages_max: usize, bytes_max: u64) -> SpoolSettings {
+    SpoolSettings { messages_max, bytes_max, ..SpoolSettings::default() }
+}
+
+/// Segments small enough that a few kilobytes rotate them.
+fn small_segments(segment_bytes_max: u64) -> SpoolSettings {
+    SpoolSettings { segment_bytes_max, ..SpoolSettings::default() }
 }
 
 fn temp_dir(name: &str) -> std::path::PathBuf {
@@ -143,5 +148,35 @@ fn queue_bound_answers_queue_full() {
             spool.store(&id, &envelope(1), 1_795_330_800, b"0123456789").await.unwrap();
         })
     });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn partial_done_marker_survives_when_its_segment_would_be_collected() {
+    let dir = temp_dir("partial");
+    let d = dir.clone();
+    let a = on_executor(move || {
+        Box::pin(async move {
+            let rec = recover(&d, 1).unwrap().pop().unwrap();
+            let spool = Spool::open(&d, 0, &rec, small_segments(4096)).await.unwrap();
+            let big = vec![b'x'; 8192];
+            let a = spool.next_queue_id();
+            spool.store(&a, &envelope(2), 1_795_330_800, b"A\r\n").await.unwrap();
+            // Larger than a segment: the spool rotates, A stays behind in the first one.
+            let b = spool.next_queue_id();
+            spool.store(&b, &envelope(1), 1_795_330_800, &big).await.unwrap();
+            assert!(!spool.mark_done(&a, &[0]), "A still owes recipient 1");
+            assert!(spool.mark_done(&b, &[0]));
+            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            // Rotates again: the segment holding A's partial marker is no longer current.
+            let c = spool.next_queue_id();
+            spool.store(&c, &envelope(1), 1_795_330_800, &big).await.unwrap();
+            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            a
+        })
+    });
+    let rec = recover(&dir, 1).unwrap().pop().unwrap();
+    let owed = rec.messages.iter().find(|m| m.queue_id == a).expect("A is still owed");
+    assert_eq!(owed.remaining, vec![1], "recipient 0 was delivered before the restart");
     std::fs::remove_dir_all(&dir).unwrap();
 }
