@@ -15,12 +15,14 @@
 pub mod failed;
 pub mod record;
 pub mod recovery;
+mod segments;
 #[cfg(test)]
 mod tests;
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use futures_channel::oneshot;
 use glommio::io::{BufferedFile, Directory};
@@ -30,10 +32,11 @@ use crate::limits;
 use crate::message::{Envelope, QueueId};
 use crate::smtp::StoreError;
 use recovery::{segment_name, shard_dir, RecoveredShard};
+use segments::{SegmentId, SegmentTable};
 
 /// A message the spool still owes to some recipients.
 struct Live {
-    segment: usize,
+    segment: SegmentId,
     remaining: Vec<u32>,
     /// Size of the stored message: delivery holds it in memory until finished.
     bytes: u64,
@@ -61,15 +64,6 @@ impl Default for SpoolSettings {
     }
 }
 
-struct Segment {
-    path: PathBuf,
-    /// Messages in this segment not yet finished.
-    live: usize,
-    /// Segments whose messages this one holds done markers for.
-    marker_targets: Vec<usize>,
-    deleted: bool,
-}
-
 /// Records waiting for the next write + fdatasync.
 #[derive(Default)]
 struct Batch {
@@ -78,12 +72,11 @@ struct Batch {
     /// Messages in `bytes` with their recipient count and size, registered as live once durable.
     messages: Vec<(QueueId, u32, u64)>,
     /// Segments holding the messages that the markers in `bytes` are for.
-    marker_targets: Vec<usize>,
+    marker_targets: Vec<SegmentId>,
 }
 
 struct State {
-    segments: Vec<Segment>,
-    current: usize,
+    segments: SegmentTable,
     file: Rc<BufferedFile>,
     file_len: u64,
     next_seq: u64,
@@ -115,17 +108,23 @@ impl Spool {
         std::fs::create_dir_all(&dir)?;
         // The shard directory itself must survive a crash once we ack into it.
         Directory::open(spool_dir).await?.sync().await?;
-        let mut segments: Vec<Segment> = recovered
-            .segments
-            .iter()
-            .map(|s| Segment { path: s.path.clone(), live: 0, marker_targets: s.marker_targets.clone(), deleted: false })
-            .collect();
+        let mut segments = SegmentTable::new();
+        // Recovered segment i gets SegmentId i: insertion order is the id order.
+        for s in &recovered.segments {
+            segments.insert(s.path.clone());
+        }
+        for (i, s) in recovered.segments.iter().enumerate() {
+            for &t in &s.marker_targets {
+                segments.depend(i as SegmentId, t as SegmentId);
+            }
+        }
         let mut live = HashMap::new();
         let mut live_bytes = 0;
         for m in &recovered.messages {
-            segments[m.segment].live += 1;
+            let segment = m.segment as SegmentId;
+            segments.message_stored(segment);
             live_bytes += m.data.len() as u64;
-            live.insert(m.queue_id.clone(), Live { segment: m.segment, remaining: m.remaining.clone(), bytes: m.data.len() as u64 });
+            live.insert(m.queue_id.clone(), Live { segment, remaining: m.remaining.clone(), bytes: m.data.len() as u64 });
         }
         let next_seq = recovered
             .segments
@@ -135,9 +134,10 @@ impl Spool {
             .max()
             .map_or(1, |s| s + 1);
         let (file, path) = create_segment(&dir, next_seq).await?;
-        segments.push(Segment { path, live: 0, marker_targets: Vec::new(), deleted: false });
+        let current = segments.insert(path);
+        segments.make_current(current);
+        let garbage = segments.collect_all();
         let state = State {
-            current: segments.len() - 1,
             segments,
             file: Rc::new(file),
             file_len: 0,
@@ -157,7 +157,7 @@ impl Spool {
             syncs: Cell::new(0),
             state: RefCell::new(state),
         });
-        spool.collect_garbage();
+        remove_segments(garbage);
         Ok(spool)
     }
 
@@ -202,7 +202,7 @@ impl Spool {
     /// Recipients `indices` of `queue_id` are finished (delivered, or kept in
     /// the failed area). Returns true when the whole message is finished.
     pub fn mark_done(self: &Rc<Self>, queue_id: &QueueId, indices: &[u32]) -> bool {
-        let finished = {
+        let (finished, garbage) = {
             let mut st = self.state.borrow_mut();
             let Some(live) = st.live.get_mut(queue_id) else { return false };
             live.remaining.retain(|r| !indices.contains(r));
@@ -218,13 +218,17 @@ impl Spool {
             // Re-appending the done state when collecting would free it sooner,
             // but every delete would then wait for a sync of the copy first.
             st.batch.marker_targets.push(segment);
+            let mut garbage = Vec::new();
             if let Some(seg) = finished_segment {
                 st.live.remove(queue_id);
                 st.live_bytes -= bytes;
-                st.segments[seg].live -= 1;
+                // Deleting the message's segment before its marker is durable
+                // is safe: nothing in it is owed any more.
+                garbage = st.segments.message_finished(seg);
             }
-            finished_segment.is_some()
+            (finished_segment.is_some(), garbage)
         };
+        remove_segments(garbage);
         self.kick();
         finished
     }
@@ -251,15 +255,13 @@ impl Spool {
             let mut st = self.state.borrow_mut();
             st.rotate_next = result.is_err();
             if result.is_ok() {
-                let current = st.current;
+                let current = st.segments.current();
                 for (id, rcpts, bytes) in batch.messages {
-                    st.segments[current].live += 1;
+                    st.segments.message_stored(current);
                     st.live.insert(id, Live { segment: current, remaining: (0..rcpts).collect(), bytes });
                 }
                 for t in batch.marker_targets {
-                    if t != current && !st.segments[t].deleted && !st.segments[current].marker_targets.contains(&t) {
-                        st.segments[current].marker_targets.push(t);
-                    }
+                    st.segments.depend(current, t);
                 }
             } else {
                 // Never acknowledged: give their room back.
@@ -269,7 +271,6 @@ impl Spool {
             for w in batch.waiters {
                 let _ = w.send(result.clone());
             }
-            self.collect_garbage();
         }
     }
 
@@ -281,15 +282,16 @@ impl Spool {
         };
         if len > 0 && (rotate || len + bytes.len() as u64 > self.settings.segment_bytes_max) {
             let (file, path) = create_segment(&self.dir, seq).await.map_err(store_error)?;
-            let old = {
+            let (old, garbage) = {
                 let mut st = self.state.borrow_mut();
-                st.segments.push(Segment { path, live: 0, marker_targets: Vec::new(), deleted: false });
-                st.current = st.segments.len() - 1;
+                let id = st.segments.insert(path);
+                let garbage = st.segments.make_current(id);
                 st.file_len = 0;
                 st.next_seq += 1;
                 st.rotate_next = false;
-                std::mem::replace(&mut st.file, Rc::new(file))
+                (std::mem::replace(&mut st.file, Rc::new(file)), garbage)
             };
+            remove_segments(garbage);
             if let Ok(old) = Rc::try_unwrap(old) {
                 let _ = old.close().await;
             }
@@ -311,41 +313,18 @@ impl Spool {
         Ok(())
     }
 
-    /// Delete every segment nobody needs: not current, no live message, and
-    /// every segment it holds markers for already deleted.
-    fn collect_garbage(&self) {
-        let mut st = self.state.borrow_mut();
-        loop {
-            let current = st.current;
-            let deletable: Vec<usize> = (0..st.segments.len())
-                .filter(|&i| {
-                    let s = &st.segments[i];
-                    i != current && !s.deleted && s.live == 0 && s.marker_targets.iter().all(|&t| st.segments[t].deleted)
-                })
-                .collect();
-            if deletable.is_empty() {
-                return;
-            }
-            for i in deletable {
-                // Unlink need not be synced: if it comes back after a crash,
-                // its messages are all finished or re-sent (duplicates, never loss).
-                if let Err(e) = std::fs::remove_file(&st.segments[i].path) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        eprintln!("spool: cannot remove {}: {e}", st.segments[i].path.display());
-                    }
-                }
-                st.segments[i].deleted = true;
-            }
-        }
-    }
-
     pub fn syncs(&self) -> u64 {
         self.syncs.get()
     }
 
+    /// Segments the spool keeps in memory (deleted ones must not stay).
+    pub fn segments_tracked(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+
     /// Segment files on disk right now (for tests and `status`).
     pub fn segments_on_disk(&self) -> usize {
-        self.state.borrow().segments.iter().filter(|s| !s.deleted).count()
+        self.state.borrow().segments.len()
     }
 }
 
@@ -356,6 +335,27 @@ async fn create_segment(dir: &Path, seq: u64) -> std::io::Result<(BufferedFile, 
     // before any record in it is acknowledged.
     Directory::open(dir).await?.sync().await?;
     Ok((file, path))
+}
+
+/// Unlink collected segment files on the blocking pool: an unlink can wait
+/// on the file system journal, and a shard only ever awaits. The unlink need
+/// not be synced: a segment that comes back after a crash holds only finished
+/// messages, or markers for messages whose segment is gone (duplicates at
+/// worst, never loss).
+fn remove_segments(paths: Vec<Arc<PathBuf>>) {
+    if paths.is_empty() {
+        return;
+    }
+    let unlink = glommio::executor().spawn_blocking(move || {
+        for path in paths {
+            if let Err(e) = std::fs::remove_file(path.as_path()) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    eprintln!("spool: cannot remove {}: {e}", path.display());
+                }
+            }
+        }
+    });
+    glommio::spawn_local(unlink).detach();
 }
 
 fn store_error(e: impl std::fmt::Display) -> StoreError {

@@ -180,3 +180,29 @@ fn partial_done_marker_survives_when_its_segment_would_be_collected() {
     assert_eq!(owed.remaining, vec![1], "recipient 0 was delivered before the restart");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn segment_table_forgets_collected_segments() {
+    let dir = temp_dir("table");
+    let d = dir.clone();
+    let (tracked, on_disk, rotations) = on_executor(move || {
+        Box::pin(async move {
+            let rec = recover(&d, 1).unwrap().pop().unwrap();
+            let spool = Spool::open(&d, 0, &rec, small_segments(1024)).await.unwrap();
+            let big = vec![b'x'; 2048];
+            let rotations = 100;
+            for _ in 0..rotations {
+                let id = spool.next_queue_id();
+                spool.store(&id, &envelope(1), 1_795_330_800, &big).await.unwrap();
+                assert!(spool.mark_done(&id, &[0]));
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            (spool.segments_tracked(), spool.segments_on_disk(), rotations)
+        })
+    });
+    let files = std::fs::read_dir(shard_dir(&dir, 0)).unwrap().count();
+    assert!(files < rotations / 10, "{files} segment files after {rotations} rotations");
+    assert_eq!(on_disk, files);
+    assert!(tracked <= on_disk, "{tracked} segments tracked in memory, {on_disk} on disk");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
