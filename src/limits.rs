@@ -65,7 +65,10 @@ pub const DELIVERY_QUEUE_BYTES_MAX: u64 = 1 << 30;
 
 /// Spool: segment size before rotation, and records batched into one fdatasync.
 pub const SPOOL_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// A single larger message is written alone; the rest waits for the next commit.
 pub const SPOOL_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// One read of a stored message body; a larger body takes several.
+pub const SPOOL_READ_CHUNK_BYTES: usize = 1024 * 1024;
 /// Cross-shard mesh channel depth.
 pub const MESH_CHANNEL_DEPTH: usize = 1024;
 

@@ -7,11 +7,17 @@
 //! fdatasync (group commit): the first caller becomes the committer and
 //! drains everything queued while its sync was in flight.
 //!
+//! One commit writes at most `batch_bytes_max` bytes (or one larger
+//! message); what does not fit waits for the next commit.
+//!
 //! `delivery` calls `mark_done` as recipients finish; that appends a done
 //! marker (synced with the next batch, not awaited: losing it only means a
-//! duplicate after a crash). A segment file is deleted when none of its
-//! messages is owed any more and every segment it holds markers for is gone.
+//! duplicate after a crash; `sync_pending` awaits it at shutdown). A segment
+//! file is deleted when none of its messages is owed any more and every
+//! segment it holds markers for is gone (`segments.rs`).
 
+mod batch;
+pub mod body;
 pub mod failed;
 pub mod record;
 pub mod recovery;
@@ -31,6 +37,8 @@ use hashbrown::HashMap;
 use crate::limits;
 use crate::message::{Envelope, QueueId};
 use crate::smtp::StoreError;
+use batch::{Batch, Batches, QueuedMessage};
+pub use body::{read_body, BodyLocation};
 use recovery::{segment_name, shard_dir, RecoveredShard};
 use segments::{SegmentId, SegmentTable};
 
@@ -52,6 +60,8 @@ pub struct SpoolSettings {
     /// A segment file is rotated before a write would take it past this.
     /// A setting, not only the constant, so tests can rotate with small messages.
     pub segment_bytes_max: u64,
+    /// Bytes one group commit writes at most (a single larger message goes alone).
+    pub batch_bytes_max: usize,
 }
 
 impl Default for SpoolSettings {
@@ -60,30 +70,28 @@ impl Default for SpoolSettings {
             messages_max: limits::DELIVERY_QUEUE_MESSAGES_MAX,
             bytes_max: limits::DELIVERY_QUEUE_BYTES_MAX,
             segment_bytes_max: limits::SPOOL_SEGMENT_BYTES_MAX,
+            batch_bytes_max: limits::SPOOL_BATCH_BYTES_MAX,
         }
     }
 }
 
-/// Records waiting for the next write + fdatasync.
-#[derive(Default)]
-struct Batch {
-    bytes: Vec<u8>,
-    waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
-    /// Messages in `bytes` with their recipient count and size, registered as live once durable.
-    messages: Vec<(QueueId, u32, u64)>,
-    /// Segments holding the messages that the markers in `bytes` are for.
-    marker_targets: Vec<SegmentId>,
+/// The segment file new records go to.
+struct CurrentSegment {
+    file: Rc<BufferedFile>,
+    path: Arc<PathBuf>,
+    len: u64,
 }
 
 struct State {
     segments: SegmentTable,
-    file: Rc<BufferedFile>,
-    file_len: u64,
+    current: CurrentSegment,
     next_seq: u64,
-    batch: Batch,
+    batches: Batches,
+    /// Messages in batches not yet durable (queued or being written).
+    messages_queued: usize,
     committing: bool,
     live: HashMap<QueueId, Live>,
-    /// Bytes of live messages plus those in the batch.
+    /// Bytes of live messages plus those not yet durable.
     live_bytes: u64,
     /// The last write failed (disk full?): start a new segment, so the old
     /// one can be deleted, and its space freed, once its messages are delivered.
@@ -98,6 +106,8 @@ pub struct Spool {
     id_counter: Cell<u64>,
     /// fdatasync calls made (group commit makes this far lower than messages).
     syncs: Cell<u64>,
+    /// Most bytes one commit wrote (`batch_bytes_max` holds it down).
+    largest_write_bytes: Cell<u64>,
     state: RefCell<State>,
 }
 
@@ -108,16 +118,7 @@ impl Spool {
         std::fs::create_dir_all(&dir)?;
         // The shard directory itself must survive a crash once we ack into it.
         Directory::open(spool_dir).await?.sync().await?;
-        let mut segments = SegmentTable::new();
-        // Recovered segment i gets SegmentId i: insertion order is the id order.
-        for s in &recovered.segments {
-            segments.insert(s.path.clone());
-        }
-        for (i, s) in recovered.segments.iter().enumerate() {
-            for &t in &s.marker_targets {
-                segments.depend(i as SegmentId, t as SegmentId);
-            }
-        }
+        let mut segments = adopt_segments(recovered);
         let mut live = HashMap::new();
         let mut live_bytes = 0;
         for m in &recovered.messages {
@@ -134,15 +135,16 @@ impl Spool {
             .max()
             .map_or(1, |s| s + 1);
         let (file, path) = create_segment(&dir, next_seq).await?;
-        let current = segments.insert(path);
+        let path = Arc::new(path);
+        let current = segments.insert(path.clone());
         segments.make_current(current);
         let garbage = segments.collect_all();
         let state = State {
             segments,
-            file: Rc::new(file),
-            file_len: 0,
+            current: CurrentSegment { file: Rc::new(file), path, len: 0 },
             next_seq: next_seq + 1,
-            batch: Batch::default(),
+            batches: Batches::default(),
+            messages_queued: 0,
             committing: false,
             live,
             live_bytes,
@@ -155,6 +157,7 @@ impl Spool {
             id_seed: now_micros(),
             id_counter: Cell::new(0),
             syncs: Cell::new(0),
+            largest_write_bytes: Cell::new(0),
             state: RefCell::new(state),
         });
         remove_segments(garbage);
@@ -178,21 +181,22 @@ impl Spool {
         self.state.borrow().live.len()
     }
 
-    /// Write a message durably. Returns once it is on stable storage.
-    pub async fn store(self: &Rc<Self>, queue_id: &QueueId, envelope: &Envelope, accepted_secs: u64, data: &[u8]) -> Result<(), StoreError> {
+    /// Write a message durably. Returns once it is on stable storage, with
+    /// the place of the message bytes in the spool.
+    pub async fn store(self: &Rc<Self>, queue_id: &QueueId, envelope: &Envelope, accepted_secs: u64, data: &[u8]) -> Result<BodyLocation, StoreError> {
         let rx = {
             let mut st = self.state.borrow_mut();
             let bytes = data.len() as u64;
-            if st.live.len() + st.batch.messages.len() >= self.settings.messages_max
-                || st.live_bytes + bytes > self.settings.bytes_max
-            {
+            if st.live.len() + st.messages_queued >= self.settings.messages_max || st.live_bytes + bytes > self.settings.bytes_max {
                 return Err(StoreError::QueueFull);
             }
             st.live_bytes += bytes;
-            record::encode_message(&mut st.batch.bytes, queue_id, envelope, accepted_secs, data);
-            st.batch.messages.push((queue_id.clone(), envelope.recipients.len() as u32, bytes));
-            let (tx, rx) = oneshot::channel();
-            st.batch.waiters.push(tx);
+            st.messages_queued += 1;
+            let (batch, record_at, body_at) =
+                st.batches.append(self.settings.batch_bytes_max, |out| record::encode_message(out, queue_id, envelope, accepted_secs, data));
+            let (done, rx) = oneshot::channel();
+            let recipients = envelope.recipients.len() as u32;
+            batch.messages.push(QueuedMessage { queue_id: queue_id.clone(), recipients, body_at: record_at + body_at, body_len: bytes, done });
             rx
         };
         self.kick();
@@ -206,9 +210,8 @@ impl Spool {
             let mut st = self.state.borrow_mut();
             let Some(live) = st.live.get_mut(queue_id) else { return false };
             live.remaining.retain(|r| !indices.contains(r));
-            let (segment, bytes) = (live.segment, live.bytes);
-            let finished_segment = live.remaining.is_empty().then_some(segment);
-            record::encode_done(&mut st.batch.bytes, queue_id, indices);
+            let (segment, bytes, finished) = (live.segment, live.bytes, live.remaining.is_empty());
+            let (batch, _, ()) = st.batches.append(self.settings.batch_bytes_max, |out| record::encode_done(out, queue_id, indices));
             // Every marker, partial ones too, ties its segment to the message's:
             // a partial marker lost with its segment re-delivers the recipients
             // it finished. Markers only ever point back in time (a message is
@@ -217,20 +220,37 @@ impl Spool {
             // (at most one extra segment per marker of a message still owed).
             // Re-appending the done state when collecting would free it sooner,
             // but every delete would then wait for a sync of the copy first.
-            st.batch.marker_targets.push(segment);
+            batch.marker_targets.push(segment);
             let mut garbage = Vec::new();
-            if let Some(seg) = finished_segment {
+            if finished {
                 st.live.remove(queue_id);
                 st.live_bytes -= bytes;
                 // Deleting the message's segment before its marker is durable
                 // is safe: nothing in it is owed any more.
-                garbage = st.segments.message_finished(seg);
+                garbage = st.segments.message_finished(segment);
             }
-            (finished_segment.is_some(), garbage)
+            (finished, garbage)
         };
         remove_segments(garbage);
         self.kick();
         finished
+    }
+
+    /// Returns once everything queued before the call (messages and done
+    /// markers) is written and fdatasync'd: for shutdown, so no marker is
+    /// left in memory. Err if that write failed.
+    pub async fn sync_pending(self: &Rc<Self>) -> Result<(), StoreError> {
+        let rx = {
+            let mut st = self.state.borrow_mut();
+            if st.batches.is_empty() && !st.committing {
+                return Ok(());
+            }
+            let (tx, rx) = oneshot::channel();
+            st.batches.newest().flushes.push(tx);
+            rx
+        };
+        self.kick();
+        rx.await.unwrap_or(Err(StoreError::Io("spool committer stopped".into())))
     }
 
     /// Start the committer unless one is running.
@@ -243,73 +263,102 @@ impl Spool {
         }
     }
 
-    /// Write and sync batches until none is waiting.
+    /// Write and sync batches, oldest first, until none is waiting.
     async fn commit_loop(self: Rc<Self>) {
         loop {
-            let batch = std::mem::take(&mut self.state.borrow_mut().batch);
-            if batch.bytes.is_empty() {
+            let Some(mut batch) = self.state.borrow_mut().batches.take_oldest() else {
                 self.state.borrow_mut().committing = false;
                 return;
-            }
-            let result = self.write_batch(batch.bytes).await;
-            let mut st = self.state.borrow_mut();
-            st.rotate_next = result.is_err();
-            if result.is_ok() {
-                let current = st.segments.current();
-                for (id, rcpts, bytes) in batch.messages {
-                    st.segments.message_stored(current);
-                    st.live.insert(id, Live { segment: current, remaining: (0..rcpts).collect(), bytes });
-                }
-                for t in batch.marker_targets {
-                    st.segments.depend(current, t);
-                }
-            } else {
-                // Never acknowledged: give their room back.
-                st.live_bytes -= batch.messages.iter().map(|m| m.2).sum::<u64>();
-            }
-            drop(st);
-            for w in batch.waiters {
-                let _ = w.send(result.clone());
-            }
+            };
+            let bytes = std::mem::take(&mut batch.bytes);
+            // An empty batch only carries `sync_pending` waiters: everything
+            // before it is durable once the batches before it are.
+            let result = if bytes.is_empty() { Ok(None) } else { self.write_batch(bytes).await.map(Some) };
+            self.settle(batch, result);
         }
     }
 
-    /// One write and one fdatasync; rotates the segment first when it is full.
-    async fn write_batch(&self, bytes: Vec<u8>) -> Result<(), StoreError> {
-        let (len, seq, rotate) = {
-            let st = self.state.borrow();
-            (st.file_len, st.next_seq, st.rotate_next)
+    /// After a batch's write: register its messages and markers and answer
+    /// its waiters, or give the room back and pass the error on.
+    fn settle(&self, batch: Batch, result: Result<Option<(Arc<PathBuf>, u64)>, StoreError>) {
+        let mut st = self.state.borrow_mut();
+        st.messages_queued -= batch.messages.len();
+        let written = match result {
+            Ok(written) => written,
+            Err(e) => {
+                st.rotate_next = true;
+                // Never acknowledged: give their room back.
+                st.live_bytes -= batch.messages.iter().map(|m| m.body_len).sum::<u64>();
+                drop(st);
+                batch.messages.into_iter().for_each(|m| drop(m.done.send(Err(e.clone()))));
+                batch.flushes.into_iter().for_each(|f| drop(f.send(Err(e.clone()))));
+                return;
+            }
         };
-        if len > 0 && (rotate || len + bytes.len() as u64 > self.settings.segment_bytes_max) {
-            let (file, path) = create_segment(&self.dir, seq).await.map_err(store_error)?;
-            let (old, garbage) = {
-                let mut st = self.state.borrow_mut();
-                let id = st.segments.insert(path);
-                let garbage = st.segments.make_current(id);
-                st.file_len = 0;
-                st.next_seq += 1;
-                st.rotate_next = false;
-                (std::mem::replace(&mut st.file, Rc::new(file)), garbage)
-            };
-            remove_segments(garbage);
-            if let Ok(old) = Rc::try_unwrap(old) {
-                let _ = old.close().await;
+        let current = st.segments.current();
+        for t in batch.marker_targets {
+            st.segments.depend(current, t);
+        }
+        let mut answers = Vec::with_capacity(batch.messages.len());
+        if let Some((segment, at)) = written {
+            for m in batch.messages {
+                st.segments.message_stored(current);
+                st.live.insert(m.queue_id, Live { segment: current, remaining: (0..m.recipients).collect(), bytes: m.body_len });
+                let location = BodyLocation { segment: segment.clone(), offset: at + m.body_at as u64, len: m.body_len };
+                answers.push((m.done, location));
             }
         }
-        let (file, at) = {
+        drop(st);
+        answers.into_iter().for_each(|(done, location)| drop(done.send(Ok(location))));
+        batch.flushes.into_iter().for_each(|f| drop(f.send(Ok(()))));
+    }
+
+    /// One write and one fdatasync; rotates the segment first when it is
+    /// full. Returns the segment written and the offset the bytes start at.
+    async fn write_batch(&self, bytes: Vec<u8>) -> Result<(Arc<PathBuf>, u64), StoreError> {
+        let (len, rotate) = {
             let st = self.state.borrow();
-            (st.file.clone(), st.file_len)
+            (st.current.len, st.rotate_next)
+        };
+        if len > 0 && (rotate || len + bytes.len() as u64 > self.settings.segment_bytes_max) {
+            self.rotate().await?;
+        }
+        let (file, path, at) = {
+            let st = self.state.borrow();
+            (st.current.file.clone(), st.current.path.clone(), st.current.len)
         };
         let n = bytes.len();
-        // A failed write leaves file_len unchanged: the next batch overwrites
-        // the partial bytes, and recovery stops at any torn tail anyway.
+        // A failed write leaves the length unchanged and rotates before the
+        // next batch; recovery stops at the torn tail.
         let written = file.write_at(bytes, at).await.map_err(store_error)?;
         if written != n {
             return Err(StoreError::Io(format!("short write {written}/{n}")));
         }
         file.fdatasync().await.map_err(store_error)?;
         self.syncs.set(self.syncs.get() + 1);
-        self.state.borrow_mut().file_len = at + n as u64;
+        self.largest_write_bytes.set(self.largest_write_bytes.get().max(n as u64));
+        self.state.borrow_mut().current.len = at + n as u64;
+        Ok((path, at))
+    }
+
+    /// Start a new segment file; the old one is collected when nothing needs it.
+    async fn rotate(&self) -> Result<(), StoreError> {
+        let seq = self.state.borrow().next_seq;
+        let (file, path) = create_segment(&self.dir, seq).await.map_err(store_error)?;
+        let path = Arc::new(path);
+        let (old, garbage) = {
+            let mut st = self.state.borrow_mut();
+            let id = st.segments.insert(path.clone());
+            let garbage = st.segments.make_current(id);
+            st.next_seq += 1;
+            st.rotate_next = false;
+            let old = std::mem::replace(&mut st.current, CurrentSegment { file: Rc::new(file), path, len: 0 });
+            (old.file, garbage)
+        };
+        remove_segments(garbage);
+        if let Ok(old) = Rc::try_unwrap(old) {
+            let _ = old.close().await;
+        }
         Ok(())
     }
 
@@ -317,15 +366,31 @@ impl Spool {
         self.syncs.get()
     }
 
-    /// Segments the spool keeps in memory (deleted ones must not stay).
-    pub fn segments_tracked(&self) -> usize {
-        self.state.borrow().segments.len()
+    /// Most bytes a single commit has written.
+    pub fn largest_write_bytes(&self) -> u64 {
+        self.largest_write_bytes.get()
     }
 
-    /// Segment files on disk right now (for tests and `status`).
+    /// Segment files tracked in memory, i.e. on disk or being unlinked
+    /// (deleted ones are forgotten; for tests and `status`).
     pub fn segments_on_disk(&self) -> usize {
         self.state.borrow().segments.len()
     }
+}
+
+/// The segment table as recovery left it: recovered segment i gets
+/// SegmentId i, with the ties of the markers it holds.
+fn adopt_segments(recovered: &RecoveredShard) -> SegmentTable {
+    let mut segments = SegmentTable::new();
+    for s in &recovered.segments {
+        segments.insert(Arc::new(s.path.clone()));
+    }
+    for (i, s) in recovered.segments.iter().enumerate() {
+        for &t in &s.marker_targets {
+            segments.depend(i as SegmentId, t as SegmentId);
+        }
+    }
+    segments
 }
 
 async fn create_segment(dir: &Path, seq: u64) -> std::io::Result<(BufferedFile, PathBuf)> {

@@ -23,8 +23,11 @@ pub enum Record {
     Done { queue_id: QueueId, recipients: Vec<u32> },
 }
 
-/// Append a framed message record to `out`.
-pub fn encode_message(out: &mut Vec<u8>, queue_id: &QueueId, envelope: &Envelope, accepted_secs: u64, data: &[u8]) {
+/// Append a framed message record to `out`. Returns where `data` starts,
+/// counted from the start of the record (for the message's `BodyLocation`).
+pub fn encode_message(out: &mut Vec<u8>, queue_id: &QueueId, envelope: &Envelope, accepted_secs: u64, data: &[u8]) -> usize {
+    let start = out.len();
+    let mut data_at = 0;
     frame(out, |p| {
         p.push(KIND_MESSAGE);
         put_str(p, &queue_id.0);
@@ -44,8 +47,10 @@ pub fn encode_message(out: &mut Vec<u8>, queue_id: &QueueId, envelope: &Envelope
         for r in &envelope.recipients {
             put_str(p, r);
         }
+        data_at = p.len() + 4 - start;
         put_bytes(p, data);
     });
+    data_at
 }
 
 /// Append a framed done marker to `out`.

@@ -39,10 +39,10 @@ impl SegmentTable {
     }
 
     /// Track a segment file (recovered, or new: see `make_current`).
-    pub fn insert(&mut self, path: PathBuf) -> SegmentId {
+    pub fn insert(&mut self, path: Arc<PathBuf>) -> SegmentId {
         let id = self.next_id;
         self.next_id += 1;
-        self.segments.insert(id, Segment { path: Arc::new(path), live: 0, targets: Vec::new(), dependents: Vec::new() });
+        self.segments.insert(id, Segment { path, live: 0, targets: Vec::new(), dependents: Vec::new() });
         id
     }
 
@@ -134,10 +134,11 @@ mod tests {
     #[test]
     fn a_marker_segment_goes_only_after_the_segment_it_marks() {
         let mut t = SegmentTable::new();
-        let (a, b) = (t.insert("a".into()), t.insert("b".into()));
+        let path = |name: &str| Arc::new(PathBuf::from(name));
+        let (a, b) = (t.insert(path("a")), t.insert(path("b")));
         t.make_current(b);
         t.message_stored(a);
-        let c = t.insert("c".into());
+        let c = t.insert(path("c"));
         t.depend(b, a);
         assert!(names(t.make_current(c)).is_empty(), "b holds markers for a, which is still owed");
         assert_eq!(names(t.message_finished(a)), vec!["a", "b"]);
