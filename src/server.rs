@@ -21,7 +21,7 @@ use crate::pool::{Pool, PoolConfig};
 use crate::shards::{self, Mesh};
 use crate::smtp::{received, SessionConfig, StoreError};
 use crate::spool::recovery::{self, RecoveredShard};
-use crate::spool::{Spool, SpoolSettings};
+use crate::spool::{self, Spool, SpoolSettings};
 
 /// What shards ask each other.
 pub enum Work {
@@ -238,9 +238,13 @@ async fn shard_main(
             shard.handle(work);
         }
     }));
+    // Temporary bridge until delivery re-reads bodies by location: read each
+    // recovered message back from its segment before dispatching it.
     for m in recovered.messages {
-        let envelope = Arc::new(m.envelope);
-        shard.dispatch(m.queue_id, envelope, Arc::new(m.data), &m.remaining, m.accepted_secs);
+        match spool::read_body(&m.body).await {
+            Ok(data) => shard.dispatch(m.queue_id, Arc::new(m.envelope), Arc::new(data), &m.remaining, m.accepted_secs),
+            Err(e) => log.event("deferred", format_args!("qid={} reason=\"cannot read the spooled message: {e}\"", m.queue_id)),
+        }
     }
     let accepting: Vec<_> = listeners.into_iter().map(|l| glommio::spawn_local(listener::accept_loop(l, shard.clone()))).collect();
 

@@ -124,8 +124,8 @@ impl Spool {
         for m in &recovered.messages {
             let segment = m.segment as SegmentId;
             segments.message_stored(segment);
-            live_bytes += m.data.len() as u64;
-            live.insert(m.queue_id.clone(), Live { segment, remaining: m.remaining.clone(), bytes: m.data.len() as u64 });
+            live_bytes += m.body.len;
+            live.insert(m.queue_id.clone(), Live { segment, remaining: m.remaining.clone(), bytes: m.body.len });
         }
         let next_seq = recovered
             .segments
@@ -383,7 +383,7 @@ impl Spool {
 fn adopt_segments(recovered: &RecoveredShard) -> SegmentTable {
     let mut segments = SegmentTable::new();
     for s in &recovered.segments {
-        segments.insert(Arc::new(s.path.clone()));
+        segments.insert(s.path.clone());
     }
     for (i, s) in recovered.segments.iter().enumerate() {
         for &t in &s.marker_targets {

@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::recovery::{recover, shard_dir};
-use super::{Spool, SpoolSettings};
+use super::{read_body, BodyLocation, Spool, SpoolSettings};
 use crate::message::{BodyType, Envelope, QueueId};
 
 fn envelope(rcpts: usize) -> Envelope {
@@ -23,6 +23,19 @@ fn envelope(rcpts: usize) -> Envelope {
 
 fn on_executor<T: Send + 'static>(f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static) -> T {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).spawn(move || f()).unwrap().join().unwrap()
+}
+
+/// Read stored messages back through the spool's reader, on an executor as a shard would.
+fn read_bodies(locations: Vec<BodyLocation>) -> Vec<Vec<u8>> {
+    on_executor(move || {
+        Box::pin(async move {
+            let mut bodies = Vec::new();
+            for l in &locations {
+                bodies.push(read_body(l).await.unwrap());
+            }
+            bodies
+        })
+    })
 }
 
 fn bounds(messages_max: usize, bytes_max: u64) -> SpoolSettings {
@@ -82,10 +95,14 @@ fn concurrent_stores_survive_a_crash_and_done_messages_do_not() {
     assert_eq!(rec.messages.len(), 49, "message 0 is finished, the other 49 are owed");
     let m1 = rec.messages.iter().find(|m| m.queue_id == ids[1]).unwrap();
     assert_eq!(m1.remaining, vec![0]);
-    for (i, id) in ids.iter().enumerate().skip(2) {
+    let mut locations = Vec::new();
+    for id in ids.iter().skip(2) {
         let m = rec.messages.iter().find(|m| &m.queue_id == id).unwrap();
-        assert_eq!(m.data, format!("message {i}\r\n").as_bytes());
         assert_eq!(m.remaining, vec![0, 1]);
+        locations.push(m.body.clone());
+    }
+    for (i, body) in read_bodies(locations).into_iter().enumerate() {
+        assert_eq!(body, format!("message {}\r\n", i + 2).as_bytes());
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -275,7 +292,7 @@ fn sync_pending_returns_once_done_markers_are_durable() {
 fn stored_bodies_read_back_by_location_byte_exact() {
     let dir = temp_dir("location");
     let d = dir.clone();
-    on_executor(move || {
+    let stored = on_executor(move || {
         Box::pin(async move {
             let rec = recover(&d, 1).unwrap().pop().unwrap();
             let spool = Spool::open(&d, 0, &rec, small_segments(4096)).await.unwrap();
@@ -285,14 +302,27 @@ fn stored_bodies_read_back_by_location_byte_exact() {
                 let data: Vec<u8> = (0..n).map(|k| (k * 7 + i * 13) as u8).collect();
                 let id = spool.next_queue_id();
                 let location = spool.store(&id, &envelope(1), 1_795_330_800, &data).await.unwrap();
-                stored.push((location, data));
+                stored.push((id, location, data));
             }
-            let segments: std::collections::HashSet<_> = stored.iter().map(|(l, _)| l.segment.clone()).collect();
+            let segments: std::collections::HashSet<_> = stored.iter().map(|(_, l, _)| l.segment.clone()).collect();
             assert!(segments.len() > 1, "the messages span several segments");
-            for (location, data) in &stored {
-                assert_eq!(&super::read_body(location).await.unwrap(), data, "{location:?}");
+            for (_, location, data) in &stored {
+                assert_eq!(&read_body(location).await.unwrap(), data, "{location:?}");
             }
+            stored
         })
     });
+    // After a restart, recovery gives the same places, and they read back the same bytes.
+    let rec = recover(&dir, 1).unwrap().pop().unwrap();
+    let mut locations = Vec::new();
+    for (id, location, _) in &stored {
+        let m = rec.messages.iter().find(|m| &m.queue_id == id).expect("still owed");
+        assert_eq!(&m.body, location);
+        locations.push(m.body.clone());
+    }
+    let bodies = read_bodies(locations);
+    for ((_, _, data), body) in stored.iter().zip(bodies) {
+        assert_eq!(&body, data);
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
