@@ -60,8 +60,10 @@ pub const RETRY_MAX_SECS: u64 = 600;
 pub const QUEUE_LIFETIME_SECS: u64 = 5 * 24 * 3600;
 /// Messages queued for delivery on one shard; above it new mail gets 452 4.3.1.
 pub const DELIVERY_QUEUE_MESSAGES_MAX: usize = 100_000;
-/// Bytes of undelivered mail per shard (held in memory by delivery); above it 452 4.3.1.
+/// Message bytes delivery holds in memory per shard (the spool does not refuse on it).
 pub const DELIVERY_QUEUE_BYTES_MAX: u64 = 1 << 30;
+/// Undelivered message bytes on disk, all shards together → 452 4.3.1; 0 = no bound but the disk.
+pub const SPOOL_BYTES_MAX: u64 = 0;
 
 /// Spool: segment size before rotation, and records batched into one fdatasync.
 pub const SPOOL_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;

@@ -21,7 +21,7 @@ use crate::pool::{Pool, PoolConfig};
 use crate::shards::{self, Mesh};
 use crate::smtp::{received, SessionConfig, StoreError};
 use crate::spool::recovery::{self, RecoveredShard};
-use crate::spool::{self, Spool, SpoolSettings};
+use crate::spool::{self, Spool, SpoolBytes, SpoolSettings};
 
 /// What shards ask each other.
 pub enum Work {
@@ -140,6 +140,8 @@ pub fn run(mut config: Config) -> Result<(), String> {
     let recovered = recovery::recover(&config.spool_dir, count)
         .map_err(|e| format!("spool {}: {e}", config.spool_dir.display()))?;
     let owed: usize = recovered.iter().map(|r| r.messages.len()).sum();
+    // Counted once for all shards before any of them accepts mail.
+    let spool_bytes = SpoolBytes::new(recovered.iter().map(|r| r.pending_bytes()).sum());
     let torn: usize = recovered.iter().map(|r| r.torn_tails).sum();
     eprintln!(
         "portcullis: {count} shard(s), listening on {:?}, spool {} ({owed} message(s) recovered, {torn} torn tail(s) ignored)",
@@ -154,14 +156,14 @@ pub fn run(mut config: Config) -> Result<(), String> {
     let builder = shards::mesh_builder::<Work, ()>(count);
     let mut handles = Vec::new();
     for (id, rec) in recovered.into_iter().enumerate() {
-        let (config, stop, failed, connections, builder) =
-            (config.clone(), stop.clone(), failed.clone(), connections.clone(), builder.clone());
+        let (config, stop, failed, connections, builder, spool_bytes) =
+            (config.clone(), stop.clone(), failed.clone(), connections.clone(), builder.clone(), spool_bytes.clone());
         let cpu = cpus[id % cpus.len()];
         let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("shard-{id}"))
             .spawn(move || async move {
                 let _alarm = PanicAlarm(failed.clone());
-                let result = shard_main(id, count, config, rec, builder, stop, connections).await;
+                let result = shard_main(id, count, config, rec, builder, stop, connections, spool_bytes).await;
                 if let Err(e) = &result {
                     eprintln!("portcullis: shard {id}: {e}");
                     failed.store(true, Ordering::SeqCst);
@@ -200,15 +202,13 @@ async fn shard_main(
     builder: Option<glommio::channels::channel_mesh::MeshBuilder<shards::Letter<Work, ()>, glommio::channels::channel_mesh::Full>>,
     stop: Arc<AtomicBool>,
     connections: Arc<AtomicUsize>,
+    spool_bytes: SpoolBytes,
 ) -> Result<(), String> {
     let log = MailLog::open(&config.log_file, id).map_err(|e| format!("log {}: {e}", config.log_file))?;
     glommio::spawn_local(log.clone().flush_periodically()).detach();
-    let settings = SpoolSettings {
-        messages_max: config.delivery.queue_messages_max,
-        bytes_max: config.delivery.queue_bytes_max,
-        ..SpoolSettings::default()
-    };
-    let spool = Spool::open(&config.spool_dir, id, &recovered, settings)
+    let settings =
+        SpoolSettings { messages_max: config.delivery.queue_messages_max, bytes_max: config.spool_bytes_max, ..SpoolSettings::default() };
+    let spool = Spool::open(&config.spool_dir, id, &recovered, settings, spool_bytes)
         .await
         .map_err(|e| format!("spool: {e}"))?;
     // Bind before joining the mesh so a bad address fails fast on every shard.

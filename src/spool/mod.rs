@@ -18,12 +18,14 @@
 
 mod batch;
 pub mod body;
+mod budget;
 pub mod failed;
 pub mod record;
 pub mod recovery;
 mod segments;
 #[cfg(test)]
 mod tests;
+mod unlink;
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -39,14 +41,16 @@ use crate::message::{Envelope, QueueId};
 use crate::smtp::StoreError;
 use batch::{Batch, Batches, QueuedMessage};
 pub use body::{read_body, BodyLocation};
+pub use budget::SpoolBytes;
 use recovery::{segment_name, shard_dir, RecoveredShard};
 use segments::{SegmentId, SegmentTable};
+use unlink::Unlinks;
 
 /// A message the spool still owes to some recipients.
 struct Live {
     segment: SegmentId,
     remaining: Vec<u32>,
-    /// Size of the stored message: delivery holds it in memory until finished.
+    /// Size of the stored message, released from `SpoolBytes` when finished.
     bytes: u64,
 }
 
@@ -55,7 +59,8 @@ struct Live {
 pub struct SpoolSettings {
     /// Messages this shard's spool may owe before new mail gets 452 4.3.1.
     pub messages_max: usize,
-    /// Bytes this shard's spool may owe before new mail gets 452 4.3.1.
+    /// Undelivered message bytes on disk, all shards together, before new
+    /// mail gets 452 4.3.1; 0 = no bound but the disk (`spool_bytes_max`).
     pub bytes_max: u64,
     /// A segment file is rotated before a write would take it past this.
     /// A setting, not only the constant, so tests can rotate with small messages.
@@ -68,7 +73,7 @@ impl Default for SpoolSettings {
     fn default() -> Self {
         SpoolSettings {
             messages_max: limits::DELIVERY_QUEUE_MESSAGES_MAX,
-            bytes_max: limits::DELIVERY_QUEUE_BYTES_MAX,
+            bytes_max: limits::SPOOL_BYTES_MAX,
             segment_bytes_max: limits::SPOOL_SEGMENT_BYTES_MAX,
             batch_bytes_max: limits::SPOOL_BATCH_BYTES_MAX,
         }
@@ -91,8 +96,6 @@ struct State {
     messages_queued: usize,
     committing: bool,
     live: HashMap<QueueId, Live>,
-    /// Bytes of live messages plus those not yet durable.
-    live_bytes: u64,
     /// The last write failed (disk full?): start a new segment, so the old
     /// one can be deleted, and its space freed, once its messages are delivered.
     rotate_next: bool,
@@ -102,29 +105,38 @@ pub struct Spool {
     shard: usize,
     dir: PathBuf,
     settings: SpoolSettings,
+    /// Shared with every other shard's spool (`settings.bytes_max` is global).
+    bytes: SpoolBytes,
     id_seed: u64,
     id_counter: Cell<u64>,
     /// fdatasync calls made (group commit makes this far lower than messages).
     syncs: Cell<u64>,
     /// Most bytes one commit wrote (`batch_bytes_max` holds it down).
     largest_write_bytes: Cell<u64>,
+    unlinks: Rc<Unlinks>,
     state: RefCell<State>,
 }
 
 impl Spool {
     /// Open shard `shard`'s spool, taking over what recovery found for it.
-    pub async fn open(spool_dir: &Path, shard: usize, recovered: &RecoveredShard, settings: SpoolSettings) -> std::io::Result<Rc<Spool>> {
+    /// `bytes` is shared by all shards and already counts every shard's
+    /// recovered messages (`SpoolBytes::new`); finishing them releases it.
+    pub async fn open(
+        spool_dir: &Path,
+        shard: usize,
+        recovered: &RecoveredShard,
+        settings: SpoolSettings,
+        bytes: SpoolBytes,
+    ) -> std::io::Result<Rc<Spool>> {
         let dir = shard_dir(spool_dir, shard);
         std::fs::create_dir_all(&dir)?;
         // The shard directory itself must survive a crash once we ack into it.
         Directory::open(spool_dir).await?.sync().await?;
         let mut segments = adopt_segments(recovered);
         let mut live = HashMap::new();
-        let mut live_bytes = 0;
         for m in &recovered.messages {
             let segment = m.segment as SegmentId;
             segments.message_stored(segment);
-            live_bytes += m.body.len;
             live.insert(m.queue_id.clone(), Live { segment, remaining: m.remaining.clone(), bytes: m.body.len });
         }
         let next_seq = recovered
@@ -147,20 +159,21 @@ impl Spool {
             messages_queued: 0,
             committing: false,
             live,
-            live_bytes,
             rotate_next: false,
         };
         let spool = Rc::new(Spool {
             shard,
             dir,
             settings,
+            bytes,
             id_seed: now_micros(),
             id_counter: Cell::new(0),
             syncs: Cell::new(0),
             largest_write_bytes: Cell::new(0),
+            unlinks: Rc::default(),
             state: RefCell::new(state),
         });
-        remove_segments(garbage);
+        spool.unlinks.remove(garbage);
         Ok(spool)
     }
 
@@ -187,10 +200,9 @@ impl Spool {
         let rx = {
             let mut st = self.state.borrow_mut();
             let bytes = data.len() as u64;
-            if st.live.len() + st.messages_queued >= self.settings.messages_max || st.live_bytes + bytes > self.settings.bytes_max {
+            if st.live.len() + st.messages_queued >= self.settings.messages_max || !self.bytes.try_reserve(bytes, self.settings.bytes_max) {
                 return Err(StoreError::QueueFull);
             }
-            st.live_bytes += bytes;
             st.messages_queued += 1;
             let (batch, record_at, body_at) =
                 st.batches.append(self.settings.batch_bytes_max, |out| record::encode_message(out, queue_id, envelope, accepted_secs, data));
@@ -224,22 +236,29 @@ impl Spool {
             let mut garbage = Vec::new();
             if finished {
                 st.live.remove(queue_id);
-                st.live_bytes -= bytes;
+                self.bytes.release(bytes);
                 // Deleting the message's segment before its marker is durable
                 // is safe: nothing in it is owed any more.
                 garbage = st.segments.message_finished(segment);
             }
             (finished, garbage)
         };
-        remove_segments(garbage);
+        self.unlinks.remove(garbage);
         self.kick();
         finished
     }
 
     /// Returns once everything queued before the call (messages and done
-    /// markers) is written and fdatasync'd: for shutdown, so no marker is
-    /// left in memory. Err if that write failed.
+    /// markers) is written and fdatasync'd, and every collected segment is
+    /// unlinked: for shutdown, so nothing is left in memory or half done.
+    /// Err if that write failed.
     pub async fn sync_pending(self: &Rc<Self>) -> Result<(), StoreError> {
+        let committed = self.commit_queued().await;
+        self.unlinks.idle().await;
+        committed
+    }
+
+    async fn commit_queued(self: &Rc<Self>) -> Result<(), StoreError> {
         let rx = {
             let mut st = self.state.borrow_mut();
             if st.batches.is_empty() && !st.committing {
@@ -288,7 +307,7 @@ impl Spool {
             Err(e) => {
                 st.rotate_next = true;
                 // Never acknowledged: give their room back.
-                st.live_bytes -= batch.messages.iter().map(|m| m.body_len).sum::<u64>();
+                self.bytes.release(batch.messages.iter().map(|m| m.body_len).sum::<u64>());
                 drop(st);
                 batch.messages.into_iter().for_each(|m| drop(m.done.send(Err(e.clone()))));
                 batch.flushes.into_iter().for_each(|f| drop(f.send(Err(e.clone()))));
@@ -355,7 +374,7 @@ impl Spool {
             let old = std::mem::replace(&mut st.current, CurrentSegment { file: Rc::new(file), path, len: 0 });
             (old.file, garbage)
         };
-        remove_segments(garbage);
+        self.unlinks.remove(garbage);
         if let Ok(old) = Rc::try_unwrap(old) {
             let _ = old.close().await;
         }
@@ -400,27 +419,6 @@ async fn create_segment(dir: &Path, seq: u64) -> std::io::Result<(BufferedFile, 
     // before any record in it is acknowledged.
     Directory::open(dir).await?.sync().await?;
     Ok((file, path))
-}
-
-/// Unlink collected segment files on the blocking pool: an unlink can wait
-/// on the file system journal, and a shard only ever awaits. The unlink need
-/// not be synced: a segment that comes back after a crash holds only finished
-/// messages, or markers for messages whose segment is gone (duplicates at
-/// worst, never loss).
-fn remove_segments(paths: Vec<Arc<PathBuf>>) {
-    if paths.is_empty() {
-        return;
-    }
-    let unlink = glommio::executor().spawn_blocking(move || {
-        for path in paths {
-            if let Err(e) = std::fs::remove_file(path.as_path()) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    eprintln!("spool: cannot remove {}: {e}", path.display());
-                }
-            }
-        }
-    });
-    glommio::spawn_local(unlink).detach();
 }
 
 fn store_error(e: impl std::fmt::Display) -> StoreError {

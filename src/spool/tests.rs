@@ -5,7 +5,8 @@
 use std::rc::Rc;
 
 use super::recovery::{recover, shard_dir};
-use super::{read_body, BodyLocation, Spool, SpoolSettings};
+use super::recovery::RecoveredShard;
+use super::{read_body, BodyLocation, Spool, SpoolBytes, SpoolSettings};
 use crate::message::{BodyType, Envelope, QueueId};
 
 fn envelope(rcpts: usize) -> Envelope {
@@ -23,6 +24,11 @@ fn envelope(rcpts: usize) -> Envelope {
 
 fn on_executor<T: Send + 'static>(f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static) -> T {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).spawn(move || f()).unwrap().join().unwrap()
+}
+
+/// Shard 0's spool alone: the byte counter starts at what it recovered.
+async fn open_spool(dir: &std::path::Path, rec: &RecoveredShard, settings: SpoolSettings) -> std::io::Result<Rc<Spool>> {
+    Spool::open(dir, 0, rec, settings, SpoolBytes::new(rec.pending_bytes())).await
 }
 
 /// Read stored messages back through the spool's reader, on an executor as a shard would.
@@ -64,7 +70,7 @@ fn concurrent_stores_survive_a_crash_and_done_messages_do_not() {
     let ids: Vec<QueueId> = on_executor(move || {
         Box::pin(async move {
             let rec = recover(&d, 1).unwrap().pop().unwrap();
-            let spool = Spool::open(&d, 0, &rec, bounds(1000, 1 << 30)).await.unwrap();
+            let spool = open_spool(&d, &rec, bounds(1000, 1 << 30)).await.unwrap();
             let tasks: Vec<_> = (0..50)
                 .map(|i| {
                     let spool: Rc<Spool> = spool.clone();
@@ -87,7 +93,7 @@ fn concurrent_stores_survive_a_crash_and_done_messages_do_not() {
             assert!(spool.mark_done(&ids[0], &[1]));
             assert!(!spool.mark_done(&ids[1], &[1]));
             // Let the markers reach the disk, then "crash" (no shutdown step).
-            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            spool.sync_pending().await.unwrap();
             ids
         })
     });
@@ -115,7 +121,7 @@ fn finished_segments_are_deleted_and_recovered_ones_adopted() {
         Box::pin(async move {
             // First run: two messages stored, none finished.
             let rec = recover(&d, 1).unwrap().pop().unwrap();
-            let spool = Spool::open(&d, 0, &rec, bounds(1000, 1 << 30)).await.unwrap();
+            let spool = open_spool(&d, &rec, bounds(1000, 1 << 30)).await.unwrap();
             for _ in 0..2 {
                 let id = spool.next_queue_id();
                 spool.store(&id, &envelope(1), 1_795_330_800, b"x\r\n").await.unwrap();
@@ -124,12 +130,12 @@ fn finished_segments_are_deleted_and_recovered_ones_adopted() {
             // Second run: the old segment is adopted; finishing both deletes it.
             let rec = recover(&d, 1).unwrap().pop().unwrap();
             assert_eq!(rec.messages.len(), 2);
-            let spool = Spool::open(&d, 0, &rec, bounds(1000, 1 << 30)).await.unwrap();
+            let spool = open_spool(&d, &rec, bounds(1000, 1 << 30)).await.unwrap();
             assert_eq!(spool.segments_on_disk(), 2, "old segment + new current");
             for m in &rec.messages {
                 assert!(spool.mark_done(&m.queue_id, &[0]));
             }
-            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            spool.sync_pending().await.unwrap();
             assert_eq!(spool.segments_on_disk(), 1, "old segment removed once all its messages finished");
         })
     });
@@ -145,7 +151,7 @@ fn queue_bound_answers_queue_full() {
     on_executor(move || {
         Box::pin(async move {
             let rec = recover(&d, 1).unwrap().pop().unwrap();
-            let spool = Spool::open(&d, 0, &rec, bounds(2, 1 << 30)).await.unwrap();
+            let spool = open_spool(&d, &rec, bounds(2, 1 << 30)).await.unwrap();
             for _ in 0..2 {
                 let id = spool.next_queue_id();
                 spool.store(&id, &envelope(1), 1_795_330_800, b"x\r\n").await.unwrap();
@@ -154,12 +160,13 @@ fn queue_bound_answers_queue_full() {
             assert_eq!(spool.store(&id, &envelope(1), 1_795_330_800, b"x\r\n").await, Err(crate::smtp::StoreError::QueueFull));
         })
     });
-    // The byte bound: 10 bytes fit, the next 10 do not, and finishing frees room.
+    // The byte bound: recovered bytes count, 10 bytes fit, the next 10 do
+    // not, and finishing frees room.
     let d = dir.clone();
     on_executor(move || {
         Box::pin(async move {
             let rec = recover(&d, 1).unwrap().pop().unwrap();
-            let spool = Spool::open(&d, 0, &rec, bounds(1000, 6 + 10)).await.unwrap();
+            let spool = open_spool(&d, &rec, bounds(1000, 6 + 10)).await.unwrap();
             assert_eq!(rec.messages.len(), 2, "two 3-byte messages from the first run");
             let first = spool.next_queue_id();
             spool.store(&first, &envelope(1), 1_795_330_800, b"0123456789").await.unwrap();
@@ -179,7 +186,7 @@ fn partial_done_marker_survives_when_its_segment_would_be_collected() {
     let a = on_executor(move || {
         Box::pin(async move {
             let rec = recover(&d, 1).unwrap().pop().unwrap();
-            let spool = Spool::open(&d, 0, &rec, small_segments(4096)).await.unwrap();
+            let spool = open_spool(&d, &rec, small_segments(4096)).await.unwrap();
             let big = vec![b'x'; 8192];
             let a = spool.next_queue_id();
             spool.store(&a, &envelope(2), 1_795_330_800, b"A\r\n").await.unwrap();
@@ -188,11 +195,11 @@ fn partial_done_marker_survives_when_its_segment_would_be_collected() {
             spool.store(&b, &envelope(1), 1_795_330_800, &big).await.unwrap();
             assert!(!spool.mark_done(&a, &[0]), "A still owes recipient 1");
             assert!(spool.mark_done(&b, &[0]));
-            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            spool.sync_pending().await.unwrap();
             // Rotates again: the segment holding A's partial marker is no longer current.
             let c = spool.next_queue_id();
             spool.store(&c, &envelope(1), 1_795_330_800, &big).await.unwrap();
-            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            spool.sync_pending().await.unwrap();
             a
         })
     });
@@ -209,7 +216,7 @@ fn segment_table_forgets_collected_segments() {
     let (on_disk, rotations) = on_executor(move || {
         Box::pin(async move {
             let rec = recover(&d, 1).unwrap().pop().unwrap();
-            let spool = Spool::open(&d, 0, &rec, small_segments(1024)).await.unwrap();
+            let spool = open_spool(&d, &rec, small_segments(1024)).await.unwrap();
             let big = vec![b'x'; 2048];
             let rotations = 100;
             for _ in 0..rotations {
@@ -217,7 +224,7 @@ fn segment_table_forgets_collected_segments() {
                 spool.store(&id, &envelope(1), 1_795_330_800, &big).await.unwrap();
                 assert!(spool.mark_done(&id, &[0]));
             }
-            glommio::timer::sleep(std::time::Duration::from_millis(50)).await;
+            spool.sync_pending().await.unwrap();
             (spool.segments_on_disk(), rotations)
         })
     });
@@ -235,7 +242,7 @@ fn one_commit_writes_at_most_batch_bytes_max() {
         Box::pin(async move {
             let rec = recover(&d, 1).unwrap().pop().unwrap();
             let batch_bytes_max = 4096;
-            let spool = Spool::open(&d, 0, &rec, small_batches(batch_bytes_max)).await.unwrap();
+            let spool = open_spool(&d, &rec, small_batches(batch_bytes_max)).await.unwrap();
             // Twenty 1 KiB messages at once: one group commit would take them all.
             let tasks: Vec<_> = (0..20)
                 .map(|_| {
@@ -270,7 +277,7 @@ fn sync_pending_returns_once_done_markers_are_durable() {
     let (finished, owed) = on_executor(move || {
         Box::pin(async move {
             let rec = recover(&d, 1).unwrap().pop().unwrap();
-            let spool = Spool::open(&d, 0, &rec, SpoolSettings::default()).await.unwrap();
+            let spool = open_spool(&d, &rec, SpoolSettings::default()).await.unwrap();
             let (finished, owed) = (spool.next_queue_id(), spool.next_queue_id());
             spool.store(&finished, &envelope(1), 1_795_330_800, b"done\r\n").await.unwrap();
             spool.store(&owed, &envelope(2), 1_795_330_800, b"owed\r\n").await.unwrap();
@@ -295,7 +302,7 @@ fn stored_bodies_read_back_by_location_byte_exact() {
     let stored = on_executor(move || {
         Box::pin(async move {
             let rec = recover(&d, 1).unwrap().pop().unwrap();
-            let spool = Spool::open(&d, 0, &rec, small_segments(4096)).await.unwrap();
+            let spool = open_spool(&d, &rec, small_segments(4096)).await.unwrap();
             let mut stored = Vec::new();
             // Sizes across a rotation, with bytes that differ per message and offset.
             for (i, n) in [10usize, 3000, 5000, 1, 2500].into_iter().enumerate() {
@@ -324,5 +331,53 @@ fn stored_bodies_read_back_by_location_byte_exact() {
     for ((_, _, data), body) in stored.iter().zip(bodies) {
         assert_eq!(&body, data);
     }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn spool_bytes_max_is_exact_across_shards_and_counts_recovered_mail() {
+    let dir = temp_dir("bytes");
+    let d = dir.clone();
+    let bytes_max = 100;
+    on_executor(move || {
+        Box::pin(async move {
+            let mut rec = recover(&d, 2).unwrap().into_iter();
+            let (rec0, rec1) = (rec.next().unwrap(), rec.next().unwrap());
+            let settings = SpoolSettings { bytes_max, ..SpoolSettings::default() };
+            let shared = SpoolBytes::new(rec0.pending_bytes() + rec1.pending_bytes());
+            let s0 = Spool::open(&d, 0, &rec0, settings, shared.clone()).await.unwrap();
+            let s1 = Spool::open(&d, 1, &rec1, settings, shared.clone()).await.unwrap();
+            let store = |spool: &Rc<Spool>, n: usize| {
+                let spool = spool.clone();
+                async move {
+                    let id = spool.next_queue_id();
+                    spool.store(&id, &envelope(1), 1_795_330_800, &vec![b'x'; n]).await.map(|_| id)
+                }
+            };
+            let first = store(&s0, 60).await.unwrap();
+            assert_eq!(store(&s1, 60).await, Err(crate::smtp::StoreError::QueueFull), "shard 0's 60 bytes count on shard 1");
+            store(&s1, 40).await.unwrap();
+            assert_eq!(shared.used(), bytes_max, "exactly full");
+            assert_eq!(store(&s0, 1).await, Err(crate::smtp::StoreError::QueueFull));
+            // Finishing shard 0's message gives its room to either shard.
+            assert!(s0.mark_done(&first, &[0]));
+            store(&s1, 60).await.unwrap();
+            s0.sync_pending().await.unwrap();
+            s1.sync_pending().await.unwrap();
+        })
+    });
+    // After a restart, what is owed (40 + 60 bytes) fills the bound before any new mail.
+    let d = dir.clone();
+    on_executor(move || {
+        Box::pin(async move {
+            let rec: Vec<_> = recover(&d, 2).unwrap();
+            let recovered: u64 = rec.iter().map(|r| r.pending_bytes()).sum();
+            assert_eq!(recovered, bytes_max);
+            let settings = SpoolSettings { bytes_max, ..SpoolSettings::default() };
+            let spool = Spool::open(&d, 0, &rec[0], settings, SpoolBytes::new(recovered)).await.unwrap();
+            let id = spool.next_queue_id();
+            assert_eq!(spool.store(&id, &envelope(1), 1_795_330_800, b"x").await, Err(crate::smtp::StoreError::QueueFull));
+        })
+    });
     std::fs::remove_dir_all(&dir).unwrap();
 }
