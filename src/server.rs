@@ -269,6 +269,15 @@ async fn shard_main(
         Ok(())
     })
     .await;
+    // Queued done markers reach the disk (else they are re-delivered after the
+    // restart) and collected segments are unlinked; bounded, like the QUITs.
+    let _ = glommio::timer::timeout(Duration::from_secs(2), async {
+        if let Err(e) = shard.spool.sync_pending().await {
+            log.event("error", format_args!("spool sync at shutdown: {e:?}"));
+        }
+        Ok(())
+    })
+    .await;
     log.event("stopped", format_args!("owed={} delivering={}", shard.spool.live_messages(), shard.delivery.in_flight()));
     log.flush();
     Ok(())

@@ -7,8 +7,9 @@
 //!
 //! Memory follows what is owed, not what is on disk: records stream through
 //! a buffered reader one at a time, a message's bytes are checked as they
-//! pass and never kept (a pending message carries its `BodyLocation`), and
-//! a message is forgotten as soon as its markers finish it.
+//! pass and never kept (a pending message carries its `BodyLocation`), a
+//! message is forgotten as soon as its markers finish it, and a marker is
+//! applied when it is read, never held.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -79,9 +80,12 @@ pub fn shard_dir(spool: &Path, index: usize) -> PathBuf {
 ///
 /// One pass, directory by directory, segment by segment in write order.
 /// Within a directory a message comes before its markers. A marker may sit
-/// in another directory than its message (a shard that adopted a directory
-/// writes its markers in its own), so a marker for a message not seen yet
-/// is held until that message turns up, and markers apply across shards.
+/// in another directory than its message: shard j writes its markers in
+/// `shard-j` and adopts only `shard-k` with k % shards == j, so k > j. The
+/// directories are read from the highest index down, so every message is
+/// seen before any marker for it, and a marker for a message not owed can be
+/// dropped at once (finished already, or its segment is gone). Were that
+/// order ever broken, the cost is a duplicate delivery, never a loss.
 pub fn recover(spool: &Path, shards: usize) -> io::Result<Vec<RecoveredShard>> {
     std::fs::create_dir_all(spool)?;
     let mut dirs: Vec<(usize, PathBuf)> = std::fs::read_dir(spool)?
@@ -91,10 +95,10 @@ pub fn recover(spool: &Path, shards: usize) -> io::Result<Vec<RecoveredShard>> {
             Some((name.strip_prefix("shard-")?.parse::<usize>().ok()?, e.path()))
         })
         .collect();
-    dirs.sort();
+    dirs.sort_by(|a, b| b.cmp(a));
     let mut recovery = Recovery { shards: (0..shards).map(|_| RecoveredShard::default()).collect(), ..Recovery::default() };
     for (index, dir) in dirs {
-        recovery.read_dir(&dir, index % shards)?;
+        recovery.read_dir(&dir, index, index % shards)?;
     }
     Ok(recovery.finish())
 }
@@ -106,10 +110,11 @@ struct Marker {
     recipients: Vec<u32>,
 }
 
-/// A message still owed so far, and which shard took it (in the order seen).
+/// A message still owed so far, and which shard took it.
 struct Owed {
     shard: usize,
-    seen: u64,
+    /// Directory index, then the order read: the order the messages were written.
+    order: (usize, u64),
     message: PendingMessage,
 }
 
@@ -117,14 +122,14 @@ struct Owed {
 struct Recovery {
     shards: Vec<RecoveredShard>,
     owed: HashMap<QueueId, Owed>,
-    /// Markers for messages not seen (yet): their message is in a directory
-    /// read later, or its segment is gone (then they are dropped at the end).
-    unmatched: HashMap<QueueId, Vec<Marker>>,
+    /// The directory being read, and records read so far.
+    dir_index: usize,
     seen: u64,
 }
 
 impl Recovery {
-    fn read_dir(&mut self, dir: &Path, shard: usize) -> io::Result<()> {
+    fn read_dir(&mut self, dir: &Path, dir_index: usize, shard: usize) -> io::Result<()> {
+        self.dir_index = dir_index;
         let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .filter_map(|e| Some((segment_seq(&e.file_name().to_string_lossy())?, e.path())))
@@ -159,21 +164,14 @@ impl Recovery {
         Ok(())
     }
 
-    fn message(&mut self, shard: usize, mut message: PendingMessage) {
-        for marker in self.unmatched.remove(&message.queue_id).unwrap_or_default() {
-            self.apply(&marker, shard, &mut message);
-        }
-        if !message.remaining.is_empty() {
-            self.seen += 1;
-            self.owed.insert(message.queue_id.clone(), Owed { shard, seen: self.seen, message });
-        }
+    fn message(&mut self, shard: usize, message: PendingMessage) {
+        self.seen += 1;
+        let order = (self.dir_index, self.seen);
+        self.owed.insert(message.queue_id.clone(), Owed { shard, order, message });
     }
 
     fn marker(&mut self, queue_id: QueueId, marker: Marker) {
-        let Some(mut owed) = self.owed.remove(&queue_id) else {
-            self.unmatched.entry(queue_id).or_default().push(marker);
-            return;
-        };
+        let Some(mut owed) = self.owed.remove(&queue_id) else { return };
         self.apply(&marker, owed.shard, &mut owed.message);
         if !owed.message.remaining.is_empty() {
             self.owed.insert(queue_id, owed);
@@ -198,7 +196,7 @@ impl Recovery {
     /// Hand each shard its owed messages in the order they were written.
     fn finish(mut self) -> Vec<RecoveredShard> {
         let mut owed: Vec<Owed> = self.owed.into_values().collect();
-        owed.sort_by_key(|o| o.seen);
+        owed.sort_by_key(|o| o.order);
         for o in owed {
             self.shards[o.shard].messages.push(o.message);
         }
@@ -258,8 +256,11 @@ mod tests {
         let ids: Vec<_> = s0.messages.iter().map(|m| (m.queue_id.0.as_str(), m.remaining.clone())).collect();
         assert_eq!(ids, vec![("A", vec![1]), ("C", vec![0])]);
         assert_eq!(s0.torn_tails, 1);
-        // Segment 1 holds markers for segment 0 (A, B) and, adopted, segment 2 (D).
-        assert_eq!(s0.segments[1].marker_targets, vec![0, 2]);
+        // shard-2 is read first (segment 0), then shard-0 (segments 1, 2):
+        // segment 2 holds markers for segment 1 (A, B) and, adopted, segment 0 (D).
+        let name = |i: usize| s0.segments[i].path.strip_prefix(&tmp).unwrap().display().to_string();
+        assert_eq!((name(0), name(1), name(2)), (format!("shard-2/{}", segment_name(1)), format!("shard-0/{}", segment_name(1)), format!("shard-0/{}", segment_name(2))));
+        assert_eq!(s0.segments[2].marker_targets, vec![1, 0]);
         assert!(shards[1].messages.is_empty());
         std::fs::remove_dir_all(&tmp).unwrap();
     }
