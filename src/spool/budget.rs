@@ -30,10 +30,11 @@ impl SpoolBytes {
             .is_ok()
     }
 
-    /// Give back room taken by `try_reserve` (or counted by `new`).
+    /// Give back room taken by `try_reserve` (or counted by `new`). Never
+    /// below zero: a wrapped counter would refuse all mail from then on.
     pub fn release(&self, bytes: u64) {
-        let before = self.0.fetch_sub(bytes, Ordering::AcqRel);
-        debug_assert!(before >= bytes, "released {bytes} bytes, only {before} reserved");
+        let before = self.0.fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| Some(used.saturating_sub(bytes)));
+        debug_assert!(before.is_ok_and(|used| used >= bytes), "released {bytes} bytes, more than reserved");
     }
 
     /// Bytes reserved now.

@@ -318,6 +318,7 @@ impl Spool {
         for t in batch.marker_targets {
             st.segments.depend(current, t);
         }
+        debug_assert!(written.is_some() || batch.messages.is_empty(), "messages in a batch that wrote nothing");
         let mut answers = Vec::with_capacity(batch.messages.len());
         if let Some((segment, at)) = written {
             for m in batch.messages {
