@@ -21,8 +21,16 @@ fn message(n: usize) -> Vec<u8> {
     m
 }
 
+/// One message in its own session. Right after a (re)start the listeners
+/// are bound a moment before every shard accepts, and a connection in that
+/// moment can be reset before the greeting: only then is it tried again.
 fn send(server: &Portcullis, n: usize) -> Reply {
-    let (mut client, _) = RawSmtp::connect(server.addr()).unwrap();
+    let mut client = None;
+    wait_until(WAIT, || {
+        client = RawSmtp::connect(server.addr()).ok().map(|(c, _)| c);
+        client.is_some()
+    });
+    let mut client = client.expect("no greeting within WAIT");
     client.send_mail("s@sender.test", &["user@example.test"], &message(n)).unwrap()
 }
 
