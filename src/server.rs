@@ -194,6 +194,8 @@ pub fn run(mut config: Config) -> Result<(), String> {
     }
 }
 
+// One argument more than clippy likes until the server split gives shards a context.
+#[allow(clippy::too_many_arguments)]
 async fn shard_main(
     id: usize,
     count: usize,

@@ -86,7 +86,7 @@ mod tests {
         let mut batches = Batches::default();
         let sizes = [300, 300, 300, 300, 2000, 10, 10];
         for n in sizes {
-            batches.append(1000, |b| b.extend(std::iter::repeat(b'x').take(n)));
+            batches.append(1000, |b| b.extend(std::iter::repeat_n(b'x', n)));
         }
         let mut written = Vec::new();
         while let Some(b) = batches.take_oldest() {
