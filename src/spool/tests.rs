@@ -1,6 +1,8 @@
 //! Spool tests on a real glommio executor and a real directory: group
-//! commit, done markers, segment removal, and recovery after a "crash"
-//! (dropping the spool without any shutdown step).
+//! commit and its batch bound, done markers (partial ones too), segment
+//! collection, body locations read back, the cross-shard byte bound, and
+//! recovery after a "crash" (dropping the spool without any shutdown step,
+//! after `sync_pending` where a test needs the markers on disk).
 
 use std::rc::Rc;
 
