@@ -47,6 +47,9 @@ pub struct RunArgs {
     /// Spool directory (one subdirectory per shard, plus failed/). Default ./spool.
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
+    /// Undelivered message bytes on disk, all shards together, before new mail gets 452 4.3.1. Default 0 = no bound but the disk.
+    #[arg(long, value_name = "BYTES")]
+    pub spool_bytes_max: Option<u64>,
     /// Our host name in the greeting, EHLO and Received headers. Default: the kernel host name.
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
@@ -110,7 +113,7 @@ pub struct RunArgs {
     /// Undelivered messages per shard before new mail gets 452 4.3.1. Default 100000.
     #[arg(long, value_name = "N")]
     pub queue_max: Option<usize>,
-    /// Undelivered bytes per shard (kept in memory for delivery) before new mail gets 452 4.3.1. Default 1 GiB.
+    /// Message bytes delivery holds in memory per shard (not a refusal bound: see --spool-bytes-max). Default 1 GiB.
     #[arg(long, value_name = "BYTES")]
     pub queue_bytes_max: Option<u64>,
 }
@@ -165,6 +168,7 @@ impl RunArgs {
         set(&mut c.cores, self.cores);
         set(&mut c.cpu_set, self.cpu_set.map(|l| l.0));
         set(&mut c.spool_dir, self.spool_dir);
+        set(&mut c.spool_bytes_max, self.spool_bytes_max);
         set(&mut c.hostname, self.hostname);
         set(&mut c.max_connections, self.max_connections);
         set(&mut c.shutdown_grace_secs, self.shutdown_grace_secs);
@@ -212,6 +216,16 @@ mod tests {
         assert_eq!(c.routes["*"].len(), 2);
         assert_eq!(c.relay_domains, vec!["a.test"]);
         assert_eq!(c.cores, 1);
+    }
+
+    #[test]
+    fn spool_bytes_max_flag_overrides_the_file() {
+        let default = Cli::parse_from(["portcullis"]).run.into_config().unwrap();
+        let set = Cli::parse_from(["portcullis", "--spool-bytes-max", "5000000"]).run.into_config().unwrap();
+        assert_eq!(default.spool_bytes_max, crate::limits::SPOOL_BYTES_MAX);
+        assert_eq!(set.spool_bytes_max, 5_000_000);
+        let file = Config::from_toml("spool_bytes_max = 7\n").unwrap();
+        assert_eq!(file.spool_bytes_max, 7);
     }
 
     #[test]

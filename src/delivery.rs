@@ -14,6 +14,14 @@
 //! for one in the shard's current policy on every round, and expire with the
 //! queue lifetime like any other deferred recipient.
 //!
+//! Message bytes are held in memory only for one round of attempts: a job
+//! keeps the envelope and the message's place in the spool (`BodyLocation`)
+//! and reads the bytes back for each round, so deferred mail waits on disk.
+//! What delivery holds at once on a shard is bounded by `queue_bytes_max`
+//! (a semaphore of bytes): past it a round waits for room; mail is never
+//! refused for it. A fresh message's bytes from intake are used for its
+//! first round when there is room, else dropped and read back later.
+//!
 //! Shutdown (`stop`): no new attempt starts, retry waits end, and `stopped`
 //! resolves once the attempts in progress have finished (their done markers
 //! sent), so the spool shards can drain them before they exit.
@@ -30,8 +38,8 @@ use crate::maillog::MailLog;
 use crate::message::{domain_of, Envelope, QueueId};
 use crate::pool::{OutboundEnvelope, Pool, RecipientOutcome};
 use crate::shards::{Mesh, ShardRequest};
-use crate::spool;
 use crate::spool::done::MarkDone;
+use crate::spool::{self, BodyLocation};
 
 /// Destination keys of recipients that had no route when dispatched start
 /// with this (never a route key: those are domains or "*"), then the domain.
@@ -54,8 +62,11 @@ pub struct DeliveryJob {
     pub envelope: Arc<Envelope>,
     /// Indices into `envelope.recipients`.
     pub recipients: Vec<u32>,
-    /// The stored message: Received header + body.
-    pub data: Arc<Vec<u8>>,
+    /// Where the stored message (Received header + body) is in the spool.
+    pub body: BodyLocation,
+    /// The stored message bytes, when intake still has them in memory
+    /// (fresh mail): spares the first round a read. None after recovery.
+    pub data: Option<Arc<Vec<u8>>>,
     /// Unix seconds when we accepted the message (queue lifetime starts here).
     pub accepted_secs: u64,
 }
@@ -81,10 +92,20 @@ pub struct Delivery {
     stopping: glommio::sync::Semaphore,
     /// Delivery's own task queue (its share of the shard's CPU).
     queue: glommio::TaskQueueHandle,
+    /// Bytes of message data held in memory, in units of one byte
+    /// (`queue_bytes_max` of them).
+    memory: Rc<glommio::sync::Semaphore>,
+}
+
+/// A job's message bytes, held for one round and counted while held.
+struct Held {
+    data: Arc<Vec<u8>>,
+    _room: glommio::sync::StaticPermit,
 }
 
 impl Delivery {
     pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, pool: Pool, mesh: Rc<Mesh>, log: Rc<MailLog>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
+        let settings_bytes = settings.queue_bytes_max.max(1);
         Rc::new(Delivery {
             settings,
             policy,
@@ -97,6 +118,7 @@ impl Delivery {
             stop_requested: Cell::new(false),
             stopping: glommio::sync::Semaphore::new(0),
             queue,
+            memory: Rc::new(glommio::sync::Semaphore::new(settings_bytes)),
         })
     }
 
@@ -146,7 +168,7 @@ impl Delivery {
         .detach();
     }
 
-    async fn run(self: Rc<Self>, job: DeliveryJob) {
+    async fn run(self: Rc<Self>, mut job: DeliveryJob) {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let dlv = format!("D{}-{id}", self.mesh.id());
@@ -156,12 +178,21 @@ impl Delivery {
         let mut delay = Duration::from_secs(retry.first_secs);
         let mut last_reason = String::from("no route for the recipient domain");
         while !pending.is_empty() && !self.is_stopping() {
-            for host in self.hosts(&policy, &job) {
+            let hosts = self.hosts(&policy, &job);
+            let held = match self.hold(&mut job).await {
+                Ok(held) => Some(held),
+                Err(reason) => {
+                    last_reason = reason;
+                    None
+                }
+            };
+            for &host in hosts.iter().take(if held.is_some() { hosts.len() } else { 0 }) {
                 if pending.is_empty() || self.is_stopping() {
                     break;
                 }
+                let data = &held.as_ref().expect("attempts only with the message held").data;
                 self.attempting.set(self.attempting.get() + 1);
-                let outcome = self.attempt(&job, &dlv, host, &pending).await;
+                let outcome = self.attempt(&job, data, &dlv, host, &pending).await;
                 self.attempting.set(self.attempting.get() - 1);
                 match outcome {
                     Ok(deferred) => pending = deferred,
@@ -174,9 +205,12 @@ impl Delivery {
             let age = clock::now().0.saturating_sub(job.accepted_secs);
             if age >= retry.queue_lifetime_secs {
                 let reason = format!("queue lifetime expired; last error: {last_reason}");
-                self.fail(&job, &dlv, &pending, &reason).await;
+                // Without the bytes (unreadable spool) the failed copy keeps the envelope and reason.
+                let data = held.as_ref().map_or_else(|| Arc::new(Vec::new()), |h| h.data.clone());
+                self.fail(&job, &data, &dlv, &pending, &reason).await;
                 break;
             }
+            drop(held); // deferred mail waits on disk, not in memory
             // The last retry lands on the lifetime's end, not a backoff before it.
             let wait = delay.min(Duration::from_secs(retry.queue_lifetime_secs - age));
             self.log.event("retry", format_args!("qid={} dlv={dlv} rcpts={} in={}s reason=\"{}\"", job.queue_id, pending.len(), wait.as_secs(), last_reason.escape_debug()));
@@ -187,6 +221,25 @@ impl Delivery {
             futures_lite::future::or(glommio::timer::sleep(wait), stopping).await;
             delay = (delay * 2).min(Duration::from_secs(retry.max_secs));
         }
+    }
+
+    /// The message bytes for one round: intake's copy if there is room for
+    /// it, else wait for room (or shutdown) and read them from the spool.
+    async fn hold(&self, job: &mut DeliveryJob) -> Result<Held, String> {
+        let units = job.body.len.clamp(1, self.settings.queue_bytes_max.max(1));
+        if let Some(data) = job.data.take() {
+            if let Ok(room) = self.memory.try_acquire_static_permit(units) {
+                return Ok(Held { data, _room: room });
+            }
+        }
+        let room = async { self.memory.acquire_static_permit(units).await.ok() };
+        let stopping = async {
+            let _ = self.stopping.acquire(1).await;
+            None
+        };
+        let room = futures_lite::future::or(room, stopping).await.ok_or("shutting down")?;
+        let data = spool::read_body(&job.body).await.map_err(|e| format!("cannot read the spooled message: {e}"))?;
+        Ok(Held { data: Arc::new(data), _room: room })
     }
 
     /// The hosts to try this round: the job's route in its snapshot; if it
@@ -205,7 +258,7 @@ impl Delivery {
 
     /// One transaction to one host. Ok(still deferred), or Err(reason) when
     /// the connection failed and nothing was decided.
-    async fn attempt(&self, job: &DeliveryJob, dlv: &str, host: SocketAddr, pending: &[u32]) -> Result<Vec<u32>, String> {
+    async fn attempt(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, host: SocketAddr, pending: &[u32]) -> Result<Vec<u32>, String> {
         let env = &job.envelope;
         let outbound = OutboundEnvelope {
             mail_from: env.mail_from.clone(),
@@ -213,7 +266,7 @@ impl Delivery {
             body_type: env.body_type,
             smtputf8: env.smtputf8,
         };
-        let outcomes = match self.pool.send(host, &outbound, &job.data).await {
+        let outcomes = match self.pool.send(host, &outbound, data).await {
             Ok(o) => o,
             Err(e) => {
                 self.log.event("deferred", format_args!("qid={} dlv={dlv} relay={host} rcpts={} reason=\"{}\"", job.queue_id, pending.len(), e.reason));
@@ -240,7 +293,7 @@ impl Delivery {
         if !failures.is_empty() {
             let indices: Vec<u32> = failures.iter().map(|f| f.0).collect();
             let reasons: Vec<String> = failures.into_iter().map(|f| f.1).collect();
-            self.keep_failed(job, dlv, &indices, &reasons, &mut deferred).await;
+            self.keep_failed(job, data, dlv, &indices, &reasons, &mut deferred).await;
         }
         // Delivered, and failed ones whose copy is durable, are finished.
         let finished: Vec<u32> = indices_not_in(pending, &deferred).collect();
@@ -249,10 +302,10 @@ impl Delivery {
     }
 
     /// Every host and retry exhausted: keep the message as failed.
-    async fn fail(&self, job: &DeliveryJob, dlv: &str, pending: &[u32], reason: &str) {
+    async fn fail(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, pending: &[u32], reason: &str) {
         let reasons = vec![reason.to_string(); pending.len()];
         let mut still_owed = Vec::new();
-        self.keep_failed(job, dlv, pending, &reasons, &mut still_owed).await;
+        self.keep_failed(job, data, dlv, pending, &reasons, &mut still_owed).await;
         let finished: Vec<u32> = indices_not_in(pending, &still_owed).collect();
         self.finish(job, finished).await;
     }
@@ -260,12 +313,12 @@ impl Delivery {
     /// Write the failed copy; on error the recipients stay owed (pushed to `owed`).
     /// The copy is written on glommio's blocking pool: file creation and
     /// fsync must not stall the shard's sessions.
-    async fn keep_failed(&self, job: &DeliveryJob, dlv: &str, indices: &[u32], reasons: &[String], owed: &mut Vec<u32>) {
+    async fn keep_failed(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, indices: &[u32], reasons: &[String], owed: &mut Vec<u32>) {
         let env = &job.envelope;
         let failures: Vec<(String, String)> =
             indices.iter().zip(reasons).map(|(&i, r)| (env.recipients[i as usize].clone(), r.clone())).collect();
         let (dir, queue_id, envelope, data, list) =
-            (self.settings.spool_dir.clone(), job.queue_id.clone(), job.envelope.clone(), job.data.clone(), failures.clone());
+            (self.settings.spool_dir.clone(), job.queue_id.clone(), job.envelope.clone(), data.clone(), failures.clone());
         let kept = glommio::executor().spawn_blocking(move || spool::failed::keep(&dir, &queue_id, &envelope, &list, &data)).await;
         match kept {
             Ok(()) => {

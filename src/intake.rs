@@ -12,6 +12,13 @@ use crate::delivery::{self, DeliveryJob};
 use crate::message::{domain_of, Envelope, Message, QueueId};
 use crate::shard::Shard;
 use crate::smtp::{received, StoreError};
+use crate::spool::BodyLocation;
+
+/// Where a message is in the spool, and its bytes while intake has them.
+pub struct Stored {
+    pub body: BodyLocation,
+    pub data: Option<Arc<Vec<u8>>>,
+}
 
 /// Store `msg` durably and dispatch it. Ok means: safe to say 250.
 pub async fn accept_message(shard: &Shard, policy: &Policy, msg: Message) -> Result<QueueId, StoreError> {
@@ -21,7 +28,7 @@ pub async fn accept_message(shard: &Shard, policy: &Policy, msg: Message) -> Res
     let mut data = Vec::with_capacity(header.len() + msg.body.len());
     data.extend_from_slice(&header);
     data.extend_from_slice(&msg.body);
-    shard.spool.store(&queue_id, &msg.envelope, secs, &data).await?;
+    let body = shard.spool.store(&queue_id, &msg.envelope, secs, &data).await?;
     shard.log.event_now(
         "queued",
         format_args!(
@@ -34,7 +41,8 @@ pub async fn accept_message(shard: &Shard, policy: &Policy, msg: Message) -> Res
     )
     .await;
     let all: Vec<u32> = (0..msg.envelope.recipients.len() as u32).collect();
-    dispatch(shard, policy, queue_id.clone(), Arc::new(msg.envelope), Arc::new(data), &all, secs);
+    let stored = Stored { body, data: Some(Arc::new(data)) };
+    dispatch(shard, policy, queue_id.clone(), Arc::new(msg.envelope), stored, &all, secs);
     Ok(queue_id)
 }
 
@@ -43,7 +51,7 @@ pub async fn accept_message(shard: &Shard, policy: &Policy, msg: Message) -> Res
 /// get, its 250). Recipients without a route in this policy form an
 /// `unrouted` job per domain: delivery keeps retrying them against newer policies and
 /// expires them with the queue lifetime, so they are never stuck forever.
-pub fn dispatch(shard: &Shard, policy: &Policy, queue_id: QueueId, envelope: Arc<Envelope>, data: Arc<Vec<u8>>, recipients: &[u32], accepted_secs: u64) {
+pub fn dispatch(shard: &Shard, policy: &Policy, queue_id: QueueId, envelope: Arc<Envelope>, stored: Stored, recipients: &[u32], accepted_secs: u64) {
     let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for &i in recipients {
         let domain = domain_of(&envelope.recipients[i as usize]);
@@ -58,7 +66,8 @@ pub fn dispatch(shard: &Shard, policy: &Policy, queue_id: QueueId, envelope: Arc
             destination,
             envelope: envelope.clone(),
             recipients,
-            data: data.clone(),
+            body: stored.body.clone(),
+            data: stored.data.clone(),
             accepted_secs,
         };
         let (mesh, delivery, log) = (shard.mesh.clone(), shard.delivery.clone(), shard.log.clone());

@@ -26,7 +26,7 @@ use glommio::{LocalExecutorBuilder, Latency, Placement, Shares};
 use crate::config::reload::{self, ConfigSource, PolicyBoard, ReloadOutcome};
 use crate::config::{Config, PolicyCell, Settings};
 use crate::delivery::{Delivery, DeliveryJob};
-use crate::intake;
+use crate::intake::{self, Stored};
 use crate::limits;
 use crate::listener;
 use crate::maillog::MailLog;
@@ -35,7 +35,7 @@ use crate::shard::{Shard, TaskQueues};
 use crate::shards::{self, Mesh, MeshPlan};
 use crate::spool::done::MarkDone;
 use crate::spool::recovery::{self, RecoveredShard};
-use crate::spool::{QueueBounds, Spool};
+use crate::spool::{Spool, SpoolBytes, SpoolSettings};
 
 /// What every shard shares with the main thread and its peers.
 #[derive(Clone)]
@@ -52,6 +52,8 @@ struct Shared {
     quiesced: Arc<AtomicUsize>,
     plan: MeshPlan,
     count: usize,
+    /// Undelivered bytes on disk, all shards (`spool_bytes_max` is exact).
+    spool_bytes: SpoolBytes,
 }
 
 /// Run until SIGTERM/SIGINT. `source` rebuilds the config on SIGHUP (the
@@ -87,6 +89,8 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
         quiesced: Arc::new(AtomicUsize::new(0)),
         plan: MeshPlan::new(count, stop),
         count,
+        // Every shard's recovered mail counts before any shard accepts more.
+        spool_bytes: SpoolBytes::new(recovered.iter().map(|r| r.pending_bytes()).sum()),
     };
     let mut shards = Vec::new();
     for (id, rec) in recovered.into_iter().enumerate() {
@@ -186,8 +190,8 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
     // shard never leaves its peers waiting for it.
     let log = MailLog::open(&settings.log_file, id).map_err(|e| format!("log {}: {e}", settings.log_file))?;
     glommio::spawn_local(log.clone().flush_periodically()).detach();
-    let bounds = QueueBounds { messages_max: settings.queue_messages_max, bytes_max: settings.queue_bytes_max };
-    let spool = Spool::open(&settings.spool_dir, id, &recovered, bounds).await.map_err(|e| format!("spool: {e}"))?;
+    let spool_settings = SpoolSettings { messages_max: settings.queue_messages_max, bytes_max: settings.spool_bytes_max, ..SpoolSettings::default() };
+    let spool = Spool::open(&settings.spool_dir, id, &recovered, spool_settings, shared.spool_bytes.clone()).await.map_err(|e| format!("spool: {e}"))?;
     let listeners = settings
         .listen
         .iter()
@@ -207,7 +211,9 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
     let first_policy = shard.policy.current();
     for m in recovered.messages {
         let envelope = Arc::new(m.envelope);
-        intake::dispatch(&shard, &first_policy, m.queue_id, envelope, Arc::new(m.data), &m.remaining, m.accepted_secs);
+        // The bytes stay on disk: delivery reads them when it tries.
+        let stored = Stored { body: m.body, data: None };
+        intake::dispatch(&shard, &first_policy, m.queue_id, envelope, stored, &m.remaining, m.accepted_secs);
     }
     let accepting: Vec<_> = listeners
         .into_iter()
@@ -268,7 +274,10 @@ async fn wind_down(shard: &Shard, shared: &Shared, arrival: &Arrival) {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
     let unhandled = shard.mesh.drain(Instant::now() + drain).await;
-    shard.spool.sync_pending().await;
+    // Done markers reach the disk (else they are sent again after the restart).
+    if let Err(e) = shard.spool.sync_pending().await {
+        shard.log.event("error", format_args!("spool sync at shutdown: {e:?}"));
+    }
     // QUIT idle downstream connections, bounded: a stuck peer must not hold up the exit.
     let _ = glommio::timer::timeout(Duration::from_secs(2), async {
         shard.delivery.close_idle().await;

@@ -60,12 +60,17 @@ pub const RETRY_MAX_SECS: u64 = 600;
 pub const QUEUE_LIFETIME_SECS: u64 = 5 * 24 * 3600;
 /// Messages queued for delivery on one shard; above it new mail gets 452 4.3.1.
 pub const DELIVERY_QUEUE_MESSAGES_MAX: usize = 100_000;
-/// Bytes of undelivered mail per shard (held in memory by delivery); above it 452 4.3.1.
+/// Message bytes delivery holds in memory per shard (the spool does not refuse on it).
 pub const DELIVERY_QUEUE_BYTES_MAX: u64 = 1 << 30;
+/// Undelivered message bytes on disk, all shards together → 452 4.3.1; 0 = no bound but the disk.
+pub const SPOOL_BYTES_MAX: u64 = 0;
 
 /// Spool: segment size before rotation, and records batched into one fdatasync.
 pub const SPOOL_SEGMENT_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// A single larger message is written alone; the rest waits for the next commit.
 pub const SPOOL_BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// One read of a stored message body; a larger body takes several.
+pub const SPOOL_READ_CHUNK_BYTES: usize = 1024 * 1024;
 /// Letters one shard's channel to another holds before the sender waits
 /// (back-pressure). See `shards.rs` for the memory this costs per shard count.
 pub const MESH_CHANNEL_DEPTH: usize = 256;

@@ -33,6 +33,9 @@ pub struct Config {
     /// CPUs the shards are pinned to, in order (wrapping); empty = every online CPU.
     pub cpu_set: Vec<usize>,
     pub spool_dir: PathBuf,
+    /// Undelivered message bytes on disk, all shards together, before new
+    /// mail gets 452 4.3.1; 0 = no bound but the disk.
+    pub spool_bytes_max: u64,
     /// Our name in the greeting, EHLO and Received headers.
     pub hostname: String,
     /// Domains we accept mail for. Everything else is refused: never an open relay.
@@ -83,7 +86,8 @@ pub struct DeliverySettings {
     pub queue_lifetime_secs: u64,
     /// Undelivered messages one shard holds before new mail gets 452 4.3.1.
     pub queue_messages_max: usize,
-    /// Undelivered bytes one shard holds (delivery keeps them in memory) before 452 4.3.1.
+    /// Message bytes delivery on one shard holds in memory (the spool does
+    /// not refuse on it: `spool_bytes_max` bounds what is on disk).
     pub queue_bytes_max: u64,
 }
 
@@ -96,6 +100,7 @@ impl Default for Config {
             cores: 0,
             cpu_set: Vec::new(),
             spool_dir: PathBuf::from("spool"),
+            spool_bytes_max: limits::SPOOL_BYTES_MAX,
             hostname: default_hostname(),
             relay_domains: vec!["example.test".into()],
             routes: BTreeMap::from([("*".to_string(), vec!["127.0.0.1:2526".parse().unwrap()])]),

@@ -27,8 +27,10 @@ pub struct Settings {
     pub pool: PoolConfig,
     /// Undelivered messages one shard's spool holds; then 452 4.3.1.
     pub queue_messages_max: usize,
-    /// Message bytes one shard's delivery holds in memory.
+    /// Message bytes one shard's delivery holds in memory (then it waits).
     pub queue_bytes_max: u64,
+    /// Undelivered message bytes on disk, all shards; then 452 4.3.1. 0 = no bound.
+    pub spool_bytes_max: u64,
 }
 
 impl Settings {
@@ -57,6 +59,7 @@ impl Settings {
             },
             queue_messages_max: d.queue_messages_max,
             queue_bytes_max: d.queue_bytes_max,
+            spool_bytes_max: config.spool_bytes_max,
         }
     }
 
@@ -79,6 +82,7 @@ impl Settings {
         check("delivery pool and client timeouts", self.pool != running.pool);
         check("queue_messages_max", self.queue_messages_max != running.queue_messages_max);
         check("queue_bytes_max", self.queue_bytes_max != running.queue_bytes_max);
+        check("spool_bytes_max", self.spool_bytes_max != running.spool_bytes_max);
         changed
     }
 }

@@ -7,21 +7,31 @@
 //! fdatasync (group commit): the first caller becomes the committer and
 //! drains everything queued while its sync was in flight.
 //!
+//! One commit writes at most `batch_bytes_max` bytes (or one larger
+//! message); what does not fit waits for the next commit.
+//!
 //! `delivery` calls `mark_done` as recipients finish; that appends a done
 //! marker (synced with the next batch, not awaited: losing it only means a
-//! duplicate after a crash). A segment file is deleted when none of its
-//! messages is owed any more and every segment it holds markers for is gone.
+//! duplicate after a crash; `sync_pending` awaits it at shutdown). A segment
+//! file is deleted when none of its messages is owed any more and every
+//! segment it holds markers for is gone (`segments.rs`).
 
+mod batch;
+pub mod body;
+mod budget;
 pub mod done;
 pub mod failed;
 pub mod record;
 pub mod recovery;
+mod segments;
 #[cfg(test)]
 mod tests;
+mod unlink;
 
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use futures_channel::oneshot;
 use glommio::io::{BufferedFile, Directory};
@@ -30,54 +40,63 @@ use hashbrown::HashMap;
 use crate::limits;
 use crate::message::{Envelope, QueueId};
 use crate::smtp::StoreError;
+use batch::{Batch, Batches, QueuedMessage};
+pub use body::{read_body, BodyLocation};
+pub use budget::SpoolBytes;
 use recovery::{segment_name, shard_dir, RecoveredShard};
+use segments::{SegmentId, SegmentTable};
+use unlink::Unlinks;
 
 /// A message the spool still owes to some recipients.
 struct Live {
-    segment: usize,
+    segment: SegmentId,
     remaining: Vec<u32>,
-    /// Size of the stored message: delivery holds it in memory until finished.
+    /// Size of the stored message, released from `SpoolBytes` when finished.
     bytes: u64,
 }
 
-/// How much one shard's spool may owe before new mail gets 452 4.3.1.
+/// How one shard's spool is bounded and laid out.
 #[derive(Clone, Copy, Debug)]
-pub struct QueueBounds {
+pub struct SpoolSettings {
+    /// Messages this shard's spool may owe before new mail gets 452 4.3.1.
     pub messages_max: usize,
+    /// Undelivered message bytes on disk, all shards together, before new
+    /// mail gets 452 4.3.1; 0 = no bound but the disk (`spool_bytes_max`).
     pub bytes_max: u64,
+    /// A segment file is rotated before a write would take it past this.
+    /// A setting, not only the constant, so tests can rotate with small messages.
+    pub segment_bytes_max: u64,
+    /// Bytes one group commit writes at most (a single larger message goes alone).
+    pub batch_bytes_max: usize,
 }
 
-struct Segment {
-    path: PathBuf,
-    /// Messages in this segment not yet finished.
-    live: usize,
-    /// Segments whose messages this one holds done markers for.
-    marker_targets: Vec<usize>,
-    deleted: bool,
+impl Default for SpoolSettings {
+    fn default() -> Self {
+        SpoolSettings {
+            messages_max: limits::DELIVERY_QUEUE_MESSAGES_MAX,
+            bytes_max: limits::SPOOL_BYTES_MAX,
+            segment_bytes_max: limits::SPOOL_SEGMENT_BYTES_MAX,
+            batch_bytes_max: limits::SPOOL_BATCH_BYTES_MAX,
+        }
+    }
 }
 
-/// Records waiting for the next write + fdatasync.
-#[derive(Default)]
-struct Batch {
-    bytes: Vec<u8>,
-    waiters: Vec<oneshot::Sender<Result<(), StoreError>>>,
-    /// Messages in `bytes` with their recipient count and size, registered as live once durable.
-    messages: Vec<(QueueId, u32, u64)>,
-    /// Segments that lose their last message by the markers in `bytes`.
-    marker_targets: Vec<usize>,
+/// The segment file new records go to.
+struct CurrentSegment {
+    file: Rc<BufferedFile>,
+    path: Arc<PathBuf>,
+    len: u64,
 }
 
 struct State {
-    segments: Vec<Segment>,
-    current: usize,
-    file: Rc<BufferedFile>,
-    file_len: u64,
+    segments: SegmentTable,
+    current: CurrentSegment,
     next_seq: u64,
-    batch: Batch,
+    batches: Batches,
+    /// Messages in batches not yet durable (queued or being written).
+    messages_queued: usize,
     committing: bool,
     live: HashMap<QueueId, Live>,
-    /// Bytes of live messages plus those in the batch.
-    live_bytes: u64,
     /// The last write failed (disk full?): start a new segment, so the old
     /// one can be deleted, and its space freed, once its messages are delivered.
     rotate_next: bool,
@@ -86,32 +105,40 @@ struct State {
 pub struct Spool {
     shard: usize,
     dir: PathBuf,
-    bounds: QueueBounds,
+    settings: SpoolSettings,
+    /// Shared with every other shard's spool (`settings.bytes_max` is global).
+    bytes: SpoolBytes,
     id_seed: u64,
     id_counter: Cell<u64>,
     /// fdatasync calls made (group commit makes this far lower than messages).
     syncs: Cell<u64>,
+    /// Most bytes one commit wrote (`batch_bytes_max` holds it down).
+    largest_write_bytes: Cell<u64>,
+    unlinks: Rc<Unlinks>,
     state: RefCell<State>,
 }
 
 impl Spool {
     /// Open shard `shard`'s spool, taking over what recovery found for it.
-    pub async fn open(spool_dir: &Path, shard: usize, recovered: &RecoveredShard, bounds: QueueBounds) -> std::io::Result<Rc<Spool>> {
+    /// `bytes` is shared by all shards and already counts every shard's
+    /// recovered messages (`SpoolBytes::new`); finishing them releases it.
+    pub async fn open(
+        spool_dir: &Path,
+        shard: usize,
+        recovered: &RecoveredShard,
+        settings: SpoolSettings,
+        bytes: SpoolBytes,
+    ) -> std::io::Result<Rc<Spool>> {
         let dir = shard_dir(spool_dir, shard);
         std::fs::create_dir_all(&dir)?;
         // The shard directory itself must survive a crash once we ack into it.
         Directory::open(spool_dir).await?.sync().await?;
-        let mut segments: Vec<Segment> = recovered
-            .segments
-            .iter()
-            .map(|s| Segment { path: s.path.clone(), live: 0, marker_targets: s.marker_targets.clone(), deleted: false })
-            .collect();
+        let mut segments = adopt_segments(recovered);
         let mut live = HashMap::new();
-        let mut live_bytes = 0;
         for m in &recovered.messages {
-            segments[m.segment].live += 1;
-            live_bytes += m.data.len() as u64;
-            live.insert(m.queue_id.clone(), Live { segment: m.segment, remaining: m.remaining.clone(), bytes: m.data.len() as u64 });
+            let segment = m.segment as SegmentId;
+            segments.message_stored(segment);
+            live.insert(m.queue_id.clone(), Live { segment, remaining: m.remaining.clone(), bytes: m.body.len });
         }
         let next_seq = recovered
             .segments
@@ -121,29 +148,33 @@ impl Spool {
             .max()
             .map_or(1, |s| s + 1);
         let (file, path) = create_segment(&dir, next_seq).await?;
-        segments.push(Segment { path, live: 0, marker_targets: Vec::new(), deleted: false });
+        let path = Arc::new(path);
+        let current = segments.insert(path.clone());
+        segments.make_current(current);
+        let garbage = segments.collect_all();
         let state = State {
-            current: segments.len() - 1,
             segments,
-            file: Rc::new(file),
-            file_len: 0,
+            current: CurrentSegment { file: Rc::new(file), path, len: 0 },
             next_seq: next_seq + 1,
-            batch: Batch::default(),
+            batches: Batches::default(),
+            messages_queued: 0,
             committing: false,
             live,
-            live_bytes,
             rotate_next: false,
         };
         let spool = Rc::new(Spool {
             shard,
             dir,
-            bounds,
+            settings,
+            bytes,
             id_seed: now_micros(),
             id_counter: Cell::new(0),
             syncs: Cell::new(0),
+            largest_write_bytes: Cell::new(0),
+            unlinks: Rc::default(),
             state: RefCell::new(state),
         });
-        spool.collect_garbage();
+        spool.unlinks.remove(garbage);
         Ok(spool)
     }
 
@@ -164,21 +195,21 @@ impl Spool {
         self.state.borrow().live.len()
     }
 
-    /// Write a message durably. Returns once it is on stable storage.
-    pub async fn store(self: &Rc<Self>, queue_id: &QueueId, envelope: &Envelope, accepted_secs: u64, data: &[u8]) -> Result<(), StoreError> {
+    /// Write a message durably. Returns once it is on stable storage, with
+    /// the place of the message bytes in the spool.
+    pub async fn store(self: &Rc<Self>, queue_id: &QueueId, envelope: &Envelope, accepted_secs: u64, data: &[u8]) -> Result<BodyLocation, StoreError> {
         let rx = {
             let mut st = self.state.borrow_mut();
             let bytes = data.len() as u64;
-            if st.live.len() + st.batch.messages.len() >= self.bounds.messages_max
-                || st.live_bytes + bytes > self.bounds.bytes_max
-            {
+            if st.live.len() + st.messages_queued >= self.settings.messages_max || !self.bytes.try_reserve(bytes, self.settings.bytes_max) {
                 return Err(StoreError::QueueFull);
             }
-            st.live_bytes += bytes;
-            record::encode_message(&mut st.batch.bytes, queue_id, envelope, accepted_secs, data);
-            st.batch.messages.push((queue_id.clone(), envelope.recipients.len() as u32, bytes));
-            let (tx, rx) = oneshot::channel();
-            st.batch.waiters.push(tx);
+            st.messages_queued += 1;
+            let (batch, record_at, body_at) =
+                st.batches.append(self.settings.batch_bytes_max, |out| record::encode_message(out, queue_id, envelope, accepted_secs, data));
+            let (done, rx) = oneshot::channel();
+            let recipients = envelope.recipients.len() as u32;
+            batch.messages.push(QueuedMessage { queue_id: queue_id.clone(), recipients, body_at: record_at + body_at, body_len: bytes, done });
             rx
         };
         self.kick();
@@ -188,22 +219,58 @@ impl Spool {
     /// Recipients `indices` of `queue_id` are finished (delivered, or kept in
     /// the failed area). Returns true when the whole message is finished.
     pub fn mark_done(self: &Rc<Self>, queue_id: &QueueId, indices: &[u32]) -> bool {
-        let finished = {
+        let (finished, garbage) = {
             let mut st = self.state.borrow_mut();
             let Some(live) = st.live.get_mut(queue_id) else { return false };
             live.remaining.retain(|r| !indices.contains(r));
-            let finished_segment = live.remaining.is_empty().then_some((live.segment, live.bytes));
-            record::encode_done(&mut st.batch.bytes, queue_id, indices);
-            if let Some((seg, bytes)) = finished_segment {
+            let (segment, bytes, finished) = (live.segment, live.bytes, live.remaining.is_empty());
+            let (batch, _, ()) = st.batches.append(self.settings.batch_bytes_max, |out| record::encode_done(out, queue_id, indices));
+            // Every marker, partial ones too, ties its segment to the message's:
+            // a partial marker lost with its segment re-delivers the recipients
+            // it finished. Markers only ever point back in time (a message is
+            // stored before it is marked), so these ties never form a cycle. The
+            // cost: a marker segment stays until the message's segment is gone
+            // (at most one extra segment per marker of a message still owed).
+            // Re-appending the done state when collecting would free it sooner,
+            // but every delete would then wait for a sync of the copy first.
+            batch.marker_targets.push(segment);
+            let mut garbage = Vec::new();
+            if finished {
                 st.live.remove(queue_id);
-                st.live_bytes -= bytes;
-                st.segments[seg].live -= 1;
-                st.batch.marker_targets.push(seg);
+                self.bytes.release(bytes);
+                // Deleting the message's segment before its marker is durable
+                // is safe: nothing in it is owed any more.
+                garbage = st.segments.message_finished(segment);
             }
-            finished_segment.is_some()
+            (finished, garbage)
         };
+        self.unlinks.remove(garbage);
         self.kick();
         finished
+    }
+
+    /// Returns once everything queued before the call (messages and done
+    /// markers) is written and fdatasync'd, and every collected segment is
+    /// unlinked: for shutdown, so nothing is left in memory or half done.
+    /// Err if that write failed.
+    pub async fn sync_pending(self: &Rc<Self>) -> Result<(), StoreError> {
+        let committed = self.commit_queued().await;
+        self.unlinks.idle().await;
+        committed
+    }
+
+    async fn commit_queued(self: &Rc<Self>) -> Result<(), StoreError> {
+        let rx = {
+            let mut st = self.state.borrow_mut();
+            if st.batches.is_empty() && !st.committing {
+                return Ok(());
+            }
+            let (tx, rx) = oneshot::channel();
+            st.batches.newest().flushes.push(tx);
+            rx
+        };
+        self.kick();
+        rx.await.unwrap_or(Err(StoreError::Io("spool committer stopped".into())))
     }
 
     /// Start the committer unless one is running.
@@ -216,130 +283,135 @@ impl Spool {
         }
     }
 
-    /// Write and sync batches until none is waiting.
+    /// Write and sync batches, oldest first, until none is waiting.
     async fn commit_loop(self: Rc<Self>) {
         loop {
-            let batch = std::mem::take(&mut self.state.borrow_mut().batch);
-            if batch.bytes.is_empty() {
+            let Some(mut batch) = self.state.borrow_mut().batches.take_oldest() else {
                 self.state.borrow_mut().committing = false;
                 return;
-            }
-            let result = self.write_batch(batch.bytes).await;
-            let mut st = self.state.borrow_mut();
-            st.rotate_next = result.is_err();
-            if result.is_ok() {
-                let current = st.current;
-                for (id, rcpts, bytes) in batch.messages {
-                    st.segments[current].live += 1;
-                    st.live.insert(id, Live { segment: current, remaining: (0..rcpts).collect(), bytes });
-                }
-                for t in batch.marker_targets {
-                    if t != current && !st.segments[current].marker_targets.contains(&t) {
-                        st.segments[current].marker_targets.push(t);
-                    }
-                }
-            } else {
-                // Never acknowledged: give their room back.
-                st.live_bytes -= batch.messages.iter().map(|m| m.2).sum::<u64>();
-            }
-            drop(st);
-            for w in batch.waiters {
-                let _ = w.send(result.clone());
-            }
-            self.collect_garbage();
+            };
+            let bytes = std::mem::take(&mut batch.bytes);
+            // An empty batch only carries `sync_pending` waiters: everything
+            // before it is durable once the batches before it are.
+            let result = if bytes.is_empty() { Ok(None) } else { self.write_batch(bytes).await.map(Some) };
+            self.settle(batch, result);
         }
     }
 
-    /// One write and one fdatasync; rotates the segment first when it is full.
-    async fn write_batch(&self, bytes: Vec<u8>) -> Result<(), StoreError> {
-        let (len, seq, rotate) = {
-            let st = self.state.borrow();
-            (st.file_len, st.next_seq, st.rotate_next)
+    /// After a batch's write: register its messages and markers and answer
+    /// its waiters, or give the room back and pass the error on.
+    fn settle(&self, batch: Batch, result: Result<Option<(Arc<PathBuf>, u64)>, StoreError>) {
+        let mut st = self.state.borrow_mut();
+        st.messages_queued -= batch.messages.len();
+        let written = match result {
+            Ok(written) => written,
+            Err(e) => {
+                st.rotate_next = true;
+                // Never acknowledged: give their room back.
+                self.bytes.release(batch.messages.iter().map(|m| m.body_len).sum::<u64>());
+                drop(st);
+                batch.messages.into_iter().for_each(|m| drop(m.done.send(Err(e.clone()))));
+                batch.flushes.into_iter().for_each(|f| drop(f.send(Err(e.clone()))));
+                return;
+            }
         };
-        if len > 0 && (rotate || len + bytes.len() as u64 > limits::SPOOL_SEGMENT_BYTES_MAX) {
-            let (file, path) = create_segment(&self.dir, seq).await.map_err(store_error)?;
-            let old = {
-                let mut st = self.state.borrow_mut();
-                st.segments.push(Segment { path, live: 0, marker_targets: Vec::new(), deleted: false });
-                st.current = st.segments.len() - 1;
-                st.file_len = 0;
-                st.next_seq += 1;
-                st.rotate_next = false;
-                std::mem::replace(&mut st.file, Rc::new(file))
-            };
-            if let Ok(old) = Rc::try_unwrap(old) {
-                let _ = old.close().await;
+        let current = st.segments.current();
+        for t in batch.marker_targets {
+            st.segments.depend(current, t);
+        }
+        debug_assert!(written.is_some() || batch.messages.is_empty(), "messages in a batch that wrote nothing");
+        let mut answers = Vec::with_capacity(batch.messages.len());
+        if let Some((segment, at)) = written {
+            for m in batch.messages {
+                st.segments.message_stored(current);
+                st.live.insert(m.queue_id, Live { segment: current, remaining: (0..m.recipients).collect(), bytes: m.body_len });
+                let location = BodyLocation { segment: segment.clone(), offset: at + m.body_at as u64, len: m.body_len };
+                answers.push((m.done, location));
             }
         }
-        let (file, at) = {
+        drop(st);
+        answers.into_iter().for_each(|(done, location)| drop(done.send(Ok(location))));
+        batch.flushes.into_iter().for_each(|f| drop(f.send(Ok(()))));
+    }
+
+    /// One write and one fdatasync; rotates the segment first when it is
+    /// full. Returns the segment written and the offset the bytes start at.
+    async fn write_batch(&self, bytes: Vec<u8>) -> Result<(Arc<PathBuf>, u64), StoreError> {
+        let (len, rotate) = {
             let st = self.state.borrow();
-            (st.file.clone(), st.file_len)
+            (st.current.len, st.rotate_next)
+        };
+        if len > 0 && (rotate || len + bytes.len() as u64 > self.settings.segment_bytes_max) {
+            self.rotate().await?;
+        }
+        let (file, path, at) = {
+            let st = self.state.borrow();
+            (st.current.file.clone(), st.current.path.clone(), st.current.len)
         };
         let n = bytes.len();
-        // A failed write leaves file_len unchanged: the next batch overwrites
-        // the partial bytes, and recovery stops at any torn tail anyway.
+        // A failed write leaves the length unchanged and rotates before the
+        // next batch; recovery stops at the torn tail.
         let written = file.write_at(bytes, at).await.map_err(store_error)?;
         if written != n {
             return Err(StoreError::Io(format!("short write {written}/{n}")));
         }
         file.fdatasync().await.map_err(store_error)?;
         self.syncs.set(self.syncs.get() + 1);
-        self.state.borrow_mut().file_len = at + n as u64;
+        self.largest_write_bytes.set(self.largest_write_bytes.get().max(n as u64));
+        self.state.borrow_mut().current.len = at + n as u64;
+        Ok((path, at))
+    }
+
+    /// Start a new segment file; the old one is collected when nothing needs it.
+    async fn rotate(&self) -> Result<(), StoreError> {
+        let seq = self.state.borrow().next_seq;
+        let (file, path) = create_segment(&self.dir, seq).await.map_err(store_error)?;
+        let path = Arc::new(path);
+        let (old, garbage) = {
+            let mut st = self.state.borrow_mut();
+            let id = st.segments.insert(path.clone());
+            let garbage = st.segments.make_current(id);
+            st.next_seq += 1;
+            st.rotate_next = false;
+            let old = std::mem::replace(&mut st.current, CurrentSegment { file: Rc::new(file), path, len: 0 });
+            (old.file, garbage)
+        };
+        self.unlinks.remove(garbage);
+        if let Ok(old) = Rc::try_unwrap(old) {
+            let _ = old.close().await;
+        }
         Ok(())
-    }
-
-    /// Delete every segment nobody needs: not current, no live message, and
-    /// every segment it holds markers for already deleted.
-    fn collect_garbage(&self) {
-        let mut st = self.state.borrow_mut();
-        loop {
-            let current = st.current;
-            let deletable: Vec<usize> = (0..st.segments.len())
-                .filter(|&i| {
-                    let s = &st.segments[i];
-                    i != current && !s.deleted && s.live == 0 && s.marker_targets.iter().all(|&t| st.segments[t].deleted)
-                })
-                .collect();
-            if deletable.is_empty() {
-                return;
-            }
-            for i in deletable {
-                // Unlink need not be synced: if it comes back after a crash,
-                // its messages are all finished or re-sent (duplicates, never loss).
-                if let Err(e) = std::fs::remove_file(&st.segments[i].path) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        eprintln!("spool: cannot remove {}: {e}", st.segments[i].path.display());
-                    }
-                }
-                st.segments[i].deleted = true;
-            }
-        }
-    }
-
-    /// Returns once everything queued so far (done markers included) is
-    /// written and synced: shutdown calls it last.
-    pub async fn sync_pending(self: &Rc<Self>) {
-        self.kick();
-        loop {
-            let busy = {
-                let st = self.state.borrow();
-                st.committing || !st.batch.bytes.is_empty()
-            };
-            if !busy {
-                return;
-            }
-            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
-        }
     }
 
     pub fn syncs(&self) -> u64 {
         self.syncs.get()
     }
 
-    /// Segment files on disk right now (for tests and `status`).
-    pub fn segments_on_disk(&self) -> usize {
-        self.state.borrow().segments.iter().filter(|s| !s.deleted).count()
+    /// Most bytes a single commit has written.
+    pub fn largest_write_bytes(&self) -> u64 {
+        self.largest_write_bytes.get()
     }
+
+    /// Segment files tracked in memory, i.e. on disk or being unlinked
+    /// (deleted ones are forgotten; for tests and `status`).
+    pub fn segments_on_disk(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+}
+
+/// The segment table as recovery left it: recovered segment i gets
+/// SegmentId i, with the ties of the markers it holds.
+fn adopt_segments(recovered: &RecoveredShard) -> SegmentTable {
+    let mut segments = SegmentTable::new();
+    for s in &recovered.segments {
+        segments.insert(s.path.clone());
+    }
+    for (i, s) in recovered.segments.iter().enumerate() {
+        for &t in &s.marker_targets {
+            segments.depend(i as SegmentId, t as SegmentId);
+        }
+    }
+    segments
 }
 
 async fn create_segment(dir: &Path, seq: u64) -> std::io::Result<(BufferedFile, PathBuf)> {

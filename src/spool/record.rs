@@ -5,9 +5,15 @@
 //! the full message bytes) or a done marker (recipients finished). A record
 //! whose length runs past the file or whose CRC does not match ends the
 //! segment: that is a torn tail from a crash, written but never acknowledged.
+//!
+//! Reading streams: `RecordReader` takes one record at a time from a
+//! buffered reader and checks a message's bytes (CRC) as they pass without
+//! keeping them, so recovery holds envelopes, never bodies.
 
+use std::io::{self, BufRead};
 use std::net::SocketAddr;
 
+use crate::limits;
 use crate::message::{BodyType, Envelope, QueueId};
 
 const KIND_MESSAGE: u8 = 1;
@@ -18,13 +24,17 @@ const FRAME_BYTES: usize = 8;
 #[derive(Debug, PartialEq)]
 pub enum Record {
     /// `accepted_secs`: Unix time we said 250 (the queue lifetime counts from it).
-    Message { queue_id: QueueId, envelope: Envelope, accepted_secs: u64, data: Vec<u8> },
+    /// The message bytes are `body_len` bytes at `body_offset` in the segment.
+    Message { queue_id: QueueId, envelope: Envelope, accepted_secs: u64, body_offset: u64, body_len: u64 },
     /// These recipient indices of `queue_id` are finished (delivered or failed).
     Done { queue_id: QueueId, recipients: Vec<u32> },
 }
 
-/// Append a framed message record to `out`.
-pub fn encode_message(out: &mut Vec<u8>, queue_id: &QueueId, envelope: &Envelope, accepted_secs: u64, data: &[u8]) {
+/// Append a framed message record to `out`. Returns where `data` starts,
+/// counted from the start of the record (for the message's `BodyLocation`).
+pub fn encode_message(out: &mut Vec<u8>, queue_id: &QueueId, envelope: &Envelope, accepted_secs: u64, data: &[u8]) -> usize {
+    let start = out.len();
+    let mut data_at = 0;
     frame(out, |p| {
         p.push(KIND_MESSAGE);
         put_str(p, &queue_id.0);
@@ -44,8 +54,10 @@ pub fn encode_message(out: &mut Vec<u8>, queue_id: &QueueId, envelope: &Envelope
         for r in &envelope.recipients {
             put_str(p, r);
         }
+        data_at = p.len() + 4 - start;
         put_bytes(p, data);
     });
+    data_at
 }
 
 /// Append a framed done marker to `out`.
@@ -80,94 +92,201 @@ fn put_str(p: &mut Vec<u8>, s: &str) {
     put_bytes(p, s.as_bytes());
 }
 
-/// Decode every intact record of a segment, stopping at the first torn or
-/// corrupt one. Returns the records and the byte length of the intact prefix.
-pub fn decode_all(segment: &[u8]) -> (Vec<Record>, usize) {
-    let mut records = Vec::new();
-    let mut at = 0;
-    while segment.len() - at >= FRAME_BYTES {
-        let len = u32::from_le_bytes(segment[at..at + 4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(segment[at + 4..at + 8].try_into().unwrap());
-        let Some(payload) = segment.get(at + FRAME_BYTES..at + FRAME_BYTES + len) else { break };
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
-        match decode_payload(payload) {
-            Some(r) => records.push(r),
-            None => break,
-        }
-        at += FRAME_BYTES + len;
-    }
-    (records, at)
+/// Reads the records of one segment in order, one at a time.
+pub struct RecordReader<R> {
+    input: R,
+    /// Offset in the segment of the next record.
+    at: u64,
+    torn: bool,
 }
 
-fn decode_payload(p: &[u8]) -> Option<Record> {
-    let mut r = Reader { p, at: 1 };
-    match *p.first()? {
+/// Why a record could not be read: the segment ends here (torn or corrupt
+/// record), or the disk failed (an error for the caller).
+enum Stop {
+    Corrupt,
+    Io(io::Error),
+}
+
+impl From<io::Error> for Stop {
+    fn from(e: io::Error) -> Stop {
+        match e.kind() {
+            io::ErrorKind::UnexpectedEof => Stop::Corrupt,
+            _ => Stop::Io(e),
+        }
+    }
+}
+
+impl<R: BufRead> RecordReader<R> {
+    pub fn new(input: R) -> RecordReader<R> {
+        RecordReader { input, at: 0, torn: false }
+    }
+
+    /// The next intact record; None at the end of the segment or at the
+    /// first torn or corrupt record (see `torn`). Err only for a read error.
+    pub fn next_record(&mut self) -> io::Result<Option<Record>> {
+        if self.torn {
+            return Ok(None);
+        }
+        match self.read_record() {
+            Ok(record) => Ok(record),
+            Err(Stop::Corrupt) => {
+                self.torn = true;
+                Ok(None)
+            }
+            Err(Stop::Io(e)) => Err(e),
+        }
+    }
+
+    /// The segment ended in a torn or corrupt record, not on a record boundary.
+    pub fn torn(&self) -> bool {
+        self.torn
+    }
+
+    /// Bytes of intact records read so far.
+    pub fn intact_bytes(&self) -> u64 {
+        self.at
+    }
+
+    fn read_record(&mut self) -> Result<Option<Record>, Stop> {
+        if self.input.fill_buf()?.is_empty() {
+            return Ok(None);
+        }
+        let mut frame = [0; FRAME_BYTES];
+        self.input.read_exact(&mut frame)?;
+        let len = u32::from_le_bytes(frame[..4].try_into().expect("4 bytes")) as u64;
+        let crc = u32::from_le_bytes(frame[4..].try_into().expect("4 bytes"));
+        let start = self.at + FRAME_BYTES as u64;
+        let mut payload = Payload { input: &mut self.input, start, len, remaining: len, crc: crc32fast::Hasher::new() };
+        let record = decode_payload(&mut payload)?;
+        // Bytes a newer writer may have added after the fields still count for the CRC.
+        payload.skip(payload.remaining)?;
+        if payload.crc.finalize() != crc {
+            return Err(Stop::Corrupt);
+        }
+        self.at = start + len;
+        Ok(Some(record))
+    }
+}
+
+/// The payload of one record, read field by field, never past its length.
+struct Payload<'a, R> {
+    input: &'a mut R,
+    /// Offset in the segment of the payload's first byte.
+    start: u64,
+    /// The payload's length from the frame, and what is left of it to read.
+    len: u64,
+    remaining: u64,
+    crc: crc32fast::Hasher,
+}
+
+impl<R: BufRead> Payload<'_, R> {
+    fn take(&mut self, n: usize) -> Result<Vec<u8>, Stop> {
+        if n as u64 > self.remaining {
+            return Err(Stop::Corrupt);
+        }
+        let mut out = vec![0; n];
+        self.input.read_exact(&mut out)?;
+        self.crc.update(&out);
+        self.remaining -= n as u64;
+        Ok(out)
+    }
+
+    /// Pass over `n` bytes, checksumming them, without keeping them.
+    fn skip(&mut self, n: u64) -> Result<(), Stop> {
+        if n > self.remaining {
+            return Err(Stop::Corrupt);
+        }
+        let mut left = n;
+        while left > 0 {
+            let buf = self.input.fill_buf()?;
+            if buf.is_empty() {
+                return Err(Stop::Corrupt);
+            }
+            let k = buf.len().min(left as usize);
+            self.crc.update(&buf[..k]);
+            self.input.consume(k);
+            left -= k as u64;
+        }
+        self.remaining -= n;
+        Ok(())
+    }
+
+    /// Offset in the segment of the next unread byte.
+    fn offset(&self) -> u64 {
+        self.start + (self.len - self.remaining)
+    }
+
+    fn byte(&mut self) -> Result<u8, Stop> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, Stop> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, Stop> {
+        Ok(u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")))
+    }
+    /// Every string in a record came from one command line (HELO, MAIL,
+    /// RCPT) or is ours and shorter, so a longer one is corruption: checked
+    /// before allocating, so a flipped length bit cannot ask for gigabytes.
+    fn string(&mut self) -> Result<String, Stop> {
+        let n = self.u32()? as usize;
+        if n > limits::COMMAND_LINE_BYTES_MAX {
+            return Err(Stop::Corrupt);
+        }
+        String::from_utf8(self.take(n)?).map_err(|_| Stop::Corrupt)
+    }
+}
+
+fn decode_payload<R: BufRead>(p: &mut Payload<'_, R>) -> Result<Record, Stop> {
+    match p.byte()? {
         KIND_MESSAGE => {
-            let queue_id = QueueId(r.string()?);
-            let accepted_secs = r.u64()?;
-            let connection_id = r.string()?;
-            let peer: SocketAddr = r.string()?.parse().ok()?;
-            let helo = r.string()?;
-            let esmtp = r.byte()? != 0;
-            let mail_from = r.string()?;
-            let body_type = match r.byte()? {
+            let queue_id = QueueId(p.string()?);
+            let accepted_secs = p.u64()?;
+            let connection_id = p.string()?;
+            let peer: SocketAddr = p.string()?.parse().map_err(|_| Stop::Corrupt)?;
+            let helo = p.string()?;
+            let esmtp = p.byte()? != 0;
+            let mail_from = p.string()?;
+            let body_type = match p.byte()? {
                 0 => BodyType::SevenBit,
                 1 => BodyType::EightBitMime,
                 2 => BodyType::BinaryMime,
-                _ => return None,
+                _ => return Err(Stop::Corrupt),
             };
-            let smtputf8 = r.byte()? != 0;
-            let n = r.u32()? as usize;
+            let smtputf8 = p.byte()? != 0;
+            let n = p.u32()? as usize;
             let mut recipients = Vec::with_capacity(n.min(1024));
             for _ in 0..n {
-                recipients.push(r.string()?);
+                recipients.push(p.string()?);
             }
-            let data = r.bytes()?.to_vec();
+            let body_len = p.u32()? as u64;
+            let body_offset = p.offset();
+            p.skip(body_len)?;
             let envelope = Envelope { connection_id, peer, helo, esmtp, mail_from, body_type, smtputf8, recipients };
-            Some(Record::Message { queue_id, envelope, accepted_secs, data })
+            Ok(Record::Message { queue_id, envelope, accepted_secs, body_offset, body_len })
         }
         KIND_DONE => {
-            let queue_id = QueueId(r.string()?);
-            let n = r.u32()? as usize;
+            let queue_id = QueueId(p.string()?);
+            let n = p.u32()? as usize;
             let mut recipients = Vec::with_capacity(n.min(1024));
             for _ in 0..n {
-                recipients.push(r.u32()?);
+                recipients.push(p.u32()?);
             }
-            Some(Record::Done { queue_id, recipients })
+            Ok(Record::Done { queue_id, recipients })
         }
-        _ => None,
+        _ => Err(Stop::Corrupt),
     }
 }
 
-struct Reader<'a> {
-    p: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.p.get(self.at..self.at.checked_add(n)?)?;
-        self.at += n;
-        Some(s)
+/// Every intact record of an in-memory segment and the intact length (tests).
+#[cfg(test)]
+pub fn decode_all(segment: &[u8]) -> (Vec<Record>, u64) {
+    let mut reader = RecordReader::new(segment);
+    let mut records = Vec::new();
+    while let Some(r) = reader.next_record().expect("reading memory cannot fail") {
+        records.push(r);
     }
-    fn byte(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Option<u32> {
-        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
-    }
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = self.u32()? as usize;
-        self.take(n)
-    }
-    fn string(&mut self) -> Option<String> {
-        String::from_utf8(self.bytes()?.to_vec()).ok()
-    }
+    (records, reader.intact_bytes())
 }
 
 #[cfg(test)]
@@ -189,22 +308,42 @@ mod tests {
 
     #[test]
     fn records_round_trip() {
-        let mut seg = Vec::new();
-        encode_message(&mut seg, &QueueId("Q1".into()), &envelope(), 1_795_330_800, b"Subject: x\r\n\r\nhi\r\n");
+        let data = b"Subject: x\r\n\r\nhi\r\n";
+        let mut seg = vec![0; 5]; // as if an earlier record ended here
+        encode_done(&mut seg, &QueueId("Q0".into()), &[0]);
+        let record_at = seg.len();
+        let data_at = encode_message(&mut seg, &QueueId("Q1".into()), &envelope(), 1_795_330_800, data);
         encode_done(&mut seg, &QueueId("Q1".into()), &[1]);
-        let (records, len) = decode_all(&seg);
-        assert_eq!(len, seg.len());
-        assert_eq!(records.len(), 2);
+        let (records, len) = decode_all(&seg[5..]);
+        assert_eq!(len as usize, seg.len() - 5);
+        assert_eq!(records.len(), 3);
+        let Record::Message { body_offset, body_len, .. } = records[1] else { panic!("{:?}", records[1]) };
+        assert_eq!(body_offset as usize + 5, record_at + data_at, "encode and decode agree where the body is");
+        assert_eq!(&seg[5 + body_offset as usize..][..body_len as usize], data);
         assert_eq!(
-            records[0],
-            Record::Message {
-                queue_id: QueueId("Q1".into()),
-                envelope: envelope(),
-                accepted_secs: 1_795_330_800,
-                data: b"Subject: x\r\n\r\nhi\r\n".to_vec()
-            }
+            records[1],
+            Record::Message { queue_id: QueueId("Q1".into()), envelope: envelope(), accepted_secs: 1_795_330_800, body_offset, body_len }
         );
-        assert_eq!(records[1], Record::Done { queue_id: QueueId("Q1".into()), recipients: vec![1] });
+        assert_eq!(records[2], Record::Done { queue_id: QueueId("Q1".into()), recipients: vec![1] });
+    }
+
+    #[test]
+    fn a_body_streams_past_in_pieces_smaller_than_it() {
+        let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        let mut seg = Vec::new();
+        encode_message(&mut seg, &QueueId("Q1".into()), &envelope(), 1, &data);
+        encode_done(&mut seg, &QueueId("Q1".into()), &[0]);
+        // A 4 KiB buffer: the body passes through it, checksummed, never whole.
+        let mut reader = RecordReader::new(std::io::BufReader::with_capacity(4096, &seg[..]));
+        let Some(Record::Message { body_offset, body_len, .. }) = reader.next_record().unwrap() else { panic!("no message") };
+        assert_eq!(&seg[body_offset as usize..][..body_len as usize], &data[..]);
+        assert!(matches!(reader.next_record().unwrap(), Some(Record::Done { .. })));
+        // One flipped byte in the middle of the body is caught by the CRC.
+        let mut bad = seg.clone();
+        bad[body_offset as usize + 50_000] ^= 0x40;
+        let mut reader = RecordReader::new(std::io::BufReader::with_capacity(4096, &bad[..]));
+        assert!(reader.next_record().unwrap().is_none());
+        assert!(reader.torn());
     }
 
     #[test]
@@ -215,10 +354,16 @@ mod tests {
         encode_message(&mut seg, &QueueId("Q2".into()), &envelope(), 2, b"two");
         // A crash in the middle of the second record.
         let (records, len) = decode_all(&seg[..seg.len() - 3]);
-        assert_eq!((records.len(), len), (1, first));
+        assert_eq!((records.len(), len as usize), (1, first));
         // A flipped bit in the second record.
         let mut bad = seg.clone();
         *bad.last_mut().unwrap() ^= 1;
         assert_eq!(decode_all(&bad).0.len(), 1);
+        // Fewer bytes than a frame header after the first record; and a clean end.
+        for (end, torn) in [(first + 3, true), (first, false), (seg.len(), false)] {
+            let mut reader = RecordReader::new(&seg[..end]);
+            while reader.next_record().unwrap().is_some() {}
+            assert_eq!(reader.torn(), torn, "segment cut at {end}");
+        }
     }
 }

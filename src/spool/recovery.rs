@@ -4,12 +4,22 @@
 //! Runs on the main thread before the shards start (plain blocking I/O is
 //! right here: nothing else is running yet). Directories are adopted by
 //! shard `index % shards`, so a restart with another `--cores` loses nothing.
+//!
+//! Memory follows what is owed, not what is on disk: records stream through
+//! a buffered reader one at a time, a message's bytes are checked as they
+//! pass and never kept (a pending message carries its `BodyLocation`), a
+//! message is forgotten as soon as its markers finish it, and a marker is
+//! applied when it is read, never held.
 
 use std::collections::HashMap;
-use std::io;
+use std::fs::File;
+use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::record::{self, Record};
+use super::body::BodyLocation;
+use super::record::{Record, RecordReader};
+use crate::limits;
 use crate::message::{Envelope, QueueId};
 
 /// A message that still has recipients to deliver.
@@ -19,7 +29,8 @@ pub struct PendingMessage {
     pub envelope: Envelope,
     /// Unix time of our 250: the queue lifetime counts from it, across restarts.
     pub accepted_secs: u64,
-    pub data: Vec<u8>,
+    /// Where the message bytes (Received header + body) are; read them with `read_body`.
+    pub body: BodyLocation,
     /// Indices into `envelope.recipients` not yet finished.
     pub remaining: Vec<u32>,
     /// Index into `RecoveredShard::segments` of the segment holding it.
@@ -29,7 +40,7 @@ pub struct PendingMessage {
 /// A segment file found on disk, with what keeps it alive.
 #[derive(Debug, Clone)]
 pub struct RecoveredSegment {
-    pub path: PathBuf,
+    pub path: Arc<PathBuf>,
     /// Other segments (indices) whose messages this one holds done markers for.
     pub marker_targets: Vec<usize>,
 }
@@ -41,6 +52,13 @@ pub struct RecoveredShard {
     pub messages: Vec<PendingMessage>,
     /// Torn tails found (a crash mid-write; those records were never acknowledged).
     pub torn_tails: usize,
+}
+
+impl RecoveredShard {
+    /// Bytes of the messages still owed (they count against `spool_bytes_max`).
+    pub fn pending_bytes(&self) -> u64 {
+        self.messages.iter().map(|m| m.body.len).sum()
+    }
 }
 
 /// Segment file name for a sequence number; sorts in write order.
@@ -60,12 +78,15 @@ pub fn shard_dir(spool: &Path, index: usize) -> PathBuf {
 
 /// Recover the spool for `shards` shards: result[i] is what shard i owns.
 ///
-/// Two passes over everything: first every message record of every
-/// directory, then every done marker. A marker may sit in another directory
-/// than its message (a shard that adopted a directory writes its markers in
-/// its own), so markers are applied globally, never per directory.
+/// One pass, directory by directory, segment by segment in write order.
+/// Within a directory a message comes before its markers. A marker may sit
+/// in another directory than its message: shard j writes its markers in
+/// `shard-j` and adopts only `shard-k` with k % shards == j, so k > j. The
+/// directories are read from the highest index down, so every message is
+/// seen before any marker for it, and a marker for a message not owed can be
+/// dropped at once (finished already, or its segment is gone). Were that
+/// order ever broken, the cost is a duplicate delivery, never a loss.
 pub fn recover(spool: &Path, shards: usize) -> io::Result<Vec<RecoveredShard>> {
-    let mut out: Vec<RecoveredShard> = (0..shards).map(|_| RecoveredShard::default()).collect();
     std::fs::create_dir_all(spool)?;
     let mut dirs: Vec<(usize, PathBuf)> = std::fs::read_dir(spool)?
         .filter_map(|e| e.ok())
@@ -74,84 +95,120 @@ pub fn recover(spool: &Path, shards: usize) -> io::Result<Vec<RecoveredShard>> {
             Some((name.strip_prefix("shard-")?.parse::<usize>().ok()?, e.path()))
         })
         .collect();
-    dirs.sort();
-    // Where each message landed: (shard, index into its messages).
-    let mut by_id: HashMap<QueueId, (usize, usize)> = HashMap::new();
-    let mut markers: Vec<Marker> = Vec::new();
+    dirs.sort_by(|a, b| b.cmp(a));
+    let mut recovery = Recovery { shards: (0..shards).map(|_| RecoveredShard::default()).collect(), ..Recovery::default() };
     for (index, dir) in dirs {
-        let shard = index % shards;
-        read_dir_segments(&dir, shard, &mut out[shard], &mut by_id, &mut markers)?;
+        recovery.read_dir(&dir, index, index % shards)?;
     }
-    for marker in markers {
-        // A marker for a message we never saw (its segment is gone) is harmless.
-        let Some(&(shard, m)) = by_id.get(&marker.queue_id) else { continue };
-        let msg = &mut out[shard].messages[m];
-        msg.remaining.retain(|r| !marker.recipients.contains(r));
-        let msg_segment = msg.segment;
-        // Only same-shard dependencies are tracked: a shard cannot see when
-        // another deletes a segment. The cost of the gap is a duplicate
-        // after a later crash, never a loss.
-        if shard == marker.shard && msg_segment != marker.segment {
-            let targets = &mut out[shard].segments[marker.segment].marker_targets;
-            if !targets.contains(&msg_segment) {
-                targets.push(msg_segment);
-            }
-        }
-    }
-    for shard in &mut out {
-        shard.messages.retain(|m| !m.remaining.is_empty());
-    }
-    Ok(out)
+    Ok(recovery.finish())
 }
 
 /// A done marker found in segment `segment` of shard `shard`.
 struct Marker {
     shard: usize,
     segment: usize,
-    queue_id: QueueId,
     recipients: Vec<u32>,
 }
 
-fn read_dir_segments(
-    dir: &Path,
-    shard_index: usize,
-    shard: &mut RecoveredShard,
-    by_id: &mut HashMap<QueueId, (usize, usize)>,
-    markers: &mut Vec<Marker>,
-) -> io::Result<()> {
-    let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| Some((segment_seq(&e.file_name().to_string_lossy())?, e.path())))
-        .collect();
-    files.sort();
-    for (_, path) in files {
-        let bytes = std::fs::read(&path)?;
-        let (records, intact) = record::decode_all(&bytes);
-        if intact < bytes.len() {
-            shard.torn_tails += 1;
+/// A message still owed so far, and which shard took it.
+struct Owed {
+    shard: usize,
+    /// Directory index, then the order read: the order the messages were written.
+    order: (usize, u64),
+    message: PendingMessage,
+}
+
+#[derive(Default)]
+struct Recovery {
+    shards: Vec<RecoveredShard>,
+    owed: HashMap<QueueId, Owed>,
+    /// The directory being read, and records read so far.
+    dir_index: usize,
+    seen: u64,
+}
+
+impl Recovery {
+    fn read_dir(&mut self, dir: &Path, dir_index: usize, shard: usize) -> io::Result<()> {
+        self.dir_index = dir_index;
+        let mut files: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| Some((segment_seq(&e.file_name().to_string_lossy())?, e.path())))
+            .collect();
+        files.sort();
+        for (_, path) in files {
+            self.read_segment(Arc::new(path), shard)?;
         }
-        let segment = shard.segments.len();
-        for rec in records {
-            match rec {
-                Record::Message { queue_id, envelope, accepted_secs, data } => {
+        Ok(())
+    }
+
+    /// Stream one segment's records, up to the end or its torn tail.
+    fn read_segment(&mut self, path: Arc<PathBuf>, shard: usize) -> io::Result<()> {
+        let segment = self.shards[shard].segments.len();
+        self.shards[shard].segments.push(RecoveredSegment { path: path.clone(), marker_targets: Vec::new() });
+        let file = File::open(path.as_path())?;
+        let mut records = RecordReader::new(BufReader::with_capacity(limits::SPOOL_READ_CHUNK_BYTES, file));
+        while let Some(record) = records.next_record()? {
+            match record {
+                Record::Message { queue_id, envelope, accepted_secs, body_offset, body_len } => {
                     let remaining = (0..envelope.recipients.len() as u32).collect();
-                    by_id.insert(queue_id.clone(), (shard_index, shard.messages.len()));
-                    shard.messages.push(PendingMessage { queue_id, envelope, accepted_secs, data, remaining, segment });
+                    let body = BodyLocation { segment: path.clone(), offset: body_offset, len: body_len };
+                    let message = PendingMessage { queue_id, envelope, accepted_secs, body, remaining, segment };
+                    self.message(shard, message);
                 }
-                Record::Done { queue_id, recipients } => {
-                    markers.push(Marker { shard: shard_index, segment, queue_id, recipients })
-                }
+                Record::Done { queue_id, recipients } => self.marker(queue_id, Marker { shard, segment, recipients }),
             }
         }
-        shard.segments.push(RecoveredSegment { path, marker_targets: Vec::new() });
+        if records.torn() {
+            self.shards[shard].torn_tails += 1;
+        }
+        Ok(())
     }
-    Ok(())
+
+    fn message(&mut self, shard: usize, message: PendingMessage) {
+        self.seen += 1;
+        let order = (self.dir_index, self.seen);
+        self.owed.insert(message.queue_id.clone(), Owed { shard, order, message });
+    }
+
+    fn marker(&mut self, queue_id: QueueId, marker: Marker) {
+        let Some(mut owed) = self.owed.remove(&queue_id) else { return };
+        self.apply(&marker, owed.shard, &mut owed.message);
+        if !owed.message.remaining.is_empty() {
+            self.owed.insert(queue_id, owed);
+        }
+    }
+
+    /// Apply a marker to a message of shard `shard`, and tie the marker's
+    /// segment to the message's so the shard keeps the marker while the
+    /// message's segment exists. Only same-shard ties are tracked: a shard
+    /// cannot see when another deletes a segment. The cost of the gap is a
+    /// duplicate after a later crash, never a loss.
+    fn apply(&mut self, marker: &Marker, shard: usize, message: &mut PendingMessage) {
+        message.remaining.retain(|r| !marker.recipients.contains(r));
+        if marker.shard == shard && marker.segment != message.segment {
+            let targets = &mut self.shards[shard].segments[marker.segment].marker_targets;
+            if !targets.contains(&message.segment) {
+                targets.push(message.segment);
+            }
+        }
+    }
+
+    /// Hand each shard its owed messages in the order they were written.
+    fn finish(mut self) -> Vec<RecoveredShard> {
+        let mut owed: Vec<Owed> = self.owed.into_values().collect();
+        owed.sort_by_key(|o| o.order);
+        for o in owed {
+            self.shards[o.shard].messages.push(o.message);
+        }
+        self.shards
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::message::BodyType;
+    use crate::spool::record;
 
     fn envelope(rcpts: usize) -> Envelope {
         Envelope {
@@ -199,8 +256,11 @@ mod tests {
         let ids: Vec<_> = s0.messages.iter().map(|m| (m.queue_id.0.as_str(), m.remaining.clone())).collect();
         assert_eq!(ids, vec![("A", vec![1]), ("C", vec![0])]);
         assert_eq!(s0.torn_tails, 1);
-        // Segment 1 holds markers for segment 0 (A, B) and, adopted, segment 2 (D).
-        assert_eq!(s0.segments[1].marker_targets, vec![0, 2]);
+        // shard-2 is read first (segment 0), then shard-0 (segments 1, 2):
+        // segment 2 holds markers for segment 1 (A, B) and, adopted, segment 0 (D).
+        let name = |i: usize| s0.segments[i].path.strip_prefix(&tmp).unwrap().display().to_string();
+        assert_eq!((name(0), name(1), name(2)), (format!("shard-2/{}", segment_name(1)), format!("shard-0/{}", segment_name(1)), format!("shard-0/{}", segment_name(2))));
+        assert_eq!(s0.segments[2].marker_targets, vec![1, 0]);
         assert!(shards[1].messages.is_empty());
         std::fs::remove_dir_all(&tmp).unwrap();
     }
