@@ -2,9 +2,11 @@
 //!
 //! With `--cores 2`, one shard failing to start must not leave the other
 //! waiting for it in the mesh: the process exits non-zero within seconds
-//! and says why on stderr. Two ways to fail: shard 1 pinned to a CPU that
-//! does not exist (`--cpu-set 0,99`; shard 0 starts and must give up), and
-//! a listen address that another socket holds without SO_REUSEPORT (every
+//! and says why on stderr. Three ways to fail: shard 1 pinned to a CPU
+//! that does not exist (`--cpu-set 0,99`); shard 1's spool directory not
+//! writable, even for root (a symlink into /proc), so shard 1 fails inside
+//! its executor while shard 0 is already waiting for it in the mesh; and a
+//! listen address that another socket holds without SO_REUSEPORT (every
 //! shard's bind fails).
 //!
 //! The other side of the same start-up: a SIGTERM that arrives while the
@@ -27,7 +29,11 @@ const EXIT_WITHIN: Duration = Duration::from_secs(10);
 /// how long it ran.
 fn run(port: u16, extra: &[&str]) -> (CmdOutput, Duration) {
     let dir = TempDir::new("startup");
-    let spool = dir.path().join("spool").display().to_string();
+    run_on(port, &dir.path().join("spool"), extra)
+}
+
+fn run_on(port: u16, spool: &std::path::Path, extra: &[&str]) -> (CmdOutput, Duration) {
+    let spool = spool.display().to_string();
     let listen = format!("127.0.0.1:{port}");
     let route = format!("*=127.0.0.1:{}", free_port());
     let mut args = vec![
@@ -60,6 +66,23 @@ fn a_shard_on_a_cpu_that_does_not_exist_stops_the_process() {
     let (out, took) = run(port, &["--cpu-set", "0,99"]);
     assert_failed_fast(&out, took);
     assert!(out.stderr.contains("CPU 99"), "names the CPU: {out:?}");
+    assert!(!is_listening(port), "something still listens on {port}");
+}
+
+#[test]
+fn a_shard_whose_spool_cannot_be_written_stops_the_process() {
+    let dir = TempDir::new("startup");
+    let spool = dir.subdir("spool");
+    // Readable, so recovery (before the shards start) finds nothing to
+    // recover; not writable, so shard 1 cannot create its segment.
+    std::os::unix::fs::symlink("/proc/sys/kernel", spool.join("shard-1")).unwrap();
+    let port = free_port();
+    let (out, took) = run_on(port, &spool, &[]);
+    assert_failed_fast(&out, took);
+    assert!(
+        out.stderr.contains("shard 1: spool") && out.stderr.contains("shard-1/seg-"),
+        "names the shard and the file: {out:?}"
+    );
     assert!(!is_listening(port), "something still listens on {port}");
 }
 

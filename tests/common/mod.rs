@@ -12,6 +12,7 @@
 //!   it listens, read its mail log, SIGTERM, `kill -9`, restart on the same
 //!   spool.
 //! - [`config`]: a config file the test rewrites, for SIGHUP reloads.
+//! - [`control`]: SIGHUP, waiting for every shard, the log of one run.
 //! - [`clients`]: `swaks`, `smtp-source` and a raw SMTP client over
 //!   `TcpStream` for exact bytes (smuggling, pipelining).
 //!
@@ -22,6 +23,7 @@
 
 pub mod clients;
 pub mod config;
+pub mod control;
 pub mod process;
 pub mod server;
 pub mod sink;

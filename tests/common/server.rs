@@ -7,7 +7,6 @@
 //! once the port is in LISTEN state. The handle can SIGTERM it, `kill -9`
 //! it, and restart it on the same spool and port.
 
-use super::clients::RawSmtp;
 use super::process::{free_port, signal_and_wait, wait_listening, wait_until, TempDir};
 use super::sink::Sink;
 use std::net::SocketAddr;
@@ -256,73 +255,6 @@ impl Portcullis {
         status
     }
 
-    /// Waits until every one of `shards` shards has served a connection
-    /// (probes: connect, greeting, QUIT); panics with the log after
-    /// `timeout`. The port listens as soon as one shard has bound it, a
-    /// little before every shard has finished starting; a shard that
-    /// finishes after a SIGHUP starts with the new policy and logs no
-    /// `reload` line, so reload tests wait for this first.
-    pub fn wait_every_shard_serving(&self, shards: usize, timeout: Duration) {
-        let serving = |server: &Portcullis| {
-            let lines = server.event_lines("connect");
-            (0..shards)
-                .filter(|s| {
-                    lines
-                        .iter()
-                        .any(|l| l.contains(&format!(" shard={s} connect ")))
-                })
-                .count()
-        };
-        let deadline = std::time::Instant::now() + timeout;
-        while std::time::Instant::now() < deadline {
-            if let Ok((mut probe, _)) = RawSmtp::connect(self.addr()) {
-                let _ = probe.cmd("QUIT");
-            }
-            // The mail log is written out on a short timer.
-            if wait_until(Duration::from_millis(500), || serving(self) == shards) {
-                return;
-            }
-        }
-        panic!(
-            "portcullis log: {} of {shards} shards served a connection after {timeout:?}\n{}",
-            serving(self),
-            self.log()
-        );
-    }
-
-    /// SIGHUP: reload the policy from the same file and flags. See
-    /// `wait_for_reload` for when the shards have it.
-    pub fn sighup(&self) {
-        if let Some(child) = self.child.as_ref() {
-            // SAFETY: pid of our own unreaped child, see signal_and_wait.
-            unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGHUP) };
-        }
-    }
-
-    /// Waits until each of `shards` shards logged `reload generation=N`
-    /// (it installed policy generation N); panics with the log after
-    /// `timeout`.
-    pub fn wait_for_reload(&self, generation: u64, shards: usize, timeout: Duration) {
-        let installed = |server: &Portcullis| {
-            let lines = server.event_lines("reload");
-            (0..shards)
-                .filter(|s| {
-                    let tag = format!("shard={s} reload generation={generation}");
-                    lines
-                        .iter()
-                        .any(|l| l.ends_with(&tag) || l.contains(&format!("{tag} ")))
-                })
-                .count()
-        };
-        if !wait_until(timeout, || installed(self) == shards) {
-            panic!(
-                "portcullis log: {} of {shards} shards installed policy generation {generation} after {timeout:?}\n{}",
-                installed(self),
-                self.log()
-            );
-        }
-    }
-
     /// `kill -9`: no chance to flush or clean up (crash durability tests).
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -349,23 +281,6 @@ impl Portcullis {
     }
     pub fn log_path(&self) -> &Path {
         &self.log_path
-    }
-
-    /// The log split by process start: one string per run (`start`, then
-    /// each `restart`), split at the start-up line `portcullis: N shard(s),`.
-    pub fn run_logs(&self) -> Vec<String> {
-        let mut runs: Vec<String> = Vec::new();
-        for line in self.log().lines() {
-            if runs.is_empty()
-                || (line.starts_with("portcullis: ") && line.contains(" shard(s), listening on "))
-            {
-                runs.push(String::new());
-            }
-            let run = runs.last_mut().expect("pushed above");
-            run.push_str(line);
-            run.push('\n');
-        }
-        runs
     }
 
     /// Log lines containing `needle` (e.g. "queued", "delivered").
