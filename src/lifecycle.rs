@@ -74,7 +74,7 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
     let owed: usize = recovered.iter().map(|r| r.messages.len()).sum();
     let torn: usize = recovered.iter().map(|r| r.torn_tails).sum();
     eprintln!(
-        "portcullis: {count} shard(s), listening on {:?}, spool {} ({owed} message(s) recovered, {torn} torn tail(s) ignored)",
+        "portcullis: starting {count} shard(s) to listen on {:?}, spool {} ({owed} message(s) recovered, {torn} torn tail(s) ignored)",
         settings.listen,
         settings.spool_dir.display()
     );
@@ -209,6 +209,7 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
     let shard = Rc::new(Shard::new(settings.clone(), policy, mesh.clone(), spool, delivery, log.clone(), queues, shared.connections.clone()));
     serve_requests(&shard);
     let first_policy = shard.policy.current();
+    log.event("started", format_args!("policy={} recovered={}", first_policy.generation, recovered.messages.len()));
     for m in recovered.messages {
         let envelope = Arc::new(m.envelope);
         // The bytes stay on disk: delivery reads them when it tries.

@@ -81,12 +81,12 @@ impl Portcullis {
     }
 
     /// The log split by process start: one string per run (`start`, then
-    /// each `restart`), split at the start-up line `portcullis: N shard(s),`.
+    /// each `restart`), split at the start-up line `portcullis: starting N shard(s)`.
     pub fn run_logs(&self) -> Vec<String> {
         let mut runs: Vec<String> = Vec::new();
         for line in self.log().lines() {
             if runs.is_empty()
-                || (line.starts_with("portcullis: ") && line.contains(" shard(s), listening on "))
+                || line.starts_with("portcullis: starting ")
             {
                 runs.push(String::new());
             }
