@@ -1,10 +1,17 @@
 //! The I/O driver of one client connection: socket ⇄ `smtp::Session`.
 //!
 //! The session decides everything; this file only carries out its actions
-//! (read, ask the recipient policy, store, close), enforces the RFC 5321
-//! §4.5.3.2 timeouts and the minimum data rate, and writes the mail log.
-//! Output is flushed before every read and every wait, which is exactly the
-//! RFC 2920 flush point (the session has consumed all complete commands).
+//! (read, ask the policy, store, close), enforces the RFC 5321 §4.5.3.2
+//! timeouts and the minimum data rate, and writes the mail log. Output is
+//! flushed before every read and every wait, which is exactly the RFC 2920
+//! flush point (the session has consumed all complete commands).
+//!
+//! Questions (`Action::Ask`) are not awaited where they are asked: each
+//! becomes a decision future in `decisions.rs` and the loop goes on, so the
+//! RCPTs of one pipelined batch are decided in parallel. On
+//! `Action::AwaitAnswers` the driver waits for whichever decision completes
+//! first, reading ahead meanwhile only while `Session::wants_input` (the
+//! back-pressure that bounds the session's input buffer).
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +20,10 @@ use glommio::net::TcpStream;
 
 use crate::policy;
 use crate::server::Shard;
-use crate::smtp::{Action, Peer, Phase, Session};
+use crate::smtp::{Action, Decision, Peer, Phase, Session, Ticket};
+
+mod decisions;
+use decisions::Decisions;
 
 const READ_BYTES: usize = 16 * 1024;
 
@@ -34,7 +44,9 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
     };
     let _ = stream.set_nodelay(true);
     shard.log.event("connect", format_args!("conn={conn} peer={peer} local={local}"));
-    let mut session = Session::new(shard.session_config.clone(), Peer { connection_id: conn.clone(), addr: peer, local });
+    let peer = Peer { connection_id: conn.clone(), addr: peer, local };
+    let mut session = Session::new(shard.session_config.clone(), peer.clone());
+    let mut decisions = Decisions::default();
     let mut buf = vec![0u8; READ_BYTES];
     let mut rate = DataRate::default();
     let t = &shard.config.timeouts;
@@ -53,22 +65,35 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
                     Phase::Data => Duration::from_secs(t.data_block_secs),
                     _ => Duration::from_secs(t.command_secs),
                 };
-                match read(&mut stream, &mut buf, wait, shard).await {
-                    ReadOutcome::Bytes(n) => {
-                        session.feed(&buf[..n]);
-                        if receiving && rate.too_slow(n, t.data_rate_min_bytes_per_sec, t.data_rate_window_secs) {
-                            shard.log.event("slow", format_args!("conn={conn} reason=\"below {} bytes/s\"", t.data_rate_min_bytes_per_sec));
-                            session.timed_out();
-                        }
-                    }
-                    ReadOutcome::Closed => session.input_closed(),
-                    ReadOutcome::TimedOut => session.timed_out(),
-                    ReadOutcome::ShuttingDown => session.shutting_down(),
-                    ReadOutcome::Error(e) => break format!("read: {e}"),
+                debug_assert!(session.wants_input(), "Read with the input bound reached");
+                let n = match take_read(&mut session, read(&mut stream, &mut buf, wait, shard).await, &buf) {
+                    Ok(n) => n,
+                    Err(why) => break why,
+                };
+                if receiving && n > 0 && rate.too_slow(n, t.data_rate_min_bytes_per_sec, t.data_rate_window_secs) {
+                    shard.log.event("slow", format_args!("conn={conn} reason=\"below {} bytes/s\"", t.data_rate_min_bytes_per_sec));
+                    session.timed_out();
                 }
             }
-            Action::CheckRecipient { mailbox, .. } => {
-                session.recipient_verdict(policy::recipient::decide(&shard.config, &mailbox));
+            Action::Ask { ticket, question } => {
+                let (config, peer) = (&shard.config, &peer);
+                decisions.push(ticket, async move { policy::decide(&question, config, peer) });
+            }
+            Action::AwaitAnswers => {
+                if let Err(e) = flush(&mut stream, &mut session, Duration::from_secs(t.command_secs)).await {
+                    break format!("write: {e}");
+                }
+                debug_assert!(!decisions.is_empty(), "AwaitAnswers with no question in flight");
+                let wait = Duration::from_secs(t.command_secs);
+                let read_ahead = session.wants_input();
+                match await_answer(&mut stream, &mut buf, &mut decisions, read_ahead, wait, shard).await {
+                    Awaited::Answer(ticket, decision) => session.answer(ticket, decision),
+                    Awaited::Read(outcome) => {
+                        if let Err(why) = take_read(&mut session, outcome, &buf) {
+                            break why;
+                        }
+                    }
+                }
             }
             Action::Store(message) => {
                 // Replies to the commands before the final dot go out first.
@@ -115,7 +140,24 @@ async fn flush(stream: &mut TcpStream, session: &mut Session, wait: Duration) ->
     Ok(())
 }
 
+/// Hand what a read brought to the session; the octets fed, or why the
+/// connection ends.
+fn take_read(session: &mut Session, outcome: ReadOutcome, buf: &[u8]) -> Result<usize, String> {
+    match outcome {
+        ReadOutcome::Bytes(n) => {
+            session.feed(&buf[..n]);
+            return Ok(n);
+        }
+        ReadOutcome::Closed => session.input_closed(),
+        ReadOutcome::TimedOut => session.timed_out(),
+        ReadOutcome::ShuttingDown => session.shutting_down(),
+        ReadOutcome::Error(e) => return Err(format!("read: {e}")),
+    }
+    Ok(0)
+}
+
 /// Read once, bounded by `wait` and by the end of the shutdown grace.
+/// Cancel-safe: glommio reads on readiness, a dropped read loses no octet.
 async fn read(stream: &mut TcpStream, buf: &mut [u8], wait: Duration, shard: &Shard) -> ReadOutcome {
     let reading = async {
         match glommio::timer::timeout(wait, async { Ok(stream.read(buf).await?) }).await {
@@ -125,12 +167,50 @@ async fn read(stream: &mut TcpStream, buf: &mut [u8], wait: Duration, shard: &Sh
             Err(e) => ReadOutcome::Error(e.into()),
         }
     };
-    let shutdown = async {
-        // acquire() on a semaphore with no permits fails only when it is closed.
-        let _ = shard.shutdown.acquire(1).await;
-        ReadOutcome::ShuttingDown
+    futures_lite::future::or(reading, shutdown(shard)).await
+}
+
+/// Not reading: only `wait` or the end of the shutdown grace.
+async fn idle(wait: Duration, shard: &Shard) -> ReadOutcome {
+    let timer = async {
+        glommio::timer::sleep(wait).await;
+        ReadOutcome::TimedOut
     };
-    futures_lite::future::or(reading, shutdown).await
+    futures_lite::future::or(timer, shutdown(shard)).await
+}
+
+async fn shutdown(shard: &Shard) -> ReadOutcome {
+    // acquire() on a semaphore with no permits fails only when it is closed.
+    let _ = shard.shutdown.acquire(1).await;
+    ReadOutcome::ShuttingDown
+}
+
+/// What ended a wait for answers.
+enum Awaited {
+    Answer(Ticket, Decision),
+    Read(ReadOutcome),
+}
+
+/// Wait for the next decision, whichever completes first. Meanwhile read
+/// ahead if `read_ahead` (more pipelined RCPTs can be asked at once), bounded
+/// by `wait`: a policy that never answers ends in a 421 like a silent client.
+async fn await_answer(
+    stream: &mut TcpStream,
+    buf: &mut [u8],
+    decisions: &mut Decisions<'_>,
+    read_ahead: bool,
+    wait: Duration,
+    shard: &Shard,
+) -> Awaited {
+    let answer = async {
+        let (ticket, decision) = decisions.next().await;
+        Awaited::Answer(ticket, decision)
+    };
+    let other = async {
+        let outcome = if read_ahead { read(stream, buf, wait, shard).await } else { idle(wait, shard).await };
+        Awaited::Read(outcome)
+    };
+    futures_lite::future::or(answer, other).await
 }
 
 /// Minimum data rate while a message arrives (DATA, or all BDAT chunks of

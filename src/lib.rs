@@ -2,7 +2,7 @@
 //!
 //! Layout, in the order a message flows: `listener` accepts on every shard
 //! (SO_REUSEPORT) → `connection` drives one socket and feeds the pure
-//! `smtp::Session`, carrying out what it asks: recipient decisions from
+//! `smtp::Session`, carrying out what it asks: connect, MAIL and RCPT decisions from
 //! `policy`, durable storage in `spool` (group commit, then 250) → `delivery`
 //! on the owner shard of the destination sends it downstream through `pool`
 //! (the pure `smtp::client` on a socket) and marks it done in the spool.

@@ -269,9 +269,6 @@ async fn shard_main(
 pub fn session_config(config: &Config) -> SessionConfig {
     SessionConfig {
         hostname: config.hostname.clone(),
-        message_bytes_max: config.session.message_bytes_max,
-        recipients_max: config.session.recipients_max,
-        messages_per_connection_max: config.session.messages_per_connection_max,
         postmaster_domain: config.relay_domains[0].to_ascii_lowercase(),
     }
 }
