@@ -12,7 +12,8 @@
 //! R: escaped             client sends raw bytes, no CRLF added (\r \n \t \\ \xHH)
 //! S: text                next server reply line, exact (CRLF stripped)
 //! A: admit [220 text] | A: refuse 554 5.7.1 text | A: close 421 4.7.0 text
-//!                        answers Question::Connect, before the session starts
+//!                        answers Question::Connect, before the session starts;
+//!                        an enhanced code `-` means none (RFC 5321 §4.2 greeting)
 //!                        (default: admit under CONFIG, banner "220 mx.example.test
 //!                        ESMTP Portcullis"; `admit 220 text` sets the banner)
 //! F: accept | F: refuse 550 5.7.1 text | F: close 421 4.7.0 text
@@ -23,7 +24,7 @@
 //!                        Answers are chosen when the question is asked and given
 //!                        when the session waits (Action::AwaitAnswers).
 //! K: mailbox [< from]    the next RCPT question asked about this; `K: none`: no more
-//! KF: from [SIZE=n] [BODY=..] [SMTPUTF8]   the next MAIL question; `KF: none`: no more
+//! KF: <from> [SIZE=n] [BODY=..] [SMTPUTF8]   the next MAIL question; `KF: none`: no more
 //! ORDER: asked | reversed   the order the runner answers the questions it holds
 //! HOLD                   from now on leave questions unanswered when the session
 //!                        waits (the client may keep sending) ...
@@ -180,7 +181,7 @@ impl Runner {
                 self.connect_answer.take().unwrap_or(Decision::Admit(policy))
             }
             Question::Mail { mail_from, size, body, smtputf8 } => {
-                let mut summary = mail_from;
+                let mut summary = format!("<{mail_from}>");
                 if let Some(size) = size {
                     summary.push_str(&format!(" SIZE={size}"));
                 }
@@ -441,6 +442,7 @@ fn parse_decision(rest: &str) -> Result<Decision, String> {
     let (Some(kind), Some(code), Some(enhanced), Some(text)) = (words.next(), words.next(), words.next(), words.next()) else {
         return Err(format!("bad decision: {rest}"));
     };
+    let enhanced = if enhanced == "-" { "" } else { enhanced }; // none, as in a greeting
     let reply = Reply::new(code.parse().map_err(|_| format!("bad code in {rest}"))?, enhanced, text);
     match kind {
         "refuse" => Ok(Decision::Refuse(reply)),

@@ -128,6 +128,8 @@ struct Transaction {
     recipients: Vec<String>,
     /// RCPT questions in flight; each reserves a place under recipients_max.
     asked: usize,
+    /// The ticket of each accepted recipient, to keep `recipients` in RCPT order.
+    accepted: Vec<Ticket>,
     /// Present once a BDAT chunk was accepted (RFC 3030: then no DATA).
     chunks: Option<ChunkedBody>,
     /// A chunk was refused: later chunks get the same reply, LAST ends it.

@@ -136,7 +136,7 @@ impl Session {
             Err(PathError::TooLong) => return Outcome::Reply(Reply::new(501, "5.1.7", "Error: sender address too long")),
             Err(PathError::Syntax) => return Outcome::Reply(Reply::new(501, "5.1.7", "Error: bad sender address syntax")),
         };
-        let tx = Transaction { mail_from, params, recipients: Vec::new(), asked: 0, chunks: None, chunk_failure: None };
+        let tx = Transaction { mail_from, params, recipients: Vec::new(), asked: 0, accepted: Vec::new(), chunks: None, chunk_failure: None };
         Outcome::Ask(Pending::Mail(tx)) // the answer starts it (questions.rs)
     }
 

@@ -78,7 +78,7 @@ impl Session {
             (_, Decision::Close(reply)) => return self.close_after(ticket, reply),
             (Pending::Connect, decision) => self.admit(decision),
             (Pending::Mail(tx), decision) => self.start_transaction(tx, decision),
-            (Pending::Rcpt { mailbox }, decision) => self.add_recipient(mailbox, decision),
+            (Pending::Rcpt { mailbox }, decision) => self.add_recipient(ticket, mailbox, decision),
         };
         self.replies.fill(ticket, reply);
         self.release();
@@ -180,7 +180,7 @@ impl Session {
         }
     }
 
-    fn add_recipient(&mut self, mailbox: String, decision: Decision) -> Reply {
+    fn add_recipient(&mut self, ticket: Ticket, mailbox: String, decision: Decision) -> Reply {
         let max = self.admission.policy().map_or(0, |p| p.recipients_max);
         // Only a close drops the transaction while RCPTs are in flight.
         let tx = self.tx.as_mut();
@@ -192,7 +192,10 @@ impl Session {
                     // The same mailbox may have been asked twice in one batch.
                     if !tx.recipients.iter().any(|r| same_mailbox(r, &mailbox)) {
                         debug_assert!(tx.recipients.len() < max, "the slot was reserved");
-                        tx.recipients.push(mailbox);
+                        // In RCPT order whatever the answer order: tickets grow with the commands.
+                        let at = tx.accepted.partition_point(|t| *t < ticket);
+                        tx.accepted.insert(at, ticket);
+                        tx.recipients.insert(at, mailbox);
                     }
                 }
                 Reply::new(250, "2.1.5", "Ok")
