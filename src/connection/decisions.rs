@@ -13,13 +13,19 @@ use crate::smtp::{Decision, Ticket};
 
 type Deciding<'a> = Pin<Box<dyn Future<Output = Decision> + 'a>>;
 
-#[derive(Default)]
-pub(super) struct Decisions<'a> {
-    pending: Vec<(Ticket, Deciding<'a>)>,
+/// Keyed by `smtp::Ticket` (generic only so a test can make keys).
+pub(super) struct Decisions<'a, K = Ticket> {
+    pending: Vec<(K, Deciding<'a>)>,
 }
 
-impl<'a> Decisions<'a> {
-    pub(super) fn push(&mut self, ticket: Ticket, decision: impl Future<Output = Decision> + 'a) {
+impl<K> Default for Decisions<'_, K> {
+    fn default() -> Self {
+        Decisions { pending: Vec::new() }
+    }
+}
+
+impl<'a, K: Copy> Decisions<'a, K> {
+    pub(super) fn push(&mut self, ticket: K, decision: impl Future<Output = Decision> + 'a) {
         self.pending.push((ticket, Box::pin(decision)));
     }
 
@@ -29,7 +35,7 @@ impl<'a> Decisions<'a> {
 
     /// The next decision to complete, whichever it is. Never completes while
     /// none is in flight (the caller's timeout ends that wait).
-    pub(super) async fn next(&mut self) -> (Ticket, Decision) {
+    pub(super) async fn next(&mut self) -> (K, Decision) {
         std::future::poll_fn(|cx| {
             // Polling every one is fine: a future tolerates a spurious poll,
             // and a connection has at most a few hundred in flight.
@@ -42,5 +48,37 @@ impl<'a> Decisions<'a> {
             Poll::Pending
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smtp::Reply;
+    use futures_lite::future::{block_on, yield_now};
+
+    /// A decision that takes `polls` polls, as a call-ahead probe takes time.
+    async fn after(polls: usize, decision: Decision) -> Decision {
+        for _ in 0..polls {
+            yield_now().await;
+        }
+        decision
+    }
+
+    #[test]
+    fn the_first_decision_done_comes_first_whatever_the_order_asked() {
+        let refuse = Decision::Refuse(Reply::new(550, "5.1.1", "User unknown"));
+        let mut decisions: Decisions<'_, u32> = Decisions::default();
+        decisions.push(1, after(5, Decision::Accept));
+        decisions.push(2, after(0, refuse.clone()));
+        decisions.push(3, after(2, Decision::Accept));
+        let order: Vec<(u32, Decision)> = block_on(async {
+            let mut order = Vec::new();
+            while !decisions.is_empty() {
+                order.push(decisions.next().await);
+            }
+            order
+        });
+        assert_eq!(order, [(2, refuse), (3, Decision::Accept), (1, Decision::Accept)]);
     }
 }

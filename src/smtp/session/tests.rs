@@ -2,7 +2,7 @@
 //! phases, buffer bounds. Conversations live in tests/transcripts/.
 
 use super::*;
-use crate::message::domain_of;
+use crate::message::{domain_of, QueueId};
 
 fn config() -> Arc<SessionConfig> {
     Arc::new(SessionConfig { hostname: "mx.example.test".into(), postmaster_domain: "example.test".into() })
