@@ -80,19 +80,9 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
                 decisions.push(ticket, async move { policy::decide(&question, config, peer) });
             }
             Action::AwaitAnswers => {
-                if let Err(e) = flush(&mut stream, &mut session, Duration::from_secs(t.command_secs)).await {
-                    break format!("write: {e}");
-                }
-                debug_assert!(!decisions.is_empty(), "AwaitAnswers with no question in flight");
                 let wait = Duration::from_secs(t.command_secs);
-                let read_ahead = session.wants_input();
-                match await_answer(&mut stream, &mut buf, &mut decisions, read_ahead, wait, shard).await {
-                    Awaited::Answer(ticket, decision) => session.answer(ticket, decision),
-                    Awaited::Read(outcome) => {
-                        if let Err(why) = take_read(&mut session, outcome, &buf) {
-                            break why;
-                        }
-                    }
+                if let Err(why) = await_answer(&mut stream, &mut session, &mut buf, &mut decisions, wait, shard).await {
+                    break why;
                 }
             }
             Action::Store(message) => {
@@ -119,8 +109,8 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
 
 fn log_events(shard: &Shard, conn: &str, session: &mut Session) {
     for e in session.drain_events() {
-        if e.command == "CONNECT" {
-            continue; // already logged as "connect" with both addresses
+        if e.command == "CONNECT" && e.reply.is_positive() {
+            continue; // already logged as "connect" with both addresses; a refusal is logged
         }
         shard.log.event("command", format_args!("conn={conn} cmd={} arg=\"{}\" reply=\"{}\"", e.command, e.argument.escape_debug(), e.reply));
     }
@@ -191,17 +181,21 @@ enum Awaited {
     Read(ReadOutcome),
 }
 
-/// Wait for the next decision, whichever completes first. Meanwhile read
-/// ahead if `read_ahead` (more pipelined RCPTs can be asked at once), bounded
-/// by `wait`: a policy that never answers ends in a 421 like a silent client.
+/// Flush, then hand the session whichever decision completes first.
+/// Meanwhile read ahead while the session wants input (more pipelined RCPTs
+/// can be asked at once), all bounded by `wait`: a policy that never answers
+/// ends in a 421 like a silent client. Err: why the connection ends.
 async fn await_answer(
     stream: &mut TcpStream,
+    session: &mut Session,
     buf: &mut [u8],
     decisions: &mut Decisions<'_>,
-    read_ahead: bool,
     wait: Duration,
     shard: &Shard,
-) -> Awaited {
+) -> Result<(), String> {
+    flush(stream, session, wait).await.map_err(|e| format!("write: {e}"))?;
+    debug_assert!(!decisions.is_empty(), "AwaitAnswers with no question in flight");
+    let read_ahead = session.wants_input();
     let answer = async {
         let (ticket, decision) = decisions.next().await;
         Awaited::Answer(ticket, decision)
@@ -210,7 +204,13 @@ async fn await_answer(
         let outcome = if read_ahead { read(stream, buf, wait, shard).await } else { idle(wait, shard).await };
         Awaited::Read(outcome)
     };
-    futures_lite::future::or(answer, other).await
+    match futures_lite::future::or(answer, other).await {
+        Awaited::Answer(ticket, decision) => {
+            session.answer(ticket, decision);
+            Ok(())
+        }
+        Awaited::Read(outcome) => take_read(session, outcome, buf).map(drop),
+    }
 }
 
 /// Minimum data rate while a message arrives (DATA, or all BDAT chunks of

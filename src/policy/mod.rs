@@ -7,6 +7,12 @@
 //! groups → mail flow policies), the RAT (Recipient Access Table), rate
 //! limits, DHAP (Directory Harvest Attack Prevention) and sender checks; the
 //! slow ones (call-ahead) will answer through futures the driver awaits.
+//!
+//! A new question reaches the session in three steps: a `Question` variant
+//! (and its `Pending` twin) in `smtp/session/questions.rs`; the command asks
+//! it (`Outcome::Ask` in `smtp/session/commands.rs`) and its answer is turned
+//! into the reply in `Session::answer`; `decide` here answers it. The driver
+//! (`connection.rs`) needs no change: every question is a decision future.
 
 use crate::config::Config;
 use crate::smtp::{Decision, Peer, Question};
