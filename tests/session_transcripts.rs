@@ -75,7 +75,7 @@ struct Runner {
     closed: bool,
     connect_answer: Option<Decision>,
     mail_answers: VecDeque<Decision>,
-    verdicts: VecDeque<Decision>,
+    rcpt_answers: VecDeque<Decision>,
     /// Asked and not answered yet, with the answer chosen when asked.
     held: Vec<(Ticket, Decision)>,
     reversed: bool,
@@ -108,7 +108,7 @@ impl Runner {
             closed: false,
             connect_answer: None,
             mail_answers: VecDeque::new(),
-            verdicts: VecDeque::new(),
+            rcpt_answers: VecDeque::new(),
             held: Vec::new(),
             reversed: false,
             holding: false,
@@ -199,7 +199,7 @@ impl Runner {
                 self.mail_answers.pop_front().unwrap_or(Decision::Accept)
             }
             Question::Rcpt { mailbox, mail_from } => {
-                let verdict = self.verdicts.pop_front().unwrap_or_else(|| {
+                let answer = self.rcpt_answers.pop_front().unwrap_or_else(|| {
                     if domain_of(&mailbox) == "example.test" {
                         Decision::Accept
                     } else {
@@ -207,7 +207,7 @@ impl Runner {
                     }
                 });
                 self.checks.push_back((mailbox, mail_from));
-                verdict
+                answer
             }
         }
     }
@@ -293,7 +293,7 @@ impl Runner {
                 self.pending_input.extend_from_slice(b"\r\n");
             }
             "R" => self.pending_input.extend_from_slice(&unescape(&expand(rest))?),
-            "V" => self.verdicts.push_back(parse_decision(rest)?),
+            "V" => self.rcpt_answers.push_back(parse_decision(rest)?),
             "F" => self.mail_answers.push_back(parse_decision(rest)?),
             "A" if self.session.is_some() => return Err("A: after the session started".into()),
             "A" => self.connect_answer = Some(parse_connect(&self.policy, rest)?),

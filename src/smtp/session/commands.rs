@@ -2,7 +2,7 @@
 //! extensions we advertise). The machine in `session.rs` hands over one
 //! checked command line; the reply, state change or question comes back.
 
-use super::{Pending, Session, State, Step, Transaction};
+use super::{Admission, Pending, Session, State, Step, Transaction};
 use crate::smtp::address::{self, ForwardPath, PathError};
 use crate::smtp::body::{ChunkedBody, DataReceiver};
 use crate::smtp::command::{self, Command};
@@ -28,7 +28,7 @@ impl Session {
         let verb = command::verb(line);
         let argument = command::argument(line);
         let outcome = match command::parse(line) {
-            Ok(cmd) if matches!(self.admission, super::Admission::Refused) => refused_connection(cmd),
+            Ok(cmd) if matches!(self.admission, Admission::Refused) => refused_connection(cmd),
             Ok(cmd) => self.execute(cmd),
             Err(reply) if verb == "BDAT" => {
                 self.refuse_line(&verb, argument, reply); // closes: the chunk size is unknown

@@ -74,7 +74,8 @@ impl Session {
             return;
         };
         let (_, pending) = self.questions.remove(i);
-        let reply = match (pending, self.fitting(decision)) {
+        let decision = self.fitting(&pending, decision);
+        let reply = match (pending, decision) {
             (_, Decision::Close(reply)) => return self.close_after(ticket, reply),
             (Pending::Connect, decision) => self.admit(decision),
             (Pending::Mail(tx), decision) => self.start_transaction(tx, decision),
@@ -128,13 +129,13 @@ impl Session {
 
     /// A decision that does not fit its question is a bug in the policy;
     /// the client gets a temporary error, never a 250 nobody decided.
-    fn fitting(&self, decision: Decision) -> Decision {
+    fn fitting(&self, pending: &Pending, decision: Decision) -> Decision {
         match &decision {
             Decision::Refuse(reply) => debug_assert!(!reply.is_positive(), "a refusal must be 4xx/5xx: {reply}"),
             Decision::Close(reply) => debug_assert_eq!(reply.code, 421, "only 421 closes (RFC 5321 §3.8): {reply}"),
             Decision::Accept | Decision::Admit(_) => {}
         }
-        let connect = matches!(self.admission, Admission::Asking);
+        let connect = matches!(pending, Pending::Connect);
         match decision {
             Decision::Accept if connect => {
                 debug_assert!(false, "Accept answers MAIL/RCPT; a connection is admitted");
