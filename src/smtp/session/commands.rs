@@ -171,7 +171,8 @@ impl Session {
             // RFC 5321 §4.5.3.1.10: 452 so the client retries the rest later.
             return Outcome::Reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
         }
-        Outcome::Ask(Pending::Rcpt { mailbox })
+        let twin = self.in_flight(&mailbox);
+        Outcome::Ask(Pending::Rcpt { mailbox, twin })
     }
 
     /// DATA (§4.1.1.4).

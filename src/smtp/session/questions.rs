@@ -61,7 +61,10 @@ pub(super) enum Pending {
     Connect,
     /// The transaction that starts if the MAIL is accepted.
     Mail(Transaction),
-    Rcpt { mailbox: String },
+    /// `twin`: the same mailbox was in flight when this was asked, so an
+    /// accept must not add it twice (checked only then: the scan is the
+    /// costliest part of an accept).
+    Rcpt { mailbox: String, twin: bool },
 }
 
 impl Session {
@@ -79,7 +82,7 @@ impl Session {
             (_, Decision::Close(reply)) => return self.close_after(ticket, reply),
             (Pending::Connect, decision) => self.admit(decision),
             (Pending::Mail(tx), decision) => self.start_transaction(tx, decision),
-            (Pending::Rcpt { mailbox }, decision) => self.add_recipient(ticket, mailbox, decision),
+            (Pending::Rcpt { mailbox, twin }, decision) => self.add_recipient(ticket, mailbox, twin, decision),
         };
         self.replies.fill(ticket, reply);
         self.release();
@@ -95,7 +98,7 @@ impl Session {
                 body: tx.params.body,
                 smtputf8: tx.params.smtputf8,
             },
-            Pending::Rcpt { mailbox } => {
+            Pending::Rcpt { mailbox, .. } => {
                 let tx = self.tx.as_mut().expect("RCPT is asked inside a transaction");
                 tx.asked += 1; // reserves a recipient: recipients_max holds with questions in flight
                 Question::Rcpt { mailbox: mailbox.clone(), mail_from: tx.mail_from.clone() }
@@ -104,6 +107,12 @@ impl Session {
         let ticket = self.replies.ask(command, argument);
         self.questions.push((ticket, pending));
         Action::Ask { ticket, question }
+    }
+
+    /// Is this mailbox already being asked about? (RFC 5321 §2.4: the
+    /// domain compares case-insensitively.)
+    pub(super) fn in_flight(&self, mailbox: &str) -> bool {
+        self.questions.iter().any(|(_, p)| matches!(p, Pending::Rcpt { mailbox: m, .. } if same_mailbox(m, mailbox)))
     }
 
     /// With questions in flight, may this complete command line run now?
@@ -181,7 +190,7 @@ impl Session {
         }
     }
 
-    fn add_recipient(&mut self, ticket: Ticket, mailbox: String, decision: Decision) -> Reply {
+    fn add_recipient(&mut self, ticket: Ticket, mailbox: String, twin: bool, decision: Decision) -> Reply {
         let max = self.admission.policy().map_or(0, |p| p.recipients_max);
         // Only a close drops the transaction while RCPTs are in flight.
         let tx = self.tx.as_mut();
@@ -191,7 +200,7 @@ impl Session {
                 if let Some(tx) = tx {
                     tx.asked -= 1;
                     // The same mailbox may have been asked twice in one batch.
-                    if !tx.recipients.iter().any(|r| same_mailbox(r, &mailbox)) {
+                    if !twin || !tx.recipients.iter().any(|r| same_mailbox(r, &mailbox)) {
                         debug_assert!(tx.recipients.len() < max, "the slot was reserved");
                         // In RCPT order whatever the answer order: tickets grow with the commands.
                         let at = tx.accepted.partition_point(|t| *t < ticket);
