@@ -137,7 +137,7 @@ impl Session {
             Err(PathError::Syntax) => return Outcome::Reply(Reply::new(501, "5.1.7", "Error: bad sender address syntax")),
         };
         let tx = Transaction { mail_from, params, recipients: Vec::new(), asked: 0, accepted: Vec::new(), chunks: None, chunk_failure: None };
-        Outcome::Ask(Pending::Mail(tx)) // the answer starts it (questions.rs)
+        Outcome::Ask(Pending::Mail(Box::new(tx))) // the answer starts it (questions.rs)
     }
 
     /// RCPT TO (§4.1.1.3): syntax, relay guard and limits here, the rest is policy.

@@ -59,8 +59,9 @@ pub enum Decision {
 #[derive(Debug)]
 pub(super) enum Pending {
     Connect,
-    /// The transaction that starts if the MAIL is accepted.
-    Mail(Transaction),
+    /// The transaction that starts if the MAIL is accepted (boxed: it is
+    /// large, and the questions in flight are moved around).
+    Mail(Box<Transaction>),
     /// `twin`: the same mailbox was in flight when this was asked, so an
     /// accept must not add it twice (checked only then: the scan is the
     /// costliest part of an accept).
@@ -176,12 +177,12 @@ impl Session {
         }
     }
 
-    fn start_transaction(&mut self, tx: Transaction, decision: Decision) -> Reply {
+    fn start_transaction(&mut self, tx: Box<Transaction>, decision: Decision) -> Reply {
         match decision {
             Decision::Accept => {
                 debug_assert!(self.tx.is_none(), "nothing runs while MAIL is asked");
                 if !matches!(self.state, State::Closing) {
-                    self.tx = Some(tx);
+                    self.tx = Some(*tx);
                 }
                 Reply::new(250, "2.1.0", "Ok")
             }
