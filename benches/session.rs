@@ -1,7 +1,8 @@
 //! Criterion benches of the pure SMTP session: one whole transaction
-//! (greeting, EHLO, MAIL, RCPT, DATA, QUIT) per iteration, driven the way the
-//! connection driver does it, one client write per round trip. Variants: one
-//! recipient and a short body, ten recipients, a 10 KiB body.
+//! (connect answer and greeting, EHLO, MAIL, RCPT, DATA, QUIT) per iteration,
+//! driven the way the connection driver does it: one client write per round
+//! trip, questions answered when the session waits. Variants: one recipient
+//! and a short body, ten recipients, a 10 KiB body.
 //!
 //! Run: `cargo bench --bench session` (add `-- --quick` for a short run).
 
@@ -9,15 +10,18 @@ use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use portcullis::message::QueueId;
-use portcullis::smtp::{Action, Peer, Session, SessionConfig, Verdict};
+use portcullis::smtp::{Action, Banner, ConnectionPolicy, Decision, Peer, Question, Session, SessionConfig};
 
 fn config() -> Arc<SessionConfig> {
-    Arc::new(SessionConfig {
-        hostname: "mx.example.test".into(),
+    Arc::new(SessionConfig { hostname: "mx.example.test".into(), postmaster_domain: "example.test".into() })
+}
+
+fn policy() -> Arc<ConnectionPolicy> {
+    Arc::new(ConnectionPolicy {
+        banner: Banner::standard("mx.example.test"),
         message_bytes_max: portcullis::limits::MESSAGE_BYTES_MAX,
         recipients_max: portcullis::limits::RECIPIENTS_PER_MESSAGE_MAX,
         messages_per_connection_max: portcullis::limits::MESSAGES_PER_CONNECTION_MAX,
-        postmaster_domain: "example.test".into(),
     })
 }
 
@@ -59,11 +63,12 @@ fn body(size: usize) -> Vec<u8> {
 }
 
 /// Run one connection to the end; returns the octets written to the client.
-fn transaction(config: &Arc<SessionConfig>, writes: &[Vec<u8>]) -> usize {
+fn transaction(config: &Arc<SessionConfig>, policy: &Arc<ConnectionPolicy>, writes: &[Vec<u8>]) -> usize {
     let mut session = Session::new(config.clone(), peer());
     let mut written = 0;
     let mut writes = writes.iter();
     let mut stored = 0u32;
+    let mut asked = Vec::new();
     loop {
         match session.next_action() {
             Action::Read => {
@@ -73,10 +78,14 @@ fn transaction(config: &Arc<SessionConfig>, writes: &[Vec<u8>]) -> usize {
                     None => session.input_closed(),
                 }
             }
-            Action::CheckRecipient { mailbox, .. } => {
-                black_box(&mailbox);
-                session.recipient_verdict(Verdict::Accept);
+            Action::Ask { ticket, question } => {
+                let decision = match black_box(question) {
+                    Question::Connect => Decision::Admit(policy.clone()),
+                    Question::Mail { .. } | Question::Rcpt { .. } => Decision::Accept,
+                };
+                asked.push((ticket, decision));
             }
+            Action::AwaitAnswers => asked.drain(..).for_each(|(ticket, decision)| session.answer(ticket, decision)),
             Action::Store(message) => {
                 black_box(&message);
                 stored += 1;
@@ -99,7 +108,7 @@ fn flush(session: &mut Session) -> usize {
 }
 
 fn benches(c: &mut Criterion) {
-    let config = config();
+    let (config, policy) = (config(), policy());
     let mut group = c.benchmark_group("session");
     for (name, recipients, body) in [
         ("transaction_1rcpt", 1, body(512)),
@@ -107,9 +116,9 @@ fn benches(c: &mut Criterion) {
         ("transaction_10KiB_body", 1, body(10 * 1024)),
     ] {
         let writes = conversation(recipients, &body);
-        assert!(transaction(&config, &writes) > 0);
+        assert!(transaction(&config, &policy, &writes) > 0);
         group.throughput(Throughput::Bytes(writes.iter().map(Vec::len).sum::<usize>() as u64));
-        group.bench_function(name, |b| b.iter(|| transaction(&config, black_box(&writes))));
+        group.bench_function(name, |b| b.iter(|| transaction(&config, &policy, black_box(&writes))));
     }
     group.finish();
 }

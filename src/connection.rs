@@ -1,10 +1,17 @@
 //! The I/O driver of one client connection: socket ⇄ `smtp::Session`.
 //!
 //! The session decides everything; this file only carries out its actions
-//! (read, ask the recipient policy, store, close), enforces the RFC 5321
-//! §4.5.3.2 timeouts and the minimum data rate, and writes the mail log.
-//! Output is flushed before every read and every wait, which is exactly the
-//! RFC 2920 flush point (the session has consumed all complete commands).
+//! (read, ask the policy, store, close), enforces the RFC 5321 §4.5.3.2
+//! timeouts and the minimum data rate, and writes the mail log. Output is
+//! flushed before every read and every wait, which is exactly the RFC 2920
+//! flush point (the session has consumed all complete commands).
+//!
+//! Questions (`Action::Ask`) are not awaited where they are asked: each
+//! becomes a decision future in `decisions.rs` and the loop goes on, so the
+//! RCPTs of one pipelined batch are decided in parallel. On
+//! `Action::AwaitAnswers` the driver waits for whichever decision completes
+//! first, reading ahead meanwhile only while `Session::wants_input` (the
+//! back-pressure that bounds the session's input buffer).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,8 +22,10 @@ use glommio::net::TcpStream;
 use crate::policy;
 use crate::intake;
 use crate::shard::Shard;
-use crate::config::Policy;
-use crate::smtp::{Action, Peer, Phase, Session, SessionConfig};
+use crate::smtp::{Action, Decision, Peer, Phase, Session, SessionConfig, Ticket};
+
+mod decisions;
+use decisions::Decisions;
 
 const READ_BYTES: usize = 16 * 1024;
 
@@ -39,7 +48,10 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
     // The policy this connection lives under, to its end (a reload does not change it).
     let policy = shard.policy.current();
     shard.log.event("connect", format_args!("conn={conn} peer={peer} local={local} policy={}", policy.generation));
-    let mut session = Session::new(Arc::new(session_config(&policy)), Peer { connection_id: conn.clone(), addr: peer, local });
+    let peer = Peer { connection_id: conn.clone(), addr: peer, local };
+    let session_config = SessionConfig { hostname: policy.hostname.clone(), postmaster_domain: policy.postmaster_domain().to_string() };
+    let mut session = Session::new(Arc::new(session_config), peer.clone());
+    let mut decisions = Decisions::default();
     let mut buf = vec![0u8; READ_BYTES];
     let mut rate = DataRate::default();
     let t = &policy.timeouts;
@@ -58,24 +70,27 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
                     Phase::Data => Duration::from_secs(t.data_block_secs),
                     _ => Duration::from_secs(t.command_secs),
                 };
-                match read(&mut stream, &mut buf, wait, shard).await {
-                    ReadOutcome::Bytes(n) => {
-                        // A client that keeps the socket full must not starve the others.
-                        glommio::yield_if_needed().await;
-                        session.feed(&buf[..n]);
-                        if receiving && rate.too_slow(n, t.data_rate_min_bytes_per_sec, t.data_rate_window_secs) {
-                            shard.log.event("slow", format_args!("conn={conn} reason=\"below {} bytes/s\"", t.data_rate_min_bytes_per_sec));
-                            session.timed_out();
-                        }
-                    }
-                    ReadOutcome::Closed => session.input_closed(),
-                    ReadOutcome::TimedOut => session.timed_out(),
-                    ReadOutcome::ShuttingDown => session.shutting_down(),
-                    ReadOutcome::Error(e) => break format!("read: {e}"),
+                debug_assert!(session.wants_input(), "Read with the input bound reached");
+                let n = match take_read(&mut session, read(&mut stream, &mut buf, wait, shard).await, &buf) {
+                    Ok(n) => n,
+                    Err(why) => break why,
+                };
+                // A client that keeps the socket full must not starve the others.
+                glommio::yield_if_needed().await;
+                if receiving && n > 0 && rate.too_slow(n, t.data_rate_min_bytes_per_sec, t.data_rate_window_secs) {
+                    shard.log.event("slow", format_args!("conn={conn} reason=\"below {} bytes/s\"", t.data_rate_min_bytes_per_sec));
+                    session.timed_out();
                 }
             }
-            Action::CheckRecipient { mailbox, .. } => {
-                session.recipient_verdict(policy::recipient::decide(&policy, &mailbox));
+            Action::Ask { ticket, question } => {
+                let (snapshot, peer) = (&*policy, &peer);
+                decisions.push(ticket, async move { policy::decide(&question, snapshot, peer) });
+            }
+            Action::AwaitAnswers => {
+                let wait = Duration::from_secs(t.command_secs);
+                if let Err(why) = await_answer(&mut stream, &mut session, &mut buf, &mut decisions, wait, shard).await {
+                    break why;
+                }
             }
             Action::Store(message) => {
                 // Replies to the commands before the final dot go out first.
@@ -99,20 +114,10 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
     shard.log.event("disconnect", format_args!("conn={conn} reason=\"{why_closed}\""));
 }
 
-fn session_config(policy: &Policy) -> SessionConfig {
-    SessionConfig {
-        hostname: policy.hostname.clone(),
-        message_bytes_max: policy.session.message_bytes_max,
-        recipients_max: policy.session.recipients_max,
-        messages_per_connection_max: policy.session.messages_per_connection_max,
-        postmaster_domain: policy.postmaster_domain().to_string(),
-    }
-}
-
 fn log_events(shard: &Shard, conn: &str, session: &mut Session) {
     for e in session.drain_events() {
-        if e.command == "CONNECT" {
-            continue; // already logged as "connect" with both addresses
+        if e.command == "CONNECT" && e.reply.is_positive() {
+            continue; // already logged as "connect" with both addresses; a refusal is logged
         }
         shard.log.event("command", format_args!("conn={conn} cmd={} arg=\"{}\" reply=\"{}\"", e.command, e.argument.escape_debug(), e.reply));
     }
@@ -132,7 +137,24 @@ async fn flush(stream: &mut TcpStream, session: &mut Session, wait: Duration) ->
     Ok(())
 }
 
+/// Hand what a read brought to the session; the octets fed, or why the
+/// connection ends.
+fn take_read(session: &mut Session, outcome: ReadOutcome, buf: &[u8]) -> Result<usize, String> {
+    match outcome {
+        ReadOutcome::Bytes(n) => {
+            session.feed(&buf[..n]);
+            return Ok(n);
+        }
+        ReadOutcome::Closed => session.input_closed(),
+        ReadOutcome::TimedOut => session.timed_out(),
+        ReadOutcome::ShuttingDown => session.shutting_down(),
+        ReadOutcome::Error(e) => return Err(format!("read: {e}")),
+    }
+    Ok(0)
+}
+
 /// Read once, bounded by `wait` and by the end of the shutdown grace.
+/// Cancel-safe: glommio reads on readiness, a dropped read loses no octet.
 async fn read(stream: &mut TcpStream, buf: &mut [u8], wait: Duration, shard: &Shard) -> ReadOutcome {
     let reading = async {
         match glommio::timer::timeout(wait, async { Ok(stream.read(buf).await?) }).await {
@@ -142,12 +164,60 @@ async fn read(stream: &mut TcpStream, buf: &mut [u8], wait: Duration, shard: &Sh
             Err(e) => ReadOutcome::Error(e.into()),
         }
     };
-    let shutdown = async {
-        // acquire() on a semaphore with no permits fails only when it is closed.
-        let _ = shard.shutdown.acquire(1).await;
-        ReadOutcome::ShuttingDown
+    futures_lite::future::or(reading, shutdown(shard)).await
+}
+
+/// Not reading: only `wait` or the end of the shutdown grace.
+async fn idle(wait: Duration, shard: &Shard) -> ReadOutcome {
+    let timer = async {
+        glommio::timer::sleep(wait).await;
+        ReadOutcome::TimedOut
     };
-    futures_lite::future::or(reading, shutdown).await
+    futures_lite::future::or(timer, shutdown(shard)).await
+}
+
+async fn shutdown(shard: &Shard) -> ReadOutcome {
+    // acquire() on a semaphore with no permits fails only when it is closed.
+    let _ = shard.shutdown.acquire(1).await;
+    ReadOutcome::ShuttingDown
+}
+
+/// What ended a wait for answers.
+enum Awaited {
+    Answer(Ticket, Decision),
+    Read(ReadOutcome),
+}
+
+/// Flush, then hand the session whichever decision completes first.
+/// Meanwhile read ahead while the session wants input (more pipelined RCPTs
+/// can be asked at once), all bounded by `wait`: a policy that never answers
+/// ends in a 421 like a silent client. Err: why the connection ends.
+async fn await_answer(
+    stream: &mut TcpStream,
+    session: &mut Session,
+    buf: &mut [u8],
+    decisions: &mut Decisions<'_>,
+    wait: Duration,
+    shard: &Shard,
+) -> Result<(), String> {
+    flush(stream, session, wait).await.map_err(|e| format!("write: {e}"))?;
+    debug_assert!(!decisions.is_empty(), "AwaitAnswers with no question in flight");
+    let read_ahead = session.wants_input();
+    let answer = async {
+        let (ticket, decision) = decisions.next().await;
+        Awaited::Answer(ticket, decision)
+    };
+    let other = async {
+        let outcome = if read_ahead { read(stream, buf, wait, shard).await } else { idle(wait, shard).await };
+        Awaited::Read(outcome)
+    };
+    match futures_lite::future::or(answer, other).await {
+        Awaited::Answer(ticket, decision) => {
+            session.answer(ticket, decision);
+            Ok(())
+        }
+        Awaited::Read(outcome) => take_read(session, outcome, buf).map(drop),
+    }
 }
 
 /// Minimum data rate while a message arrives (DATA, or all BDAT chunks of

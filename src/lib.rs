@@ -2,7 +2,8 @@
 //!
 //! Layout, in the order a message flows: `listener` accepts on every shard
 //! (SO_REUSEPORT) → `connection` drives one socket and feeds the pure
-//! `smtp::Session`, carrying out what it asks: decisions from `policy`,
+//! `smtp::Session`, carrying out what it asks: connect, MAIL and RCPT
+//! decisions from `policy`,
 //! and at the end of data `intake`, which stores the message durably in
 //! `spool` (group commit, then 250) and hands its recipients to `delivery`
 //! on the owner shard of each destination, which sends them downstream

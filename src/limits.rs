@@ -21,6 +21,9 @@ pub const RECIPIENTS_PER_MESSAGE_MAX: usize = 100;
 pub const MESSAGE_BYTES_MAX: usize = 10 * 1024 * 1024;
 /// Unprocessed client input a session keeps before it stops reading (back-pressure, not an error).
 pub const SESSION_INPUT_BYTES_MAX: usize = 64 * 1024;
+/// Replies held back behind unanswered policy questions (pipelined RCPTs in
+/// flight); past it the session waits for answers before taking more commands.
+pub const SESSION_REPLIES_HELD_MAX: usize = 256;
 /// Replies waiting to be written; a client that never reads is cut off past this.
 pub const SESSION_OUTPUT_BYTES_MAX: usize = 64 * 1024;
 /// Errors in a row before the session answers 421 4.7.0 and closes.

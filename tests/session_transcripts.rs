@@ -6,14 +6,30 @@
 //! stream. The format (one directive per line, `#` comments):
 //!
 //! ```text
-//! CONFIG key=value ...   message_bytes_max, recipients_max, messages_per_connection_max
+//! CONFIG key=value ...   the connection policy of the default connect answer:
+//!                        message_bytes_max, recipients_max, messages_per_connection_max
 //! C: text                client sends text + CRLF; consecutive C:/R: lines are one batch
 //! R: escaped             client sends raw bytes, no CRLF added (\r \n \t \\ \xHH)
 //! S: text                next server reply line, exact (CRLF stripped)
-//! V: accept | V: refuse 550 5.1.1 text   answers the next CheckRecipient
-//!                        (default: accept if the domain is example.test,
-//!                        else refuse 550 5.7.1 Relaying denied)
-//! K: mailbox [< from]    the next CheckRecipient asked about this; `K: none`: no more
+//! A: admit [220 text] | A: refuse 554 5.7.1 text | A: close 421 4.7.0 text
+//!                        answers Question::Connect, before the session starts;
+//!                        an enhanced code `-` means none (RFC 5321 §4.2 greeting)
+//!                        (default: admit under CONFIG, banner "220 mx.example.test
+//!                        ESMTP Portcullis"; `admit 220 text` sets the banner)
+//! F: accept | F: refuse 550 5.7.1 text | F: close 421 4.7.0 text
+//!                        answers the next MAIL question (default accept)
+//! V: accept | V: refuse 550 5.1.1 text | V: close 421 4.7.0 text
+//!                        answers the next RCPT question (default: accept if the
+//!                        domain is example.test, else refuse 550 5.7.1 Relaying denied)
+//!                        Answers are chosen when the question is asked and given
+//!                        when the session waits (Action::AwaitAnswers).
+//! K: mailbox [< from]    the next RCPT question asked about this; `K: none`: no more
+//! KF: <from> [SIZE=n] [BODY=..] [SMTPUTF8]   the next MAIL question; `KF: none`: no more
+//! ORDER: asked | reversed   the order the runner answers the questions it holds
+//! HOLD                   from now on leave questions unanswered when the session
+//!                        waits (the client may keep sending) ...
+//! ANSWER                 ... until ANSWER gives the held answers and stops holding
+//! INFLIGHT: n            most questions unanswered at once since the last INFLIGHT
 //! Q: ok ID | Q: err      answers the next Store (default ok Q1, Q2, ...)
 //! M: <from> -> <rcpt>... [BODY=8BITMIME|BINARYMIME] [SMTPUTF8]   next stored message
 //! M: none                no (further) message was stored
@@ -32,9 +48,15 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 
-use portcullis::message::{domain_of, BodyType, Message, QueueId};
+#[path = "session_transcripts/format.rs"]
+mod format;
+use format::{body_name, configure, directives, expand, parse_connect, parse_decision, summary, unescape};
+
+use portcullis::message::{domain_of, Message, QueueId};
 use portcullis::smtp::session::Event;
-use portcullis::smtp::{Action, Peer, Reply, Session, SessionConfig, StoreError, Verdict};
+use portcullis::smtp::{
+    Action, Banner, ConnectionPolicy, Decision, Peer, Question, Reply, Session, SessionConfig, StoreError, Ticket,
+};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Feeding {
@@ -45,14 +67,24 @@ enum Feeding {
 struct Runner {
     feeding: Feeding,
     config: SessionConfig,
+    /// Limits of the default connect answer (CONFIG).
+    policy: ConnectionPolicy,
     session: Option<Session>,
     pending_input: Vec<u8>,
     output: Vec<u8>,
     closed: bool,
-    verdicts: VecDeque<Verdict>,
+    connect_answer: Option<Decision>,
+    mail_answers: VecDeque<Decision>,
+    rcpt_answers: VecDeque<Decision>,
+    /// Asked and not answered yet, with the answer chosen when asked.
+    held: Vec<(Ticket, Decision)>,
+    reversed: bool,
+    holding: bool,
+    most_in_flight: usize,
     store_answers: VecDeque<Result<QueueId, StoreError>>,
     stores: usize,
     checks: VecDeque<(String, String)>,
+    mail_checks: VecDeque<String>,
     messages: VecDeque<Message>,
     events: VecDeque<Event>,
     /// The message named by the last M: and the body expected for it.
@@ -63,28 +95,35 @@ impl Runner {
     fn new(feeding: Feeding) -> Runner {
         Runner {
             feeding,
-            config: SessionConfig {
-                hostname: "mx.example.test".into(),
+            config: SessionConfig { hostname: "mx.example.test".into(), postmaster_domain: "example.test".into() },
+            policy: ConnectionPolicy {
+                banner: Banner::standard("mx.example.test"),
                 message_bytes_max: portcullis::limits::MESSAGE_BYTES_MAX,
                 recipients_max: portcullis::limits::RECIPIENTS_PER_MESSAGE_MAX,
                 messages_per_connection_max: portcullis::limits::MESSAGES_PER_CONNECTION_MAX,
-                postmaster_domain: "example.test".into(),
             },
             session: None,
             pending_input: Vec::new(),
             output: Vec::new(),
             closed: false,
-            verdicts: VecDeque::new(),
+            connect_answer: None,
+            mail_answers: VecDeque::new(),
+            rcpt_answers: VecDeque::new(),
+            held: Vec::new(),
+            reversed: false,
+            holding: false,
+            most_in_flight: 0,
             store_answers: VecDeque::new(),
             stores: 0,
             checks: VecDeque::new(),
+            mail_checks: VecDeque::new(),
             messages: VecDeque::new(),
             events: VecDeque::new(),
             body_check: None,
         }
     }
 
-    fn session(&mut self) -> &mut Session {
+    fn session(&mut self) -> Result<&mut Session, String> {
         if self.session.is_none() {
             let peer = Peer {
                 connection_id: "C1".into(),
@@ -92,28 +131,40 @@ impl Runner {
                 local: "192.0.2.1:25".parse().unwrap(),
             };
             self.session = Some(Session::new(Arc::new(self.config.clone()), peer));
-            self.drive();
+            self.drive()?;
         }
-        self.session.as_mut().unwrap()
+        Ok(self.session.as_mut().unwrap())
     }
 
-    /// Do what the driver does until the session wants to read or close.
-    fn drive(&mut self) {
-        let s = self.session.as_mut().unwrap();
+    /// Do what the driver does until the session wants to read or close
+    /// (or waits for answers while the runner holds them).
+    fn drive(&mut self) -> Result<(), String> {
+        let mut s = self.session.take().unwrap();
+        let result = self.drive_session(&mut s);
+        self.output.extend_from_slice(s.output());
+        let n = s.output().len();
+        s.consume_output(n);
+        self.events.extend(s.drain_events());
+        self.session = Some(s);
+        result
+    }
+
+    fn drive_session(&mut self, s: &mut Session) -> Result<(), String> {
         while !self.closed {
             match s.next_action() {
                 Action::Read => break,
                 Action::Close => self.closed = true,
-                Action::CheckRecipient { mailbox, mail_from } => {
-                    let verdict = self.verdicts.pop_front().unwrap_or_else(|| {
-                        if domain_of(&mailbox) == "example.test" {
-                            Verdict::Accept
-                        } else {
-                            Verdict::Refuse(Reply::new(550, "5.7.1", "Relaying denied"))
-                        }
-                    });
-                    self.checks.push_back((mailbox, mail_from));
-                    s.recipient_verdict(verdict);
+                Action::Ask { ticket, question } => {
+                    let decision = self.decide(question);
+                    self.held.push((ticket, decision));
+                    self.most_in_flight = self.most_in_flight.max(self.held.len());
+                }
+                Action::AwaitAnswers if self.holding => break,
+                Action::AwaitAnswers => {
+                    if self.held.is_empty() {
+                        return Err("the session waits for answers but asked nothing".into());
+                    }
+                    self.answer_held(s);
                 }
                 Action::Store(message) => {
                     self.stores += 1;
@@ -123,16 +174,59 @@ impl Runner {
                 }
             }
         }
-        self.output.extend_from_slice(s.output());
-        let n = s.output().len();
-        s.consume_output(n);
-        self.events.extend(s.drain_events());
+        Ok(())
+    }
+
+    /// The answer to a question, chosen when it is asked (A:, F:, V: or the default).
+    fn decide(&mut self, question: Question) -> Decision {
+        match question {
+            Question::Connect => {
+                let policy = Arc::new(self.policy.clone());
+                self.connect_answer.take().unwrap_or(Decision::Admit(policy))
+            }
+            Question::Mail { mail_from, size, body, smtputf8 } => {
+                let mut summary = format!("<{mail_from}>");
+                if let Some(size) = size {
+                    summary.push_str(&format!(" SIZE={size}"));
+                }
+                if let Some(body) = body {
+                    summary.push_str(&format!(" BODY={}", body_name(body)));
+                }
+                if smtputf8 {
+                    summary.push_str(" SMTPUTF8");
+                }
+                self.mail_checks.push_back(summary);
+                self.mail_answers.pop_front().unwrap_or(Decision::Accept)
+            }
+            Question::Rcpt { mailbox, mail_from } => {
+                let answer = self.rcpt_answers.pop_front().unwrap_or_else(|| {
+                    if domain_of(&mailbox) == "example.test" {
+                        Decision::Accept
+                    } else {
+                        Decision::Refuse(Reply::new(550, "5.7.1", "Relaying denied"))
+                    }
+                });
+                self.checks.push_back((mailbox, mail_from));
+                answer
+            }
+        }
+    }
+
+    /// Give every held answer, in the order asked or reversed (ORDER:).
+    fn answer_held(&mut self, s: &mut Session) {
+        let mut held = std::mem::take(&mut self.held);
+        if self.reversed {
+            held.reverse();
+        }
+        for (ticket, decision) in held {
+            s.answer(ticket, decision);
+        }
     }
 
     /// Send the pending client batch, if any.
     fn sync(&mut self) -> Result<(), String> {
         let started = self.session.is_some();
-        self.session();
+        self.session()?;
         if self.pending_input.is_empty() {
             return Ok(());
         }
@@ -148,7 +242,7 @@ impl Runner {
         match self.feeding {
             Feeding::Whole => {
                 self.session.as_mut().unwrap().feed(&input);
-                self.drive();
+                self.drive()?;
             }
             Feeding::OctetByOctet => {
                 for octet in input.chunks(1) {
@@ -156,7 +250,7 @@ impl Runner {
                         break;
                     }
                     self.session.as_mut().unwrap().feed(octet);
-                    self.drive();
+                    self.drive()?;
                 }
             }
         }
@@ -199,7 +293,35 @@ impl Runner {
                 self.pending_input.extend_from_slice(b"\r\n");
             }
             "R" => self.pending_input.extend_from_slice(&unescape(&expand(rest))?),
-            "V" => self.verdicts.push_back(parse_verdict(rest)?),
+            "V" => self.rcpt_answers.push_back(parse_decision(rest)?),
+            "F" => self.mail_answers.push_back(parse_decision(rest)?),
+            "A" if self.session.is_some() => return Err("A: after the session started".into()),
+            "A" => self.connect_answer = Some(parse_connect(&self.policy, rest)?),
+            "ORDER" => {
+                self.reversed = match rest {
+                    "asked" => false,
+                    "reversed" => true,
+                    _ => return Err(format!("bad ORDER: {rest}")),
+                }
+            }
+            "HOLD" => self.holding = true,
+            "ANSWER" => {
+                self.sync()?;
+                self.holding = false;
+                let mut s = self.session.take().unwrap();
+                self.answer_held(&mut s);
+                self.session = Some(s);
+                self.drive()?;
+            }
+            "INFLIGHT" => {
+                self.sync()?;
+                let want: usize = rest.parse().map_err(|_| format!("bad INFLIGHT: {rest}"))?;
+                let got = std::mem::take(&mut self.most_in_flight);
+                self.most_in_flight = self.held.len();
+                if got != want {
+                    return Err(format!("at most {got} questions were in flight, expected {want}"));
+                }
+            }
             "Q" => self.store_answers.push_back(match rest.split_once(' ') {
                 Some(("ok", id)) => Ok(QueueId(id.to_string())),
                 None if rest == "err" => Err(StoreError::DiskFull),
@@ -218,7 +340,15 @@ impl Runner {
                 let want = if rest == "none" { None } else { Some(expand(rest)) };
                 let got = got.map(|(m, from)| if rest.contains(" < ") { format!("{m} < {from}") } else { m });
                 if got != want {
-                    return Err(format!("CheckRecipient: got {got:?}, expected {want:?}"));
+                    return Err(format!("RCPT question: got {got:?}, expected {want:?}"));
+                }
+            }
+            "KF" => {
+                self.sync()?;
+                let got = self.mail_checks.pop_front();
+                let want = if rest == "none" { None } else { Some(expand(rest)) };
+                if got != want {
+                    return Err(format!("MAIL question: got {got:?}, expected {want:?}"));
                 }
             }
             "M" => {
@@ -258,7 +388,7 @@ impl Runner {
             }
             "PHASE" => {
                 self.sync()?;
-                let phase = format!("{:?}", self.session().phase());
+                let phase = format!("{:?}", self.session()?.phase());
                 if phase != rest {
                     return Err(format!("phase {phase}, expected {rest}"));
                 }
@@ -271,7 +401,7 @@ impl Runner {
                     "TIMEOUT" => s.timed_out(),
                     _ => s.shutting_down(),
                 }
-                self.drive();
+                self.drive()?;
             }
             "CLOSE" => {
                 self.sync()?;
@@ -294,137 +424,19 @@ impl Runner {
     }
 }
 
-fn parse_verdict(rest: &str) -> Result<Verdict, String> {
-    if rest == "accept" {
-        return Ok(Verdict::Accept);
-    }
-    let mut words = rest.splitn(4, ' ');
-    match (words.next(), words.next(), words.next(), words.next()) {
-        (Some("refuse"), Some(code), Some(enhanced), Some(text)) => {
-            let code = code.parse().map_err(|_| format!("bad code in V: {rest}"))?;
-            Ok(Verdict::Refuse(Reply::new(code, enhanced, text)))
-        }
-        _ => Err(format!("bad V: {rest}")),
-    }
-}
-
-fn summary(m: &Message) -> String {
-    let e = &m.envelope;
-    let mut s = format!("<{}> ->", e.mail_from);
-    for r in &e.recipients {
-        s.push_str(&format!(" <{r}>"));
-    }
-    match e.body_type {
-        BodyType::SevenBit => {}
-        BodyType::EightBitMime => s.push_str(" BODY=8BITMIME"),
-        BodyType::BinaryMime => s.push_str(" BODY=BINARYMIME"),
-    }
-    if e.smtputf8 {
-        s.push_str(" SMTPUTF8");
-    }
-    s
-}
-
-/// `{c*n}` → c repeated n times.
-fn expand(text: &str) -> String {
-    let mut out = String::new();
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        let tail = &rest[open..];
-        let parsed = tail.find('}').and_then(|close| {
-            let inner = &tail[1..close];
-            let (c, n) = inner.split_once('*')?;
-            let mut chars = c.chars();
-            let ch = chars.next().filter(|_| chars.next().is_none())?;
-            Some((ch, n.parse::<usize>().ok()?, close))
-        });
-        match parsed {
-            Some((ch, n, close)) => {
-                out.push_str(&rest[..open]);
-                out.extend(std::iter::repeat_n(ch, n));
-                rest = &tail[close + 1..];
-            }
-            None => {
-                out.push_str(&rest[..=open]);
-                rest = &tail[1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
-}
-
-fn unescape(text: &str) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let mut bytes = text.bytes();
-    while let Some(b) = bytes.next() {
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        match bytes.next() {
-            Some(b'r') => out.push(b'\r'),
-            Some(b'n') => out.push(b'\n'),
-            Some(b't') => out.push(b'\t'),
-            Some(b'\\') => out.push(b'\\'),
-            Some(b'x') => {
-                let hex: Vec<u8> = bytes.by_ref().take(2).collect();
-                let hex = std::str::from_utf8(&hex).map_err(|e| e.to_string())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| format!("bad \\x{hex}"))?);
-            }
-            other => return Err(format!("bad escape \\{:?}", other.map(char::from))),
-        }
-    }
-    Ok(out)
-}
-
-/// Expand REPEAT into plain directives, with their source line numbers.
-fn directives(text: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.starts_with('#') {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("REPEAT ") {
-            let (count, directive) = rest.split_once(' ').expect("REPEAT n directive");
-            for i in 1..=count.parse::<usize>().expect("REPEAT count") {
-                out.push((n + 1, directive.replace("{i}", &i.to_string())));
-            }
-        } else {
-            out.push((n + 1, line.to_string()));
-        }
-    }
-    out
-}
-
 fn run_transcript(path: &Path, feeding: Feeding) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
     let mut runner = Runner::new(feeding);
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
     for (n, line) in directives(&text) {
         let result = match line.strip_prefix("CONFIG ") {
-            Some(settings) if runner.session.is_none() => configure(&mut runner.config, settings),
+            Some(settings) if runner.session.is_none() => configure(&mut runner.policy, settings),
             Some(_) => Err("CONFIG after the session started".into()),
             None => runner.directive(&line),
         };
         result.map_err(|e| format!("{name}:{n}: {e}\n    at: {line}"))?;
     }
     runner.end().map_err(|e| format!("{name}: at end: {e}"))
-}
-
-fn configure(config: &mut SessionConfig, settings: &str) -> Result<(), String> {
-    for setting in settings.split_whitespace() {
-        let (key, value) = setting.split_once('=').ok_or("CONFIG key=value")?;
-        let number = || value.parse::<usize>().map_err(|e| e.to_string());
-        match key {
-            "message_bytes_max" => config.message_bytes_max = number()?,
-            "recipients_max" => config.recipients_max = number()?,
-            "messages_per_connection_max" => config.messages_per_connection_max = number()? as u32,
-            _ => return Err(format!("unknown CONFIG key {key}")),
-        }
-    }
-    Ok(())
 }
 
 #[test]

@@ -8,18 +8,18 @@
 
 use crate::config::Policy;
 use crate::message::domain_of;
-use crate::smtp::{Reply, Verdict};
+use crate::smtp::{Decision, Reply};
 
-pub fn decide(policy: &Policy, mailbox: &str) -> Verdict {
+pub fn decide(policy: &Policy, mailbox: &str) -> Decision {
     let domain = domain_of(mailbox);
     if domain.is_empty() || !policy.is_relay_domain(&domain) {
-        return Verdict::Refuse(Reply::new(550, "5.7.1", format!("<{mailbox}>: Relay access denied")));
+        return Decision::Refuse(Reply::new(550, "5.7.1", format!("<{mailbox}>: Relay access denied")));
     }
     if policy.route_for(&domain).is_none() {
         // validate() makes every relay domain routable; keep a safe answer anyway.
-        return Verdict::Refuse(Reply::new(451, "4.4.0", format!("<{mailbox}>: No route to destination")));
+        return Decision::Refuse(Reply::new(451, "4.4.0", format!("<{mailbox}>: No route to destination")));
     }
-    Verdict::Accept
+    Decision::Accept
 }
 
 #[cfg(test)]
@@ -29,9 +29,9 @@ mod tests {
     #[test]
     fn only_relay_domains_pass() {
         let (_, c) = crate::config::Config::default().split();
-        assert_eq!(decide(&c, "user@EXAMPLE.test"), Verdict::Accept);
-        assert!(matches!(decide(&c, "user@outside.test"), Verdict::Refuse(r) if r.code == 550 && r.enhanced == "5.7.1"));
-        assert!(matches!(decide(&c, "user@[127.0.0.1]"), Verdict::Refuse(r) if r.code == 550));
-        assert!(matches!(decide(&c, "user@sub.example.test"), Verdict::Refuse(_)));
+        assert_eq!(decide(&c, "user@EXAMPLE.test"), Decision::Accept);
+        assert!(matches!(decide(&c, "user@outside.test"), Decision::Refuse(r) if r.code == 550 && r.enhanced == "5.7.1"));
+        assert!(matches!(decide(&c, "user@[127.0.0.1]"), Decision::Refuse(r) if r.code == 550));
+        assert!(matches!(decide(&c, "user@sub.example.test"), Decision::Refuse(_)));
     }
 }

@@ -11,4 +11,6 @@ pub mod reply;
 pub mod session;
 
 pub use reply::Reply;
-pub use session::{Action, Peer, Phase, Session, SessionConfig, StoreError, Verdict};
+pub use session::{
+    Action, Banner, ConnectionPolicy, Decision, Peer, Phase, Question, Session, SessionConfig, StoreError, Ticket,
+};

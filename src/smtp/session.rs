@@ -1,41 +1,49 @@
 //! The SMTP server session as a pure state machine (sans-IO).
 //!
-//! Bytes in through `feed`, decisions in through `recipient_verdict` and
-//! `stored`, and the driver asks `next_action` what to do. Replies accumulate
-//! in an output buffer that the driver flushes whenever it is about to read or
-//! to wait for a decision (that is the RFC 2920 flush point: no more complete
-//! commands in the input). The session never awaits, never reads a clock.
+//! Bytes in through `feed`, policy decisions in through `answer`, the spool's
+//! result through `stored`, and the driver asks `next_action` what to do.
+//! Replies accumulate in an output buffer that the driver flushes whenever it
+//! is about to read or to wait (that is the RFC 2920 flush point: no more
+//! complete commands in the input). The session never awaits, never reads a
+//! clock.
 //!
-//! Flow: `next_action` runs `step` until the input holds no complete unit
-//! (command line, DATA octets, BDAT chunk) or a decision is needed. While a
-//! decision is pending nothing else is read from the buffer, so pipelined
-//! commands are answered strictly in order. The commands themselves live in
-//! `session/commands.rs`; this file is the machine: buffers, states, replies.
+//! Flow: the first action asks `Question::Connect`; the greeting goes out with
+//! the answer. Then `next_action` runs `step` until the input holds no
+//! complete unit (command line, DATA octets, BDAT chunk), a question is to be
+//! asked, or it must wait for answers. Replies take a slot per command
+//! (`session/replies.rs`), so they leave strictly in order however the
+//! answers come. The commands live in `session/commands.rs`, the questions in
+//! `session/questions.rs`, the end of a message in `session/message.rs`; this
+//! file is the machine: buffers, states, actions.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::limits;
-use crate::message::{Message, QueueId};
-use crate::smtp::body::{BodyOutcome, ChunkedBody, DataReceiver};
+use crate::message::Message;
+use crate::smtp::body::{ChunkedBody, DataReceiver};
 use crate::smtp::command::{self, MailParams};
 use crate::smtp::reply::Reply;
 
 mod commands;
+mod message;
+mod policy;
+mod questions;
+mod replies;
 #[cfg(test)]
 mod tests;
 
-/// Everything a session needs to know that does not change per connection.
+pub use policy::{Banner, ConnectionPolicy};
+pub use questions::{Decision, Question, Ticket};
+use questions::{Admission, Pending};
+use replies::Replies;
+
+/// Everything a session needs to know that does not change per connection
+/// (what does is in the `ConnectionPolicy` of the connect answer).
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
-    /// Our name in the greeting, EHLO reply and Received header.
+    /// Our name in the EHLO reply, in 421 replies and the Received header.
     pub hostname: String,
-    /// SIZE limit (RFC 1870); 552 5.3.4 above it.
-    pub message_bytes_max: usize,
-    /// Recipients per message; the next RCPT gets 452 4.5.3.
-    pub recipients_max: usize,
-    /// Messages per connection; past it 421 4.7.0 and close.
-    pub messages_per_connection_max: u32,
     /// Domain given to a bare `postmaster` recipient (RFC 5321 §4.5.1).
     pub postmaster_domain: String,
 }
@@ -46,14 +54,6 @@ pub struct Peer {
     pub connection_id: String,
     pub addr: SocketAddr,
     pub local: SocketAddr,
-}
-
-/// The answer of the recipient policy (RAT, call-ahead later) for one RCPT.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Accept,
-    /// 4xx or 5xx reply to send for this RCPT.
-    Refuse(Reply),
 }
 
 /// Why the spool could not take a message; every variant is 452 4.3.1 to the client.
@@ -69,10 +69,13 @@ pub enum StoreError {
 pub enum Action {
     /// Flush pending output, then read more bytes and `feed` them.
     Read,
-    /// Decide this recipient (final mailbox, source route removed; a bare
-    /// postmaster already has `postmaster_domain`), then call `recipient_verdict`.
-    /// `mail_from` is the reverse-path of the transaction.
-    CheckRecipient { mailbox: String, mail_from: String },
+    /// Decide this question, then call `answer` with the ticket. Do not wait
+    /// for it: call `next_action` again (more RCPT questions may follow).
+    Ask { ticket: Ticket, question: Question },
+    /// Nothing can go on until at least one question is answered: flush
+    /// output, wait for an answer (reading more only while `wants_input`),
+    /// call `answer`, then `next_action`.
+    AwaitAnswers,
     /// Store this message durably, then call `stored`.
     Store(Message),
     /// Flush pending output and close the connection.
@@ -86,7 +89,7 @@ pub enum Phase {
     Command,
     /// Receiving DATA or BDAT octets (minimum data rate applies).
     Data,
-    /// Waiting for a verdict or the spool: not reading.
+    /// Waiting for policy answers or the spool.
     Waiting,
 }
 
@@ -112,11 +115,10 @@ enum State {
     Data(DataReceiver),
     /// Inside a BDAT chunk: `remaining` octets still belong to it.
     Chunk { size: u64, remaining: u64, last: bool, refusal: Option<Reply>, argument: String },
-    /// CheckRecipient was returned; `recipient_verdict` comes next.
-    AwaitVerdict { mailbox: String, argument: String },
     /// Store was returned; `stored` comes next.
     AwaitStore { command: &'static str, argument: String },
-    /// A final reply (221/421) is queued; everything else is ignored.
+    /// A final reply (221/421) is queued, perhaps behind replies that wait
+    /// for answers; everything else is ignored.
     Closing,
 }
 
@@ -126,6 +128,10 @@ struct Transaction {
     mail_from: String,
     params: MailParams,
     recipients: Vec<String>,
+    /// RCPT questions in flight; each reserves a place under recipients_max.
+    asked: usize,
+    /// The ticket of each accepted recipient, to keep `recipients` in RCPT order.
+    accepted: Vec<Ticket>,
     /// Present once a BDAT chunk was accepted (RFC 3030: then no DATA).
     chunks: Option<ChunkedBody>,
     /// A chunk was refused: later chunks get the same reply, LAST ends it.
@@ -150,18 +156,27 @@ pub struct Session {
     line: Vec<u8>,
     output: Vec<u8>,
     events: Vec<Event>,
+    /// One slot per command since the first unanswered question.
+    replies: Replies,
+    /// Questions asked and not answered yet, in the order asked.
+    questions: Vec<(Ticket, Pending)>,
+    /// The Connect question, until the first `next_action` returns it.
+    unasked: Option<Action>,
+    admission: Admission,
     state: State,
     /// The EHLO/HELO argument; MAIL needs it.
     helo: Option<String>,
     esmtp: bool,
     tx: Option<Transaction>,
-    /// 4xx/5xx replies since the last stored message (Postfix's hard error limit).
+    /// 4xx/5xx replies since the last stored message (Postfix's hard error
+    /// limit); policy refusals are not counted here.
     errors: u32,
     messages: u32,
 }
 
 impl Session {
-    /// A new session; the 220 greeting is already in the output.
+    /// A new session. Its first action asks `Question::Connect`; the
+    /// greeting (or refusal) goes out with the answer.
     pub fn new(config: Arc<SessionConfig>, peer: Peer) -> Session {
         let mut session = Session {
             config,
@@ -172,6 +187,10 @@ impl Session {
             line: Vec::with_capacity(limits::COMMAND_LINE_BYTES_MAX),
             output: Vec::with_capacity(1024),
             events: Vec::new(),
+            replies: Replies::default(),
+            questions: Vec::new(),
+            unasked: None,
+            admission: Admission::Asking,
             state: State::Command,
             helo: None,
             esmtp: false,
@@ -179,20 +198,31 @@ impl Session {
             errors: 0,
             messages: 0,
         };
-        // RFC 5321 §4.2: no enhanced code in the greeting (nothing was negotiated yet).
-        let greeting = Reply::new(220, "", format!("{} ESMTP Portcullis", session.config.hostname));
         let addr = session.peer.addr.to_string();
-        session.send("CONNECT", addr, greeting);
+        session.unasked = Some(session.ask("CONNECT", addr, Pending::Connect));
         session
     }
 
-    /// Append bytes read from the client.
+    /// Append bytes read from the client. Only while `wants_input`: so the
+    /// session never holds more than `limits::SESSION_INPUT_BYTES_MAX` plus
+    /// one read.
     pub fn feed(&mut self, bytes: &[u8]) {
         debug_assert!(!self.input_closed, "feed after input_closed");
+        debug_assert!(self.buffered_input() <= limits::SESSION_INPUT_BYTES_MAX, "feed above the input bound");
         if matches!(self.state, State::Closing) {
             return; // after QUIT or 421 the client's bytes do not matter
         }
+        self.compact_input();
         self.input.extend_from_slice(bytes);
+    }
+
+    /// May the driver read now? Not after EOF or a final reply, and not while
+    /// `limits::SESSION_INPUT_BYTES_MAX` octets wait unprocessed (back-pressure:
+    /// a client pipelining behind slow answers is simply not read).
+    pub fn wants_input(&self) -> bool {
+        !self.input_closed
+            && !matches!(self.state, State::Closing)
+            && self.buffered_input() <= limits::SESSION_INPUT_BYTES_MAX
     }
 
     /// The client closed its side.
@@ -201,81 +231,41 @@ impl Session {
     }
 
     pub fn next_action(&mut self) -> Action {
-        if matches!(self.state, State::AwaitVerdict { .. } | State::AwaitStore { .. }) {
-            debug_assert!(false, "next_action before the pending request was answered");
+        if let Some(ask) = self.unasked.take() {
+            return ask;
+        }
+        if matches!(self.state, State::AwaitStore { .. }) {
+            debug_assert!(false, "next_action before the store was answered");
             let reply = self.closing_reply("4.3.0", "Error: internal protocol error");
             self.close_with("ERROR", reply);
         }
-        let action = self.run();
-        if matches!(action, Action::Read) {
-            self.compact_input();
-        }
-        action
+        self.run()
     }
 
-    pub fn recipient_verdict(&mut self, verdict: Verdict) {
-        let (mailbox, argument) = match std::mem::replace(&mut self.state, State::Command) {
-            State::AwaitVerdict { mailbox, argument } => (mailbox, argument),
-            other => {
-                // A timeout or shutdown may have closed the session meanwhile.
-                debug_assert!(matches!(other, State::Closing), "verdict in {other:?}");
-                self.state = other;
-                return;
-            }
-        };
-        let reply = match verdict {
-            Verdict::Accept => {
-                let tx = self.tx.as_mut().expect("a verdict belongs to a transaction");
-                debug_assert!(tx.recipients.len() < self.config.recipients_max);
-                tx.recipients.push(mailbox);
-                Reply::new(250, "2.1.5", "Ok")
-            }
-            Verdict::Refuse(reply) => {
-                debug_assert!(!reply.is_positive(), "a refusal must be 4xx/5xx: {reply}");
-                reply
-            }
-        };
-        self.send("RCPT", argument, reply);
-    }
-
-    pub fn stored(&mut self, result: Result<QueueId, StoreError>) {
-        let (command, argument) = match std::mem::replace(&mut self.state, State::Command) {
-            State::AwaitStore { command, argument } => (command, argument),
-            other => {
-                debug_assert!(matches!(other, State::Closing), "stored in {other:?}");
-                self.state = other;
-                return;
-            }
-        };
-        debug_assert!(self.tx.is_none(), "the transaction went to the spool");
-        let reply = match result {
-            Ok(id) => {
-                self.messages += 1;
-                self.errors = 0;
-                Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
-            }
-            Err(_) => Reply::new(452, "4.3.1", "Insufficient system storage"),
-        };
-        self.send(command, argument, reply);
-    }
-
-    /// A §4.5.3.2 timeout or the minimum data rate expired: 421 4.4.2, then Close.
+    /// A §4.5.3.2 timeout or the minimum data rate expired: 421 4.4.2, then
+    /// Close, without waiting for questions in flight.
     pub fn timed_out(&mut self) {
+        self.abandon_questions();
         let reply = self.closing_reply("4.4.2", "Error: timeout exceeded");
         self.close_with("TIMEOUT", reply);
     }
 
-    /// The server is shutting down: 421 4.3.2, then Close.
+    /// The server is shutting down: 421 4.3.2, then Close, without waiting
+    /// for questions in flight.
     pub fn shutting_down(&mut self) {
+        self.abandon_questions();
         let reply = self.closing_reply("4.3.2", "Service shutting down, closing connection");
         self.close_with("SHUTDOWN", reply);
     }
 
     pub fn phase(&self) -> Phase {
+        if !self.questions.is_empty() {
+            return Phase::Waiting;
+        }
         match self.state {
             State::Command | State::DiscardLine { .. } | State::Closing => Phase::Command,
             State::Data(_) | State::Chunk { .. } => Phase::Data,
-            State::AwaitVerdict { .. } | State::AwaitStore { .. } => Phase::Waiting,
+            State::AwaitStore { .. } => Phase::Waiting,
         }
     }
 
@@ -288,7 +278,7 @@ impl Session {
             || self.tx.as_ref().is_some_and(|tx| tx.chunks.is_some())
     }
 
-    /// Bytes of the input buffer not yet consumed (the driver stops reading
+    /// Bytes of the input buffer not yet consumed (`wants_input` is false
     /// above `limits::SESSION_INPUT_BYTES_MAX`).
     pub fn buffered_input(&self) -> usize {
         self.input.len() - self.consumed
@@ -314,7 +304,8 @@ impl Session {
     fn run(&mut self) -> Action {
         loop {
             if matches!(self.state, State::Closing) {
-                return Action::Close;
+                // The final reply may wait behind answers still to come.
+                return if self.questions.is_empty() { Action::Close } else { Action::AwaitAnswers };
             }
             if self.errors >= limits::SESSION_ERRORS_MAX {
                 let reply = self.closing_reply("4.7.0", "Error: too many errors");
@@ -377,17 +368,23 @@ impl Session {
                 };
                 self.finish_chunk(size, last, refusal, argument)
             }
-            State::AwaitVerdict { .. } | State::AwaitStore { .. } | State::Closing => {
+            State::AwaitStore { .. } | State::Closing => {
                 unreachable!("run() does not step while waiting or closing")
             }
         }
     }
 
     /// Take one command line off the input (RFC 5321 §2.3.8: CRLF only).
+    /// With questions in flight only a RCPT may run ahead (`questions.rs`).
     fn step_command(&mut self) -> Step {
         let rest = &self.input[self.consumed..];
         let window = &rest[..rest.len().min(limits::COMMAND_LINE_BYTES_MAX)];
-        let Some(lf) = window.iter().position(|&b| b == b'\n') else {
+        let lf = window.iter().position(|&b| b == b'\n');
+        let waiting = !self.questions.is_empty();
+        if waiting && !lf.is_some_and(|lf| self.may_run_ahead(&rest[..=lf])) {
+            return Step::Act(Action::AwaitAnswers);
+        }
+        let Some(lf) = lf else {
             if rest.len() < limits::COMMAND_LINE_BYTES_MAX {
                 return Step::NeedInput;
             }
@@ -407,6 +404,7 @@ impl Session {
     }
 
     fn step_discard(&mut self) -> Step {
+        debug_assert!(self.questions.is_empty(), "no line is discarded while questions are in flight");
         let rest = &self.input[self.consumed..];
         let Some(lf) = rest.iter().position(|&b| b == b'\n') else {
             self.consumed = self.input.len();
@@ -448,73 +446,24 @@ impl Session {
         self.dispatch(text)
     }
 
-    /// The end of DATA: hand the message to the spool or refuse it.
-    fn finish_data(&mut self, receiver: DataReceiver) -> Step {
-        let argument = receiver.size().to_string();
-        match receiver.finish() {
-            BodyOutcome::Complete(body) => Step::Act(self.store(body, "DATA-END", argument)),
-            refused => {
-                self.tx = None;
-                self.send("DATA-END", argument, body_refusal(&refused));
-                Step::Continue
-            }
-        }
-    }
-
-    /// The last octet of a BDAT chunk arrived (RFC 3030 §2: reply per chunk).
-    fn finish_chunk(&mut self, size: u64, last: bool, refusal: Option<Reply>, argument: String) -> Step {
-        let reply = match refusal {
-            Some(reply) => reply,
-            None => {
-                let tx = self.tx.as_mut().expect("an accepted chunk has a transaction");
-                let chunks = tx.chunks.as_ref().expect("chunks started");
-                if chunks.too_big() {
-                    let reply = body_refusal(&BodyOutcome::TooBig);
-                    tx.chunk_failure = Some(reply.clone());
-                    reply
-                } else if last {
-                    let chunks = tx.chunks.take().expect("chunks started");
-                    match chunks.finish() {
-                        BodyOutcome::Complete(body) => return Step::Act(self.store(body, "BDAT", argument)),
-                        refused => body_refusal(&refused),
-                    }
-                } else {
-                    Reply::new(250, "2.0.0", format!("{size} octets received"))
-                }
-            }
-        };
-        if last {
-            self.tx = None; // LAST ends the transaction, also a refused one
-        }
-        self.send("BDAT", argument, reply);
-        Step::Continue
-    }
-
-    /// Move the transaction and body into a Store request.
-    fn store(&mut self, body: Vec<u8>, command: &'static str, argument: String) -> Action {
-        let tx = self.tx.take().expect("a body belongs to a transaction");
-        debug_assert!(!tx.recipients.is_empty(), "no message without recipients");
-        let envelope = crate::message::Envelope {
-            connection_id: self.peer.connection_id.clone(),
-            peer: self.peer.addr,
-            helo: self.helo.clone().unwrap_or_default(),
-            esmtp: self.esmtp,
-            mail_from: tx.mail_from,
-            body_type: tx.params.body.unwrap_or_default(),
-            smtputf8: tx.params.smtputf8,
-            recipients: tx.recipients,
-        };
-        self.state = State::AwaitStore { command, argument };
-        Action::Store(Message { envelope, body })
-    }
-
-    /// Queue a reply and log it; 4xx/5xx count towards the error limit.
+    /// Queue a reply in its slot (it leaves after every reply before it);
+    /// 4xx/5xx count towards the error limit.
     fn send(&mut self, command: &str, argument: String, reply: Reply) {
-        reply.write_to(&mut self.output);
         if !reply.is_positive() && reply.code != 421 {
             self.errors += 1;
         }
-        self.events.push(Event { command: command.to_string(), argument, reply });
+        self.replies.push(command, argument, reply);
+        self.release();
+    }
+
+    /// Move every reply whose turn has come to the output and the log.
+    fn release(&mut self) {
+        self.replies.release(&mut self.output, &mut self.events);
+    }
+
+    /// The limits of this connection; commands run only once it is admitted.
+    fn policy(&self) -> &ConnectionPolicy {
+        self.admission.policy().expect("commands run only after the connect answer")
     }
 
     /// RFC 5321 §3.8: 421 names the server and closes the channel.
@@ -533,8 +482,9 @@ impl Session {
         self.state = State::Closing;
     }
 
-    /// Drop processed input; only done before Read, when what is left is a
-    /// partial line or at most two octets of DATA, so the move is small.
+    /// Drop processed input before more is appended. What is left is small
+    /// (a partial line, two octets of DATA) unless the driver reads ahead
+    /// while answers are awaited, and then it is bounded by `wants_input`.
     fn compact_input(&mut self) {
         if self.consumed == self.input.len() {
             self.input.clear();
@@ -542,14 +492,5 @@ impl Session {
             self.input.drain(..self.consumed);
         }
         self.consumed = 0;
-    }
-}
-
-/// The reply for a body that is not stored.
-fn body_refusal(outcome: &BodyOutcome) -> Reply {
-    match outcome {
-        BodyOutcome::TooBig => Reply::new(552, "5.3.4", "Error: message too big"),
-        BodyOutcome::BareLineEnd => Reply::new(554, "5.6.0", "Message contains bare CR or LF"),
-        BodyOutcome::Complete(_) => unreachable!("a complete body is stored"),
     }
 }

@@ -1,8 +1,8 @@
 //! What each SMTP command does to the session (RFC 5321 §4.1.1 and the
 //! extensions we advertise). The machine in `session.rs` hands over one
-//! checked command line; the reply, state change or request comes back.
+//! checked command line; the reply, state change or question comes back.
 
-use super::{Action, Session, State, Step, Transaction};
+use super::{Admission, Pending, Session, State, Step, Transaction};
 use crate::smtp::address::{self, ForwardPath, PathError};
 use crate::smtp::body::{ChunkedBody, DataReceiver};
 use crate::smtp::command::{self, Command};
@@ -12,8 +12,8 @@ use crate::message::BodyType;
 /// What a command asks the machine to do after it was executed.
 enum Outcome {
     Reply(Reply),
-    /// Ask the policy about this final mailbox.
-    Check(String),
+    /// Ask the policy (MAIL, RCPT); the reply comes with the answer.
+    Ask(Pending),
     /// 354 sent: message content follows.
     Data,
     /// A BDAT chunk follows; `refusal` is its reply if it is refused.
@@ -28,6 +28,7 @@ impl Session {
         let verb = command::verb(line);
         let argument = command::argument(line);
         let outcome = match command::parse(line) {
+            Ok(cmd) if matches!(self.admission, Admission::Refused) => refused_connection(cmd),
             Ok(cmd) => self.execute(cmd),
             Err(reply) if verb == "BDAT" => {
                 self.refuse_line(&verb, argument, reply); // closes: the chunk size is unknown
@@ -37,16 +38,11 @@ impl Session {
         };
         match outcome {
             Outcome::Reply(reply) => self.send(&verb, argument, reply),
-            Outcome::Check(mailbox) => {
-                let tx = self.tx.as_ref().expect("RCPT is checked inside a transaction");
-                let mail_from = tx.mail_from.clone();
-                self.state = State::AwaitVerdict { mailbox: mailbox.clone(), argument };
-                return Step::Act(Action::CheckRecipient { mailbox, mail_from });
-            }
+            Outcome::Ask(pending) => return Step::Act(self.ask(&verb, argument, pending)),
             Outcome::Data => {
                 let reply = Reply::new(354, "", "End data with <CR><LF>.<CR><LF>");
                 self.send(&verb, argument, reply);
-                self.state = State::Data(DataReceiver::new(self.config.message_bytes_max));
+                self.state = State::Data(DataReceiver::new(self.policy().message_bytes_max));
             }
             Outcome::Chunk { size, last, refusal } => {
                 // The reply comes when the last octet of the chunk is in.
@@ -94,7 +90,7 @@ impl Session {
             // relays with DATA, which cannot carry bare CR/LF safely.
             reply.lines.extend([
                 "PIPELINING".to_string(),
-                format!("SIZE {}", self.config.message_bytes_max),
+                format!("SIZE {}", self.policy().message_bytes_max),
                 "8BITMIME".to_string(),
                 "SMTPUTF8".to_string(),
                 "ENHANCEDSTATUSCODES".to_string(),
@@ -112,7 +108,7 @@ impl Session {
         if self.tx.is_some() {
             return bad_sequence("Error: nested MAIL command");
         }
-        if self.messages >= self.config.messages_per_connection_max {
+        if self.messages >= self.policy().messages_per_connection_max {
             return Outcome::Close(self.closing_reply("4.7.0", "Error: too many messages in one connection"));
         }
         if !params.is_empty() && !self.esmtp {
@@ -129,7 +125,7 @@ impl Session {
             // support for when delivery can send BDAT to a BINARYMIME peer.
             return Outcome::Reply(Reply::new(555, "5.5.4", "Error: BODY=BINARYMIME is not offered"));
         }
-        if params.size.is_some_and(|size| size > self.config.message_bytes_max as u64) {
+        if params.size.is_some_and(|size| size > self.policy().message_bytes_max as u64) {
             // RFC 1870 §6.1: declared size over our fixed limit.
             return Outcome::Reply(Reply::new(552, "5.3.4", "Error: message too big"));
         }
@@ -140,11 +136,12 @@ impl Session {
             Err(PathError::TooLong) => return Outcome::Reply(Reply::new(501, "5.1.7", "Error: sender address too long")),
             Err(PathError::Syntax) => return Outcome::Reply(Reply::new(501, "5.1.7", "Error: bad sender address syntax")),
         };
-        self.tx = Some(Transaction { mail_from, params, recipients: Vec::new(), chunks: None, chunk_failure: None });
-        ok("2.1.0", "Ok")
+        let tx = Transaction { mail_from, params, recipients: Vec::new(), asked: 0, accepted: Vec::new(), chunks: None, chunk_failure: None };
+        Outcome::Ask(Pending::Mail(Box::new(tx))) // the answer starts it (questions.rs)
     }
 
     /// RCPT TO (§4.1.1.3): syntax, relay guard and limits here, the rest is policy.
+    /// Recipients still being asked about count against the limit.
     fn rcpt(&mut self, path: &[u8], params: &str) -> Outcome {
         let Some(tx) = &self.tx else {
             return bad_sequence("Error: need MAIL command");
@@ -170,11 +167,12 @@ impl Session {
         if tx.recipients.iter().any(|r| same_mailbox(r, &mailbox)) {
             return ok("2.1.5", "Ok"); // already accepted; do not ask or count twice
         }
-        if tx.recipients.len() >= self.config.recipients_max {
+        if tx.recipients.len() + tx.asked >= self.policy().recipients_max {
             // RFC 5321 §4.5.3.1.10: 452 so the client retries the rest later.
             return Outcome::Reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
         }
-        Outcome::Check(mailbox)
+        let twin = self.in_flight(&mailbox);
+        Outcome::Ask(Pending::Rcpt { mailbox, twin })
     }
 
     /// DATA (§4.1.1.4).
@@ -196,7 +194,7 @@ impl Session {
 
     /// BDAT (RFC 3030 §2): the chunk is read in full whatever the reply.
     fn bdat(&mut self, size: u64, last: bool) -> Outcome {
-        let max = self.config.message_bytes_max;
+        let max = self.policy().message_bytes_max;
         let refusal = match &mut self.tx {
             None => Some(Reply::new(503, "5.5.1", "Error: need MAIL command")),
             Some(tx) if tx.recipients.is_empty() => Some(Reply::new(554, "5.5.1", "Error: no valid recipients")),
@@ -208,6 +206,18 @@ impl Session {
             }
         };
         Outcome::Chunk { size, last, refusal }
+    }
+}
+
+/// RFC 5321 §3.1: after a 554 greeting, wait for QUIT and answer anything
+/// else with 503. A BDAT chunk is still read whole, or its octets would be
+/// taken for commands. These 503s count towards the error limit.
+fn refused_connection(cmd: Command<'_>) -> Outcome {
+    let refusal = Reply::new(503, "5.5.1", "Error: connection refused, send QUIT");
+    match cmd {
+        Command::Quit => Outcome::Close(Reply::new(221, "2.0.0", "Bye")),
+        Command::Bdat { size, last } => Outcome::Chunk { size, last, refusal: Some(refusal) },
+        _ => Outcome::Reply(refusal),
     }
 }
 
@@ -226,7 +236,7 @@ fn non_ascii() -> Outcome {
 }
 
 /// Same local part, domain compared case-insensitively (RFC 5321 §2.4).
-fn same_mailbox(a: &str, b: &str) -> bool {
+pub(super) fn same_mailbox(a: &str, b: &str) -> bool {
     match (a.rsplit_once('@'), b.rsplit_once('@')) {
         (Some((la, da)), Some((lb, db))) => la == lb && da.eq_ignore_ascii_case(db),
         _ => a == b,

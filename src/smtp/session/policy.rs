@@ -1,0 +1,41 @@
+//! The mail flow policy of one connection, as the session sees it: pure data
+//! that arrives with the answer to `Question::Connect` (`Decision::Admit`).
+//!
+//! The HAT (Host Access Table) will pick one per sender group; today
+//! `policy::connect` builds it from the configuration. What does not change
+//! per connection (our hostname, the postmaster domain) stays in
+//! `SessionConfig`.
+
+use crate::smtp::reply::Reply;
+
+/// What one admitted connection may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionPolicy {
+    /// The greeting sent once the connection is admitted.
+    pub banner: Banner,
+    /// SIZE advertised in the EHLO reply and enforced (RFC 1870); 552 5.3.4 above it.
+    pub message_bytes_max: usize,
+    /// Recipients per message; the next RCPT gets 452 4.5.3.
+    pub recipients_max: usize,
+    /// Messages per connection; past it 421 4.7.0 and close.
+    pub messages_per_connection_max: u32,
+}
+
+/// The 220 greeting: a code and a text, no enhanced status code (RFC 5321
+/// §4.2: nothing is negotiated yet, RFC 2034 codes start after EHLO).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Banner {
+    pub code: u16,
+    pub text: String,
+}
+
+impl Banner {
+    /// The usual greeting, "220 {hostname} ESMTP Portcullis".
+    pub fn standard(hostname: &str) -> Banner {
+        Banner { code: 220, text: format!("{hostname} ESMTP Portcullis") }
+    }
+
+    pub fn reply(&self) -> Reply {
+        Reply::new(self.code, "", self.text.clone())
+    }
+}
