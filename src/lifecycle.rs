@@ -197,13 +197,14 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
         .iter()
         .map(|a| glommio::net::TcpListener::bind(a).map_err(|e| format!("listen {a}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
+    let queues = task_queues();
+    spool.commit_in(queues.spool);
     let mesh = match Mesh::join(shared.plan.clone(), id).await {
         Ok(mesh) => mesh,
         // A signal during start-up is a clean stop; a failed peer is not.
         Err(_) if !shared.failed.load(Ordering::SeqCst) => return Ok(()),
         Err(e) => return Err(e),
     };
-    let queues = task_queues();
     let policy = Rc::new(PolicyCell::new(shared.board.latest()));
     let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), mesh.clone(), log.clone(), queues.delivery);
     let shard = Rc::new(Shard::new(settings.clone(), policy, mesh.clone(), spool, delivery, log.clone(), queues, shared.connections.clone()));
@@ -292,13 +293,15 @@ async fn wind_down(shard: &Shard, shared: &Shared, arrival: &Arrival) {
     shard.log.sync().await;
 }
 
-/// Sessions and delivery in their own task queues: equal shares, so
-/// neither can starve the other; the spool's committer runs in the
-/// default queue, which glommio always serves.
+/// Sessions, the spool's committer and delivery in their own task queues.
+/// Shares split the CPU when all are busy: a delivery backlog gets a third
+/// at most, so it cannot slow the 250s; the committer is light but every
+/// 250 waits for it, so it asks for low latency.
 fn task_queues() -> TaskQueues {
     let ex = glommio::executor();
     TaskQueues {
         sessions: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(10)), "sessions"),
+        spool: ex.create_task_queue(Shares::Static(1000), Latency::Matters(Duration::from_millis(1)), "spool"),
         delivery: ex.create_task_queue(Shares::Static(500), Latency::NotImportant, "delivery"),
     }
 }

@@ -25,6 +25,8 @@ pub struct TaskQueues {
     pub sessions: TaskQueueHandle,
     /// Delivery jobs and their downstream connections.
     pub delivery: TaskQueueHandle,
+    /// The spool's group committer: the 250s wait for it.
+    pub spool: TaskQueueHandle,
 }
 
 pub struct Shard {

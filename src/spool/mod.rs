@@ -115,6 +115,8 @@ pub struct Spool {
     /// Most bytes one commit wrote (`batch_bytes_max` holds it down).
     largest_write_bytes: Cell<u64>,
     unlinks: Rc<Unlinks>,
+    /// The task queue the committer runs in (`commit_in`); None = the caller's.
+    commit_queue: Cell<Option<glommio::TaskQueueHandle>>,
     state: RefCell<State>,
 }
 
@@ -172,6 +174,7 @@ impl Spool {
             syncs: Cell::new(0),
             largest_write_bytes: Cell::new(0),
             unlinks: Rc::default(),
+            commit_queue: Cell::new(None),
             state: RefCell::new(state),
         });
         spool.unlinks.remove(garbage);
@@ -279,8 +282,18 @@ impl Spool {
         if !st.committing {
             st.committing = true;
             drop(st);
-            glommio::spawn_local(self.clone().commit_loop()).detach();
+            let commit = self.clone().commit_loop();
+            match self.commit_queue.get() {
+                Some(queue) => drop(glommio::spawn_local_into(commit, queue).expect("the spool queue exists").detach()),
+                None => drop(glommio::spawn_local(commit).detach()),
+            }
         }
+    }
+
+    /// Run the group committer in `queue` from now on, so its share of the
+    /// CPU does not depend on who stored last (a session or delivery).
+    pub fn commit_in(&self, queue: glommio::TaskQueueHandle) {
+        self.commit_queue.set(Some(queue));
     }
 
     /// Write and sync batches, oldest first, until none is waiting.
