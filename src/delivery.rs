@@ -207,7 +207,10 @@ impl Delivery {
                 let reason = format!("queue lifetime expired; last error: {last_reason}");
                 // Without the bytes (unreadable spool) the failed copy keeps the envelope and reason.
                 let data = held.as_ref().map_or_else(|| Arc::new(Vec::new()), |h| h.data.clone());
+                // Counted like an attempt: shutdown waits for its done marker.
+                self.attempting.set(self.attempting.get() + 1);
                 self.fail(&job, &data, &dlv, &pending, &reason).await;
+                self.attempting.set(self.attempting.get() - 1);
                 break;
             }
             drop(held); // deferred mail waits on disk, not in memory
@@ -240,6 +243,13 @@ impl Delivery {
         let room = futures_lite::future::or(room, stopping).await.ok_or("shutting down")?;
         let data = spool::read_body(&job.body).await.map_err(|e| format!("cannot read the spooled message: {e}"))?;
         Ok(Held { data: Arc::new(data), _room: room })
+    }
+
+    /// Room for `bytes` of message data in this shard's delivery memory, if
+    /// there is some now (intake holds a fresh message's bytes with it while
+    /// a job travels to its owner).
+    pub fn try_room(&self, bytes: u64) -> Option<glommio::sync::StaticPermit> {
+        self.memory.try_acquire_static_permit(bytes.clamp(1, self.settings.queue_bytes_max.max(1))).ok()
     }
 
     /// The hosts to try this round: the job's route in its snapshot; if it

@@ -60,7 +60,7 @@ pub fn dispatch(shard: &Shard, policy: &Policy, queue_id: QueueId, envelope: Arc
     }
     let spool_shard = shard.mesh.id();
     for (destination, recipients) in groups {
-        let job = DeliveryJob {
+        let mut job = DeliveryJob {
             queue_id: queue_id.clone(),
             spool_shard,
             destination,
@@ -71,8 +71,15 @@ pub fn dispatch(shard: &Shard, policy: &Policy, queue_id: QueueId, envelope: Arc
             accepted_secs,
         };
         let (mesh, delivery, log) = (shard.mesh.clone(), shard.delivery.clone(), shard.log.clone());
+        // The bytes travel with the job only while this shard's delivery
+        // memory has room for them; else the owner reads them from the spool.
+        let room = job.data.as_ref().and_then(|data| delivery.try_room(data.len() as u64));
+        if room.is_none() {
+            job.data = None;
+        }
         glommio::spawn_local_into(
             async move {
+                let _room = room;
                 let owner = mesh.owner(&job.destination);
                 let queue_id = job.queue_id.clone();
                 // Jobs travel by value; if the owner cannot take it, deliver from here.

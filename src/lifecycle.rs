@@ -65,10 +65,12 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
     std::fs::create_dir_all(&settings.spool_dir).map_err(|e| format!("spool {}: {e}", settings.spool_dir.display()))?;
     settings.spool_dir = settings.spool_dir.canonicalize().map_err(|e| format!("spool {}: {e}", settings.spool_dir.display()))?;
     let online = shards::online_cpus();
-    let cpus = if settings.cpu_set.is_empty() { online } else { settings.cpu_set.clone() };
-    if let Some(bad) = cpus.iter().find(|&&c| c >= libc::CPU_SETSIZE as usize) {
-        return Err(format!("cpu_set: CPU {bad} does not exist"));
+    // A CPU the machine has but this process may not use (cpuset, taskset)
+    // would fail inside the shard's thread: refuse it here, by name.
+    if let Some(bad) = settings.cpu_set.iter().find(|c| !online.contains(c)) {
+        return Err(format!("cpu_set: CPU {bad} does not exist or is not available to this process (available: {online:?})"));
     }
+    let cpus = if settings.cpu_set.is_empty() { online } else { settings.cpu_set.clone() };
     let count = if settings.cores == 0 { cpus.len() } else { settings.cores };
     let recovered = recovery::recover(&settings.spool_dir, count).map_err(|e| format!("spool {}: {e}", settings.spool_dir.display()))?;
     let owed: usize = recovered.iter().map(|r| r.messages.len()).sum();
@@ -104,7 +106,10 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
         }
     }
     serve_signals(&shared, &source);
-    let deadline = Duration::from_secs(shared.settings.shutdown_grace_secs) + Duration::from_millis(3 * limits::SHUTDOWN_DRAIN_MS) + Duration::from_secs(5);
+    // A shard's wind-down after the grace: 2 s of 421s, then four drain
+    // bounds (delivery, barrier, letters, spool sync) and 2 s of QUITs; main
+    // waits longer than all of that, so a shard is never cut off mid-sync.
+    let deadline = Duration::from_secs(shared.settings.shutdown_grace_secs + 2 + 2 + 10) + Duration::from_millis(4 * limits::SHUTDOWN_DRAIN_MS);
     let errors = wait_for_shards(shards, deadline);
     if errors.is_empty() && !shared.failed.load(Ordering::SeqCst) {
         eprintln!("portcullis: stopped");
@@ -125,16 +130,19 @@ struct Running {
 
 fn start_shard(id: usize, cpu: usize, recovered: RecoveredShard, shared: Shared) -> Result<Running, String> {
     let ended = Arc::new(AtomicBool::new(false));
-    let ended_flag = ended.clone();
+    // Made here and moved into the thread: if glommio fails to build the
+    // executor there (affinity, io_uring), our future never runs, and the
+    // alarm dropped with it still tells the process.
+    let alarm = EndAlarm { failed: shared.failed.clone(), ended: ended.clone(), clean: false };
     let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
         .name(&format!("shard-{id}"))
         .spawn(move || async move {
-            let _alarm = EndAlarm { failed: shared.failed.clone(), ended: ended_flag };
+            let mut alarm = alarm;
             let result = shard_main(id, recovered, shared.clone()).await;
             if let Err(e) = &result {
                 eprintln!("portcullis: shard {id}: {e}");
-                shared.failed.store(true, Ordering::SeqCst);
             }
+            alarm.clean = result.is_ok();
             result
         })
         .map_err(|e| format!("starting shard {id} on CPU {cpu}: {e}"))?;
@@ -277,8 +285,11 @@ async fn wind_down(shard: &Shard, shared: &Shared, arrival: &Arrival) {
     }
     let unhandled = shard.mesh.drain(Instant::now() + drain).await;
     // Done markers reach the disk (else they are sent again after the restart).
-    if let Err(e) = shard.spool.sync_pending().await {
-        shard.log.event("error", format_args!("spool sync at shutdown: {e:?}"));
+    let synced = glommio::timer::timeout(drain, async { Ok(shard.spool.sync_pending().await) }).await;
+    match synced {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => shard.log.event("error", format_args!("spool sync at shutdown: {e:?}")),
+        Err(_) => shard.log.event("error", format_args!("spool sync at shutdown: not done within {}ms", limits::SHUTDOWN_DRAIN_MS)),
     }
     // QUIT idle downstream connections, bounded: a stuck peer must not hold up the exit.
     let _ = glommio::timer::timeout(Duration::from_secs(2), async {
@@ -328,16 +339,18 @@ impl Drop for Arrival {
     }
 }
 
-/// Raises `ended` when the shard's future ends, and `failed` if it unwinds,
-/// so the process stops instead of running on with a dead shard.
+/// Raises `ended` when the shard's thread is done with it, and `failed`
+/// unless the shard ended cleanly (an error, a panic, or an executor that
+/// never started), so the process stops instead of running on without it.
 struct EndAlarm {
     failed: Arc<AtomicBool>,
     ended: Arc<AtomicBool>,
+    clean: bool,
 }
 
 impl Drop for EndAlarm {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if !self.clean {
             self.failed.store(true, Ordering::SeqCst);
         }
         self.ended.store(true, Ordering::SeqCst);

@@ -274,12 +274,15 @@ impl Mesh {
 
     async fn send(&self, to: usize, letter: Letter) -> Result<(), ShardGone> {
         let senders = self.senders.as_ref().ok_or(ShardGone::Stopped(to))?;
-        self.ledger.addressed[to].fetch_add(1, Ordering::SeqCst);
+        // Counted before the send (the peer may handle it at once), and
+        // taken back unless it went in: also when a timeout drops this future.
+        let mut count = Addressed { counter: &self.ledger.addressed[to], sent: false };
+        count.counter.fetch_add(1, Ordering::SeqCst);
         // send_to waits while the peer's channel is full: back-pressure.
         if senders.send_to(to, letter).await.is_err() {
-            self.ledger.addressed[to].fetch_sub(1, Ordering::SeqCst);
             return Err(ShardGone::Stopped(to));
         }
+        count.sent = true;
         Ok(())
     }
 
@@ -294,6 +297,20 @@ impl Mesh {
                 return addressed.saturating_sub(handled);
             }
             glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
+
+/// One letter counted as addressed to a shard; uncounted on drop unless sent.
+struct Addressed<'a> {
+    counter: &'a AtomicU64,
+    sent: bool,
+}
+
+impl Drop for Addressed<'_> {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.counter.fetch_sub(1, Ordering::SeqCst);
         }
     }
 }

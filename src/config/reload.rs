@@ -68,7 +68,9 @@ pub fn reload(source: &ConfigSource, running: &Settings, board: &PolicyBoard) ->
         settings.spool_dir = absolute;
     }
     let generation = board.generation() + 1;
-    board.publish(Arc::new(Policy { generation, ..policy }));
+    // The host name is a process setting (Received headers, downstream
+    // HELO): the policy keeps the running one until a restart.
+    board.publish(Arc::new(Policy { generation, hostname: running.hostname.clone(), ..policy }));
     ReloadOutcome::Published { generation, needs_restart: settings.needing_restart(running) }
 }
 
@@ -97,6 +99,16 @@ mod tests {
 
         let outcome = reload(&source("relay_domains = [\"b.test\"]\nmax_connections = 7\n"), &settings, &board);
         assert_eq!(outcome, ReloadOutcome::Published { generation: 2, needs_restart: vec!["max_connections"] });
+    }
+
+    #[test]
+    fn a_new_hostname_waits_for_a_restart_everywhere() {
+        let (settings, policy) = Config::from_toml("hostname = \"old.test\"\n").unwrap().split();
+        let board = PolicyBoard::new(Arc::new(policy));
+        let outcome = reload(&source("hostname = \"new.test\"\n"), &settings, &board);
+        assert_eq!(outcome, ReloadOutcome::Published { generation: 1, needs_restart: vec!["hostname", "delivery pool and client timeouts"] });
+        // Banners keep the name Received headers and HELO keep.
+        assert_eq!(board.latest().hostname, "old.test");
     }
 
     #[test]

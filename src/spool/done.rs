@@ -2,6 +2,7 @@
 //! "these recipients are finished". Declared here, handled by `Spool`'s
 //! shard (wired in `lifecycle`), sent with `Mesh::tell`.
 
+use crate::limits;
 use crate::message::QueueId;
 use crate::shards::ShardRequest;
 
@@ -15,4 +16,10 @@ pub struct MarkDone {
 
 impl ShardRequest for MarkDone {
     type Reply = ();
+    /// A marker that gave up would keep its message owed (and its bytes
+    /// counted) until a restart: wait out any back-pressure; only a stopped
+    /// shard ends the wait.
+    fn timeout() -> std::time::Duration {
+        std::time::Duration::from_secs(limits::MARK_DONE_TIMEOUT_SECS)
+    }
 }
