@@ -51,6 +51,15 @@ impl ShardRequest for Slow {
     }
 }
 
+/// Its handler is slow and its asks give up quickly: it fills channels.
+struct Stuck;
+impl ShardRequest for Stuck {
+    type Reply = ();
+    fn timeout() -> Duration {
+        Duration::from_millis(50)
+    }
+}
+
 /// Run `body` on `n` shards joined to one mesh; returns each shard's result.
 fn on_shards<T: Send + 'static>(n: usize, body: impl Fn(Rc<Mesh>) -> Pin<Box<dyn Future<Output = T>>> + Send + Sync + Clone + 'static) -> Vec<T> {
     let plan = MeshPlan::new(n, Arc::new(AtomicBool::new(false)));
@@ -67,6 +76,7 @@ fn on_shards<T: Send + 'static>(n: usize, body: impl Fn(Rc<Mesh>) -> Pin<Box<dyn
                         format!("shard {id} greets {}", q.0)
                     });
                     mesh.handle(|_: Slow| async { glommio::timer::sleep(Duration::from_secs(5)).await });
+                    mesh.handle(|_: Stuck| async { glommio::timer::sleep(Duration::from_millis(300)).await });
                     mesh.open();
                     let result = body(mesh.clone()).await;
                     // Keep serving until the peers are done asking.
@@ -171,4 +181,32 @@ fn drain_waits_for_told_letters_to_be_handled() {
         })
     });
     assert_eq!(results, vec![0, 0], "no letter left unhandled");
+}
+
+#[test]
+fn a_send_dropped_by_its_timeout_is_not_left_for_drain() {
+    let results = on_shards(2, |mesh| {
+        Box::pin(async move {
+            if mesh.id() == 0 {
+                // Fill shard 1's handlers and channel, until three sends time out waiting for room.
+                let (mut sent, mut timed_out) = (0u64, 0u64);
+                while timed_out < 3 {
+                    match mesh.tell(1, Stuck).await {
+                        Ok(()) => sent += 1,
+                        Err(ShardGone::TimedOut(1)) => timed_out += 1,
+                        Err(other) => panic!("{other}"),
+                    }
+                }
+                glommio::timer::sleep(Duration::from_millis(1500)).await;
+                (sent, timed_out)
+            } else {
+                glommio::timer::sleep(Duration::from_millis(500)).await;
+                (mesh.drain(Instant::now() + Duration::from_secs(3)).await, 0)
+            }
+        })
+    });
+    let (sent, timed_out) = results[0];
+    assert_eq!(timed_out, 3);
+    assert!(sent >= limits::MESH_CHANNEL_DEPTH as u64, "the channel was filled: {sent}");
+    assert_eq!(results[1].0, 0, "every letter that went in was handled; none that timed out is waited for");
 }
