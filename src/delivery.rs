@@ -105,7 +105,7 @@ struct Held {
 
 impl Delivery {
     pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, pool: Pool, mesh: Rc<Mesh>, log: Rc<MailLog>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
-        let settings_bytes = settings.queue_bytes_max.max(1);
+        let memory = Rc::new(glommio::sync::Semaphore::new(memory_units(&settings)));
         Rc::new(Delivery {
             settings,
             policy,
@@ -118,7 +118,7 @@ impl Delivery {
             stop_requested: Cell::new(false),
             stopping: glommio::sync::Semaphore::new(0),
             queue,
-            memory: Rc::new(glommio::sync::Semaphore::new(settings_bytes)),
+            memory,
         })
     }
 
@@ -137,10 +137,13 @@ impl Delivery {
     /// attempts still running then (their recipients stay owed: sent again
     /// after the restart, duplicates but never loss).
     pub async fn stopped(&self, deadline: std::time::Instant) -> usize {
-        while self.attempting.get() > 0 && std::time::Instant::now() < deadline {
-            glommio::timer::sleep(Duration::from_millis(10)).await;
-        }
+        crate::shards::wait_until(deadline, Duration::from_millis(10), || self.attempting.get() == 0).await;
         self.attempting.get()
+    }
+
+    /// Resolves at shutdown (`stop` closes the semaphore; nothing else does).
+    async fn until_stopped(&self) {
+        let _ = self.stopping.acquire(1).await;
     }
 
     /// Jobs being worked on or waiting to retry on this shard.
@@ -186,17 +189,19 @@ impl Delivery {
                     None
                 }
             };
-            for &host in hosts.iter().take(if held.is_some() { hosts.len() } else { 0 }) {
-                if pending.is_empty() || self.is_stopping() {
-                    break;
-                }
-                let data = &held.as_ref().expect("attempts only with the message held").data;
-                self.attempting.set(self.attempting.get() + 1);
-                let outcome = self.attempt(&job, data, &dlv, host, &pending).await;
-                self.attempting.set(self.attempting.get() - 1);
-                match outcome {
-                    Ok(deferred) => pending = deferred,
-                    Err(reason) => last_reason = reason,
+            // Without the message bytes there is nothing to attempt this round.
+            if let Some(held) = &held {
+                for &host in &hosts {
+                    if pending.is_empty() || self.is_stopping() {
+                        break;
+                    }
+                    self.attempting.set(self.attempting.get() + 1);
+                    let outcome = self.attempt(&job, &held.data, &dlv, host, &pending).await;
+                    self.attempting.set(self.attempting.get() - 1);
+                    match outcome {
+                        Ok(deferred) => pending = deferred,
+                        Err(reason) => last_reason = reason,
+                    }
                 }
             }
             if pending.is_empty() || self.is_stopping() {
@@ -217,11 +222,7 @@ impl Delivery {
             // The last retry lands on the lifetime's end, not a backoff before it.
             let wait = delay.min(Duration::from_secs(retry.queue_lifetime_secs - age));
             self.log.event("retry", format_args!("qid={} dlv={dlv} rcpts={} in={}s reason=\"{}\"", job.queue_id, pending.len(), wait.as_secs(), last_reason.escape_debug()));
-            let stopping = async {
-                // Fails only when closed, i.e. at shutdown.
-                let _ = self.stopping.acquire(1).await;
-            };
-            futures_lite::future::or(glommio::timer::sleep(wait), stopping).await;
+            futures_lite::future::or(glommio::timer::sleep(wait), self.until_stopped()).await;
             delay = (delay * 2).min(Duration::from_secs(retry.max_secs));
         }
     }
@@ -229,15 +230,14 @@ impl Delivery {
     /// The message bytes for one round: intake's copy if there is room for
     /// it, else wait for room (or shutdown) and read them from the spool.
     async fn hold(&self, job: &mut DeliveryJob) -> Result<Held, String> {
-        let units = job.body.len.clamp(1, self.settings.queue_bytes_max.max(1));
         if let Some(data) = job.data.take() {
-            if let Ok(room) = self.memory.try_acquire_static_permit(units) {
+            if let Some(room) = self.try_room(job.body.len) {
                 return Ok(Held { data, _room: room });
             }
         }
-        let room = async { self.memory.acquire_static_permit(units).await.ok() };
+        let room = async { self.memory.acquire_static_permit(self.room_units(job.body.len)).await.ok() };
         let stopping = async {
-            let _ = self.stopping.acquire(1).await;
+            self.until_stopped().await;
             None
         };
         let room = futures_lite::future::or(room, stopping).await.ok_or("shutting down")?;
@@ -249,7 +249,13 @@ impl Delivery {
     /// there is some now (intake holds a fresh message's bytes with it while
     /// a job travels to its owner).
     pub fn try_room(&self, bytes: u64) -> Option<glommio::sync::StaticPermit> {
-        self.memory.try_acquire_static_permit(bytes.clamp(1, self.settings.queue_bytes_max.max(1))).ok()
+        self.memory.try_acquire_static_permit(self.room_units(bytes)).ok()
+    }
+
+    /// Units of delivery memory `bytes` of message take: a message larger
+    /// than the whole bound takes all of it (it waits alone, never forever).
+    fn room_units(&self, bytes: u64) -> u64 {
+        bytes.clamp(1, memory_units(&self.settings))
     }
 
     /// The hosts to try this round: the job's route in its snapshot; if it
@@ -356,6 +362,11 @@ impl Delivery {
             self.log.event("done-lost", format_args!("qid={} reason=\"{gone}\"", job.queue_id));
         }
     }
+}
+
+/// Delivery memory in units of one byte: `queue_bytes_max`, at least one.
+fn memory_units(settings: &Settings) -> u64 {
+    settings.queue_bytes_max.max(1)
 }
 
 fn indices_not_in<'a>(all: &'a [u32], owed: &'a [u32]) -> impl Iterator<Item = u32> + 'a {

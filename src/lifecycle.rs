@@ -266,23 +266,16 @@ fn serve_requests(shard: &Rc<Shard>) {
 /// wait for attempts in progress. Then the barrier, drain, spool sync.
 async fn wind_down(shard: &Shard, shared: &Shared, arrival: &Arrival) {
     let grace_end = Instant::now() + Duration::from_secs(shared.settings.shutdown_grace_secs);
-    while shard.active.get() > 0 && Instant::now() < grace_end {
-        glommio::timer::sleep(Duration::from_millis(50)).await;
-    }
+    shards::wait_until(grace_end, Duration::from_millis(50), || shard.active.get() == 0).await;
     shard.shutdown.close();
     let drain = Duration::from_millis(limits::SHUTDOWN_DRAIN_MS);
-    let hard_end = Instant::now() + Duration::from_secs(2);
-    while shard.active.get() > 0 && Instant::now() < hard_end {
-        glommio::timer::sleep(Duration::from_millis(20)).await;
-    }
+    shards::wait_until(Instant::now() + Duration::from_secs(2), Duration::from_millis(20), || shard.active.get() == 0).await;
     shard.delivery.stop();
     let abandoned = shard.delivery.stopped(Instant::now() + drain).await;
     // The barrier: once every shard is here, nobody sends done markers any more.
     arrival.arrive();
-    let barrier_end = Instant::now() + drain;
-    while shared.quiesced.load(Ordering::SeqCst) < shared.count && Instant::now() < barrier_end {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
-    }
+    let everyone_here = || shared.quiesced.load(Ordering::SeqCst) >= shared.count;
+    shards::wait_until(Instant::now() + drain, Duration::from_millis(5), everyone_here).await;
     let unhandled = shard.mesh.drain(Instant::now() + drain).await;
     // Done markers reach the disk (else they are sent again after the restart).
     let synced = glommio::timer::timeout(drain, async { Ok(shard.spool.sync_pending().await) }).await;

@@ -159,6 +159,7 @@ impl MailLog {
     /// On a full queue the text stays buffered; returns whether it was queued.
     fn hand_over(&self, written: Option<oneshot::Sender<()>>) -> bool {
         let mut text = std::mem::take(&mut *self.buffer.borrow_mut());
+        let buffered = text.len(); // the report line, if any, goes after this
         let (dropped, late) = (self.dropped.get(), self.late.get());
         if dropped > 0 || late > 0 {
             let (secs, millis) = clock::now();
@@ -177,10 +178,7 @@ impl MailLog {
             Err(TrySendError::Full(batch) | TrySendError::Disconnected(batch)) => {
                 // Keep the lines for the next try; the report line is rebuilt then.
                 let mut text = batch.text;
-                if dropped > 0 || late > 0 {
-                    let report = text.trim_end_matches('\n').rfind('\n').map_or(0, |i| i + 1);
-                    text.truncate(report);
-                }
+                text.truncate(buffered);
                 let mut buffer = self.buffer.borrow_mut();
                 text.push_str(&buffer);
                 *buffer = text;

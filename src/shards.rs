@@ -290,15 +290,26 @@ impl Mesh {
     /// been handled, or `deadline`. Call once no shard sends any more (after
     /// the stop barrier). Returns the letters left unhandled.
     pub async fn drain(&self, deadline: Instant) -> u64 {
-        loop {
+        let unhandled = || {
             let addressed = self.ledger.addressed[self.id].load(Ordering::SeqCst);
-            let handled = self.ledger.handled[self.id].load(Ordering::SeqCst);
-            if handled >= addressed || Instant::now() >= deadline {
-                return addressed.saturating_sub(handled);
-            }
-            glommio::timer::sleep(Duration::from_millis(5)).await;
-        }
+            addressed.saturating_sub(self.ledger.handled[self.id].load(Ordering::SeqCst))
+        };
+        wait_until(deadline, Duration::from_millis(5), || unhandled() == 0).await;
+        unhandled()
     }
+}
+
+/// Wait on this shard until `done()` holds or `deadline` passes, looking
+/// every `every`: for conditions other shards or tasks make true and no
+/// one signals (shutdown's waits). Returns whether `done()` held.
+pub async fn wait_until(deadline: Instant, every: Duration, mut done: impl FnMut() -> bool) -> bool {
+    while !done() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        glommio::timer::sleep(every).await;
+    }
+    true
 }
 
 /// One letter counted as addressed to a shard; uncounted on drop unless sent.
