@@ -13,7 +13,6 @@
 //! first, reading ahead meanwhile only while `Session::wants_input` (the
 //! back-pressure that bounds the session's input buffer).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -22,7 +21,7 @@ use glommio::net::TcpStream;
 use crate::policy;
 use crate::intake;
 use crate::shard::Shard;
-use crate::smtp::{Action, Decision, Peer, Phase, Session, SessionConfig, Ticket};
+use crate::smtp::{Action, Decision, Peer, Phase, Session, Ticket};
 
 mod decisions;
 use decisions::Decisions;
@@ -49,8 +48,7 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
     let policy = shard.policy.current();
     shard.log.event("connect", format_args!("conn={conn} peer={peer} local={local} policy={}", policy.generation));
     let peer = Peer { connection_id: conn.clone(), addr: peer, local };
-    let session_config = SessionConfig { hostname: policy.hostname.clone(), postmaster_domain: policy.postmaster_domain().to_string() };
-    let mut session = Session::new(Arc::new(session_config), peer.clone());
+    let mut session = Session::new(policy.session_config.clone(), peer.clone());
     let mut decisions = Decisions::default();
     let mut buf = vec![0u8; READ_BYTES];
     let mut rate = DataRate::default();

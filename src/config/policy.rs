@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{Config, SessionLimits};
+use crate::smtp::{Banner, ConnectionPolicy, SessionConfig};
 
 /// RFC 5321 §4.5.3.2 server-side timeouts and the minimum data rate.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,6 +46,12 @@ pub struct Policy {
     pub session: SessionLimits,
     pub timeouts: ServerTimeouts,
     pub retry: RetrySchedule,
+    /// What every session under this policy knows (host name; the domain a
+    /// bare `postmaster` gets, RFC 5321 §4.5.1): built once, shared by every connection.
+    pub session_config: Arc<SessionConfig>,
+    /// The connection policy every client is admitted under (until the HAT
+    /// picks one per sender group): the standard banner and `[session]` limits.
+    pub admission: Arc<ConnectionPolicy>,
 }
 
 impl Policy {
@@ -52,10 +59,19 @@ impl Policy {
     pub fn compile(config: &Config, generation: u64) -> Policy {
         let t = &config.timeouts;
         let d = &config.delivery;
+        let relay_domains: Vec<String> = config.relay_domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+        let s = &config.session;
         Policy {
             generation,
+            session_config: Arc::new(SessionConfig { hostname: config.hostname.clone(), postmaster_domain: relay_domains[0].clone() }),
+            admission: Arc::new(ConnectionPolicy {
+                banner: Banner::standard(&config.hostname),
+                message_bytes_max: s.message_bytes_max,
+                recipients_max: s.recipients_max,
+                messages_per_connection_max: s.messages_per_connection_max,
+            }),
             hostname: config.hostname.clone(),
-            relay_domains: config.relay_domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+            relay_domains,
             routes: config.routes.clone(),
             session: config.session.clone(),
             timeouts: ServerTimeouts {
@@ -81,11 +97,6 @@ impl Policy {
     /// Is this (lower-case) domain one we accept mail for?
     pub fn is_relay_domain(&self, domain: &str) -> bool {
         self.relay_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
-    }
-
-    /// Domain given to a bare `postmaster` recipient (RFC 5321 §4.5.1).
-    pub fn postmaster_domain(&self) -> &str {
-        &self.relay_domains[0]
     }
 }
 

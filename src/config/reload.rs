@@ -62,15 +62,17 @@ pub fn reload(source: &ConfigSource, running: &Settings, board: &PolicyBoard) ->
         Ok(c) => c,
         Err(e) => return ReloadOutcome::Refused(e.0),
     };
-    let (mut settings, policy) = config.split();
+    let mut config = config;
+    let mut settings = Settings::from_config(&config);
     // The running spool path is absolute (see lifecycle); compare like with like.
     if let Ok(absolute) = settings.spool_dir.canonicalize() {
         settings.spool_dir = absolute;
     }
-    let generation = board.generation() + 1;
     // The host name is a process setting (Received headers, downstream
-    // HELO): the policy keeps the running one until a restart.
-    board.publish(Arc::new(Policy { generation, hostname: running.hostname.clone(), ..policy }));
+    // HELO): the policy is compiled with the running one until a restart.
+    config.hostname = running.hostname.clone();
+    let generation = board.generation() + 1;
+    board.publish(Arc::new(Policy::compile(&config, generation)));
     ReloadOutcome::Published { generation, needs_restart: settings.needing_restart(running) }
 }
 

@@ -2,26 +2,15 @@
 //!
 //! The HAT (Host Access Table) will match the client against sender groups
 //! and pick a policy (accept, refuse with 554, close with 421, throttle).
-//! Today every connection is admitted under one policy built from the
-//! configuration: the standard banner and the `[session]` limits.
-
-use std::sync::Arc;
+//! Today every connection is admitted under the one policy the snapshot
+//! compiled (`Policy::admission`): the standard banner and the `[session]`
+//! limits.
 
 use crate::config::Policy;
-use crate::smtp::{Banner, ConnectionPolicy, Decision, Peer};
+use crate::smtp::{Decision, Peer};
 
 pub fn decide(policy: &Policy, _peer: &Peer) -> Decision {
-    Decision::Admit(Arc::new(connection_policy(policy)))
-}
-
-/// The one mail flow policy of today's configuration.
-pub fn connection_policy(policy: &Policy) -> ConnectionPolicy {
-    ConnectionPolicy {
-        banner: Banner::standard(&policy.hostname),
-        message_bytes_max: policy.session.message_bytes_max,
-        recipients_max: policy.session.recipients_max,
-        messages_per_connection_max: policy.session.messages_per_connection_max,
-    }
+    Decision::Admit(policy.admission.clone())
 }
 
 #[cfg(test)]
@@ -30,12 +19,12 @@ mod tests {
 
     #[test]
     fn the_configured_limits_and_banner() {
-        let (_, mut c) = crate::config::Config::default().split();
-        c.hostname = "mx.example.test".into();
+        let mut c = crate::config::Config { hostname: "mx.example.test".into(), ..Default::default() };
         c.session.message_bytes_max = 2000;
         c.session.recipients_max = 7;
         c.session.messages_per_connection_max = 3;
-        let policy = connection_policy(&c);
+        let peer = Peer { connection_id: "C1".into(), addr: "192.0.2.10:40000".parse().unwrap(), local: "192.0.2.1:25".parse().unwrap() };
+        let Decision::Admit(policy) = decide(&Policy::compile(&c, 0), &peer) else { panic!("not admitted") };
         assert_eq!(policy.banner.reply().to_bytes(), b"220 mx.example.test ESMTP Portcullis\r\n");
         assert_eq!((policy.message_bytes_max, policy.recipients_max, policy.messages_per_connection_max), (2000, 7, 3));
     }

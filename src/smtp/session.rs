@@ -40,7 +40,7 @@ use replies::Replies;
 
 /// Everything a session needs to know that does not change per connection
 /// (what does is in the `ConnectionPolicy` of the connect answer).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionConfig {
     /// Our name in the EHLO reply, in 421 replies and the Received header.
     pub hostname: String,
