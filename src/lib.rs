@@ -40,6 +40,7 @@ pub mod limits;
 pub mod listener;
 pub mod maillog;
 pub mod message;
+pub mod metrics;
 pub mod policy;
 pub mod shard;
 pub mod shards;
