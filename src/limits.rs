@@ -121,3 +121,22 @@ pub const MAILLOG_AUDIT_WAIT_MS: u64 = 1_000;
 /// How often a shard looks for a newer policy snapshot (SIGHUP reload) and
 /// for the stop flag: the longest a reload waits to reach a shard.
 pub const RELOAD_POLL_MS: u64 = 100;
+
+// ---- Connection policy (HAT, mail flow policies, RAT) ----------------------
+
+/// Largest `max_message_size` a mail flow policy may set (1 GiB).
+pub const MESSAGE_BYTES_CEILING: u64 = 1 << 30;
+/// Text of a configured reply (banner, limit replies): one line well inside
+/// RFC 5321 §4.5.3.1.5's 512 octets with the code.
+pub const REPLY_TEXT_BYTES_MAX: usize = 400;
+/// Longest DHAP tarpit delay per invalid-recipient reply (well inside the
+/// client's 5-minute RCPT timeout, RFC 5321 §4.5.3.2.3).
+pub const DHAP_TARPIT_MS_MAX: u64 = 30_000;
+/// Entries one HAT, RAT or exception table may hold (check-config refuses more).
+pub const ACCESS_TABLE_ENTRIES_MAX: usize = 1_000_000;
+/// Listeners one appliance may define.
+pub const LISTENERS_MAX: usize = 64;
+/// Default admin listener (GET /metrics): loopback only.
+pub const ADMIN_LISTEN: &str = "127.0.0.1:9425";
+/// PTR names checked for a forward-confirming A/AAAA (FCrDNS) per client.
+pub const PTR_NAMES_CHECKED_MAX: usize = 4;
