@@ -121,3 +121,24 @@ pub const MAILLOG_AUDIT_WAIT_MS: u64 = 1_000;
 /// How often a shard looks for a newer policy snapshot (SIGHUP reload) and
 /// for the stop flag: the longest a reload waits to reach a shard.
 pub const RELOAD_POLL_MS: u64 = 100;
+
+// ---- Metrics and the admin listener (issue 6) ----------------------------
+
+/// Distinct label sets one open-ended family (connections by listener,
+/// group, policy) keeps per shard; past it new ones are counted under
+/// listener/group/policy = "other" (the outcome is kept), so a config with
+/// thousands of policy names cannot grow a shard's table without bound.
+pub const METRICS_LABEL_SETS_MAX: usize = 1000;
+/// An admin request head (request line + headers) longer than this gets
+/// 431 Request Header Fields Too Large (RFC 6585 §5) and the connection closes.
+pub const ADMIN_REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
+/// Header lines in one admin request before 431.
+pub const ADMIN_REQUEST_HEADERS_MAX: usize = 32;
+/// The whole of one admin request (read the head, write the answer) must
+/// fit in this; a slow client gets 408 (or is dropped) and cannot wedge the
+/// admin thread, which serves one connection at a time.
+pub const ADMIN_IO_TIMEOUT_SECS: u64 = 5;
+/// After answering, the admin reads and discards what the client still sends
+/// (at most this many bytes) before closing, so the answer is not lost to a
+/// reset (a lingering close).
+pub const ADMIN_LINGER_BYTES_MAX: usize = 64 * 1024;
