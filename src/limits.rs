@@ -134,9 +134,9 @@ pub const METRICS_LABEL_SETS_MAX: usize = 1000;
 pub const ADMIN_REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
 /// Header lines in one admin request before 431.
 pub const ADMIN_REQUEST_HEADERS_MAX: usize = 32;
-/// The whole of one admin request (read the head, write the answer) must
-/// fit in this; a slow client gets 408 (or is dropped) and cannot wedge the
-/// admin thread, which serves one connection at a time.
+/// An admin client has this long to send its request head (else 408), and
+/// as long again to take the answer (else dropped): a slow client cannot
+/// wedge the admin thread, which serves one connection at a time.
 pub const ADMIN_IO_TIMEOUT_SECS: u64 = 5;
 /// After answering, the admin reads and discards what the client still sends
 /// (at most this many bytes) before closing, so the answer is not lost to a
