@@ -140,3 +140,24 @@ pub const LISTENERS_MAX: usize = 64;
 pub const ADMIN_LISTEN: &str = "127.0.0.1:9425";
 /// PTR names checked for a forward-confirming A/AAAA (FCrDNS) per client.
 pub const PTR_NAMES_CHECKED_MAX: usize = 4;
+
+// ---- Metrics and the admin listener (issue 6) ----------------------------
+
+/// Distinct label sets one open-ended family (connections by listener,
+/// group, policy) keeps per shard; past it new ones are counted under
+/// listener/group/policy = "other" (the outcome is kept), so a config with
+/// thousands of policy names cannot grow a shard's table without bound.
+pub const METRICS_LABEL_SETS_MAX: usize = 1000;
+/// An admin request head (request line + headers) longer than this gets
+/// 431 Request Header Fields Too Large (RFC 6585 §5) and the connection closes.
+pub const ADMIN_REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
+/// Header lines in one admin request before 431.
+pub const ADMIN_REQUEST_HEADERS_MAX: usize = 32;
+/// An admin client has this long to send its request head (else 408), and
+/// as long again to take the answer (else dropped): a slow client cannot
+/// wedge the admin thread, which serves one connection at a time.
+pub const ADMIN_IO_TIMEOUT_SECS: u64 = 5;
+/// After answering, the admin reads and discards what the client still sends
+/// (at most this many bytes) before closing, so the answer is not lost to a
+/// reset (a lingering close).
+pub const ADMIN_LINGER_BYTES_MAX: usize = 64 * 1024;
