@@ -65,6 +65,12 @@ pub struct RunArgs {
     /// On SIGTERM/SIGINT, how long open sessions may finish before 421 and close.
     #[arg(long, value_name = "SECS")]
     pub shutdown_grace_secs: Option<u64>,
+    /// Nameserver for the shards' resolver (repeatable); default the `[dns] servers` of the file, else /etc/resolv.conf.
+    #[arg(long = "dns", value_name = "ADDR:PORT")]
+    pub dns: Vec<SocketAddr>,
+    /// Admin listener (GET /metrics); "" turns it off. Default 127.0.0.1:9425.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub admin_listen: Option<String>,
     /// Mail log file, or "-" for stderr (default).
     #[arg(long, value_name = "FILE")]
     pub log_file: Option<String>,
@@ -156,9 +162,16 @@ impl RunArgs {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
         };
+        if !c.listener.is_empty() && (!self.listen.is_empty() || !self.relay_domains.is_empty()) {
+            return Err(ConfigError("--listen/--relay-domain: the config file has [[listener]] tables; set each listener's address and RAT there".into()));
+        }
         if !self.listen.is_empty() {
             c.listen = self.listen;
         }
+        if !self.dns.is_empty() {
+            c.dns.servers = self.dns;
+        }
+        set(&mut c.admin_listen, self.admin_listen);
         if !self.relay_domains.is_empty() {
             c.relay_domains = self.relay_domains.iter().map(|d| d.to_ascii_lowercase()).collect();
         }

@@ -29,6 +29,7 @@ pub async fn accept_message(shard: &Shard, policy: &Policy, msg: Message) -> Res
     data.extend_from_slice(&header);
     data.extend_from_slice(&msg.body);
     let body = shard.spool.store(&queue_id, &msg.envelope, secs, &data).await?;
+    shard.metrics.message_accepted();
     shard.log.event_now(
         "queued",
         format_args!(

@@ -31,7 +31,8 @@ use crate::limits;
 use crate::listener;
 use crate::dns::Resolver;
 use crate::maillog::MailLog;
-use crate::metrics::Metrics;
+use crate::admin;
+use crate::metrics::{Metrics, MetricsBoard};
 use crate::policy::rate::Counters;
 use crate::pool::Pool;
 use crate::shard::{Shard, TaskQueues};
@@ -89,7 +90,8 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
     );
     let dns = &policy.dns;
     let nameservers = Arc::new(dns.nameservers().map_err(|e| format!("dns: {e}"))?);
-    let metrics: Arc<Vec<Arc<Metrics>>> = Arc::new((0..count).map(|_| Arc::new(Metrics::default())).collect());
+    let (metrics, board) = MetricsBoard::for_shards(count);
+    let metrics = Arc::new(metrics);
     block_signals();
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Shared {
@@ -117,12 +119,25 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
             }
         }
     }
+    // Off the shards: a blocking thread of its own. A port in use is a start-up failure.
+    let admin = match shared.settings.admin_listen {
+        Some(addr) => match admin::start(addr, Arc::new(board)) {
+            Ok(handle) => Some(handle),
+            Err(e) => {
+                shared.stop.store(true, Ordering::SeqCst);
+                let _ = wait_for_shards(shards, Duration::from_secs(5));
+                return Err(format!("admin_listen {addr}: {e}"));
+            }
+        },
+        None => None,
+    };
     serve_signals(&shared, &source);
     // A shard's wind-down after the grace: 2 s of 421s, then four drain
     // bounds (delivery, barrier, letters, spool sync) and 2 s of QUITs; main
     // waits longer than all of that, so a shard is never cut off mid-sync.
     let deadline = Duration::from_secs(shared.settings.shutdown_grace_secs + 2 + 2 + 10) + Duration::from_millis(4 * limits::SHUTDOWN_DRAIN_MS);
     let errors = wait_for_shards(shards, deadline);
+    drop(admin);
     if errors.is_empty() && !shared.failed.load(Ordering::SeqCst) {
         eprintln!("portcullis: stopped");
         Ok(())

@@ -46,6 +46,7 @@ pub async fn accept_loop(listener: TcpListener, name: String, shard: Rc<Shard>) 
         let name = name.clone();
         glommio::spawn_local_into(async move {
             shard.active.set(shard.active.get() + 1);
+            let _open = shard.metrics.open_connection();
             connection::serve(stream, &shard, &name).await;
             shard.active.set(shard.active.get() - 1);
             shard.connections.fetch_sub(1, Ordering::SeqCst);

@@ -33,6 +33,11 @@ pub struct PortcullisBuilder {
     routes: Vec<String>,
     /// No `--route` flag at all: the routes come from the config file.
     routes_from_config: bool,
+    /// No `--listen`: the config file's `[[listener]]` tables bind (the
+    /// test puts `port` in the first one's address).
+    listeners_from_config: bool,
+    /// `--admin-listen`; off unless asked for (tests run side by side).
+    admin_listen: String,
     args: Vec<String>,
 }
 
@@ -44,6 +49,8 @@ impl Default for PortcullisBuilder {
             spool_dir: None,
             routes: Vec::new(),
             routes_from_config: false,
+            listeners_from_config: false,
+            admin_listen: String::new(),
             args: Vec::new(),
         }
     }
@@ -81,6 +88,22 @@ impl PortcullisBuilder {
     pub fn routes_from_config(mut self) -> Self {
         self.routes_from_config = true;
         self
+    }
+    /// Pass no `--listen`: the config's `[[listener]]` tables are the
+    /// listeners; the port (`.port(p)`) must be in one of them, the harness
+    /// waits for it.
+    pub fn listeners_from_config(mut self) -> Self {
+        self.listeners_from_config = true;
+        self
+    }
+    /// `--admin-listen ADDR` (the harness passes "" = off otherwise).
+    pub fn admin_listen(mut self, addr: &str) -> Self {
+        self.admin_listen = addr.to_owned();
+        self
+    }
+    /// `--dns ADDR` (repeatable): the test's own DNS server.
+    pub fn dns(self, addr: SocketAddr) -> Self {
+        self.arg("--dns").arg(&addr.to_string())
     }
     pub fn cores(self, n: usize) -> Self {
         self.arg("--cores").arg(&n.to_string())
@@ -184,15 +207,19 @@ impl Portcullis {
     /// The full command line, for messages.
     pub fn command_line(&self) -> Vec<String> {
         let b = &self.builder;
-        let mut argv = vec![
-            "run".to_owned(),
-            "--listen".to_owned(),
-            format!("127.0.0.1:{}", self.port),
+        let mut argv = vec!["run".to_owned()];
+        if !b.listeners_from_config {
+            argv.push("--listen".to_owned());
+            argv.push(format!("127.0.0.1:{}", self.port));
+        }
+        argv.extend([
+            "--admin-listen".to_owned(),
+            b.admin_listen.clone(),
             "--spool-dir".to_owned(),
             self.spool_dir.display().to_string(),
             "--hostname".to_owned(),
             "portcullis.test".to_owned(),
-        ];
+        ]);
         for route in &b.routes {
             argv.push("--route".to_owned());
             argv.push(route.clone());
