@@ -258,3 +258,31 @@ fn bindable_with_reuseport(port: u16) -> bool {
         ok
     }
 }
+
+/// The complete example config shipped in tuning/ is accepted, and the
+/// mistakes an operator makes in the access tables are refused with the
+/// line they are on.
+#[test]
+fn the_example_config_is_accepted_and_access_mistakes_are_named() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/tuning/portcullis.example.toml");
+    let out = run_portcullis(&["check-config", example], CLI_TIMEOUT);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(out.stdout.contains("name = \"InboundMail\""), "{}", out.stdout);
+
+    let dir = TempDir::new("cli");
+    let listener = "[[listener]]\nname = \"in\"\naddress = \"127.0.0.1:2600\"\ntype = \"public\"\nhat = \"in\"\nrat = \"in\"\n\
+                    [[rat.in]]\nrecipient = \"example.com\"\naction = \"accept\"\n";
+    for (case, text, line, words) in [
+        ("unknown policy", format!("{listener}[[hat.in]]\ngroup = \"G\"\nsenders = [\"ALL\"]\npolicy = \"NOPE\"\n"), 13, "NOPE"),
+        ("bad CIDR", format!("{listener}[[hat.in]]\ngroup = \"G\"\nsenders = [\"10.0.0.0/33\"]\npolicy = \"ACCEPTED\"\n"), 12, "10.0.0.0/33"),
+        ("bad range", format!("{listener}[[hat.in]]\ngroup = \"G\"\nsenders = [\"192.0.2.20-10\"]\npolicy = \"ACCEPTED\"\n"), 12, "192.0.2.20-10"),
+        ("out of range", format!("{listener}[policy.P]\nmax_recipients_per_hour_code = 250\n"), 11, "max_recipients_per_hour_code"),
+        ("unknown HAT", listener.replace("hat = \"in\"", "hat = \"missing\""), 5, "missing"),
+        ("listen with listeners", format!("listen = [\"127.0.0.1:2601\"]\n{listener}"), 1, "listen"),
+    ] {
+        let file = write(dir.path(), "bad.toml", &text);
+        let out = run_portcullis(&["check-config", &file], CLI_TIMEOUT);
+        assert_ne!(out.code(), Some(0), "{case}: accepted\n{text}");
+        assert!(out.stderr.contains(&format!("line {line}:")) && out.stderr.contains(words), "{case}: {}\n{text}", out.stderr);
+    }
+}

@@ -61,7 +61,7 @@ impl Access {
             .map_err(|why| ("sender_verification_exception".to_string(), why))?;
         let mut listeners = Vec::new();
         for l in config.listeners() {
-            let bad = |key: &str, why: String| (key.to_string(), format!("listener {:?}: {why}", l.name));
+            let bad = |key: &str, why: String| (key.to_string(), format!("{why} (listener {})", l.name));
             let find = |name: &str| policies.get(name).cloned().ok_or_else(|| bad("policy", format!("no policy named {name:?} (define [policy.{name}])")));
             let unmatched = find(l.unmatched_policy())?;
             if unmatched.behavior() == Behavior::Continue {

@@ -226,6 +226,16 @@ impl RawSmtp {
     /// Connects and reads the greeting.
     pub fn connect(addr: SocketAddr) -> io::Result<(RawSmtp, Reply)> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
+        RawSmtp::greeted(stream)
+    }
+
+    /// Connects from a chosen loopback source address (127.0.0.x: the HAT
+    /// sees that client) and reads the greeting.
+    pub fn connect_from(addr: SocketAddr, source: std::net::Ipv4Addr) -> io::Result<(RawSmtp, Reply)> {
+        RawSmtp::greeted(tcp_from(addr, source)?)
+    }
+
+    fn greeted(stream: TcpStream) -> io::Result<(RawSmtp, Reply)> {
         stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
         stream.set_nodelay(true)?;
         let mut client = RawSmtp {
@@ -357,4 +367,34 @@ fn bad_reply(line: &str) -> io::Error {
         io::ErrorKind::InvalidData,
         format!("malformed SMTP reply line: {line:?}"),
     )
+}
+
+/// A TCP connection to `addr` from `source` (port chosen by the kernel).
+pub fn tcp_from(addr: SocketAddr, source: std::net::Ipv4Addr) -> io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(target) = addr else { return Err(io::Error::other("IPv4 only")) };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a fd we own; the TcpStream takes it over.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        let local = sockaddr(source, 0);
+        if libc::bind(fd, &local as *const _ as *const libc::sockaddr, len) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let remote = sockaddr(*target.ip(), target.port());
+        if libc::connect(fd, &remote as *const _ as *const libc::sockaddr, len) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stream)
+    }
 }
