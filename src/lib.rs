@@ -34,6 +34,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod delivery;
+pub mod dns;
 pub mod intake;
 pub mod lifecycle;
 pub mod limits;
