@@ -23,7 +23,7 @@ use super::cache::Cache;
 use super::transport::exchange;
 use super::wire::{query_name, reverse_name, Outcome, Rdata, Records};
 use super::{DnsSettings, Lookup, Mx};
-use crate::limits::DNS_INFLIGHT_MAX;
+use crate::limits::{DNS_CNAME_CHAIN_MAX, DNS_INFLIGHT_MAX};
 use crate::metrics::Metrics;
 
 /// Cache and flight key: the lower-case wire name and the type.
@@ -182,7 +182,7 @@ impl Inner {
     /// waiters and the cache.
     async fn fly(self: Rc<Self>, key: Key) {
         let started = Instant::now();
-        let outcome = self.query_network(&key.0, key.1).await;
+        let outcome = self.resolve(&key.0, key.1, started + self.query_bound()).await;
         self.network_queries.set(self.network_queries.get() + 1);
         self.metrics
             .dns_query(rtype_label(key.1), outcome.lookup.class(), started.elapsed());
@@ -199,18 +199,44 @@ impl Inner {
         }
     }
 
+    /// The whole of one question: timeout × attempts.
+    fn query_bound(&self) -> Duration {
+        self.attempt_timeout * self.attempts
+    }
+
+    /// Asks the network, and again for the end of a CNAME chain the server
+    /// did not chase, all before `deadline`. The outcome's TTL is the
+    /// smallest along the chain.
+    async fn resolve(&self, name: &Name, rtype: RecordType, deadline: Instant) -> Outcome {
+        let mut name = name.clone();
+        let mut chain_ttl = u32::MAX;
+        for _ in 0..=DNS_CNAME_CHAIN_MAX {
+            let mut outcome = self.query_network(&name, rtype, deadline).await;
+            outcome.ttl_secs = outcome.ttl_secs.map(|ttl| ttl.min(chain_ttl));
+            let Some(target) = outcome.alias.take() else { return outcome };
+            chain_ttl = chain_ttl.min(outcome.ttl_secs.unwrap_or(0));
+            name = target;
+        }
+        Outcome::temp_fail(format!("CNAME chain longer than {DNS_CNAME_CHAIN_MAX}"))
+    }
+
     /// Up to `attempts` exchanges, rotating over the servers, each with a
-    /// fresh random id and its own deadline. An answer (found or not)
-    /// ends it; a failure (timeout, SERVFAIL, REFUSED, garbage) moves on
-    /// to the next server, and the last failure is the outcome.
-    async fn query_network(&self, name: &Name, rtype: RecordType) -> Outcome {
+    /// fresh random id and its own timeout, none past `deadline`. An
+    /// answer (found or not) ends it; a failure (timeout, SERVFAIL,
+    /// REFUSED, garbage) moves on to the next server, and the last failure
+    /// is the outcome.
+    async fn query_network(&self, name: &Name, rtype: RecordType, deadline: Instant) -> Outcome {
         if self.servers.is_empty() {
             return Outcome::temp_fail("no nameservers configured");
         }
-        let mut last = Outcome::temp_fail("no attempt made");
+        let mut last = Outcome::temp_fail("no time left for the query");
         for attempt in 0..self.attempts as usize {
             let server = self.servers[attempt % self.servers.len()];
-            let deadline = Instant::now() + self.attempt_timeout;
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let deadline = deadline.min(now + self.attempt_timeout);
             last = match exchange(server, rand::random::<u16>(), name, rtype, deadline).await {
                 Ok(outcome) => outcome,
                 Err(why) => Outcome::temp_fail(why),

@@ -40,6 +40,11 @@ pub(crate) type Records = Rc<[Rdata]>;
 pub(crate) struct Outcome {
     pub lookup: Lookup<Records>,
     pub ttl_secs: Option<u32>,
+    /// The answer ended in a CNAME whose target the server did not chase
+    /// (no records, no SOA: unbound's local data does this): ask again for
+    /// the target (RFC 1034 §5.3.3 step 3). `lookup` is NotFound meanwhile
+    /// and `ttl_secs` the chain's.
+    pub alias: Option<Name>,
 }
 
 impl Outcome {
@@ -47,6 +52,7 @@ impl Outcome {
         Outcome {
             lookup: Lookup::TempFail(why.into()),
             ttl_secs: None,
+            alias: None,
         }
     }
 }
@@ -169,24 +175,33 @@ fn outcome(message: &Message, name: &Name, rtype: RecordType) -> Outcome {
         ResponseCode::NXDomain => return not_found(message),
         code => return Outcome::temp_fail(format!("server answered {code}")),
     }
-    let Some((records, ttl)) = follow_chain(message.answers(), name, rtype) else {
+    let Some((records, ttl, end)) = follow_chain(message.answers(), name, rtype) else {
         return Outcome::temp_fail(format!("CNAME chain longer than {DNS_CNAME_CHAIN_MAX}"));
     };
-    if records.is_empty() {
-        // NODATA (RFC 2308 §2.2): the name exists, the type does not.
-        return not_found(message);
-    }
     let ttl = ttl.clamp(DNS_TTL_MIN_SECS, DNS_TTL_MAX_SECS);
-    Outcome {
-        lookup: Lookup::Found(records.into()),
-        ttl_secs: Some(ttl),
+    if !records.is_empty() {
+        return Outcome {
+            lookup: Lookup::Found(records.into()),
+            ttl_secs: Some(ttl),
+            alias: None,
+        };
     }
+    if !same_name(&end, name) && soa_negative_ttl(message).is_none() {
+        return Outcome {
+            lookup: Lookup::NotFound,
+            ttl_secs: Some(ttl),
+            alias: Some(end),
+        };
+    }
+    // NODATA (RFC 2308 §2.2): the name exists, the type does not.
+    not_found(message)
 }
 
 /// The records of `rtype` at the end of the CNAME chain that starts at
-/// `name` (RFC 1034 §3.6.2), and the smallest TTL along the way. `None`
-/// when the chain is longer than `DNS_CNAME_CHAIN_MAX` (or loops).
-fn follow_chain(answers: &[Record], name: &Name, rtype: RecordType) -> Option<(Vec<Rdata>, u32)> {
+/// `name` (RFC 1034 §3.6.2), the smallest TTL along the way and the name
+/// the chain ends at. `None` when the chain is longer than
+/// `DNS_CNAME_CHAIN_MAX` (or loops).
+fn follow_chain(answers: &[Record], name: &Name, rtype: RecordType) -> Option<(Vec<Rdata>, u32, Name)> {
     let mut owner = name.clone();
     let mut ttl = u32::MAX;
     for _ in 0..=DNS_CNAME_CHAIN_MAX {
@@ -205,13 +220,13 @@ fn follow_chain(answers: &[Record], name: &Name, rtype: RecordType) -> Option<(V
                 .map(Record::ttl)
                 .min()
                 .unwrap_or(ttl);
-            return Some((records, ttl.min(min_ttl)));
+            return Some((records, ttl.min(min_ttl), owner));
         }
         let Some(alias) = at_owner().find_map(|r| match r.data() {
             RData::CNAME(target) => Some((target.0.clone(), r.ttl())),
             _ => None,
         }) else {
-            return Some((Vec::new(), ttl));
+            return Some((Vec::new(), ttl, owner));
         };
         owner = alias.0;
         ttl = ttl.min(alias.1);
@@ -236,17 +251,22 @@ fn convert(data: &RData) -> Option<Rdata> {
 /// NXDOMAIN or NODATA, cached for min(SOA TTL, SOA MINIMUM) of the SOA in
 /// the authority section (RFC 2308 §5); without one, briefly.
 fn not_found(message: &Message) -> Outcome {
-    let soa_ttl = message.name_servers().iter().find_map(|r| match r.data() {
-        RData::SOA(soa) => Some(r.ttl().min(soa.minimum())),
-        _ => None,
-    });
-    let ttl = soa_ttl
+    let ttl = soa_negative_ttl(message)
         .unwrap_or(DNS_TTL_MIN_SECS)
         .clamp(DNS_TTL_MIN_SECS, DNS_NEGATIVE_TTL_MAX_SECS);
     Outcome {
         lookup: Lookup::NotFound,
         ttl_secs: Some(ttl),
+        alias: None,
     }
+}
+
+/// min(SOA TTL, SOA MINIMUM) of the SOA in the authority section.
+fn soa_negative_ttl(message: &Message) -> Option<u32> {
+    message.name_servers().iter().find_map(|r| match r.data() {
+        RData::SOA(soa) => Some(r.ttl().min(soa.minimum())),
+        _ => None,
+    })
 }
 
 #[cfg(test)]

@@ -45,6 +45,7 @@ fn found(reply: Option<Reply>) -> (Vec<Rdata>, u32) {
         Some(Reply::Answer(Outcome {
             lookup: Lookup::Found(records),
             ttl_secs: Some(ttl),
+            ..
         })) => (records.to_vec(), ttl),
         other => panic!("expected an answer, got {other:?}"),
     }
@@ -186,6 +187,7 @@ fn nxdomain_and_nodata_are_not_found_with_the_soa_negative_ttl() {
     let expected = Some(Reply::Answer(Outcome {
         lookup: Lookup::NotFound,
         ttl_secs: Some(120),
+        alias: None,
     }));
     assert_eq!(read(&nx, RecordType::A), expected);
     let nodata = reply(
@@ -200,7 +202,8 @@ fn nxdomain_and_nodata_are_not_found_with_the_soa_negative_ttl() {
         read(&nodata, RecordType::AAAA),
         Some(Reply::Answer(Outcome {
             lookup: Lookup::NotFound,
-            ttl_secs: Some(60)
+            ttl_secs: Some(60),
+            alias: None,
         }))
     );
     // Records of another type only: still NODATA for the type asked.
@@ -215,6 +218,7 @@ fn nxdomain_and_nodata_are_not_found_with_the_soa_negative_ttl() {
     let no_soa = Some(Reply::Answer(Outcome {
         lookup: Lookup::NotFound,
         ttl_secs: Some(DNS_TTL_MIN_SECS),
+        alias: None,
     }));
     assert_eq!(read(&other_type, RecordType::MX), no_soa);
     let huge = reply(
@@ -228,6 +232,7 @@ fn nxdomain_and_nodata_are_not_found_with_the_soa_negative_ttl() {
     let capped = Some(Reply::Answer(Outcome {
         lookup: Lookup::NotFound,
         ttl_secs: Some(DNS_NEGATIVE_TTL_MAX_SECS),
+        alias: None,
     }));
     assert_eq!(read(&huge, RecordType::A), capped);
 }
@@ -244,6 +249,7 @@ fn server_failures_are_temporary_and_not_cached() {
             Some(Reply::Answer(Outcome {
                 lookup: Lookup::TempFail(_),
                 ttl_secs: None,
+                ..
             })) => {}
             other => panic!("{code:?}: {other:?}"),
         }
@@ -283,7 +289,7 @@ fn cname_chain_is_followed_and_its_smallest_ttl_kept() {
     ];
     let message = reply(ID, "mail.example.test.", RecordType::A, ResponseCode::NoError, answers, vec![]);
     assert_eq!(found(read(&message, RecordType::A)), (vec![Rdata::V4([192, 0, 2, 7].into())], 50));
-    // A chain that ends nowhere is NODATA.
+    // A chain the server did not chase (no SOA): ask again for its end.
     let dangling = reply(
         ID,
         "mail.example.test.",
@@ -292,13 +298,27 @@ fn cname_chain_is_followed_and_its_smallest_ttl_kept() {
         vec![cname("mail.example.test.", 100, "gone.example.test.")],
         vec![],
     );
-    assert_eq!(
-        read(&dangling, RecordType::A),
-        Some(Reply::Answer(Outcome {
-            lookup: Lookup::NotFound,
-            ttl_secs: Some(DNS_TTL_MIN_SECS)
-        }))
+    let again = Outcome {
+        lookup: Lookup::NotFound,
+        ttl_secs: Some(100),
+        alias: Some(name("gone.example.test.")),
+    };
+    assert_eq!(read(&dangling, RecordType::A), Some(Reply::Answer(again)));
+    // The server chased it and the end has no such record: NODATA.
+    let chased = reply(
+        ID,
+        "mail.example.test.",
+        RecordType::A,
+        ResponseCode::NoError,
+        vec![cname("mail.example.test.", 100, "gone.example.test.")],
+        vec![soa(60, 30)],
     );
+    let nodata = Outcome {
+        lookup: Lookup::NotFound,
+        ttl_secs: Some(30),
+        alias: None,
+    };
+    assert_eq!(read(&chased, RecordType::A), Some(Reply::Answer(nodata)));
     // A loop is a broken zone: temporary, not cached.
     let looped = vec![
         cname("mail.example.test.", 100, "x.example.test."),
@@ -309,7 +329,8 @@ fn cname_chain_is_followed_and_its_smallest_ttl_kept() {
         read(&message, RecordType::A),
         Some(Reply::Answer(Outcome {
             lookup: Lookup::TempFail(_),
-            ttl_secs: None
+            ttl_secs: None,
+            ..
         }))
     ));
 }
