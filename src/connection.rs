@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use crate::policy;
 use crate::intake;
+use crate::policy::{self, connect::Admission};
 use crate::shard::Shard;
-use crate::smtp::{Action, Decision, Peer, Phase, Session, Ticket};
+use crate::smtp::{Action, Decision, Peer, Phase, Question, Session, Ticket};
 
 mod decisions;
 use decisions::Decisions;
@@ -37,7 +37,7 @@ enum ReadOutcome {
     Error(std::io::Error),
 }
 
-pub async fn serve(mut stream: TcpStream, shard: &Shard) {
+pub async fn serve(mut stream: TcpStream, shard: &Shard, listener: &str) {
     let conn = shard.next_connection_id();
     let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
         (Ok(p), Ok(l)) => (p, l),
@@ -46,9 +46,25 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
     let _ = stream.set_nodelay(true);
     // The policy this connection lives under, to its end (a reload does not change it).
     let policy = shard.policy.current();
-    shard.log.event("connect", format_args!("conn={conn} peer={peer} local={local} policy={}", policy.generation));
+    shard.log.event("connect", format_args!("conn={conn} peer={peer} local={local} listener={listener} policy={}", policy.generation));
     let peer = Peer { connection_id: conn.clone(), addr: peer, local };
+    let Some(listener) = policy.access.listener(listener).cloned() else {
+        // Listeners are fixed at start and a reload cannot remove one; never guess.
+        shard.log.event("disconnect", format_args!("conn={conn} reason=\"listener {listener} is not in the policy\""));
+        return;
+    };
     let mut session = Session::new(policy.session_config.clone(), peer.clone());
+    // The first action asks Connect: the HAT decides before anything is sent.
+    let Action::Ask { ticket, question: Question::Connect } = session.next_action() else {
+        unreachable!("a new session asks Connect first")
+    };
+    let client = match policy::connect::admit(shard, &policy, &listener, &peer).await {
+        Admission::TcpRefuse => return refuse_tcp(stream, shard, &conn).await,
+        Admission::Answer { decision, client } => {
+            session.answer(ticket, decision);
+            client
+        }
+    };
     let mut decisions = Decisions::default();
     let mut buf = vec![0u8; READ_BYTES];
     let mut rate = DataRate::default();
@@ -81,8 +97,8 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
                 }
             }
             Action::Ask { ticket, question } => {
-                let (snapshot, peer) = (&*policy, &peer);
-                decisions.push(ticket, async move { policy::decide(&question, snapshot, peer) });
+                let (snapshot, client) = (&*policy, &client);
+                decisions.push(ticket, async move { policy::decide(&question, shard, snapshot, client).await });
             }
             Action::AwaitAnswers => {
                 let wait = Duration::from_secs(t.command_secs);
@@ -109,7 +125,22 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard) {
     };
     log_events(shard, &conn, &mut session);
     let _ = stream.close().await;
+    drop(decisions); // they borrow the client, whose drop releases its connection slot
+    drop(client);
     shard.log.event("disconnect", format_args!("conn={conn} reason=\"{why_closed}\""));
+}
+
+/// TCPREFUSE: close with a reset, before a single byte (SO_LINGER 0 makes
+/// close send RST instead of FIN).
+async fn refuse_tcp(mut stream: TcpStream, shard: &Shard, conn: &str) {
+    use std::os::fd::AsRawFd;
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: a valid socket fd owned by `stream`, a correctly sized option.
+    unsafe {
+        libc::setsockopt(stream.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LINGER, &linger as *const libc::linger as *const libc::c_void, std::mem::size_of::<libc::linger>() as libc::socklen_t);
+    }
+    let _ = stream.close().await;
+    shard.log.event("disconnect", format_args!("conn={conn} reason=\"tcprefuse\""));
 }
 
 fn log_events(shard: &Shard, conn: &str, session: &mut Session) {

@@ -29,6 +29,7 @@
 //!   `PolicyCell` on its next tick; connections and delivery jobs keep the
 //!   snapshot they took when they started.
 
+pub mod admin;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -29,7 +29,10 @@ use crate::delivery::{Delivery, DeliveryJob};
 use crate::intake::{self, Stored};
 use crate::limits;
 use crate::listener;
+use crate::dns::Resolver;
 use crate::maillog::MailLog;
+use crate::metrics::Metrics;
+use crate::policy::rate::Counters;
 use crate::pool::Pool;
 use crate::shard::{Shard, TaskQueues};
 use crate::shards::{self, Mesh, MeshPlan};
@@ -54,6 +57,10 @@ struct Shared {
     count: usize,
     /// Undelivered bytes on disk, all shards (`spool_bytes_max` is exact).
     spool_bytes: SpoolBytes,
+    /// `[dns] servers`, or /etc/resolv.conf's, read once at start.
+    nameservers: Arc<Vec<std::net::SocketAddr>>,
+    /// One per shard, by shard id; the admin listener sums them.
+    metrics: Arc<Vec<Arc<Metrics>>>,
 }
 
 /// Run until SIGTERM/SIGINT. `source` rebuilds the config on SIGHUP (the
@@ -77,9 +84,12 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
     let torn: usize = recovered.iter().map(|r| r.torn_tails).sum();
     eprintln!(
         "portcullis: starting {count} shard(s) to listen on {:?}, spool {} ({owed} message(s) recovered, {torn} torn tail(s) ignored)",
-        settings.listen,
+        settings.listeners,
         settings.spool_dir.display()
     );
+    let dns = &policy.dns;
+    let nameservers = Arc::new(dns.nameservers().map_err(|e| format!("dns: {e}"))?);
+    let metrics: Arc<Vec<Arc<Metrics>>> = Arc::new((0..count).map(|_| Arc::new(Metrics::default())).collect());
     block_signals();
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Shared {
@@ -93,6 +103,8 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
         count,
         // Every shard's recovered mail counts before any shard accepts more.
         spool_bytes: SpoolBytes::new(recovered.iter().map(|r| r.pending_bytes()).sum()),
+        nameservers,
+        metrics,
     };
     let mut shards = Vec::new();
     for (id, rec) in recovered.into_iter().enumerate() {
@@ -201,9 +213,9 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
     let spool_settings = SpoolSettings { messages_max: settings.queue_messages_max, bytes_max: settings.spool_bytes_max, ..SpoolSettings::default() };
     let spool = Spool::open(&settings.spool_dir, id, &recovered, spool_settings, shared.spool_bytes.clone()).await.map_err(|e| format!("spool: {e}"))?;
     let listeners = settings
-        .listen
+        .listeners
         .iter()
-        .map(|a| glommio::net::TcpListener::bind(a).map_err(|e| format!("listen {a}: {e}")))
+        .map(|(name, a)| glommio::net::TcpListener::bind(a).map(|l| (name.clone(), l)).map_err(|e| format!("listener {name} {a}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     let queues = task_queues();
     spool.commit_in(queues.spool);
@@ -215,7 +227,12 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
     };
     let policy = Rc::new(PolicyCell::new(shared.board.latest()));
     let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), mesh.clone(), log.clone(), queues.delivery);
-    let shard = Rc::new(Shard::new(settings.clone(), policy, mesh.clone(), spool, delivery, log.clone(), queues, shared.connections.clone()));
+    let metrics = shared.metrics[id].clone();
+    let dns = &policy.current().dns;
+    let resolver = Rc::new(Resolver::new(shared.nameservers.to_vec(), dns, metrics.clone()));
+    let counters = Counters::new(mesh.clone(), &settings.rate);
+    let services = (resolver, counters, metrics);
+    let shard = Rc::new(Shard::new(settings.clone(), policy, mesh.clone(), spool, delivery, log.clone(), services, queues, shared.connections.clone()));
     serve_requests(&shard);
     let first_policy = shard.policy.current();
     log.event("started", format_args!("policy={} recovered={}", first_policy.generation, recovered.messages.len()));
@@ -227,7 +244,7 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
     }
     let accepting: Vec<_> = listeners
         .into_iter()
-        .map(|l| glommio::spawn_local_into(listener::accept_loop(l, shard.clone()), queues.sessions).expect("the sessions queue exists"))
+        .map(|(name, l)| glommio::spawn_local_into(listener::accept_loop(l, name, shard.clone()), queues.sessions).expect("the sessions queue exists"))
         .collect();
 
     while !shared.stop.load(Ordering::SeqCst) {
@@ -259,6 +276,7 @@ fn serve_requests(shard: &Rc<Shard>) {
         }
         async {}
     });
+    shard.counters.serve(&shard.mesh);
     shard.mesh.open();
 }
 

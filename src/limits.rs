@@ -122,6 +122,46 @@ pub const MAILLOG_AUDIT_WAIT_MS: u64 = 1_000;
 /// for the stop flag: the longest a reload waits to reach a shard.
 pub const RELOAD_POLL_MS: u64 = 100;
 
+// ---- Connection policy (HAT, mail flow policies, RAT) ----------------------
+
+/// Largest `max_message_size` a mail flow policy may set (1 GiB).
+pub const MESSAGE_BYTES_CEILING: u64 = 1 << 30;
+/// Text of a configured reply (banner, limit replies): one line well inside
+/// RFC 5321 §4.5.3.1.5's 512 octets with the code.
+pub const REPLY_TEXT_BYTES_MAX: usize = 400;
+/// Longest DHAP tarpit delay per invalid-recipient reply (well inside the
+/// client's 5-minute RCPT timeout, RFC 5321 §4.5.3.2.3).
+pub const DHAP_TARPIT_MS_MAX: u64 = 30_000;
+/// Entries one HAT, RAT or exception table may hold (check-config refuses more).
+pub const ACCESS_TABLE_ENTRIES_MAX: usize = 1_000_000;
+/// Listeners one appliance may define.
+pub const LISTENERS_MAX: usize = 64;
+/// Default admin listener (GET /metrics): loopback only.
+pub const ADMIN_LISTEN: &str = "127.0.0.1:9425";
+/// PTR names checked for a forward-confirming A/AAAA (FCrDNS) per client.
+pub const PTR_NAMES_CHECKED_MAX: usize = 4;
+
+// ---- Metrics and the admin listener (issue 6) ----------------------------
+
+/// Distinct label sets one open-ended family (connections by listener,
+/// group, policy) keeps per shard; past it new ones are counted under
+/// listener/group/policy = "other" (the outcome is kept), so a config with
+/// thousands of policy names cannot grow a shard's table without bound.
+pub const METRICS_LABEL_SETS_MAX: usize = 1000;
+/// An admin request head (request line + headers) longer than this gets
+/// 431 Request Header Fields Too Large (RFC 6585 §5) and the connection closes.
+pub const ADMIN_REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
+/// Header lines in one admin request before 431.
+pub const ADMIN_REQUEST_HEADERS_MAX: usize = 32;
+/// An admin client has this long to send its request head (else 408), and
+/// as long again to take the answer (else dropped): a slow client cannot
+/// wedge the admin thread, which serves one connection at a time.
+pub const ADMIN_IO_TIMEOUT_SECS: u64 = 5;
+/// After answering, the admin reads and discards what the client still sends
+/// (at most this many bytes) before closing, so the answer is not lost to a
+/// reset (a lingering close).
+pub const ADMIN_LINGER_BYTES_MAX: usize = 64 * 1024;
+
 // ---- DNS resolver (src/dns/) ----------------------------------------------
 /// `[dns] timeout_ms` range: one attempt waits at least this long, at most that.
 pub const DNS_TIMEOUT_MS_MIN: u64 = 50;

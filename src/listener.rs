@@ -1,6 +1,7 @@
 //! Per-shard accept loop. Every shard binds every listen address with
 //! SO_REUSEPORT (glommio sets it), so the kernel spreads connections and
-//! there is no accept lock. The global connection cap is checked here.
+//! there is no accept lock. The global connection cap is checked here;
+//! every other admission decision (HAT, TCPREFUSE) is the connection's.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -12,7 +13,9 @@ use glommio::net::TcpListener;
 use crate::connection;
 use crate::shard::Shard;
 
-pub async fn accept_loop(listener: TcpListener, shard: Rc<Shard>) {
+/// Accept on one listener (`name` finds its HAT and RAT in the policy).
+pub async fn accept_loop(listener: TcpListener, name: String, shard: Rc<Shard>) {
+    let name: Rc<str> = name.into();
     loop {
         let stream = match listener.accept().await {
             Ok(s) => s,
@@ -40,9 +43,10 @@ pub async fn accept_loop(listener: TcpListener, shard: Rc<Shard>) {
         }
         let shard = shard.clone();
         let queue = shard.queues.sessions;
+        let name = name.clone();
         glommio::spawn_local_into(async move {
             shard.active.set(shard.active.get() + 1);
-            connection::serve(stream, &shard).await;
+            connection::serve(stream, &shard, &name).await;
             shard.active.set(shard.active.get() - 1);
             shard.connections.fetch_sub(1, Ordering::SeqCst);
         }, queue)

@@ -2,30 +2,189 @@
 //! admin listener, `admin.rs`).
 //!
 //! Each shard owns one `Metrics` (in an `Arc`, so the admin thread can read
-//! it); the hot path only touches its own shard's counters. The admin sums
-//! every shard's values when /metrics is scraped.
+//! it); the hot path only touches its own shard's counters: relaxed atomics
+//! for the families whose labels are a fixed set, and for the one family
+//! whose labels come from the operator's config (connections by listener,
+//! group and policy) a small table behind a mutex that only its shard and a
+//! scrape ever take (`connections.rs`), bounded by
+//! `limits::METRICS_LABEL_SETS_MAX`. The admin thread takes a `Snapshot` of
+//! every shard, adds them up and encodes the sum (`board.rs`); no series
+//! carries a shard label.
 //!
-//! STUB: the API below is what the rest of the code calls; the storage and
-//! exposition are being built (issue 6, metrics).
+//! Label values outside the known set of a fixed family (a DNS type nobody
+//! listed, a misspelt outcome) are counted under `other` rather than lost or
+//! allowed to grow the page.
 
+mod board;
+mod connections;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+
+pub use board::{MetricsBoard, CONTENT_TYPE};
+pub use connections::ConnectionLabels;
+pub use snapshot::Snapshot;
+
+use connections::ConnectionCounts;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// `kind` of `portcullis_rate_limit_refusals_total`; the last is the catch-all.
+pub const RATE_LIMIT_KINDS: [&str; 4] = [
+    "recipients_per_hour",
+    "sender_rate",
+    "concurrent_connections",
+    "other",
+];
+/// `type` of the DNS families: the record types the resolver asks for
+/// (TLSA lands with DANE); the last is the catch-all.
+pub const DNS_RECORD_TYPES: [&str; 7] = ["A", "AAAA", "MX", "PTR", "TXT", "TLSA", "other"];
+/// `result` of `portcullis_dns_queries_total`: the three failure classes the
+/// resolver keeps apart (issue 6 item 1); the last is the catch-all.
+pub const DNS_RESULTS: [&str; 4] = ["answer", "not_found", "tempfail", "other"];
+/// `outcome` of `portcullis_connections_total`; the last is the catch-all.
+pub const CONNECTION_OUTCOMES: [&str; 7] = [
+    "accepted",
+    "rejected",
+    "tcprefused",
+    "relayed",
+    "limited",
+    "closed",
+    "other",
+];
+/// Upper bounds of `portcullis_dns_query_seconds`: from a cache-warm
+/// loopback resolver (~0.5 ms) to the longest a query may take
+/// (`[dns] timeout_ms` 2000 × 2 attempts, rounded up); slower lands in +Inf.
+pub const DNS_LATENCY_BUCKETS_SECONDS: [f64; 13] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Buckets of the latency histogram: one per bound plus +Inf.
+const DNS_LATENCY_SLOTS: usize = DNS_LATENCY_BUCKETS_SECONDS.len() + 1;
 
 /// One shard's metrics. Cheap to update from its own shard.
 #[derive(Default, Debug)]
-pub struct Metrics {}
+pub struct Metrics {
+    connections: ConnectionCounts,
+    rate_limit_refusals: [AtomicU64; RATE_LIMIT_KINDS.len()],
+    dhap_refusals: AtomicU64,
+    dns_queries: [[AtomicU64; DNS_RESULTS.len()]; DNS_RECORD_TYPES.len()],
+    /// Not cumulative: slot i counts queries in (bound i-1, bound i].
+    dns_latency_slots: [AtomicU64; DNS_LATENCY_SLOTS],
+    dns_latency_nanos_sum: AtomicU64,
+    dns_cache_hits: [AtomicU64; DNS_RECORD_TYPES.len()],
+    messages_accepted: AtomicU64,
+    messages_delivered: AtomicU64,
+    /// May dip below zero on one shard if a connection is counted open on
+    /// one shard and closed on another; only the sum means anything.
+    open_connections: AtomicI64,
+}
 
 impl Metrics {
     /// A connection decided: `outcome` is accepted | rejected | tcprefused |
     /// relayed | limited (concurrency) | closed.
-    pub fn connection(&self, _listener: &str, _group: &str, _policy: &str, _outcome: &str) {}
+    pub fn connection(&self, listener: &str, group: &str, policy: &str, outcome: &str) {
+        let outcome = CONNECTION_OUTCOMES[index_of(&CONNECTION_OUTCOMES, outcome)];
+        self.connections.count(listener, group, policy, outcome);
+    }
     /// A RCPT or connection refused by a rate limit: `kind` is
     /// recipients_per_hour | sender_rate | concurrent_connections.
-    pub fn rate_limit_refusal(&self, _kind: &str) {}
+    pub fn rate_limit_refusal(&self, kind: &str) {
+        self.rate_limit_refusals[index_of(&RATE_LIMIT_KINDS, kind)].fetch_add(1, Relaxed);
+    }
     /// A RCPT refused because the host passed its DHAP threshold.
-    pub fn dhap_refusal(&self) {}
+    pub fn dhap_refusal(&self) {
+        self.dhap_refusals.fetch_add(1, Relaxed);
+    }
     /// One DNS query that went to the network: `rtype` A | AAAA | MX | PTR |
     /// TXT, `result` answer | not_found | tempfail.
-    pub fn dns_query(&self, _rtype: &str, _result: &str, _latency: Duration) {}
+    pub fn dns_query(&self, rtype: &str, result: &str, latency: Duration) {
+        let rtype = index_of(&DNS_RECORD_TYPES, rtype);
+        self.dns_queries[rtype][index_of(&DNS_RESULTS, result)].fetch_add(1, Relaxed);
+        self.dns_latency_slots[latency_slot(latency)].fetch_add(1, Relaxed);
+        let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
+        self.dns_latency_nanos_sum.fetch_add(nanos, Relaxed);
+    }
     /// A DNS question answered from the shard's cache.
-    pub fn dns_cache_hit(&self, _rtype: &str) {}
+    pub fn dns_cache_hit(&self, rtype: &str) {
+        self.dns_cache_hits[index_of(&DNS_RECORD_TYPES, rtype)].fetch_add(1, Relaxed);
+    }
+    /// A message stored durably and answered 250 (intake).
+    pub fn message_accepted(&self) {
+        self.messages_accepted.fetch_add(1, Relaxed);
+    }
+    /// A message (all its recipients on one delivery) handed downstream.
+    pub fn message_delivered(&self) {
+        self.messages_delivered.fetch_add(1, Relaxed);
+    }
+    /// A client connection began; pair with `connection_closed`, or use
+    /// `open_connection` so every way a connection ends is counted.
+    pub fn connection_opened(&self) {
+        self.open_connections.fetch_add(1, Relaxed);
+    }
+    /// A client connection ended (see `connection_opened`).
+    pub fn connection_closed(&self) {
+        self.open_connections.fetch_sub(1, Relaxed);
+    }
+    /// Counts a connection open until the guard is dropped, however the
+    /// connection ends (error, panic, shutdown): no stale gauge.
+    pub fn open_connection(self: &Arc<Self>) -> OpenConnection {
+        self.connection_opened();
+        OpenConnection {
+            metrics: Arc::clone(self),
+        }
+    }
+
+    /// A copy of this shard's values, for summing (relaxed reads: each value
+    /// is exact, values of different families may be a few events apart).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            connections: self.connections.copy(),
+            rate_limit_refusals: load_all(&self.rate_limit_refusals),
+            dhap_refusals: self.dhap_refusals.load(Relaxed),
+            dns_queries: self.dns_queries.each_ref().map(load_all),
+            dns_latency_slots: load_all(&self.dns_latency_slots),
+            dns_latency_nanos_sum: self.dns_latency_nanos_sum.load(Relaxed),
+            dns_cache_hits: load_all(&self.dns_cache_hits),
+            messages_accepted: self.messages_accepted.load(Relaxed),
+            messages_delivered: self.messages_delivered.load(Relaxed),
+            open_connections: self.open_connections.load(Relaxed),
+        }
+    }
+}
+
+/// A connection counted in `portcullis_open_connections` while it lives.
+#[derive(Debug)]
+pub struct OpenConnection {
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.metrics.connection_closed();
+    }
+}
+
+/// Position of `value` in a fixed label set, or the catch-all (last) slot.
+fn index_of(known: &[&str], value: &str) -> usize {
+    let other = known.len() - 1;
+    known[..other]
+        .iter()
+        .position(|k| *k == value)
+        .unwrap_or(other)
+}
+
+/// The histogram slot of one latency: the first bound it does not exceed
+/// (Prometheus buckets are `le`, upper bound inclusive), else +Inf.
+fn latency_slot(latency: Duration) -> usize {
+    let seconds = latency.as_secs_f64();
+    DNS_LATENCY_BUCKETS_SECONDS
+        .iter()
+        .position(|bound| seconds <= *bound)
+        .unwrap_or(DNS_LATENCY_BUCKETS_SECONDS.len())
+}
+
+fn load_all<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {
+    counters.each_ref().map(|c| c.load(Relaxed))
 }

@@ -12,6 +12,9 @@ use glommio::TaskQueueHandle;
 
 use crate::config::{PolicyCell, Settings};
 use crate::delivery::Delivery;
+use crate::dns::Resolver;
+use crate::metrics::Metrics;
+use crate::policy::rate::Counters;
 use crate::maillog::MailLog;
 use crate::shards::Mesh;
 use crate::spool::Spool;
@@ -37,6 +40,12 @@ pub struct Shard {
     pub spool: Rc<Spool>,
     pub delivery: Rc<Delivery>,
     pub log: Rc<MailLog>,
+    /// This shard's DNS resolver and cache.
+    pub resolver: Rc<Resolver>,
+    /// The appliance-wide rate counters (this shard's part, and its leases).
+    pub counters: Rc<Counters>,
+    /// This shard's metrics (the admin listener sums every shard's).
+    pub metrics: Arc<Metrics>,
     pub queues: TaskQueues,
     /// Open connections on all shards (max_connections is global and exact).
     pub connections: Arc<AtomicUsize>,
@@ -56,9 +65,11 @@ impl Shard {
         spool: Rc<Spool>,
         delivery: Rc<Delivery>,
         log: Rc<MailLog>,
+        services: (Rc<Resolver>, Rc<Counters>, Arc<Metrics>),
         queues: TaskQueues,
         connections: Arc<AtomicUsize>,
     ) -> Shard {
+        let (resolver, counters, metrics) = services;
         Shard {
             settings,
             policy,
@@ -66,6 +77,9 @@ impl Shard {
             spool,
             delivery,
             log,
+            resolver,
+            counters,
+            metrics,
             queues,
             connections,
             active: Cell::new(0),

@@ -8,6 +8,8 @@
 //! same file and flags on SIGHUP. Sections follow the SMTP phases: where we
 //! listen, what the session allows, where mail goes.
 
+pub mod access;
+pub mod flow;
 pub mod policy;
 pub mod reload;
 pub mod settings;
@@ -49,6 +51,24 @@ pub struct Config {
     pub session: SessionLimits,
     pub timeouts: Timeouts,
     pub delivery: DeliverySettings,
+    /// Admin listener (GET /metrics); "" = off.
+    pub admin_listen: String,
+    /// `[[listener]]` tables; empty = the `listen`/`relay_domains` shorthand.
+    pub listener: Vec<access::ListenerConfig>,
+    /// `[[hat.NAME]]`: ordered sender groups per HAT.
+    pub hat: BTreeMap<String, Vec<access::HatRow>>,
+    /// `[[rat.NAME]]`: ordered recipient rows per RAT.
+    pub rat: BTreeMap<String, Vec<access::RatRow>>,
+    /// `[default_policy]`: what every mail flow policy inherits (partial table).
+    pub default_policy: toml::Table,
+    /// `[policy.NAME]`: partial tables over `[default_policy]` (and ESA's
+    /// values for the five predefined names).
+    pub policy: BTreeMap<String, toml::Table>,
+    pub sender_verification_exception: Vec<access::SenderExceptionRow>,
+    /// `[dns]`: nameservers, timeouts, cache, the HAT lookup bound.
+    pub dns: crate::dns::DnsSettings,
+    /// `[rate_limits]`: counter tables and token leases.
+    pub rate_limits: crate::policy::rate::RateSettings,
 }
 
 /// Per-session limits (HAT mail flow policies will refine these per sender group).
@@ -110,6 +130,15 @@ impl Default for Config {
             session: SessionLimits::default(),
             timeouts: Timeouts::default(),
             delivery: DeliverySettings::default(),
+            admin_listen: limits::ADMIN_LISTEN.into(),
+            listener: Vec::new(),
+            hat: BTreeMap::new(),
+            rat: BTreeMap::new(),
+            default_policy: toml::Table::new(),
+            policy: BTreeMap::new(),
+            sender_verification_exception: Vec::new(),
+            dns: crate::dns::DnsSettings::default(),
+            rate_limits: crate::policy::rate::RateSettings::default(),
         }
     }
 }
@@ -190,8 +219,18 @@ impl Config {
                 None => ConfigError(e.message().to_string()),
             }
         })?;
+        if !config.listener.is_empty() {
+            // The shorthand and [[listener]] tables would describe the same sockets twice.
+            let raw: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError(e.message().to_string()))?;
+            for key in ["listen", "relay_domains"] {
+                if raw.contains_key(key) {
+                    let line = line_of_key(text, key).map_or(String::new(), |l| format!("line {l}: "));
+                    return Err(ConfigError(format!("{line}{key}: not with [[listener]] tables (give each listener its address and RAT)")));
+                }
+            }
+        }
         // Semantic errors found after parsing carry the key and the line where it is.
-        config.validate().map_err(|(key, msg)| match line_of_key(text, &key) {
+        config.validate().map_err(|(key, msg)| match line_of(text, &key, &msg) {
             Some(line) => ConfigError(format!("line {line}: {key}: {msg}")),
             None => ConfigError(format!("{key}: {msg}")),
         })?;
@@ -201,13 +240,14 @@ impl Config {
     /// Check what types cannot: returns the offending key and why.
     pub fn validate(&self) -> Result<(), (String, String)> {
         let bad = |key: &str, msg: String| Err((key.to_string(), msg));
-        if self.listen.is_empty() {
+        if self.listen.is_empty() && self.listener.is_empty() {
             return bad("listen", "at least one address is needed".into());
         }
+        self.validate_listeners()?;
         if self.hostname.is_empty() || !is_domain(&self.hostname) {
             return bad("hostname", format!("{:?} is not a host name", self.hostname));
         }
-        if self.relay_domains.is_empty() {
+        if self.relay_domains.is_empty() && self.listener.is_empty() {
             return bad("relay_domains", "at least one domain is needed".into());
         }
         for d in &self.relay_domains {
@@ -261,6 +301,35 @@ impl Config {
         if d.retry_first_secs == 0 || d.retry_max_secs < d.retry_first_secs {
             return bad("retry_max_secs", "need 1 <= retry_first_secs <= retry_max_secs".into());
         }
+        if !self.admin_listen.is_empty() && self.admin_listen.parse::<SocketAddr>().is_err() {
+            return bad("admin_listen", format!("{:?} is not ADDR:PORT (or \"\" for off)", self.admin_listen));
+        }
+        self.dns.validate()?;
+        self.rate_limits.validate()?;
+        // Compiling the access tables is their validation (HAT, RAT, policies).
+        crate::policy::access::Access::compile(self)?;
+        Ok(())
+    }
+
+    /// Names and addresses unique, within the bound.
+    fn validate_listeners(&self) -> Result<(), (String, String)> {
+        let listeners = &self.listener;
+        if listeners.len() > limits::LISTENERS_MAX {
+            return Err(("listener".into(), format!("at most {} listeners", limits::LISTENERS_MAX)));
+        }
+        for (i, l) in listeners.iter().enumerate() {
+            if l.name.is_empty() || listeners[..i].iter().any(|o| o.name == l.name) {
+                return Err(("name".into(), format!("listener names must be unique and not empty: {:?}", l.name)));
+            }
+            if listeners[..i].iter().any(|o| o.address == l.address) {
+                return Err(("address".into(), format!("listener {:?}: address {} is used twice", l.name, l.address)));
+            }
+            if let Some(h) = &l.hostname {
+                if !is_domain(h) {
+                    return Err(("hostname".into(), format!("listener {:?}: {h:?} is not a host name", l.name)));
+                }
+            }
+        }
         Ok(())
     }
 
@@ -289,6 +358,18 @@ fn is_domain(s: &str) -> bool {
                 && label.len() <= 63
                 && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         })
+}
+
+/// The line an error is on: the first quoted value of the message if the
+/// text has it (a bad sender entry, a row), else the first line of `key`.
+fn line_of(text: &str, key: &str, msg: &str) -> Option<usize> {
+    let quoted = msg.split('"').nth(1).filter(|q| !q.is_empty());
+    if let Some(q) = quoted {
+        if let Some(i) = text.lines().position(|l| l.contains(&format!("\"{q}\"")) || l.contains(&format!("[{q}]"))) {
+            return Some(i + 1);
+        }
+    }
+    line_of_key(text, key)
 }
 
 /// First line whose key (before '=') is `key`, 1-based.

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::{Config, SessionLimits};
+use crate::policy::access::Access;
 use crate::smtp::{Banner, ConnectionPolicy, SessionConfig};
 
 /// RFC 5321 §4.5.3.2 server-side timeouts and the minimum data rate.
@@ -33,7 +34,7 @@ pub struct RetrySchedule {
 }
 
 /// One validated, compiled policy snapshot.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct Policy {
     /// Counts reloads from 0 (the start); shows in the mail log.
     pub generation: u64,
@@ -52,6 +53,11 @@ pub struct Policy {
     /// The connection policy every client is admitted under (until the HAT
     /// picks one per sender group): the standard banner and `[session]` limits.
     pub admission: Arc<ConnectionPolicy>,
+    /// Listeners with their HAT and RAT, the mail flow policies, the sender
+    /// verification exceptions (`policy::access`).
+    pub access: Arc<Access>,
+    /// `[dns]` (the timeouts reload; servers and cache size need a restart).
+    pub dns: crate::dns::DnsSettings,
 }
 
 impl Policy {
@@ -63,13 +69,15 @@ impl Policy {
         let s = &config.session;
         Policy {
             generation,
-            session_config: Arc::new(SessionConfig { hostname: config.hostname.clone(), postmaster_domain: relay_domains[0].clone() }),
+            session_config: Arc::new(SessionConfig { hostname: config.hostname.clone(), postmaster_domain: postmaster_domain(config) }),
             admission: Arc::new(ConnectionPolicy {
                 banner: Banner::standard(&config.hostname),
                 message_bytes_max: s.message_bytes_max,
                 recipients_max: s.recipients_max,
                 messages_per_connection_max: s.messages_per_connection_max,
             }),
+            access: Arc::new(Access::compile(config).expect("compile() takes a validated config")),
+            dns: config.dns.clone(),
             hostname: config.hostname.clone(),
             relay_domains,
             routes: config.routes.clone(),
@@ -97,6 +105,16 @@ impl Policy {
     /// Is this (lower-case) domain one we accept mail for?
     pub fn is_relay_domain(&self, domain: &str) -> bool {
         self.relay_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+}
+
+/// The domain a bare `postmaster` recipient gets (RFC 5321 §4.5.1): the
+/// first relay domain of the shorthand, else our host name (the RAT must
+/// accept it like any other recipient).
+fn postmaster_domain(config: &Config) -> String {
+    match config.listener.is_empty() {
+        true => config.relay_domains[0].to_ascii_lowercase(),
+        false => config.hostname.to_ascii_lowercase(),
     }
 }
 

@@ -8,12 +8,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Config;
+use crate::policy::rate::RateSettings;
 use crate::pool::PoolConfig;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Settings {
-    /// Addresses every shard listens on (SO_REUSEPORT).
-    pub listen: Vec<SocketAddr>,
+    /// Listeners every shard binds (SO_REUSEPORT): name and address. Their
+    /// HAT and RAT are in the policy, found by name.
+    pub listeners: Vec<(String, SocketAddr)>,
     pub cores: usize,
     pub cpu_set: Vec<usize>,
     pub spool_dir: PathBuf,
@@ -31,6 +33,13 @@ pub struct Settings {
     pub queue_bytes_max: u64,
     /// Undelivered message bytes on disk, all shards; then 452 4.3.1. 0 = no bound.
     pub spool_bytes_max: u64,
+    /// GET /metrics; None = off.
+    pub admin_listen: Option<SocketAddr>,
+    /// `[dns] servers` as configured (empty = /etc/resolv.conf at start).
+    pub dns_servers: Vec<SocketAddr>,
+    pub dns_cache_entries: usize,
+    /// The per-shard counter tables and their leases.
+    pub rate: RateSettings,
 }
 
 impl Settings {
@@ -38,7 +47,7 @@ impl Settings {
         let t = &config.timeouts;
         let d = &config.delivery;
         Settings {
-            listen: config.listen.clone(),
+            listeners: config.listeners().into_iter().map(|l| (l.name, l.address)).collect(),
             cores: config.cores,
             cpu_set: config.cpu_set.clone(),
             spool_dir: config.spool_dir.clone(),
@@ -60,6 +69,10 @@ impl Settings {
             queue_messages_max: d.queue_messages_max,
             queue_bytes_max: d.queue_bytes_max,
             spool_bytes_max: config.spool_bytes_max,
+            admin_listen: config.admin_listen.parse().ok(),
+            dns_servers: config.dns.servers.clone(),
+            dns_cache_entries: config.dns.cache_entries,
+            rate: config.rate_limits.clone(),
         }
     }
 
@@ -71,7 +84,10 @@ impl Settings {
                 changed.push(name);
             }
         };
-        check("listen", self.listen != running.listen);
+        check("listeners", self.listeners != running.listeners);
+        check("admin_listen", self.admin_listen != running.admin_listen);
+        check("dns servers and cache", self.dns_servers != running.dns_servers || self.dns_cache_entries != running.dns_cache_entries);
+        check("rate_limits", self.rate != running.rate);
         check("cores", self.cores != running.cores);
         check("cpu_set", self.cpu_set != running.cpu_set);
         check("spool_dir", self.spool_dir != running.spool_dir);

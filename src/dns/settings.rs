@@ -88,27 +88,34 @@ impl DnsSettings {
     }
 
     /// The nameservers to ask: `servers` when given, else those of
-    /// /etc/resolv.conf. An error names the file and what is wrong, for a
-    /// start-up failure message.
+    /// /etc/resolv.conf. As resolv.conf(5) says, a missing file or one
+    /// without nameserver lines means the server on the local machine
+    /// (127.0.0.1:53), so start-up never fails for want of DNS; an
+    /// unreadable file is an error naming it.
     pub fn nameservers(&self) -> Result<Vec<SocketAddr>, String> {
         if !self.servers.is_empty() {
             return Ok(self.servers.clone());
         }
-        let text =
-            std::fs::read_to_string(RESOLV_CONF_PATH).map_err(|e| format!("{RESOLV_CONF_PATH}: {e} (set [dns] servers or --dns)"))?;
-        let servers = parse_resolv_conf(&text);
-        if servers.is_empty() {
-            return Err(format!(
-                "{RESOLV_CONF_PATH} names no usable nameserver (set [dns] servers or --dns)"
-            ));
+        match std::fs::read_to_string(RESOLV_CONF_PATH) {
+            Ok(text) => Ok(or_local_server(parse_resolv_conf(&text))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(or_local_server(Vec::new())),
+            Err(e) => Err(format!("{RESOLV_CONF_PATH}: {e} (set [dns] servers or --dns)")),
         }
-        Ok(servers)
     }
 
     /// The total time one query may take: every attempt waiting out its
     /// timeout.
     pub fn query_bound_ms(&self) -> u64 {
         self.timeout_ms.saturating_mul(u64::from(self.attempts))
+    }
+}
+
+/// resolv.conf(5)'s default when no nameserver is named.
+fn or_local_server(servers: Vec<SocketAddr>) -> Vec<SocketAddr> {
+    if servers.is_empty() {
+        vec![SocketAddr::from(([127, 0, 0, 1], 53))]
+    } else {
+        servers
     }
 }
 
@@ -147,6 +154,7 @@ mod tests {
     fn resolv_conf_without_nameservers_is_empty() {
         assert!(parse_resolv_conf("").is_empty());
         assert!(parse_resolv_conf("search a.example\nnameserver10.0.0.1\n").is_empty());
+        assert_eq!(or_local_server(parse_resolv_conf("")), ["127.0.0.1:53".parse().unwrap()]);
         let many: String = (1..=20).map(|i| format!("nameserver 10.0.0.{i}\n")).collect();
         assert_eq!(parse_resolv_conf(&many).len(), DNS_SERVERS_MAX);
     }

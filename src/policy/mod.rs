@@ -1,12 +1,15 @@
 //! Policy decisions returned as values: the session asks, policy answers.
 //!
-//! Every `smtp::Question` (connect, MAIL, RCPT; AUTH later) is answered by
-//! `decide` with a `smtp::Decision`. Today: every connection is admitted under
-//! the configured limits, every sender is accepted, and recipients get the
-//! relay decision. Later issues add here the HAT (Host Access Table: sender
-//! groups → mail flow policies), the RAT (Recipient Access Table), rate
-//! limits, DHAP (Directory Harvest Attack Prevention) and sender checks; the
-//! slow ones (call-ahead) will answer through futures the driver awaits.
+//! The connect question is answered by `connect::admit` (HAT → mail flow
+//! policy → behaviour and the concurrent-connection limit), which also makes
+//! the `Client` every later decision of the connection uses. MAIL is
+//! answered by `sender` (exception table, envelope sender DNS verification),
+//! RCPT by `recipient` (DHAP, the RAT, routes, the rate limits of `limits`
+//! over the appliance-wide counters of `rate`). Slow answers (DNS, a counter
+//! on another shard, call-ahead later) are futures the driver awaits.
+//!
+//! Compiled tables: `access` (listeners, HATs, RATs, policies by name),
+//! `hat`, `rat`, `flow` (one mail flow policy).
 //!
 //! A new question reaches the session in three steps: a `Question` variant
 //! (and its `Pending` twin) in `smtp/session/questions.rs`; the command asks
@@ -15,41 +18,43 @@
 //! (`connection.rs`) needs no change: every question is a decision future.
 
 use crate::config::Policy;
-use crate::smtp::{Decision, Peer, Question};
+use crate::shard::Shard;
+use crate::smtp::{Decision, Question};
 
+pub mod access;
+pub mod client;
 pub mod connect;
+pub mod dhap;
+pub mod flow;
+pub mod hat;
+pub mod limits;
+pub mod rat;
+pub mod rate;
 pub mod recipient;
+pub mod sender;
 
-/// The answer to one question of the session on connection `peer`.
-pub fn decide(question: &Question, policy: &Policy, peer: &Peer) -> Decision {
+pub use client::Client;
+
+/// The answer to a MAIL or RCPT question of `client`'s session (connect is
+/// `connect::admit`).
+pub async fn decide(question: &Question, shard: &Shard, policy: &Policy, client: &Client) -> Decision {
     match question {
-        Question::Connect => connect::decide(policy, peer),
-        // Sender checks (syntax beyond RFC 5321, DNS, exceptions, sender rate) come here.
-        Question::Mail { .. } => Decision::Accept,
-        Question::Rcpt { mailbox, .. } => recipient::decide(policy, mailbox),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn peer() -> Peer {
-        Peer {
-            connection_id: "C1".into(),
-            addr: "192.0.2.10:40000".parse().unwrap(),
-            local: "192.0.2.1:25".parse().unwrap(),
+        Question::Connect => {
+            debug_assert!(false, "connect is decided by connect::admit");
+            Decision::Close(crate::smtp::Reply::new(421, "4.3.0", "Error: internal policy error"))
         }
-    }
-
-    #[test]
-    fn each_question_gets_its_decision() {
-        let (_, c) = crate::config::Config::default().split();
-        assert!(matches!(decide(&Question::Connect, &c, &peer()), Decision::Admit(_)));
-        let mail = Question::Mail { mail_from: String::new(), size: None, body: None, smtputf8: false };
-        assert_eq!(decide(&mail, &c, &peer()), Decision::Accept);
-        let rcpt = |mailbox: &str| Question::Rcpt { mailbox: mailbox.into(), mail_from: "a@b.test".into() };
-        assert_eq!(decide(&rcpt("u@example.test"), &c, &peer()), Decision::Accept);
-        assert!(matches!(decide(&rcpt("u@outside.test"), &c, &peer()), Decision::Refuse(r) if r.code == 550));
+        Question::Mail { mail_from, .. } => {
+            match sender::verify(mail_from, &client.policy, &policy.access.sender_exceptions, &shard.resolver).await {
+                Ok(()) => Decision::Accept,
+                Err(refusal) => {
+                    shard.log.event("sender", format_args!(
+                        "conn={} {} from=<{mail_from}> rule={} detail=\"{}\" reply=\"{}\"",
+                        client.peer.connection_id, client.label(), refusal.rule, refusal.detail.escape_debug(), refusal.reply
+                    ));
+                    Decision::Refuse(refusal.reply)
+                }
+            }
+        }
+        Question::Rcpt { mailbox, mail_from } => recipient::decide(shard, policy, client, mailbox, mail_from).await,
     }
 }

@@ -1,37 +1,54 @@
-//! Recipient decision: may this final mailbox be relayed?
+//! Recipient decision, in the order ESA applies it: DHAP (a harvesting host
+//! gets the DHAP reply whatever it asks), REJECT-at-RCPT policies, the RAT
+//! (Recipient Access Table; RELAY policies skip it), a route, then the rate
+//! limits (recipients per hour per client, recipients per interval per
+//! envelope sender) unless the RAT row bypasses receiving control.
 //!
 //! The session has already refused every address form that could smuggle an
-//! outside recipient (source routes dropped, `%`, `!`, quoted `@` refused), so
-//! here the domain of the final mailbox decides: one of our relay domains with
-//! a route → accept; anything else → 550 5.7.1. The RAT and call-ahead will
-//! sit here next.
+//! outside recipient (source routes dropped, `%`, `!`, quoted `@` refused),
+//! so the RAT judges the real final mailbox.
 
+use crate::config::flow::Behavior;
 use crate::config::Policy;
 use crate::message::domain_of;
+use crate::policy::client::Client;
+use crate::policy::{dhap, limits};
+use crate::shard::Shard;
 use crate::smtp::{Decision, Reply};
 
-pub fn decide(policy: &Policy, mailbox: &str) -> Decision {
-    let domain = domain_of(mailbox);
-    if domain.is_empty() || !policy.is_relay_domain(&domain) {
-        return Decision::Refuse(Reply::new(550, "5.7.1", format!("<{mailbox}>: Relay access denied")));
+pub async fn decide(shard: &Shard, policy: &Policy, client: &Client, mailbox: &str, mail_from: &str) -> Decision {
+    if let Some(refusal) = dhap::refusal(shard, client).await {
+        return refusal;
     }
+    let flow = &client.policy;
+    if flow.rejects_at_rcpt() {
+        return Decision::Refuse(flow.reject_rcpt(&client.banner_vars()));
+    }
+    let mut bypass_limits = false;
+    if flow.behavior() != Behavior::Relay {
+        let verdict = match &client.listener.rat {
+            Some(rat) => rat.check(mailbox),
+            // A private listener has no RAT: only RELAY policies send through it.
+            None => crate::policy::rat::Rat::default().check(mailbox),
+        };
+        if let Some(reply) = verdict.refusal {
+            shard.log.event("rat", format_args!(
+                "conn={} {} rcpt=<{mailbox}> row=\"{}\" reply=\"{reply}\"",
+                client.peer.connection_id, client.label(), verdict.row
+            ));
+            dhap::count_invalid(shard, client).await;
+            return Decision::Refuse(reply);
+        }
+        bypass_limits = verdict.bypass_receiving_control;
+    }
+    let domain = domain_of(mailbox);
     if policy.route_for(&domain).is_none() {
-        // validate() makes every relay domain routable; keep a safe answer anyway.
         return Decision::Refuse(Reply::new(451, "4.4.0", format!("<{mailbox}>: No route to destination")));
     }
-    Decision::Accept
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_relay_domains_pass() {
-        let (_, c) = crate::config::Config::default().split();
-        assert_eq!(decide(&c, "user@EXAMPLE.test"), Decision::Accept);
-        assert!(matches!(decide(&c, "user@outside.test"), Decision::Refuse(r) if r.code == 550 && r.enhanced == "5.7.1"));
-        assert!(matches!(decide(&c, "user@[127.0.0.1]"), Decision::Refuse(r) if r.code == 550));
-        assert!(matches!(decide(&c, "user@sub.example.test"), Decision::Refuse(_)));
+    if !bypass_limits {
+        if let Some(refusal) = limits::recipient(shard, client, mail_from).await {
+            return refusal;
+        }
     }
+    Decision::Accept
 }

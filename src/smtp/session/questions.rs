@@ -53,6 +53,9 @@ pub enum Decision {
     Refuse(Reply),
     /// Send this 421 and close (RFC 5321 §3.8: 421 ends the session).
     Close(Reply),
+    /// Send this refusal, then close: DHAP's `dhap_drop_connection` (ESA
+    /// answers the harvesting RCPT with its code and drops the connection).
+    RefuseAndClose(Reply),
 }
 
 /// What an unanswered slot waits for, with what its answer needs.
@@ -80,7 +83,7 @@ impl Session {
         let (_, pending) = self.questions.remove(i);
         let decision = self.fitting(&pending, decision);
         let reply = match (pending, decision) {
-            (_, Decision::Close(reply)) => return self.close_after(ticket, reply),
+            (_, Decision::Close(reply) | Decision::RefuseAndClose(reply)) => return self.close_after(ticket, reply),
             (Pending::Connect, decision) => self.admit(decision),
             (Pending::Mail(tx), decision) => self.start_transaction(tx, decision),
             (Pending::Rcpt { mailbox, twin }, decision) => self.add_recipient(ticket, mailbox, twin, decision),
@@ -143,6 +146,7 @@ impl Session {
         match &decision {
             Decision::Refuse(reply) => debug_assert!(!reply.is_positive(), "a refusal must be 4xx/5xx: {reply}"),
             Decision::Close(reply) => debug_assert_eq!(reply.code, 421, "only 421 closes (RFC 5321 §3.8): {reply}"),
+            Decision::RefuseAndClose(reply) => debug_assert!(!reply.is_positive(), "a refusal must be 4xx/5xx: {reply}"),
             Decision::Accept | Decision::Admit(_) => {}
         }
         let connect = matches!(pending, Pending::Connect);
@@ -173,7 +177,7 @@ impl Session {
                 self.admission = Admission::Refused;
                 reply
             }
-            Decision::Accept | Decision::Close(_) => unreachable!("fitting() maps these"),
+            Decision::Accept | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("fitting() maps these"),
         }
     }
 
@@ -187,7 +191,7 @@ impl Session {
                 Reply::new(250, "2.1.0", "Ok")
             }
             Decision::Refuse(reply) => reply,
-            Decision::Admit(_) | Decision::Close(_) => unreachable!("fitting() maps these"),
+            Decision::Admit(_) | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("answer() closes on these"),
         }
     }
 
@@ -217,7 +221,7 @@ impl Session {
                 }
                 reply
             }
-            Decision::Admit(_) | Decision::Close(_) => unreachable!("fitting() maps these"),
+            Decision::Admit(_) | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("answer() closes on these"),
         }
     }
 

@@ -1,0 +1,146 @@
+//! The compiled access tables of one policy snapshot: per listener its HAT
+//! (Host Access Table: ordered sender groups → mail flow policies), its RAT
+//! (Recipient Access Table) and the policy of unmatched clients; every mail
+//! flow policy by name; the sender verification exception table.
+//!
+//! Compiling is also validating: `Config::validate` compiles and reports the
+//! first error with the table and row it is in, so check-config and a reload
+//! refuse exactly what would not run.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::config::access::{ListenerKind, SHORTHAND_POLICY};
+use crate::config::flow::{self, Behavior, FlowParams};
+use crate::config::Config;
+use crate::policy::flow::MailFlowPolicy;
+use crate::policy::hat::{HatGroupSpec, HatTable};
+use crate::policy::rat::Rat;
+use crate::policy::sender::SenderExceptions;
+
+/// One sender group of a listener's HAT.
+#[derive(Debug)]
+pub struct SenderGroup {
+    pub name: String,
+    pub policy: Arc<MailFlowPolicy>,
+}
+
+/// Everything a connection on one listener is judged by.
+#[derive(Debug)]
+pub struct ListenerPolicy {
+    pub name: String,
+    pub kind: ListenerKind,
+    pub address: SocketAddr,
+    /// `$Hostname` in this listener's banners.
+    pub hostname: String,
+    pub hat: HatTable,
+    /// In HAT order; `HatTable::first_match` returns an index into this.
+    pub groups: Vec<SenderGroup>,
+    /// The policy of a client no group matches.
+    pub unmatched: Arc<MailFlowPolicy>,
+    /// Public listeners only.
+    pub rat: Option<Rat>,
+}
+
+/// The access part of a policy snapshot.
+#[derive(Debug)]
+pub struct Access {
+    pub listeners: Vec<Arc<ListenerPolicy>>,
+    pub policies: BTreeMap<String, Arc<MailFlowPolicy>>,
+    pub sender_exceptions: SenderExceptions,
+}
+
+/// A compile error: the key to point at (for the line) and why.
+pub type Invalid = (String, String);
+
+impl Access {
+    pub fn compile(config: &Config) -> Result<Access, Invalid> {
+        let policies = compile_policies(config)?;
+        let sender_exceptions = SenderExceptions::compile(&config.sender_verification_exception)
+            .map_err(|why| ("sender_verification_exception".to_string(), why))?;
+        let mut listeners = Vec::new();
+        for l in config.listeners() {
+            let bad = |key: &str, why: String| (key.to_string(), format!("listener {:?}: {why}", l.name));
+            let find = |name: &str| policies.get(name).cloned().ok_or_else(|| bad("policy", format!("no policy named {name:?} (define [policy.{name}])")));
+            let unmatched = find(l.unmatched_policy())?;
+            if unmatched.behavior() == Behavior::Continue {
+                return Err(bad("unmatched_policy", "the unmatched policy cannot be CONTINUE".into()));
+            }
+            let rows = match &l.hat {
+                Some(name) => config.hat.get(name).ok_or_else(|| bad("hat", format!("no [[hat.{name}]] table")))?.clone(),
+                None => Vec::new(),
+            };
+            let mut groups = Vec::with_capacity(rows.len());
+            for row in &rows {
+                groups.push(SenderGroup { name: row.group.clone(), policy: find(&row.policy)? });
+            }
+            let specs: Vec<HatGroupSpec> = rows
+                .iter()
+                .zip(&groups)
+                .map(|(row, g)| HatGroupSpec { name: &row.group, senders: &row.senders, skip: g.policy.behavior() == Behavior::Continue })
+                .collect();
+            let hat = HatTable::compile(&specs).map_err(|e| ("senders".to_string(), format!("hat.{}: {e}", l.hat.as_deref().unwrap_or(""))))?;
+            let rat = match (l.kind, &l.rat) {
+                (ListenerKind::Private, Some(_)) => return Err(bad("rat", "a private listener has no RAT".into())),
+                (ListenerKind::Private, None) => None,
+                (ListenerKind::Public, None) => return Err(bad("rat", "a public listener needs a RAT (rat = \"NAME\")".into())),
+                (ListenerKind::Public, Some(name)) => {
+                    let rows = config.rat_rows(name).ok_or_else(|| bad("rat", format!("no [[rat.{name}]] table")))?;
+                    Some(Rat::compile(&rows).map_err(|why| ("recipient".to_string(), format!("rat.{name}: {why}")))?)
+                }
+            };
+            listeners.push(Arc::new(ListenerPolicy {
+                name: l.name.clone(),
+                kind: l.kind,
+                address: l.address,
+                hostname: l.hostname.clone().unwrap_or_else(|| config.hostname.clone()),
+                hat,
+                groups,
+                unmatched,
+                rat,
+            }));
+        }
+        Ok(Access { listeners, policies, sender_exceptions })
+    }
+
+    /// The listener bound to `address` (listeners are fixed at start).
+    pub fn listener(&self, name: &str) -> Option<&Arc<ListenerPolicy>> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
+/// The predefined policies, every `[policy.NAME]`, and the shorthand's.
+fn compile_policies(config: &Config) -> Result<BTreeMap<String, Arc<MailFlowPolicy>>, Invalid> {
+    let mut names: Vec<&str> = flow::PREDEFINED.iter().map(|(n, _)| *n).collect();
+    names.extend(config.policy.keys().map(String::as_str).filter(|n| !flow::is_predefined(n)));
+    let mut policies = BTreeMap::new();
+    for name in names {
+        if name == SHORTHAND_POLICY {
+            return Err(("policy".into(), format!("{name:?} is reserved for the listen/relay_domains shorthand")));
+        }
+        let params = flow::resolve(name, &config.default_policy, config.policy.get(name))
+            .map_err(|why| (why.split(':').next().unwrap_or("policy").to_string(), format!("policy {name}: {why}")))?;
+        let compiled = MailFlowPolicy::compile(name, params).map_err(|why| ("sender_rate_limit_exceptions".to_string(), format!("policy {name}: {why}")))?;
+        policies.insert(name.to_string(), Arc::new(compiled));
+    }
+    let shorthand = MailFlowPolicy::compile(SHORTHAND_POLICY, shorthand_params(config)).expect("the shorthand policy is valid");
+    policies.insert(SHORTHAND_POLICY.to_string(), Arc::new(shorthand));
+    Ok(policies)
+}
+
+/// The shorthand's permissive policy: the `[session]` limits and the
+/// skeleton's banner, no per-IP caps, no rate limits, no DHAP, no sender DNS.
+fn shorthand_params(config: &Config) -> FlowParams {
+    let s = &config.session;
+    FlowParams {
+        max_messages_per_connection: s.messages_per_connection_max,
+        max_recipients_per_message: s.recipients_max as u32,
+        max_message_size: s.message_bytes_max as u64,
+        max_concurrent_connections_per_ip: 0,
+        banner_text: "$Hostname ESMTP Portcullis".into(),
+        dhap_max_invalid_per_hour: 0,
+        use_sender_verification_exceptions: false,
+        ..FlowParams::default()
+    }
+}

@@ -1,0 +1,48 @@
+//! The per-recipient rate limits of a mail flow policy, one appliance-wide
+//! counter per key on its owner shard (`policy::rate`):
+//! - `max_recipients_per_hour`: per client (address or similarity group),
+//!   one counter shared by every listener; each policy checks its own
+//!   threshold against it;
+//! - `sender_rate_limit` per `sender_rate_interval_secs`: per envelope
+//!   sender, except the policy's exceptions (addresses, domains, client IPs)
+//!   and the null sender (bounces come from everywhere as `<>`).
+//!
+//! Both windows slide (see `policy::rate`). A recipient refused by the
+//! sender limit has already spent its per-hour token: the per-hour count may
+//! run ahead of what was accepted by at most the refused RCPTs (stated, not
+//! worth a refund round trip).
+
+use crate::policy::client::Client;
+use crate::shard::Shard;
+use crate::smtp::Decision;
+
+pub const RECIPIENTS_PER_HOUR_WINDOW_SECS: u64 = 3600;
+
+/// The refusal of the first limit this recipient passes, else None.
+pub async fn recipient(shard: &Shard, client: &Client, mail_from: &str) -> Option<Decision> {
+    let flow = &client.policy;
+    let p = &flow.params;
+    if p.max_recipients_per_hour > 0 {
+        let key = format!("rcpt:{}", client.key);
+        if let Err(refused) = shard.counters.take(&key, p.max_recipients_per_hour, RECIPIENTS_PER_HOUR_WINDOW_SECS).await {
+            return Some(refuse(shard, client, "max_recipients_per_hour", &key, refused.count, p.max_recipients_per_hour, flow.recipients_per_hour_reply()));
+        }
+    }
+    if p.sender_rate_limit > 0 && !mail_from.is_empty() && !flow.sender_rate_exempt(mail_from, client.ip) {
+        let key = format!("sender:{}:{}", p.sender_rate_interval_secs, mail_from.to_ascii_lowercase());
+        if let Err(refused) = shard.counters.take(&key, p.sender_rate_limit, p.sender_rate_interval_secs).await {
+            return Some(refuse(shard, client, "sender_rate_limit", &key, refused.count, p.sender_rate_limit, flow.sender_rate_reply()));
+        }
+    }
+    None
+}
+
+fn refuse(shard: &Shard, client: &Client, rule: &str, key: &str, count: u32, max: u32, reply: crate::smtp::Reply) -> Decision {
+    let kind = if rule == "sender_rate_limit" { "sender_rate" } else { "recipients_per_hour" };
+    shard.metrics.rate_limit_refusal(kind);
+    shard.log.event("limit", format_args!(
+        "conn={} {} rule={rule} key={key} count={count} max={max} reply=\"{reply}\"",
+        client.peer.connection_id, client.label()
+    ));
+    Decision::Refuse(reply)
+}
