@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::dns::*;
 use portcullis::dns::{DnsSettings, Lookup, Mx, Resolver};
-use portcullis::metrics::Metrics;
+use portcullis::metrics::{Metrics, DNS_RECORD_TYPES, DNS_RESULTS};
 
 /// Short attempts so the timeout cases stay quick; the worst case of one
 /// lookup is `timeout_ms × attempts` = 1.6 s.
@@ -28,8 +28,12 @@ fn settings(server: SocketAddr) -> DnsSettings {
 }
 
 fn resolver(server: SocketAddr) -> Resolver {
+    resolver_with(server, Arc::new(Metrics::default()))
+}
+
+fn resolver_with(server: SocketAddr, metrics: Arc<Metrics>) -> Resolver {
     let settings = settings(server);
-    Resolver::new(settings.nameservers().unwrap(), &settings, Arc::new(Metrics::default()))
+    Resolver::new(settings.nameservers().unwrap(), &settings, metrics)
 }
 
 /// Runs `body` on a glommio executor of its own, as a shard would.
@@ -171,12 +175,14 @@ fn timeout_is_a_temp_fail_within_the_bound() {
 fn cached_answers_survive_the_server() {
     let mut dns = TestDns::start(&Zone::standard());
     let server = dns.addr();
+    let metrics = Arc::new(Metrics::default());
+    let shard_metrics = metrics.clone();
     let (to_shard, from_test) = std::sync::mpsc::channel::<()>();
     let (to_test, on_test) = std::sync::mpsc::channel::<&'static str>();
     let shard = std::thread::spawn(move || {
         on_shard(move || {
             Box::pin(async move {
-                let r = resolver(server);
+                let r = resolver_with(server, shard_metrics);
                 let first = (r.ipv4(GOOD_NAME).await, r.ipv4(NXDOMAIN_DOMAIN).await);
                 to_test.send("asked").unwrap();
                 // Blocking the shard here is fine: nothing else runs on it.
@@ -196,6 +202,13 @@ fn cached_answers_survive_the_server() {
     assert_eq!((again.0, again.1), (Lookup::Found(vec![v4(GOOD_IP)]), Lookup::NotFound));
     assert!(matches!(again.2, Lookup::TempFail(_)), "{:?}", again.2);
     assert_eq!(network, 3);
+    // Every network query is counted by result, every cache answer as a hit.
+    let seen = metrics.snapshot();
+    let index = |names: &[&str], name| names.iter().position(|n| *n == name).unwrap();
+    let a = index(&DNS_RECORD_TYPES, "A");
+    let (answer, not_found, tempfail) = (index(&DNS_RESULTS, "answer"), index(&DNS_RESULTS, "not_found"), index(&DNS_RESULTS, "tempfail"));
+    assert_eq!((seen.dns_queries[a][answer], seen.dns_queries[a][not_found], seen.dns_queries[a][tempfail]), (1, 1, 1));
+    assert_eq!(seen.dns_cache_hits[a], 2);
 }
 
 #[test]
