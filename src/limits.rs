@@ -161,3 +161,42 @@ pub const ADMIN_IO_TIMEOUT_SECS: u64 = 5;
 /// (at most this many bytes) before closing, so the answer is not lost to a
 /// reset (a lingering close).
 pub const ADMIN_LINGER_BYTES_MAX: usize = 64 * 1024;
+
+// ---- DNS resolver (src/dns/) ----------------------------------------------
+/// `[dns] timeout_ms` range: one attempt waits at least this long, at most that.
+pub const DNS_TIMEOUT_MS_MIN: u64 = 50;
+pub const DNS_TIMEOUT_MS_MAX: u64 = 30_000;
+/// `[dns] attempts` at most (each one waits up to `timeout_ms`).
+pub const DNS_ATTEMPTS_MAX: u32 = 10;
+/// `[dns] cache_entries` per shard at most; past the configured bound the
+/// cache evicts (clock), it never refuses.
+pub const DNS_CACHE_ENTRIES_MAX: usize = 10_000_000;
+/// `[dns] hat_lookup_timeout_ms` range: the most PTR + DNS-list lookups may
+/// hold a banner.
+pub const DNS_HAT_LOOKUP_TIMEOUT_MS_MIN: u64 = 50;
+pub const DNS_HAT_LOOKUP_TIMEOUT_MS_MAX: u64 = 60_000;
+/// Nameservers used at most (glibc's MAXNS is 3; extra resolv.conf lines
+/// are ignored, extra `[dns] servers` refused by check-config).
+pub const DNS_SERVERS_MAX: usize = 8;
+/// CNAMEs followed in one answer before it counts as a TempFail (a loop or
+/// a broken zone; RFC 1034 §3.6.2 says chains should not exist at all).
+pub const DNS_CNAME_CHAIN_MAX: usize = 8;
+/// Cached TTLs are clamped into this range: a day at most (a record that
+/// changes is seen within a day), a few seconds at least (a TTL of 0 would
+/// send every connection's lookup to the network).
+pub const DNS_TTL_MAX_SECS: u32 = 86_400;
+pub const DNS_TTL_MIN_SECS: u32 = 5;
+/// Negative answers (NXDOMAIN, NODATA) are cached for min(SOA TTL, SOA
+/// MINIMUM) (RFC 2308 §5), at most this long (RFC 2308 §5 suggests 1-3
+/// hours); without an SOA for `DNS_TTL_MIN_SECS` only.
+pub const DNS_NEGATIVE_TTL_MAX_SECS: u32 = 3_600;
+/// EDNS0 UDP payload we advertise and receive (RFC 6891 §6.2.5; 1232 is the
+/// DNS flag day 2020 value that avoids IP fragmentation). Larger answers
+/// come truncated and are fetched over TCP.
+pub const DNS_UDP_PAYLOAD_BYTES: u16 = 1232;
+/// A DNS message over TCP (RFC 7766 §8: 2-byte length prefix) at most;
+/// a longer one is a TempFail.
+pub const DNS_TCP_MESSAGE_BYTES_MAX: usize = 65_535;
+/// Distinct (name, type) queries in flight on one shard; one more asker
+/// gets TempFail at once (the policy's 4xx) instead of queueing.
+pub const DNS_INFLIGHT_MAX: usize = 4_096;

@@ -7,9 +7,9 @@
 #    status. Release, because the end-to-end and durability tests drive load
 #    and a debug build would measure the debug build.
 #
-# The tests run their own smtp-sink/smtp-source/swaks processes on 127.0.0.1
-# ports they pick; they never use the system Postfix daemon, so it does not
-# matter whether it runs (it is left alone either way).
+# The tests run their own smtp-sink/smtp-source/swaks/unbound processes on
+# 127.0.0.1 ports they pick; they never use the system Postfix or unbound
+# daemons, so it does not matter whether those run (left alone either way).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +20,7 @@ declare -A probe=(
     [postfix]=/usr/sbin/smtp-sink   # also ships smtp-source and postfix (bench)
     [swaks]=/usr/bin/swaks
     [openssl]=/usr/bin/openssl
+    [unbound]=/usr/sbin/unbound      # the tests' DNS server (tests/common/dns.rs)
 )
 
 missing=()
@@ -47,6 +48,21 @@ if ((${#missing[@]})); then
     fi
     log=$(mktemp)
     trap 'rm -f "$log"' EXIT
+    # unbound's postinst starts the system resolver service (on port 53)
+    # where it can; the tests start their own on a free port, so keep the
+    # package from starting one: a policy-rc.d that denies every start
+    # (exit 101), only for this install and only if the machine has none.
+    # Its postinst ignores a refused or failed start (`|| true`).
+    # Removed right after the install (the EXIT trap covers a failed one;
+    # it never runs after the final exec).
+    policy=/usr/sbin/policy-rc.d
+    made_policy=
+    if [[ " ${missing[*]} " == *" unbound "* && ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
+        "${sudo[@]}" chmod 755 "$policy"
+        made_policy=1
+        trap 'rm -f "$log"; "${sudo[@]}" rm -f "$policy"' EXIT
+    fi
     apt_install() {
         "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
             -o Dpkg::Use-Pty=0 "${missing[@]}" >"$log" 2>&1
@@ -56,6 +72,9 @@ if ((${#missing[@]})); then
     if ! apt_install; then
         "${sudo[@]}" apt-get update -qq >>"$log" 2>&1 || true
         apt_install || { cat "$log" >&2; echo "run.sh: apt-get install failed" >&2; exit 1; }
+    fi
+    if [[ -n $made_policy ]]; then
+        "${sudo[@]}" rm -f "$policy"
     fi
     for pkg in "${missing[@]}"; do
         [[ -x ${probe[$pkg]} ]] || { echo "run.sh: $pkg installed but ${probe[$pkg]} missing" >&2; exit 1; }

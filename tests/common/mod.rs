@@ -24,6 +24,7 @@
 pub mod clients;
 pub mod config;
 pub mod control;
+pub mod dns;
 pub mod process;
 pub mod server;
 pub mod sink;
