@@ -121,3 +121,15 @@ pub const MAILLOG_AUDIT_WAIT_MS: u64 = 1_000;
 /// How often a shard looks for a newer policy snapshot (SIGHUP reload) and
 /// for the stop flag: the longest a reload waits to reach a shard.
 pub const RELOAD_POLL_MS: u64 = 100;
+
+// ---- HAT (Host Access Table): compile-time bounds; a table past them is
+// refused by check-config and at reload (the old snapshot stays).
+/// Sender entries in one HAT, all groups together (ESA tables reach a few
+/// thousand; the index stays in microseconds far past this).
+pub const HAT_ENTRIES_MAX: usize = 100_000;
+/// Distinct DNS lists one HAT names: each can be one lookup per connection.
+pub const HAT_DNSLIST_ZONES_MAX: usize = 16;
+/// Return codes one `dnslist[zone]=…` entry lists.
+pub const HAT_DNSLIST_CODES_MAX: usize = 32;
+/// RFC 1035 §2.3.4: a host name or DNS-list zone, without the trailing dot.
+pub const HAT_NAME_BYTES_MAX: usize = 253;
