@@ -165,7 +165,13 @@ impl HatTable {
         Ok(table)
     }
 
-    fn index(&mut self, criterion: SenderCriterion, group: usize, entry: EntryId, addresses: &mut AddressIndexBuilder) -> Result<(), String> {
+    fn index(
+        &mut self,
+        criterion: SenderCriterion,
+        group: usize,
+        entry: EntryId,
+        addresses: &mut AddressIndexBuilder,
+    ) -> Result<(), String> {
         if criterion.needs_ptr() {
             self.ptr_first_group.get_or_insert(group);
         }

@@ -115,10 +115,7 @@ fn ptr_criteria_match_their_fact_only() {
 
 #[test]
 fn dnslists_match_listings_and_return_codes() {
-    let t = table(&[
-        ("PBL", &["dnslist[pbl.example.org]=127.0.0.10,127.0.0.11"], false),
-        ("BL", &["dnslist[bl.example.org]"], false),
-    ]);
+    let t = table(&[("PBL", &["dnslist[pbl.example.org]=127.0.0.10,127.0.0.11"], false), ("BL", &["dnslist[bl.example.org]"], false)]);
     assert_eq!(t.zones(), ["pbl.example.org", "bl.example.org"]);
     assert_eq!(hit(&t, "192.0.2.1", &listed(0, &["127.0.0.11"])), at(0, "dnslist[pbl.example.org]=127.0.0.10,127.0.0.11"));
     assert_eq!(hit(&t, "192.0.2.1", &listed(0, &["127.0.0.2"])), None);
