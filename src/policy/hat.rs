@@ -9,6 +9,15 @@
 //! in parallel, bounded by `[dns] hat_lookup_timeout_ms`), and asks
 //! `first_match(ip, facts)`. This module is pure: no DNS, no clock, no I/O.
 //!
+//! Rules beyond "first match wins": a group whose address entry (or ALL)
+//! covers the client needs no lookup and reports that entry even when a DNS
+//! entry of the same group would match too; facts not gathered
+//! (`PtrFact::Unknown`, a zone missing from `HatFacts::dnslists`) never match;
+//! a DNS-list error answer or timeout is never a listing; CONTINUE groups
+//! are validated and then left out; an IPv4-mapped client (::ffff:a.b.c.d)
+//! is the IPv4 client, and an IPv6 entry reaches it only when the entry lies
+//! wholly inside ::ffff:0:0/96.
+//!
 //! Speed: no entry is scanned per connection. Addresses go through one
 //! binary search over disjoint intervals (`ipset`), names through hash maps
 //! (`names`), and every other criterion kind keeps only its first entry:
@@ -275,7 +284,7 @@ impl HatTable {
         let entries = self.zone_entries.get(zone)?;
         entries
             .iter()
-            .take_while(|(entry, _)| self.group_of(*entry) < before_group && before.map_or(true, |b| *entry < b))
+            .take_while(|(entry, _)| self.group_of(*entry) < before_group && before.is_none_or(|b| *entry < b))
             .find(|(_, wanted)| wanted.is_empty() || wanted.iter().any(listed))
             .map(|(entry, _)| *entry)
     }
