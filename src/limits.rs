@@ -200,3 +200,14 @@ pub const DNS_TCP_MESSAGE_BYTES_MAX: usize = 65_535;
 /// Distinct (name, type) queries in flight on one shard; one more asker
 /// gets TempFail at once (the policy's 4xx) instead of queueing.
 pub const DNS_INFLIGHT_MAX: usize = 4_096;
+// ---- HAT (Host Access Table): compile-time bounds; a table past them is
+// refused by check-config and at reload (the old snapshot stays).
+/// Sender entries in one HAT, all groups together (ESA tables reach a few
+/// thousand; the index stays in microseconds far past this).
+pub const HAT_ENTRIES_MAX: usize = 100_000;
+/// Distinct DNS lists one HAT names: each can be one lookup per connection.
+pub const HAT_DNSLIST_ZONES_MAX: usize = 16;
+/// Return codes one `dnslist[zone]=…` entry lists.
+pub const HAT_DNSLIST_CODES_MAX: usize = 32;
+/// RFC 1035 §2.3.4: a host name or DNS-list zone, without the trailing dot.
+pub const HAT_NAME_BYTES_MAX: usize = 253;
