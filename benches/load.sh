@@ -43,7 +43,7 @@ MSGS=${MSGS:-20000}
 SESSIONS=${SESSIONS:-50}
 # "BYTESxRCPTS" per load.
 LOADS=${LOADS:-"1024x1 10240x1 1024x10 10240x10"}
-LEGS=${LEGS:-"ceiling portcullis postfix"}
+LEGS=${LEGS:-"ceiling portcullis hat postfix"}
 SOURCE_OPTS=${SOURCE_OPTS:-}
 # Same disk as the repo (and so as a spool an operator would test here).
 BENCH_DIR=${BENCH_DIR:-$repo/target/bench}
@@ -200,13 +200,69 @@ newest_mtime() { find "$1" -type f -printf '%T@\n' | sort -n | tail -1; }
 portcullis_bin=$repo/target/release/portcullis
 portcullis_port=$(free_port)
 
+# The HAT leg's config: one public listener whose HAT has 1,000 entries
+# (100 groups of CIDRs, ranges and host names none of which is 127.0.0.1,
+# then ALL), a policy with recipients-per-hour and sender rate limits on
+# but high enough never to refuse, and a RAT accepting $DOMAIN.
+write_hat_config() {
+    local file=$1 g k i
+    {
+        echo 'hostname = "bench-portcullis.test"'
+        echo 'admin_listen = ""'
+        echo '[[listener]]'
+        echo 'name = "bench"'
+        echo "address = \"127.0.0.1:$portcullis_port\""
+        echo 'type = "public"'
+        echo 'hat = "bench"'
+        echo 'rat = "bench"'
+        for ((g = 0; g < 100; g++)); do
+            echo '[[hat.bench]]'
+            echo "group = \"G$g\""
+            printf 'senders = ['
+            for ((k = 0; k < 10; k++)); do
+                i=$((g * 10 + k))
+                case $((k % 3)) in
+                0) printf '"10.%d.%d.0/24", ' $((i / 256)) $((i % 256)) ;;
+                1) printf '"12.%d.%d.1-100", ' $((i / 256)) $((i % 256)) ;;
+                2) printf '"mx%d.partner%d.example", ' "$i" "$g" ;;
+                esac
+            done
+            echo '"192.0.2.1"]'
+            echo 'policy = "BENCH"'
+        done
+        echo '[[hat.bench]]'
+        echo 'group = "ALL"'
+        echo 'senders = ["ALL"]'
+        echo 'policy = "BENCH"'
+        echo '[policy.BENCH]'
+        echo 'max_messages_per_connection = 1000'
+        echo 'max_recipients_per_message = 1000'
+        echo 'max_concurrent_connections_per_ip = 1000'
+        echo 'max_recipients_per_hour = 100000000'
+        echo 'sender_rate_limit = 100000000'
+        echo 'dhap_max_invalid_per_hour = 0'
+        echo '[[rat.bench]]'
+        echo "recipient = \"$DOMAIN\""
+        echo 'action = "accept"'
+        echo '[routes]'
+        echo "\"*\" = [\"127.0.0.1:$sink_port\"]"
+    } >"$file"
+}
+
+# start_portcullis [hat]: the shorthand (no policy) or the HAT leg's config.
 start_portcullis() {
-    local spool=$work/portcullis-spool
+    local spool=$work/portcullis-spool how
     rm -rf "$spool"
     mkdir -p "$spool"
-    "$portcullis_bin" run --listen "127.0.0.1:$portcullis_port" --cores 2 \
-        --spool-dir "$spool" --hostname bench-portcullis.test --relay-domain "$DOMAIN" \
-        --route "*=127.0.0.1:$sink_port" --log-file "$work/portcullis.log" \
+    if [[ ${1:-} == hat ]]; then
+        write_hat_config "$work/hat.toml"
+        how=(--config "$work/hat.toml")
+    else
+        how=(--listen "127.0.0.1:$portcullis_port" --relay-domain "$DOMAIN" --route "*=127.0.0.1:$sink_port" --admin-listen "")
+    fi
+    "$portcullis_bin" run "${how[@]}" --cores 2 \
+        --spool-dir "$spool" --hostname bench-portcullis.test \
+        --log-file "$work/portcullis.log" \
         >>"$work/portcullis.out" 2>&1 &
     server_pid=$!
     if ! wait_listening "$portcullis_port" "$server_pid" 20; then
@@ -347,8 +403,8 @@ run_leg() {
     start_sink "$dir" || return 0
     case $leg in
     ceiling) target=$sink_port ;;
-    portcullis)
-        if [[ ! -x $portcullis_bin ]] || ! start_portcullis; then
+    portcullis | hat)
+        if [[ ! -x $portcullis_bin ]] || ! start_portcullis "$leg"; then
             stop_pid "$sink_pid"; sink_pid=
             leg_result=skip
             return 0
@@ -377,7 +433,7 @@ run_leg() {
     fi
 
     case $leg in
-    portcullis) stop_pid "$server_pid"; server_pid= ;;
+    portcullis | hat) stop_pid "$server_pid"; server_pid= ;;
     postfix) stop_postfix ;;
     esac
     stop_pid "$sink_pid"
@@ -422,16 +478,22 @@ echo
 printf 'Portcullis load benchmark: %d messages, %d sessions, %s, %d CPUs (%s)\n' \
     "$MSGS" "$SESSIONS" "$( [[ -n $SOURCE_OPTS ]] && echo "smtp-source $SOURCE_OPTS" || echo "1 connection per message")" \
     "$(nproc)" "$(uname -r)"
-printf '%-10s %10s %12s %10s %9s %13s %13s\n' load ceiling portcullis postfix 'pc/pf' 'cpu/10k pc' 'cpu/10k pf'
-printf '%-10s %10s %12s %10s %9s %13s %13s\n' '' 'msg/s' 'msg/s' 'msg/s' '' 'seconds' 'seconds'
+printf '%-10s %8s %8s %8s %8s %7s %7s %7s %9s %9s %9s %8s\n' load ceiling pc hat postfix 'pc/pf' 'hat/pf' 'hat/pc' 'cpu pc' 'cpu hat' 'cpu pf' 'policy'
+printf '%-10s %8s %8s %8s %8s %7s %7s %7s %9s %9s %9s %8s\n' '' 'msg/s' 'msg/s' 'msg/s' 'msg/s' '' '' '' 's/10k' 's/10k' 's/10k' 'us/rcpt'
+ratio() { if [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ && $2 -gt 0 ]]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else echo -; fi; }
 for load in $LOADS; do
-    ratio=-
     pc=${rate[$load.portcullis]:--}
+    hat=${rate[$load.hat]:--}
     pf=${rate[$load.postfix]:--}
-    if [[ $pc =~ ^[0-9]+$ && $pf =~ ^[0-9]+$ && $pf -gt 0 ]]; then
-        ratio=$(awk -v a="$pc" -v b="$pf" 'BEGIN { printf "%.2f", a / b }')
+    # CPU the connection policy adds per recipient: the HAT leg's CPU
+    # minus the no-policy leg's, over every recipient (HAT match, RAT,
+    # the two rate counters incl. their cross-shard leases).
+    policy_us=-
+    if [[ ${cpu[$load.hat]:--} != - && ${cpu[$load.portcullis]:--} != - ]]; then
+        policy_us=$(awk -v h="${cpu[$load.hat]}" -v p="${cpu[$load.portcullis]}" -v r="${load#*x}" 'BEGIN { printf "%.1f", (h - p) / (10000 * r) * 1e6 }')
     fi
     bytes=${load%x*}
-    printf '%-10s %10s %12s %10s %9s %13s %13s\n' "$((bytes / 1024))KiBx${load#*x}" \
-        "${rate[$load.ceiling]:--}" "$pc" "$pf" "$ratio" "${cpu[$load.portcullis]:--}" "${cpu[$load.postfix]:--}"
+    printf '%-10s %8s %8s %8s %8s %7s %7s %7s %9s %9s %9s %8s\n' "$((bytes / 1024))KiBx${load#*x}" \
+        "${rate[$load.ceiling]:--}" "$pc" "$hat" "$pf" "$(ratio "$pc" "$pf")" "$(ratio "$hat" "$pf")" "$(ratio "$hat" "$pc")" \
+        "${cpu[$load.portcullis]:--}" "${cpu[$load.hat]:--}" "${cpu[$load.postfix]:--}" "$policy_us"
 done
