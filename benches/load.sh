@@ -4,13 +4,15 @@
 #   bash benches/load.sh                       # full run: 20,000 msgs x 4 loads
 #   MSGS=2000 SESSIONS=20 bash benches/load.sh # quick run
 #
-# For each load (body size x recipients per message) three legs, each driven
+# For each load (body size x recipients per message) four legs, each driven
 # by Postfix's smtp-source with SESSIONS parallel sessions and MSGS messages
 # (one connection per message, like an edge MTA sees; SOURCE_OPTS=-d reuses
 # connections instead):
 #
 #   ceiling     smtp-source -> smtp-sink                 (what the peers can do)
 #   portcullis  smtp-source -> portcullis --cores 2 -> smtp-sink
+#   hat         the same through a 1,000-entry HAT with recipients-per-hour
+#               and sender rate limits on (never refusing): the policy's cost
 #   postfix     smtp-source -> private Postfix instance -> smtp-sink
 #
 # A leg runs from the start of smtp-source until the sink holds every
