@@ -2,13 +2,14 @@
 //! (`Zone::standard()`, tests/common/dns.rs), with clients bound to chosen
 //! 127.0.0.x source addresses so the HAT sees the client of each zone row.
 //!
-//! - Names: `good.example.test` and the `.example.test` suffix match on the
-//!   forward-confirmed PTR name (127.0.0.10); a PTR name that does not
+//! - Names: `Good.Example.Test` (any case) and the `.example.test` suffix
+//!   match on the forward-confirmed PTR name (127.0.0.10); a PTR name that does not
 //!   resolve back (127.0.0.11 → mismatch.example.test → 127.0.0.99) matches
 //!   neither its name nor the suffix but `ptr:mismatch`; no PTR (127.0.0.12)
 //!   is `ptr:none`; a PTR that times out (127.0.0.13) or gets SERVFAIL
 //!   (127.0.0.16) is `ptr:tempfail`; `$RemoteHost` in a banner is the
-//!   confirmed name.
+//!   confirmed name, also for a client its address decided (the PTR is then
+//!   looked up for the banner alone), and "unknown" without one.
 //! - DNS lists: 127.0.0.2 listed in bl.example.test → BLOCKED (554, then
 //!   503 to every command); an address not listed falls to the next group;
 //!   127.0.0.14's answer 127.255.255.254 is an error answer, never a listing
@@ -18,7 +19,8 @@
 //! - A DNS list that never answers (slowbl.example.test) with
 //!   `hat_lookup_timeout_ms = 300`: the banner arrives within the bound
 //!   (asserted loosely, bound + 2 s), the list counts as not listed (logged),
-//!   and a list queried in parallel that does answer still decides.
+//!   a list queried in parallel that does answer still decides, and a PTR
+//!   that never answers (127.0.0.13) is `ptr:tempfail` within the same bound.
 //! - Lazy DNS: a client an address entry decides before any DNS group
 //!   causes no DNS query (`ptr=-` in its `hat` line, and the DNS counters of
 //!   GET /metrics stay at zero until a client that needs DNS connects).
@@ -125,7 +127,7 @@ fn expect_group(server: &Portcullis, port: u16, nth: usize, source: &str, group:
 #[test]
 fn ptr_names_suffixes_and_ptr_facts_pick_the_sender_group() {
     let dns = TestDns::start(&Zone::standard());
-    let (port, suffix_port) = (free_port(), free_port());
+    let (port, suffix_port, host_port) = (free_port(), free_port(), free_port());
     // The PTR timeout must end before the HAT bound for the fact to be
     // "tempfail" from the resolver; either way it is tempfail.
     let config = format!(
@@ -135,10 +137,10 @@ timeout_ms = 1000
 attempts = 1
 hat_lookup_timeout_ms = 5000
 
-{}{}
+{}{}{}
 [[hat.names]]
 group = "NAMED"
-senders = ["mismatch.example.test", "good.example.test"]
+senders = ["mismatch.example.test", "Good.Example.Test"]
 policy = "NAMED"
 
 [[hat.names]]
@@ -170,18 +172,26 @@ policy = "ACCEPTED"
 group = "ALL"
 senders = ["ALL"]
 policy = "ACCEPTED"
+
+[[hat.hostvar]]
+group = "BYADDRESS"
+senders = ["127.0.0.10", "127.0.0.12"]
+policy = "NAMED"
 {COMMON}
 [policy.NAMED]
 banner_text = "$Hostname hello $RemoteHost [$RemoteIP] group=$Group policy=$Policy"
 "#,
         listener("names", port, "names"),
         listener("suffix", suffix_port, "suffix"),
+        listener("hostvar", host_port, "hostvar"),
     );
     let (_file, server) = start(&dns, port, &config);
-    assert!(wait_until(WAIT, || is_listening(suffix_port)), "second listener not up:\n{}", server.log());
+    for extra in [suffix_port, host_port] {
+        assert!(wait_until(WAIT, || is_listening(extra)), "listener on {extra} not up:\n{}", server.log());
+    }
 
     // Forward-confirmed name: the exact name entry, and $RemoteHost.
-    let banner = expect_group(&server, port, 1, GOOD_IP, "NAMED", "good.example.test", GOOD_NAME);
+    let banner = expect_group(&server, port, 1, GOOD_IP, "NAMED", "Good.Example.Test", GOOD_NAME);
     assert!(
         banner.text().contains(&format!("hello {GOOD_NAME} [{GOOD_IP}]")),
         "$RemoteHost / $RemoteIP not substituted: {banner:?}"
@@ -198,8 +208,15 @@ banner_text = "$Hostname hello $RemoteHost [$RemoteIP] group=$Group policy=$Poli
     expect_group(&server, suffix_port, 6, GOOD_IP, "DOMAIN", ".example.test", GOOD_NAME);
     expect_group(&server, suffix_port, 7, MISMATCH_IP, "ALL", "ALL", "mismatch");
     expect_group(&server, suffix_port, 8, NO_PTR_IP, "ALL", "ALL", "none");
+    // $RemoteHost for a client its address decided: the PTR is looked up
+    // for the banner alone; no confirmed name is "unknown".
+    let banner = expect_group(&server, host_port, 9, GOOD_IP, "BYADDRESS", "127.0.0.10", GOOD_NAME);
+    assert!(banner.text().contains(&format!("hello {GOOD_NAME} [{GOOD_IP}]")), "{banner:?}");
+    let banner = expect_group(&server, host_port, 10, NO_PTR_IP, "BYADDRESS", "127.0.0.12", "none");
+    assert!(banner.text().contains(&format!("hello unknown [{NO_PTR_IP}]")), "{banner:?}");
     let lines = server.event_lines("hat");
     assert_eq!(field(&lines[5], "listener"), Some("suffix"), "{}", lines[5]);
+    assert_eq!(field(&lines[8], "listener"), Some("hostvar"), "{}", lines[8]);
     assert_eq!(field(&lines[0], "listener"), Some("names"), "{}", lines[0]);
 }
 
@@ -294,6 +311,11 @@ senders = ["dnslist[slowbl.example.test]", "dnslist[bl.example.test]"]
 policy = "BLOCKED"
 
 [[hat.slow]]
+group = "TEMPFAIL"
+senders = ["ptr:tempfail"]
+policy = "ACCEPTED"
+
+[[hat.slow]]
 group = "ALL"
 senders = ["ALL"]
 policy = "ACCEPTED"
@@ -329,6 +351,17 @@ policy = "ACCEPTED"
     let line = nth_hat_line(&server, 2);
     assert_eq!(field(&line, "group"), Some("LISTED"), "{line}");
     assert_eq!(field(&line, "entry"), Some("dnslist[bl.example.test]"), "{line}");
+
+    // A PTR that never answers is held to the same bound: tempfail.
+    let started = Instant::now();
+    let (mut client, banner) = greet(addr(port), PTR_TIMEOUT_IP);
+    let waited = started.elapsed();
+    assert_eq!(banner.code, 220, "{banner:?}");
+    assert!(waited < bound, "banner held {waited:?} with hat_lookup_timeout_ms = {BOUND_MS}");
+    assert!(banner.text().contains("group=TEMPFAIL "), "{banner:?}");
+    assert_eq!(client.cmd("QUIT").unwrap().code, 221);
+    let line = nth_hat_line(&server, 3);
+    assert_eq!(field(&line, "ptr"), Some("tempfail"), "{line}");
 }
 
 /// GET /metrics from the admin listener: the body.
