@@ -450,3 +450,50 @@ policy = "ACCEPTED"
         metrics(admin)
     );
 }
+
+#[test]
+fn remote_host_in_the_banner_stays_within_the_same_bound() {
+    // The DNS list times out at the HAT bound; the policy it falls to shows
+    // $RemoteHost, whose PTR (127.0.0.13) never answers either. Both
+    // lookups share the one bound: the banner is not held twice as long.
+    // The resolver's own timeout is far beyond the bound so only the bound
+    // can end the wait.
+    const BOUND_MS: u64 = 2500;
+    let dns = TestDns::start(&Zone::standard());
+    let port = free_port();
+    let config = format!(
+        r#"
+[dns]
+timeout_ms = 20000
+attempts = 1
+hat_lookup_timeout_ms = {BOUND_MS}
+
+{}
+[[hat.host]]
+group = "LISTED"
+senders = ["dnslist[slowbl.example.test]"]
+policy = "BLOCKED"
+
+[[hat.host]]
+group = "ALL"
+senders = ["ALL"]
+policy = "NAMED"
+{COMMON}
+[policy.NAMED]
+banner_text = "$Hostname hello $RemoteHost [$RemoteIP] group=$Group policy=$Policy"
+"#,
+        listener("host", port, "host"),
+    );
+    let (_file, server) = start(&dns, port, &config);
+    let bound = Duration::from_millis(BOUND_MS) + Duration::from_secs(2);
+    let started = Instant::now();
+    let (mut client, banner) = greet(addr(port), PTR_TIMEOUT_IP);
+    let waited = started.elapsed();
+    assert_eq!(banner.code, 220, "{banner:?}");
+    assert!(banner.text().contains(&format!("hello unknown [{PTR_TIMEOUT_IP}]")), "{banner:?}");
+    assert_eq!(client.cmd("QUIT").unwrap().code, 221);
+    assert!(waited < bound, "banner held {waited:?} with hat_lookup_timeout_ms = {BOUND_MS}");
+    let line = nth_hat_line(&server, 1);
+    assert_eq!(field(&line, "group"), Some("ALL"), "{line}");
+    assert_eq!(field(&line, "ptr"), Some("tempfail"), "{line}");
+}
