@@ -40,6 +40,7 @@ pub enum Admission {
 pub async fn admit(shard: &Shard, policy: &Policy, listener: &Arc<ListenerPolicy>, peer: &Peer) -> Admission {
     let ip = canonical(peer.addr.ip());
     let timeout = Duration::from_millis(policy.dns.hat_lookup_timeout_ms);
+    let started = std::time::Instant::now();
     let needs = listener.hat.needs(ip);
     let mut facts = gather(&shard.resolver, ip, needs.ptr, &needs.dnslists, listener.hat.zones(), timeout).await;
     let matched = listener.hat.first_match(ip, &facts);
@@ -49,8 +50,11 @@ pub async fn admit(shard: &Shard, policy: &Policy, listener: &Arc<ListenerPolicy
     };
     debug_assert!(flow.behavior() != Behavior::Continue, "CONTINUE groups never match");
     // $RemoteHost in a banner needs the PTR even when the match did not.
+    // It gets what the match left of the one bound, so the banner is never
+    // held longer than `hat_lookup_timeout_ms` in all.
     if matches!(facts.ptr, PtrFact::Unknown) && uses_remote_host(&flow) {
-        facts.ptr = gather(&shard.resolver, ip, true, &[], &[], timeout).await.ptr;
+        let left = timeout.saturating_sub(started.elapsed());
+        facts.ptr = gather(&shard.resolver, ip, true, &[], &[], left).await.ptr;
     }
     let remote_host = match &facts.ptr {
         PtrFact::Confirmed(name) => Some(name.clone()),
