@@ -9,7 +9,10 @@
 //!   is `ptr:none`; a PTR that times out (127.0.0.13) or gets SERVFAIL
 //!   (127.0.0.16) is `ptr:tempfail`; `$RemoteHost` in a banner is the
 //!   confirmed name, also for a client its address decided (the PTR is then
-//!   looked up for the banner alone), and "unknown" without one.
+//!   looked up for the banner alone), and "unknown" without one. With two
+//!   PTR names the one that resolves back decides; a PTR name whose forward
+//!   lookup times out is `ptr:tempfail`, one that does not exist is
+//!   `ptr:mismatch` (a zone extended beyond the standard one).
 //! - DNS lists: 127.0.0.2 listed in bl.example.test → BLOCKED (554, then
 //!   503 to every command); an address not listed falls to the next group;
 //!   127.0.0.14's answer 127.255.255.254 is an error answer, never a listing
@@ -21,6 +24,8 @@
 //!   (asserted loosely, bound + 2 s), the list counts as not listed (logged),
 //!   a list queried in parallel that does answer still decides, and a PTR
 //!   that never answers (127.0.0.13) is `ptr:tempfail` within the same bound.
+//!   The PTR looked up only for `$RemoteHost` after such a match shares that
+//!   one bound (the banner is not held twice as long).
 //! - Lazy DNS: a client an address entry decides before any DNS group
 //!   causes no DNS query (`ptr=-` in its `hat` line, and the DNS counters of
 //!   GET /metrics stay at zero until a client that needs DNS connects).
@@ -496,4 +501,50 @@ banner_text = "$Hostname hello $RemoteHost [$RemoteIP] group=$Group policy=$Poli
     let line = nth_hat_line(&server, 1);
     assert_eq!(field(&line, "group"), Some("ALL"), "{line}");
     assert_eq!(field(&line, "ptr"), Some("tempfail"), "{line}");
+}
+
+#[test]
+fn forward_confirmation_tries_every_ptr_name_and_keeps_its_failures_apart() {
+    // Beyond the standard zone: 127.0.0.17 has two PTR names, only the
+    // second resolving back to it; 127.0.0.18's PTR name does not answer
+    // its forward query (tempfail, not mismatch); 127.0.0.19's PTR name
+    // does not exist (mismatch).
+    let zone = Zone::standard()
+        .ptr("127.0.0.17", MISMATCH_NAME)
+        .ptr("127.0.0.17", "second.example.test")
+        .a("second.example.test", "127.0.0.17")
+        .ptr("127.0.0.18", TIMEOUT_DOMAIN)
+        .ptr("127.0.0.19", NXDOMAIN_DOMAIN);
+    let dns = TestDns::start(&zone);
+    let port = free_port();
+    let config = format!(
+        r#"
+[dns]
+timeout_ms = 1000
+attempts = 1
+hat_lookup_timeout_ms = 5000
+
+{}
+[[hat.multi]]
+group = "SECOND"
+senders = ["second.example.test"]
+policy = "ACCEPTED"
+
+[[hat.multi]]
+group = "TEMPFAIL"
+senders = ["ptr:tempfail"]
+policy = "ACCEPTED"
+
+[[hat.multi]]
+group = "MISMATCH"
+senders = ["ptr:mismatch"]
+policy = "ACCEPTED"
+{COMMON}
+"#,
+        listener("multi", port, "multi"),
+    );
+    let (_file, server) = start(&dns, port, &config);
+    expect_group(&server, port, 1, "127.0.0.17", "SECOND", "second.example.test", "second.example.test");
+    expect_group(&server, port, 2, "127.0.0.18", "TEMPFAIL", "ptr:tempfail", "tempfail");
+    expect_group(&server, port, 3, "127.0.0.19", "MISMATCH", "ptr:mismatch", "mismatch");
 }
