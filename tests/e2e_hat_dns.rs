@@ -18,7 +18,8 @@
 //!   127.0.0.14's answer 127.255.255.254 is an error answer, never a listing
 //!   (the client falls through and a `dnslist` line is logged); a
 //!   return-code entry `=127.0.0.10` matches 127.0.0.15 (listed with code
-//!   .10) while `=127.0.0.3,127.0.0.4` does not.
+//!   .10) while `=127.0.0.3,127.0.0.4` does not; a list that answers
+//!   SERVFAIL is not a listing and its `dnslist` line says `TempFail`.
 //! - A DNS list that never answers (slowbl.example.test) with
 //!   `hat_lookup_timeout_ms = 300`: the banner arrives within the bound
 //!   (asserted loosely, bound + 2 s), the list counts as not listed (logged),
@@ -547,4 +548,47 @@ policy = "ACCEPTED"
     expect_group(&server, port, 1, "127.0.0.17", "SECOND", "second.example.test", "second.example.test");
     expect_group(&server, port, 2, "127.0.0.18", "TEMPFAIL", "ptr:tempfail", "tempfail");
     expect_group(&server, port, 3, "127.0.0.19", "MISMATCH", "ptr:mismatch", "mismatch");
+}
+
+#[test]
+fn a_dns_list_that_fails_is_not_a_listing_and_says_why() {
+    // sfbl.example.test answers SERVFAIL (well within the bound): never a
+    // listing; the `dnslist` line says it failed, not that it timed out.
+    let dns = TestDns::start(&Zone::standard().servfail("sfbl.example.test"));
+    let port = free_port();
+    let config = format!(
+        r#"
+[dns]
+timeout_ms = 3000
+attempts = 1
+hat_lookup_timeout_ms = 5000
+
+{}
+[[hat.sf]]
+group = "LISTED"
+senders = ["dnslist[sfbl.example.test]"]
+policy = "BLOCKED"
+
+[[hat.sf]]
+group = "ALL"
+senders = ["ALL"]
+policy = "ACCEPTED"
+{COMMON}
+"#,
+        listener("sf", port, "sf"),
+    );
+    let (_file, server) = start(&dns, port, &config);
+    expect_group(&server, port, 1, DNSLIST_LISTED_IP, "ALL", "ALL", "-");
+    let mut lines = Vec::new();
+    assert!(
+        wait_until(WAIT, || {
+            lines = server.event_lines("dnslist");
+            !lines.is_empty()
+        }),
+        "no dnslist line for a failing list:\n{}",
+        server.log()
+    );
+    assert_eq!(field(&lines[0], "zone"), Some("sfbl.example.test"), "{}", lines[0]);
+    assert_eq!(field(&lines[0], "result"), Some("TempFail"), "{}", lines[0]);
+    assert_eq!(field(&lines[0], "treated"), Some("not listed"), "{}", lines[0]);
 }

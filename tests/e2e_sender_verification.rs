@@ -26,7 +26,10 @@
 //! `use_sender_verification_exceptions = false` (NOEXC) ignores both rows.
 //! CUSTOM's own codes and texts replace the defaults. A verified sender's
 //! message goes all the way to the downstream (swaks from 127.0.0.30), and
-//! each refusal is one `sender` mail log line naming its rule.
+//! each refusal is one `sender` mail log line naming its rule. A client
+//! that pipelines MAIL, RCPT and DATA (RFC 2920) behind a sender whose
+//! verdict takes a DNS timeout gets 451, 503, 5xx: nothing is accepted
+//! while the verdict is pending.
 //!
 //! Timing: nothing sleeps. The resolver's per-attempt timeout is lowered to
 //! 1 s (one attempt) so the timeout case takes about a second.
@@ -358,4 +361,36 @@ fn a_policy_s_own_codes_and_texts_replace_the_defaults() {
     assert_passes(&mut client, &format!("user@{MX_DOMAIN}"), "a domain with MX");
     assert_passes(&mut client, "", "the null sender");
     assert_eq!(client.cmd("QUIT").unwrap().code, 221);
+}
+
+#[test]
+fn pipelined_commands_wait_for_a_slow_sender_verdict() {
+    // RFC 2920: MAIL, RCPT and DATA in one write. The MAIL verdict takes
+    // the resolver's timeout (about 1 s) and is a refusal: the RCPT and
+    // DATA after it must not be accepted meanwhile nor after.
+    let s = setup();
+    let mut client = session(s.server.addr(), VERIFY);
+    let sender = format!("user@{TIMEOUT_DOMAIN}");
+    client
+        .send(format!("MAIL FROM:<{sender}>\r\nRCPT TO:<rcpt@example.test>\r\nDATA\r\n").as_bytes())
+        .unwrap();
+    let replies = client.read_replies(3).unwrap();
+    assert_reply(
+        &replies[0],
+        &format!("451 4.1.8 Domain of sender address <{sender}> does not resolve"),
+        "pipelined MAIL",
+    );
+    assert_eq!(replies[1].code, 503, "RCPT after a refused MAIL: {replies:?}");
+    assert!(replies[2].code >= 500, "DATA without a transaction: {replies:?}");
+    // The same pipeline with a sender that verifies goes through.
+    client
+        .send(format!("MAIL FROM:<user@{MX_DOMAIN}>\r\nRCPT TO:<rcpt@example.test>\r\nDATA\r\n").as_bytes())
+        .unwrap();
+    let replies = client.read_replies(3).unwrap();
+    let codes: Vec<u16> = replies.iter().map(|r| r.code).collect();
+    assert_eq!(codes, [250, 250, 354], "{replies:?}");
+    client.send(b"Subject: pipelined\r\n\r\nhi\r\n.\r\n").unwrap();
+    assert_eq!(client.read_reply().unwrap().code, 250);
+    assert_eq!(client.cmd("QUIT").unwrap().code, 221);
+    assert_eq!(s.sink.wait_for_messages(1, WAIT).len(), 1);
 }
