@@ -70,7 +70,7 @@ pub async fn admit(shard: &Shard, policy: &Policy, listener: &Arc<ListenerPolicy
         ));
     };
     for (zone, fact) in &facts.dnslists {
-        if matches!(fact, DnsListFact::Error | DnsListFact::TimedOut) {
+        if matches!(fact, DnsListFact::Error | DnsListFact::TimedOut | DnsListFact::TempFail) {
             shard.log.event("dnslist", format_args!("conn={conn} zone={} result={fact:?} treated=\"not listed\"", listener.hat.zones()[*zone]));
         }
     }
@@ -138,7 +138,7 @@ async fn gather(resolver: &Resolver, ip: IpAddr, ptr: bool, dnslists: &[usize], 
             let fact = match resolver.ipv4(&dnslist_query_name(ip, &zones[zone])).await {
                 Lookup::Found(answer) => classify_dnslist_answer(&answer),
                 Lookup::NotFound => DnsListFact::NotListed,
-                Lookup::TempFail(_) => DnsListFact::TimedOut,
+                Lookup::TempFail(_) => DnsListFact::TempFail,
             };
             facts.borrow_mut().dnslists[i].1 = fact;
         }));
