@@ -40,6 +40,7 @@ pub enum Admission {
 pub async fn admit(shard: &Shard, policy: &Policy, listener: &Arc<ListenerPolicy>, peer: &Peer) -> Admission {
     let ip = canonical(peer.addr.ip());
     let timeout = Duration::from_millis(policy.dns.hat_lookup_timeout_ms);
+    let started = std::time::Instant::now();
     let needs = listener.hat.needs(ip);
     let mut facts = gather(&shard.resolver, ip, needs.ptr, &needs.dnslists, listener.hat.zones(), timeout).await;
     let matched = listener.hat.first_match(ip, &facts);
@@ -49,8 +50,11 @@ pub async fn admit(shard: &Shard, policy: &Policy, listener: &Arc<ListenerPolicy
     };
     debug_assert!(flow.behavior() != Behavior::Continue, "CONTINUE groups never match");
     // $RemoteHost in a banner needs the PTR even when the match did not.
+    // It gets what the match left of the one bound, so the banner is never
+    // held longer than `hat_lookup_timeout_ms` in all.
     if matches!(facts.ptr, PtrFact::Unknown) && uses_remote_host(&flow) {
-        facts.ptr = gather(&shard.resolver, ip, true, &[], &[], timeout).await.ptr;
+        let left = timeout.saturating_sub(started.elapsed());
+        facts.ptr = gather(&shard.resolver, ip, true, &[], &[], left).await.ptr;
     }
     let remote_host = match &facts.ptr {
         PtrFact::Confirmed(name) => Some(name.clone()),
@@ -66,7 +70,7 @@ pub async fn admit(shard: &Shard, policy: &Policy, listener: &Arc<ListenerPolicy
         ));
     };
     for (zone, fact) in &facts.dnslists {
-        if matches!(fact, DnsListFact::Error | DnsListFact::TimedOut) {
+        if matches!(fact, DnsListFact::Error | DnsListFact::TimedOut | DnsListFact::TempFail) {
             shard.log.event("dnslist", format_args!("conn={conn} zone={} result={fact:?} treated=\"not listed\"", listener.hat.zones()[*zone]));
         }
     }
@@ -134,7 +138,7 @@ async fn gather(resolver: &Resolver, ip: IpAddr, ptr: bool, dnslists: &[usize], 
             let fact = match resolver.ipv4(&dnslist_query_name(ip, &zones[zone])).await {
                 Lookup::Found(answer) => classify_dnslist_answer(&answer),
                 Lookup::NotFound => DnsListFact::NotListed,
-                Lookup::TempFail(_) => DnsListFact::TimedOut,
+                Lookup::TempFail(_) => DnsListFact::TempFail,
             };
             facts.borrow_mut().dnslists[i].1 = fact;
         }));

@@ -19,8 +19,11 @@ pub enum DnsListFact {
     NotListed,
     /// An error answer (127.255.255.0/24 or outside 127.0.0.0/8): never a listing; log it.
     Error,
-    /// The lookup did not finish in time: never a listing; log it.
+    /// The lookup did not finish within `hat_lookup_timeout_ms`: never a listing; log it.
     TimedOut,
+    /// The resolver gave up (SERVFAIL, its own timeout, a garbage answer):
+    /// never a listing; log it.
+    TempFail,
 }
 
 impl DnsListFact {

@@ -129,7 +129,7 @@ fn dnslists_match_listings_and_return_codes() {
 #[test]
 fn dnslist_error_answers_are_never_listings() {
     let t = table(&[("BL", &["dnslist[bl.example.org]"], false), ("ALL", &["ALL"], false)]);
-    for fact in [DnsListFact::Error, DnsListFact::TimedOut, DnsListFact::NotListed] {
+    for fact in [DnsListFact::Error, DnsListFact::TimedOut, DnsListFact::TempFail, DnsListFact::NotListed] {
         let facts = HatFacts { ptr: PtrFact::Unknown, dnslists: vec![(0, fact)] };
         assert_eq!(hit(&t, "192.0.2.1", &facts), at(1, "ALL"));
     }
