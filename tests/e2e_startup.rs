@@ -45,7 +45,7 @@ fn run_on(port: u16, spool: &std::path::Path, extra: &[&str]) -> (CmdOutput, Dur
         "--spool-dir",
         &spool,
     ];
-    args.extend(["--route", &route, "--hostname", "portcullis.test"]);
+    args.extend(["--route", &route, "--hostname", "portcullis.test", "--admin-listen", ""]);
     args.extend(extra);
     let started = Instant::now();
     let out = run_portcullis(&args, EXIT_WITHIN * 2);
@@ -111,7 +111,7 @@ fn sigterm_while_the_shards_start_is_a_clean_stop() {
         let port = free_port();
         let log = std::fs::File::create(dir.path().join("log")).unwrap();
         let mut child = Command::new(portcullis_bin())
-            .args(["run", "--cores", "2", "--hostname", "portcullis.test"])
+            .args(["run", "--cores", "2", "--hostname", "portcullis.test", "--admin-listen", ""])
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--spool-dir")
             .arg(dir.path().join("spool"))
