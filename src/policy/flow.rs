@@ -48,7 +48,7 @@ impl MailFlowPolicy {
                 exempt.ips.insert(ip);
             } else if entry.contains('@') {
                 exempt.addresses.insert(entry);
-            } else if crate::policy::rat::check_domain(&entry).is_ok() {
+            } else if crate::policy::patterns::check_domain(&entry).is_ok() {
                 exempt.domains.insert(entry);
             } else {
                 return Err(format!("sender_rate_limit_exceptions: {entry:?} is not an address, domain or IP"));

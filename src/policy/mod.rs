@@ -28,6 +28,7 @@ pub mod dhap;
 pub mod flow;
 pub mod hat;
 pub mod limits;
+pub mod patterns;
 pub mod rat;
 pub mod rate;
 pub mod recipient;

@@ -4,14 +4,11 @@
 //! open relay by omission.
 //!
 //! Rows: `user@domain` (exact address), `user@` (that local part at any
-//! domain), `domain` (exact), `.domain` (its subdomains, not itself), `ALL`.
-//! Lookups are hash probes (the address, the local part, the domain, then
-//! each parent of the domain), not a scan: the smallest row index among the
-//! hits is the first match. Everything compares case-insensitively.
-
-use hashbrown::HashMap;
+//! domain), `domain` (exact), `.domain` (its subdomains, not itself), `ALL`,
+//! looked up by hash probes (`policy::patterns`), not a scan.
 
 use crate::config::access::{AccessAction, RatRow};
+use crate::policy::patterns::MailboxPatterns;
 use crate::smtp::Reply;
 
 /// What the RAT says about one recipient.
@@ -29,37 +26,16 @@ pub struct RatVerdict {
 #[derive(Debug, Default)]
 pub struct Rat {
     rows: Vec<RatRow>,
-    addresses: HashMap<String, usize>,
-    local_parts: HashMap<String, usize>,
-    domains: HashMap<String, usize>,
-    suffixes: HashMap<String, usize>,
-    all: Option<usize>,
+    patterns: MailboxPatterns,
 }
 
 impl Rat {
     /// Compile rows; Err names the row and why.
     pub fn compile(rows: &[RatRow]) -> Result<Rat, String> {
-        let mut rat = Rat { rows: rows.to_vec(), ..Rat::default() };
+        let mut rat = Rat { rows: rows.to_vec(), patterns: MailboxPatterns::default() };
         for (i, row) in rows.iter().enumerate() {
             check_reply(row.code, row.text.as_deref()).map_err(|why| format!("{:?}: {why}", row.recipient))?;
-            let r = row.recipient.trim().to_ascii_lowercase();
-            let slot = if r == "all" {
-                rat.all.get_or_insert(i);
-                continue;
-            } else if let Some(local) = r.strip_suffix('@') {
-                check_local(local).map_err(|why| format!("{r:?}: {why}"))?;
-                rat.local_parts.entry(local.to_string())
-            } else if let Some((local, domain)) = r.rsplit_once('@') {
-                check_local(local).and(check_domain(domain)).map_err(|why| format!("{r:?}: {why}"))?;
-                rat.addresses.entry(r.clone())
-            } else if let Some(parent) = r.strip_prefix('.') {
-                check_domain(parent).map_err(|why| format!("{r:?}: {why}"))?;
-                rat.suffixes.entry(parent.to_string())
-            } else {
-                check_domain(&r).map_err(|why| format!("{r:?}: {why}"))?;
-                rat.domains.entry(r.clone())
-            };
-            slot.or_insert(i); // a later duplicate never wins
+            rat.patterns.insert(&row.recipient, i)?;
         }
         Ok(rat)
     }
@@ -67,22 +43,7 @@ impl Rat {
     /// The verdict for a final mailbox `local@domain`.
     pub fn check(&self, mailbox: &str) -> RatVerdict {
         let mailbox = mailbox.to_ascii_lowercase();
-        let (local, domain) = mailbox.rsplit_once('@').unwrap_or((mailbox.as_str(), ""));
-        let mut best = self.all;
-        let mut consider = |hit: Option<&usize>| {
-            if let Some(&i) = hit {
-                best = Some(best.map_or(i, |b| b.min(i)));
-            }
-        };
-        consider(self.addresses.get(mailbox.as_str()));
-        consider(self.local_parts.get(local));
-        consider(self.domains.get(domain));
-        let mut parent = domain;
-        while let Some(dot) = parent.find('.') {
-            parent = &parent[dot + 1..];
-            consider(self.suffixes.get(parent));
-        }
-        match best {
+        match self.patterns.first_match(&mailbox) {
             Some(i) => self.verdict(&self.rows[i], &mailbox),
             None => RatVerdict {
                 refusal: Some(Reply::new(550, "5.7.1", format!("<{mailbox}>: Relay access denied"))),
@@ -131,24 +92,6 @@ pub fn check_reply(code: Option<u16>, text: Option<&str>) -> Result<(), String> 
         }
     }
     Ok(())
-}
-
-fn check_local(local: &str) -> Result<(), &'static str> {
-    if local.is_empty() || local.len() > crate::limits::LOCAL_PART_BYTES_MAX || local.contains(char::is_whitespace) {
-        return Err("not a local part");
-    }
-    Ok(())
-}
-
-pub(crate) fn check_domain(domain: &str) -> Result<(), &'static str> {
-    let ok = !domain.is_empty()
-        && domain.len() <= crate::limits::DOMAIN_BYTES_MAX
-        && domain.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err("not a domain")
-    }
 }
 
 #[cfg(test)]

@@ -11,22 +11,19 @@
 //! records → "does not exist"; SERVFAIL or timeout → "does not resolve"
 //! (a temporary 4xx by default: a DNS hiccup must not bounce real mail).
 
-use hashbrown::HashMap;
-
 use crate::config::access::{AccessAction, SenderExceptionRow};
 use crate::dns::{Lookup, Resolver};
 use crate::policy::flow::MailFlowPolicy;
-use crate::policy::rat::{check_domain, check_reply, enhanced};
+use crate::policy::patterns::MailboxPatterns;
+use crate::policy::rat::{check_reply, enhanced};
 use crate::smtp::Reply;
 
 /// The sender verification exception table: full addresses, domains and
-/// `.subdomain` suffixes; first row wins.
+/// `.subdomain` suffixes (`policy::patterns`); first row wins.
 #[derive(Debug, Default)]
 pub struct SenderExceptions {
     rows: Vec<SenderExceptionRow>,
-    addresses: HashMap<String, usize>,
-    domains: HashMap<String, usize>,
-    suffixes: HashMap<String, usize>,
+    patterns: MailboxPatterns,
 }
 
 /// Why a sender was refused, for the mail log (`rule=`).
@@ -40,40 +37,17 @@ pub struct SenderRefusal {
 
 impl SenderExceptions {
     pub fn compile(rows: &[SenderExceptionRow]) -> Result<SenderExceptions, String> {
-        let mut table = SenderExceptions { rows: rows.to_vec(), ..SenderExceptions::default() };
+        let mut table = SenderExceptions { rows: rows.to_vec(), patterns: MailboxPatterns::default() };
         for (i, row) in rows.iter().enumerate() {
             check_reply(row.code, row.text.as_deref()).map_err(|why| format!("{:?}: {why}", row.pattern))?;
-            let p = row.pattern.trim().to_ascii_lowercase();
-            let slot = if let Some((local, domain)) = p.rsplit_once('@') {
-                if local.is_empty() || check_domain(domain).is_err() {
-                    return Err(format!("{p:?}: not an address"));
-                }
-                table.addresses.entry(p.clone())
-            } else if let Some(parent) = p.strip_prefix('.') {
-                check_domain(parent).map_err(|why| format!("{p:?}: {why}"))?;
-                table.suffixes.entry(parent.to_string())
-            } else {
-                check_domain(&p).map_err(|why| format!("{p:?}: {why}"))?;
-                table.domains.entry(p.clone())
-            };
-            slot.or_insert(i);
+            table.patterns.insert(&row.pattern, i)?;
         }
         Ok(table)
     }
 
     /// The first row matching `sender`.
     fn find(&self, sender: &str) -> Option<&SenderExceptionRow> {
-        let sender = sender.to_ascii_lowercase();
-        let domain = sender.rsplit_once('@').map_or("", |(_, d)| d);
-        let mut best = [self.addresses.get(sender.as_str()), self.domains.get(domain)].into_iter().flatten().min().copied();
-        let mut parent = domain;
-        while let Some(dot) = parent.find('.') {
-            parent = &parent[dot + 1..];
-            if let Some(&i) = self.suffixes.get(parent) {
-                best = Some(best.map_or(i, |b| b.min(i)));
-            }
-        }
-        best.map(|i| &self.rows[i])
+        self.patterns.first_match(sender).map(|i| &self.rows[i])
     }
 }
 
