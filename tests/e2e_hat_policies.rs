@@ -15,6 +15,7 @@
 //! | REFUSED     | 127.0.0.41                       | DROP       | TCPREFUSE           |
 //! | TIGHT       | 127.0.0.42                       | TIGHT      | limits, banner vars |
 //! | SUSPECT     | 127.0.0.43                       | THROTTLED  | predefined          |
+//! | BUSY        | 127.0.0.46                       | BUSY       | REJECT with 421     |
 //! | INHERIT     | 127.0.0.44                       | INHERITS   | [default_policy]    |
 //!
 //! Anything else (127.0.0.45 after its CONTINUE group, 127.0.0.50) is
@@ -77,6 +78,11 @@ senders = ["127.0.0.43"]
 policy = "THROTTLED"
 
 [[hat.inbound]]
+group = "BUSY"
+senders = ["127.0.0.46"]
+policy = "BUSY"
+
+[[hat.inbound]]
 group = "INHERIT"
 senders = ["127.0.0.44"]
 policy = "INHERITS"
@@ -121,6 +127,11 @@ max_message_size = 4096
 banner_code = 220
 banner_hostname = "edge.example.test"
 banner_text = "$Hostname ready for $RemoteIP in $Group/$Policy at $LocalIP"
+
+[policy.BUSY]
+behavior = "reject"
+reject_banner_code = 421
+reject_banner_text = "$Hostname busy, try later"
 
 [policy.INHERITS]
 max_messages_per_connection = 3
@@ -254,6 +265,12 @@ fn address_groups_pick_policies_and_each_behaviour_answers() {
     assert_eq!(banner.code, 220, "{banner:?}");
     assert_eq!(c.cmd("QUIT").unwrap().code, 221);
     assert_hat(&server, 25, "FIRST", "ACCEPTED", "accepted");
+
+    // A REJECT banner with a 421 code closes at once (RFC 5321 §3.8).
+    let (mut c, banner) = connect(&server, 46);
+    assert_eq!((banner.code, banner.text().as_str()), (421, "portcullis.test busy, try later"));
+    assert!(c.is_closed_within(WAIT), "closed after a 421 banner");
+    assert_hat(&server, 46, "BUSY", "BUSY", "rejected");
 
     // Range: 127.0.0.21 → BLOCKED, REJECT at the banner with the variables
     // substituted; 503 5.5.1 to everything but QUIT.

@@ -4,8 +4,9 @@
 //! - "inbound" (public, HAT `inbound`, RAT `inbound`): 127.0.0.60 is
 //!   BLOCKED, anyone else ACCEPTED (the public default) under the RAT
 //!   (example.test only);
-//! - "outbound" (private, HAT `outbound`, no RAT): 127.0.0.61 is BLOCKED,
-//!   anyone else RELAYED (the private default): any recipient, delivered.
+//! - "outbound" (private, HAT `outbound`, no RAT, its own `hostname` in
+//!   its banner): 127.0.0.61 is BLOCKED, anyone else RELAYED (the private
+//!   default): any recipient, delivered.
 //!
 //! So the same client gets a different policy on each port, and the mail
 //! log's `hat` line names the listener. Also:
@@ -55,7 +56,7 @@ action = "reject"
 fn two_listeners(public: u16, private: u16) -> String {
     format!(
         "[[listener]]\nname = \"inbound\"\naddress = \"127.0.0.1:{public}\"\ntype = \"public\"\nhat = \"inbound\"\nrat = \"inbound\"\n\n\
-         [[listener]]\nname = \"outbound\"\naddress = \"127.0.0.1:{private}\"\ntype = \"private\"\nhat = \"outbound\"\n{TABLES}"
+         [[listener]]\nname = \"outbound\"\naddress = \"127.0.0.1:{private}\"\ntype = \"private\"\nhat = \"outbound\"\nhostname = \"relay.inside.test\"\n{TABLES}"
     )
 }
 
@@ -112,6 +113,10 @@ fn each_listener_has_its_own_hat_and_the_private_one_relays() {
     assert_eq!(c.cmd("QUIT").unwrap().code, 221);
     let line = hat_line(&server, ip(60), "inbound");
     assert!(line.contains("listener=inbound group=BLOCKLIST") && line.contains("policy=BLOCKED"), "{line}");
+    // The private listener's own host name is its banner's $Hostname.
+    let (mut c, banner) = RawSmtp::connect_from(private_addr, ip(60)).unwrap();
+    assert_eq!(banner.text(), "relay.inside.test ESMTP", "{banner:?}");
+    assert_eq!(c.cmd("QUIT").unwrap().code, 221);
     let relayed = send(private_addr, ip(60), "anyone@elsewhere.test");
     assert_eq!(relayed.code, 250, "private: no RAT, RELAYED: {relayed:?}");
     let line = hat_line(&server, ip(60), "outbound");
