@@ -16,6 +16,7 @@
 //! | TIGHT       | 127.0.0.42                       | TIGHT      | limits, banner vars |
 //! | SUSPECT     | 127.0.0.43                       | THROTTLED  | predefined          |
 //! | BUSY        | 127.0.0.46                       | BUSY       | REJECT with 421     |
+//! | PARTIAL     | 127.0.1-2. (octet range, prefix) | TRUSTED    | predefined          |
 //! | INHERIT     | 127.0.0.44                       | INHERITS   | [default_policy]    |
 //!
 //! Anything else (127.0.0.45 after its CONTINUE group, 127.0.0.50) is
@@ -81,6 +82,11 @@ policy = "THROTTLED"
 group = "BUSY"
 senders = ["127.0.0.46"]
 policy = "BUSY"
+
+[[hat.inbound]]
+group = "PARTIAL"
+senders = ["127.0.1-2."]
+policy = "TRUSTED"
 
 [[hat.inbound]]
 group = "INHERIT"
@@ -266,6 +272,21 @@ fn address_groups_pick_policies_and_each_behaviour_answers() {
     assert_eq!(c.cmd("QUIT").unwrap().code, 221);
     assert_hat(&server, 25, "FIRST", "ACCEPTED", "accepted");
 
+    // An octet range in the prefix form: 127.0.1.0–127.0.2.255.
+    for (source, group) in [(Ipv4Addr::new(127, 0, 2, 5), "group=PARTIAL "), (Ipv4Addr::new(127, 0, 3, 5), "group=(unmatched) ")] {
+        let (mut c, banner) = RawSmtp::connect_from(server.addr(), source).unwrap();
+        assert_eq!(banner.code, 220, "{banner:?}");
+        assert_eq!(c.cmd("QUIT").unwrap().code, 221);
+        let peer = format!(" peer={source}:");
+        let conn = server.wait_for_log(&peer, 1, WAIT)[0]
+            .split_whitespace()
+            .find(|w| w.starts_with("conn="))
+            .map(|w| format!("{w} "))
+            .unwrap();
+        let hat = server.wait_for_log(&conn, 2, WAIT);
+        assert!(hat.iter().any(|l| l.contains(" hat ") && l.contains(group)), "{source}: {hat:#?}");
+    }
+
     // A REJECT banner with a 421 code closes at once (RFC 5321 §3.8).
     let (mut c, banner) = connect(&server, 46);
     assert_eq!((banner.code, banner.text().as_str()), (421, "portcullis.test busy, try later"));
@@ -291,6 +312,21 @@ fn address_groups_pick_policies_and_each_behaviour_answers() {
     assert_eq!(c.cmd("QUIT").unwrap().code, 221);
     assert!(c.is_closed_within(WAIT), "closed after QUIT");
     assert_hat(&server, 21, "BLOCKLIST", "BLOCKED", "rejected");
+    let line = hat_line(&server, 21);
+    assert!(line.contains("entry=\"127.0.0.20-29\""), "the log names the entry that matched: {line}");
+    // Pipelined, with a "message" in it: nothing is a DATA body; the
+    // commands get 503 5.5.1, the body lines are unknown commands (500
+    // 5.5.2), QUIT gets 221.
+    let (mut c, banner) = connect(&server, 22);
+    assert_eq!(banner.code, 554, "{banner:?}");
+    c.send(b"EHLO client.test\r\nMAIL FROM:<a@client.test>\r\nRCPT TO:<u@example.test>\r\nDATA\r\nSubject: x\r\n.\r\nQUIT\r\n").unwrap();
+    let replies = c.read_replies(6).unwrap();
+    for (i, reply) in replies.iter().enumerate() {
+        let want = if i < 4 { (503, "5.5.1") } else { (500, "5.5.2") };
+        assert!(is(reply, want.0, want.1), "pipelined line {i} after a REJECT banner: {replies:?}");
+    }
+    assert_eq!(c.read_reply().unwrap().code, 221);
+    assert!(c.is_closed_within(WAIT));
     // The range's other end.
     let (mut c, banner) = connect(&server, 29);
     assert_eq!(banner.code, 554, "{banner:?}");
@@ -364,6 +400,8 @@ fn relay_takes_any_recipient_and_keeps_its_limits() {
     assert_eq!(end.code, 250, "{end:?}");
     assert_eq!(c.cmd("QUIT").unwrap().code, 221);
     assert_hat(&server, 33, "OUTBOUND", "OUTBOUND", "relayed");
+    let line = hat_line(&server, 33);
+    assert!(line.contains("entry=\"127.0.0.32/30\""), "the log names the entry that matched: {line}");
 
     let messages = sink.wait_for_recipients(2, WAIT);
     let mut rcpts: Vec<String> = messages.iter().flat_map(|m| m.recipients()).collect();

@@ -18,6 +18,8 @@
 //!   overrides a file's `admin_listen`, and a file with `admin_listen = ""`
 //!   and no flag opens none: the process listens on its SMTP port only
 //!   (its sockets in LISTEN state, read from /proc);
+//! - a listener without a HAT and `unmatched_policy = "BLOCKED"` refuses
+//!   everyone at the banner;
 //! - a SIGHUP that changes the HAT: a new connection from the same address
 //!   gets the new policy, a connection opened before keeps the old one to
 //!   its end.
@@ -299,4 +301,24 @@ fn a_reloaded_hat_applies_to_new_connections_only() {
     assert_eq!(before.cmd("QUIT").unwrap().code, 221);
     let messages = sink.wait_for_messages(1, WAIT);
     assert_eq!(messages[0].recipients(), ["anyone@elsewhere.test"]);
+}
+
+#[test]
+fn unmatched_policy_of_a_listener_without_a_hat() {
+    let port = free_port();
+    let file = ConfigFile::new(&PolicyToml::new());
+    file.write_text(&format!(
+        "[[listener]]\nname = \"closed\"\naddress = \"127.0.0.1:{port}\"\ntype = \"public\"\nrat = \"inbound\"\nunmatched_policy = \"BLOCKED\"\n{TABLES}"
+    ));
+    let server = Portcullis::builder().config(file.path()).listeners_from_config().port(port).start();
+    for last in [1, 62] {
+        let (mut c, banner) = RawSmtp::connect_from(server.addr(), ip(last)).unwrap();
+        assert_eq!((banner.code, banner.text().as_str()), (554, "Access denied"), "127.0.0.{last}");
+        assert_eq!(c.cmd("QUIT").unwrap().code, 221);
+    }
+    let lines = server.wait_for_log(" hat ", 2, WAIT);
+    assert!(
+        lines.iter().all(|l| l.contains("listener=closed group=(unmatched)") && l.contains("policy=BLOCKED ")),
+        "{lines:#?}"
+    );
 }
