@@ -198,37 +198,56 @@ fn listening_ports_of(pid: u32) -> BTreeSet<u16> {
     ports
 }
 
+/// The config of one public listener on `port`, with `admin_listen = admin`.
+fn one_listener(port: u16, admin: &str) -> String {
+    format!(
+        "admin_listen = \"{admin}\"\n[[listener]]\nname = \"inbound\"\naddress = \"127.0.0.1:{port}\"\ntype = \"public\"\nhat = \"inbound\"\nrat = \"inbound\"\n{TABLES}"
+    )
+}
+
+/// Start-up is complete once a SIGHUP is served: the signal thread starts
+/// after the shards and the admin listener (a blocked SIGHUP waits for it).
+fn started_completely(pid: u32, log: impl Fn() -> String) {
+    // SAFETY: our own child, not reaped while the caller holds it.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) };
+    assert!(wait_until(WAIT, || log().contains("reload: policy generation 1 published")), "no reload served\n{}", log());
+}
+
 #[test]
 fn no_admin_port_unless_asked() {
-    let port = free_port();
     let admin = free_port();
-    let one_listener = format!(
-        "[[listener]]\nname = \"inbound\"\naddress = \"127.0.0.1:{port}\"\ntype = \"public\"\nhat = \"inbound\"\nrat = \"inbound\"\n{TABLES}"
-    );
     let file = ConfigFile::new(&PolicyToml::new());
 
     // The harness default, --admin-listen "", beats the file's admin_listen.
-    file.write_text(&format!("admin_listen = \"127.0.0.1:{admin}\"\n{one_listener}"));
+    // (Each run its own SMTP port: a killed process's sockets may linger.)
+    let port = free_port();
+    file.write_text(&one_listener(port, &format!("127.0.0.1:{admin}")));
     let server = Portcullis::builder().config(file.path()).listeners_from_config().port(port).start();
     let pid = server.pid().unwrap();
+    started_completely(pid, || server.log());
     assert_eq!(listening_ports_of(pid), BTreeSet::from([port]), "only the SMTP port");
     drop(server);
 
     // Positive control: asked for, it is there.
+    let port = free_port();
+    file.write_text(&one_listener(port, ""));
     let server = Portcullis::builder()
         .config(file.path())
         .listeners_from_config()
         .port(port)
         .admin_listen(&format!("127.0.0.1:{admin}"))
         .start();
-    assert!(wait_until(WAIT, || is_listening(admin)), "the admin port\n{}", server.log());
-    assert_eq!(listening_ports_of(server.pid().unwrap()), BTreeSet::from([port, admin]));
+    let pid = server.pid().unwrap();
+    started_completely(pid, || server.log());
+    assert_eq!(listening_ports_of(pid), BTreeSet::from([port, admin]), "{}", server.log());
     drop(server);
 
     // admin_listen = "" in the file, and no --admin-listen flag at all.
-    file.write_text(&format!("admin_listen = \"\"\n{one_listener}"));
+    let port = free_port();
+    file.write_text(&one_listener(port, ""));
     let dir = TempDir::new("no-admin");
-    let log = std::fs::File::create(dir.path().join("portcullis.log")).unwrap();
+    let log_path = dir.path().join("portcullis.log");
+    let log = std::fs::File::create(&log_path).unwrap();
     let mut child = Command::new(portcullis_bin())
         .args(["run", "--config", &file.path().display().to_string()])
         .args(["--spool-dir", &dir.path().join("spool").display().to_string()])
@@ -238,14 +257,16 @@ fn no_admin_port_unless_asked() {
         .stderr(log)
         .spawn()
         .unwrap();
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
     let ready = wait_listening(&mut child, port, WAIT);
-    let ports = listening_ports_of(child.id());
+    let ports = ready.is_ok().then(|| {
+        started_completely(child.id(), read_log);
+        listening_ports_of(child.id())
+    });
     let _ = child.kill();
     let _ = child.wait();
-    ready.unwrap_or_else(|e| {
-        panic!("{e}\n{}", std::fs::read_to_string(dir.path().join("portcullis.log")).unwrap_or_default())
-    });
-    assert_eq!(ports, BTreeSet::from([port]), "admin_listen = \"\" opens no admin port");
+    ready.unwrap_or_else(|e| panic!("{e}\n{}", read_log()));
+    assert_eq!(ports, Some(BTreeSet::from([port])), "admin_listen = \"\" opens no admin port");
 }
 
 /// v1: 127.0.0.70 is in RELAYERS (RELAYED); v2: it is in BLOCKLIST.
