@@ -19,6 +19,7 @@
 //! F: accept | F: refuse 550 5.7.1 text | F: close 421 4.7.0 text
 //!                        answers the next MAIL question (default accept)
 //! V: accept | V: refuse 550 5.1.1 text | V: close 421 4.7.0 text
+//!   | V: refuse-close 550 5.7.1 text   (refused, then the session closes: DHAP drop)
 //!                        answers the next RCPT question (default: accept if the
 //!                        domain is example.test, else refuse 550 5.7.1 Relaying denied)
 //!                        Answers are chosen when the question is asked and given

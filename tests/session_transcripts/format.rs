@@ -33,6 +33,8 @@ pub fn parse_decision(rest: &str) -> Result<Decision, String> {
     match kind {
         "refuse" => Ok(Decision::Refuse(reply)),
         "close" => Ok(Decision::Close(reply)),
+        // DHAP with dhap_drop_connection: the refusal is the reply, then the close.
+        "refuse-close" => Ok(Decision::RefuseAndClose(reply)),
         _ => Err(format!("bad decision: {rest}")),
     }
 }
