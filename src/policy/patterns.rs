@@ -79,7 +79,7 @@ impl MailboxPatterns {
 }
 
 fn check_local(local: &str) -> Result<(), ()> {
-    if local.is_empty() || local.len() > crate::limits::LOCAL_PART_BYTES_MAX || local.contains(char::is_whitespace) {
+    if local.is_empty() || local.len() > crate::limits::LOCAL_PART_BYTES_MAX || local.contains(|c: char| c.is_whitespace() || c == '@') {
         return Err(());
     }
     Ok(())
