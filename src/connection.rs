@@ -19,8 +19,9 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use crate::intake;
-use crate::policy::{self, connect::Admission};
+use crate::policy::{self, connect::Admission, Client};
 use crate::shard::Shard;
+use crate::smtp::session::Event;
 use crate::smtp::{Action, Decision, Peer, Phase, Question, Session, Ticket};
 
 mod decisions;
@@ -53,7 +54,7 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard, listener: &str) {
         shard.log.event("disconnect", format_args!("conn={conn} reason=\"listener {listener} is not in the policy\""));
         return;
     };
-    let mut session = Session::new(policy.session_config.clone(), peer.clone());
+    let mut session = Session::new(listener.session_config.clone(), peer.clone());
     // The first action asks Connect: the HAT decides before anything is sent.
     let Action::Ask { ticket, question: Question::Connect } = session.next_action() else {
         unreachable!("a new session asks Connect first")
@@ -71,7 +72,7 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard, listener: &str) {
     let t = &policy.timeouts;
     let why_closed = loop {
         let action = session.next_action();
-        log_events(shard, &conn, &mut session);
+        log_events(shard, &conn, &mut session, &client);
         match action {
             Action::Read => {
                 if let Err(e) = flush(&mut stream, &mut session, Duration::from_secs(t.command_secs)).await {
@@ -123,7 +124,7 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard, listener: &str) {
             }
         }
     };
-    log_events(shard, &conn, &mut session);
+    log_events(shard, &conn, &mut session, &client);
     let _ = stream.close().await;
     drop(decisions); // they borrow the client, whose drop releases its connection slot
     drop(client);
@@ -143,12 +144,28 @@ async fn refuse_tcp(mut stream: TcpStream, shard: &Shard, conn: &str) {
     shard.log.event("disconnect", format_args!("conn={conn} reason=\"tcprefuse\""));
 }
 
-fn log_events(shard: &Shard, conn: &str, session: &mut Session) {
+fn log_events(shard: &Shard, conn: &str, session: &mut Session, client: &Client) {
     for e in session.drain_events() {
         if e.command == "CONNECT" && e.reply.is_positive() {
             continue; // already logged as "connect" with both addresses; a refusal is logged
         }
         shard.log.event("command", format_args!("conn={conn} cmd={} arg=\"{}\" reply=\"{}\"", e.command, e.argument.escape_debug(), e.reply));
+        if let Some((rule, max)) = session_limit(&e, client) {
+            shard.log.event("limit", format_args!("conn={conn} {} rule={rule} max={max} reply=\"{}\"", client.label(), e.reply));
+        }
+    }
+}
+
+/// The mail flow policy limit the session enforced with this reply, if any
+/// (the session applies them itself, from the connect answer; the log line
+/// names the rule like every other limit decision).
+fn session_limit(e: &Event, client: &Client) -> Option<(&'static str, u64)> {
+    let p = &client.policy.params;
+    match (e.reply.code, e.reply.enhanced.as_str(), e.command.as_str()) {
+        (452, "4.5.3", "RCPT") => Some(("max_recipients_per_message", p.max_recipients_per_message.into())),
+        (552, "5.3.4", _) => Some(("max_message_size", p.max_message_size)),
+        (421, "4.7.0", "MAIL") => Some(("max_messages_per_connection", p.max_messages_per_connection.into())),
+        _ => None,
     }
 }
 

@@ -44,9 +44,10 @@ pub const DNS_RECORD_TYPES: [&str; 7] = ["A", "AAAA", "MX", "PTR", "TXT", "TLSA"
 /// resolver keeps apart (issue 6 item 1); the last is the catch-all.
 pub const DNS_RESULTS: [&str; 4] = ["answer", "not_found", "tempfail", "other"];
 /// `outcome` of `portcullis_connections_total`; the last is the catch-all.
-pub const CONNECTION_OUTCOMES: [&str; 7] = [
+pub const CONNECTION_OUTCOMES: [&str; 8] = [
     "accepted",
     "rejected",
+    "rejected_at_rcpt",
     "tcprefused",
     "relayed",
     "limited",

@@ -347,7 +347,7 @@ fn address_groups_pick_policies_and_each_behaviour_answers() {
     let data = c.cmd("DATA").unwrap();
     assert_eq!(data.code, 554, "DATA without a recipient: {data:?}");
     assert_eq!(c.cmd("QUIT").unwrap().code, 221);
-    assert_hat(&server, 40, "QUARANTINE", "QUARANTINE", "accepted");
+    assert_hat(&server, 40, "QUARANTINE", "QUARANTINE", "rejected_at_rcpt");
     for rcpt in ["ceo@example.test", "cfo@example.test"] {
         let lines = server.wait_for_log(&format!("<{rcpt}>"), 1, WAIT);
         assert!(
@@ -468,6 +468,12 @@ fn policy_limits_and_banner_variables() {
     let messages = sink.wait_for_messages(2, WAIT);
     assert_eq!(messages.len(), 2, "{messages:#?}");
     assert_hat(&server, 42, "TIGHT", "TIGHT", "accepted");
+    // Each limit decision is one mail log line naming its rule and value.
+    let log = server.log();
+    for (rule, max) in [("max_message_size", 4096), ("max_recipients_per_message", 3), ("max_messages_per_connection", 2)] {
+        let want = format!("group=TIGHT policy=TIGHT rule={rule} max={max} ");
+        assert!(log.lines().any(|l| l.contains(" limit ") && l.contains(&want)), "no limit line {want:?}\n{log}");
+    }
 }
 
 /// 1 + `count` messages on one connection from 127.0.0.`last`: how many

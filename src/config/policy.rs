@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use super::{Config, SessionLimits};
 use crate::policy::access::Access;
-use crate::smtp::{Banner, ConnectionPolicy, SessionConfig};
 
 /// RFC 5321 §4.5.3.2 server-side timeouts and the minimum data rate.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,19 +39,13 @@ pub struct Policy {
     pub generation: u64,
     /// Our name in greetings and 421 replies.
     pub hostname: String,
-    /// Domains we accept mail for, lower case. Never a wildcard.
+    /// The shorthand's relay domains, lower case (its RAT accepts them). Never a wildcard.
     pub relay_domains: Vec<String>,
     /// Destination → downstream hosts, tried in order. "*" is the default route.
     pub routes: BTreeMap<String, Vec<SocketAddr>>,
     pub session: SessionLimits,
     pub timeouts: ServerTimeouts,
     pub retry: RetrySchedule,
-    /// What every session under this policy knows (host name; the domain a
-    /// bare `postmaster` gets, RFC 5321 §4.5.1): built once, shared by every connection.
-    pub session_config: Arc<SessionConfig>,
-    /// The connection policy every client is admitted under (until the HAT
-    /// picks one per sender group): the standard banner and `[session]` limits.
-    pub admission: Arc<ConnectionPolicy>,
     /// Listeners with their HAT and RAT, the mail flow policies, the sender
     /// verification exceptions (`policy::access`).
     pub access: Arc<Access>,
@@ -66,16 +59,8 @@ impl Policy {
         let t = &config.timeouts;
         let d = &config.delivery;
         let relay_domains: Vec<String> = config.relay_domains.iter().map(|d| d.to_ascii_lowercase()).collect();
-        let s = &config.session;
         Policy {
             generation,
-            session_config: Arc::new(SessionConfig { hostname: config.hostname.clone(), postmaster_domain: postmaster_domain(config) }),
-            admission: Arc::new(ConnectionPolicy {
-                banner: Banner::standard(&config.hostname),
-                message_bytes_max: s.message_bytes_max,
-                recipients_max: s.recipients_max,
-                messages_per_connection_max: s.messages_per_connection_max,
-            }),
             access: Arc::new(Access::compile(config).expect("compile() takes a validated config")),
             dns: config.dns.clone(),
             hostname: config.hostname.clone(),
@@ -102,20 +87,6 @@ impl Policy {
         route_for(&self.routes, domain)
     }
 
-    /// Is this (lower-case) domain one we accept mail for?
-    pub fn is_relay_domain(&self, domain: &str) -> bool {
-        self.relay_domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
-    }
-}
-
-/// The domain a bare `postmaster` recipient gets (RFC 5321 §4.5.1): the
-/// first relay domain of the shorthand, else our host name (the RAT must
-/// accept it like any other recipient).
-fn postmaster_domain(config: &Config) -> String {
-    match config.listener.is_empty() {
-        true => config.relay_domains[0].to_ascii_lowercase(),
-        false => config.hostname.to_ascii_lowercase(),
-    }
 }
 
 /// The longest route key matching `domain` (itself, then parents), else "*".

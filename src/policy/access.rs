@@ -18,6 +18,7 @@ use crate::policy::flow::MailFlowPolicy;
 use crate::policy::hat::{HatGroupSpec, HatTable};
 use crate::policy::rat::Rat;
 use crate::policy::sender::SenderExceptions;
+use crate::smtp::SessionConfig;
 
 /// One sender group of a listener's HAT.
 #[derive(Debug)]
@@ -32,8 +33,11 @@ pub struct ListenerPolicy {
     pub name: String,
     pub kind: ListenerKind,
     pub address: SocketAddr,
-    /// `$Hostname` in this listener's banners.
+    /// `$Hostname` in this listener's banners, and its name in EHLO and 421s.
     pub hostname: String,
+    /// What every session on this listener knows (its host name, the
+    /// postmaster domain): built once per snapshot.
+    pub session_config: Arc<SessionConfig>,
     pub hat: HatTable,
     /// In HAT order; `HatTable::first_match` returns an index into this.
     pub groups: Vec<SenderGroup>,
@@ -90,11 +94,14 @@ impl Access {
                     Some(Rat::compile(&rows).map_err(|why| ("recipient".to_string(), format!("rat.{name}: {why}")))?)
                 }
             };
+            let hostname = l.hostname.clone().unwrap_or_else(|| config.hostname.clone());
+            let session_config = Arc::new(SessionConfig { hostname: hostname.clone(), postmaster_domain: postmaster_domain(config) });
             listeners.push(Arc::new(ListenerPolicy {
                 name: l.name.clone(),
                 kind: l.kind,
                 address: l.address,
-                hostname: l.hostname.clone().unwrap_or_else(|| config.hostname.clone()),
+                hostname,
+                session_config,
                 hat,
                 groups,
                 unmatched,
@@ -107,6 +114,16 @@ impl Access {
     /// The listener bound to `address` (listeners are fixed at start).
     pub fn listener(&self, name: &str) -> Option<&Arc<ListenerPolicy>> {
         self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
+/// The domain a bare `postmaster` recipient gets (RFC 5321 §4.5.1): the
+/// first relay domain of the shorthand, else our host name (the RAT must
+/// accept it like any other recipient).
+fn postmaster_domain(config: &Config) -> String {
+    match config.listener.is_empty() {
+        true => config.relay_domains[0].to_ascii_lowercase(),
+        false => config.hostname.to_ascii_lowercase(),
     }
 }
 

@@ -99,7 +99,11 @@ pub async fn admit(shard: &Shard, policy: &Policy, listener: &Arc<ListenerPolicy
             }
         }
     }
-    let outcome = if flow.behavior() == Behavior::Relay { "relayed" } else { "accepted" };
+    let outcome = match flow.behavior() {
+        Behavior::Relay => "relayed",
+        Behavior::Reject => "rejected_at_rcpt",
+        _ => "accepted",
+    };
     log_hat(outcome, format_args!(""));
     Admission::Answer { decision: Decision::Admit(flow.admission(&client.banner_vars())), client }
 }
