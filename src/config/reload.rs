@@ -68,6 +68,12 @@ pub fn reload(source: &ConfigSource, running: &Settings, board: &PolicyBoard) ->
     if let Ok(absolute) = settings.spool_dir.canonicalize() {
         settings.spool_dir = absolute;
     }
+    // Sockets are bound at start and each finds its HAT and RAT by listener
+    // name: a policy whose listeners differ would leave a socket without
+    // its tables. Refused whole; the running policy stays.
+    if settings.listeners != running.listeners {
+        return ReloadOutcome::Refused("listeners (names and addresses) change only with a restart".into());
+    }
     // The host name is a process setting (Received headers, downstream
     // HELO): the policy is compiled with the running one until a restart.
     config.hostname = running.hostname.clone();
@@ -111,6 +117,15 @@ mod tests {
         assert_eq!(outcome, ReloadOutcome::Published { generation: 1, needs_restart: vec!["hostname", "delivery pool and client timeouts"] });
         // Banners keep the name Received headers and HELO keep.
         assert_eq!(board.latest().hostname, "old.test");
+    }
+
+    #[test]
+    fn changed_listeners_are_refused_whole() {
+        let (settings, policy) = Config::from_toml("listen = [\"127.0.0.1:2600\"]\n").unwrap().split();
+        let board = PolicyBoard::new(Arc::new(policy));
+        let outcome = reload(&source("listen = [\"127.0.0.1:2601\"]\n"), &settings, &board);
+        assert!(matches!(outcome, ReloadOutcome::Refused(ref why) if why.contains("listeners")), "{outcome:?}");
+        assert_eq!(board.generation(), 0);
     }
 
     #[test]
