@@ -468,11 +468,12 @@ fn policy_limits_and_banner_variables() {
     let messages = sink.wait_for_messages(2, WAIT);
     assert_eq!(messages.len(), 2, "{messages:#?}");
     assert_hat(&server, 42, "TIGHT", "TIGHT", "accepted");
-    // Each limit decision is one mail log line naming its rule and value.
-    let log = server.log();
+    // Each limit decision is one mail log line naming its rule and value
+    // (the log is buffered per shard: wait for it).
     for (rule, max) in [("max_message_size", 4096), ("max_recipients_per_message", 3), ("max_messages_per_connection", 2)] {
         let want = format!("group=TIGHT policy=TIGHT rule={rule} max={max} ");
-        assert!(log.lines().any(|l| l.contains(" limit ") && l.contains(&want)), "no limit line {want:?}\n{log}");
+        let logged = wait_until(WAIT, || server.log().lines().any(|l| l.contains(" limit ") && l.contains(&want)));
+        assert!(logged, "no limit line {want:?}\n{}", server.log());
     }
 }
 
