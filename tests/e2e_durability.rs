@@ -487,6 +487,9 @@ fn markers_for_adopted_messages_survive_the_next_restart() {
             .retry_secs(1, 2)
     };
     let mut first = flags(Portcullis::builder().cores(2)).start();
+    // The port listens once one shard has bound it: wait for both, or
+    // every connection may land on the first.
+    first.wait_every_shard_serving(2, WAIT);
     // a.test mail is delivered after the restart, b.test mail stays owed
     // (its downstream never comes), so shard-1/ keeps its segment.
     // Ten connections: the kernel spreads them over both shards.
