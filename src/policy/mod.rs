@@ -18,6 +18,7 @@ use crate::config::Policy;
 use crate::smtp::{Decision, Peer, Question};
 
 pub mod connect;
+pub mod rate;
 pub mod recipient;
 
 /// The answer to one question of the session on connection `peer`.
