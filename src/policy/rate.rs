@@ -75,7 +75,8 @@ use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use glommio::channels::local_channel::{self, LocalSender};
+use futures_channel::oneshot;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use serde::{Deserialize, Serialize};
 
 use crate::limits;
@@ -170,8 +171,8 @@ pub struct Counters {
     clock: Clock,
     next_slot: Cell<u64>,
     /// Releases of dropped slots, to send to their owners (`serve` runs the sender).
-    releases: LocalSender<(usize, ReleaseSlot)>,
-    pending_releases: RefCell<Option<local_channel::LocalReceiver<(usize, ReleaseSlot)>>>,
+    releases: LocalSender<Release>,
+    pending_releases: RefCell<Option<LocalReceiver<Release>>>,
 }
 
 impl Counters {
@@ -338,7 +339,16 @@ impl Counters {
             self.table.borrow_mut().release(&key, slot);
         } else {
             // Fails only when the sender task is gone (the shard is stopping).
-            let _ = self.releases.try_send((owner, ReleaseSlot { key, slot }));
+            let _ = self.releases.try_send(Release::Slot(owner, ReleaseSlot { key, slot }));
+        }
+    }
+
+    /// Wait until every slot released so far on this shard is in its
+    /// owner's channel (shutdown; tests). Needs `serve`.
+    pub async fn flush_releases(&self) {
+        let (done, flushed) = oneshot::channel();
+        if self.releases.try_send(Release::Flush(done)).is_ok() {
+            let _ = flushed.await;
         }
     }
 
@@ -433,11 +443,25 @@ impl Drop for Asking<'_> {
     }
 }
 
+/// What `serve`'s release sender is given, in order.
+enum Release {
+    Slot(usize, ReleaseSlot),
+    /// Answer once everything queued before it is sent.
+    Flush(oneshot::Sender<()>),
+}
+
 /// Send released slots to their owners, one after the other, until the
 /// shard's `Counters` and every `Slot` are gone.
-async fn send_releases(mesh: Rc<Mesh>, pending: local_channel::LocalReceiver<(usize, ReleaseSlot)>) {
-    while let Some((owner, release)) = pending.recv().await {
-        let _ = mesh.tell(owner, release).await;
+async fn send_releases(mesh: Rc<Mesh>, pending: LocalReceiver<Release>) {
+    while let Some(release) = pending.recv().await {
+        match release {
+            Release::Slot(owner, release) => {
+                let _ = mesh.tell(owner, release).await;
+            }
+            Release::Flush(done) => {
+                let _ = done.send(());
+            }
+        }
     }
 }
 
