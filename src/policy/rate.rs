@@ -66,6 +66,7 @@
 
 pub mod holder;
 pub mod requests;
+mod serve;
 pub mod slot;
 pub mod table;
 pub mod window;
@@ -73,7 +74,7 @@ pub mod window;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_channel::oneshot;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
@@ -82,9 +83,10 @@ use serde::{Deserialize, Serialize};
 use crate::limits;
 use crate::shards::{Mesh, ShardGone};
 use holder::{Ask, LeaseBook};
-use requests::{AddEvent, OpenSlot, ReadCount, RecallLease, ReleaseSlot, SettleLeases, TakeToken};
+use requests::{AddEvent, OpenSlot, ReadCount, ReleaseSlot, TakeToken};
+use serve::Release;
 pub use slot::Slot;
-use table::{CounterKey, RecallAnswer, SlotDecision, SlotId, Table, TakeDecision};
+use table::{CounterKey, SlotDecision, SlotId, Table, TakeDecision};
 
 /// The operator's settings of the counters (`[rate]`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -98,7 +100,10 @@ pub struct RateSettings {
 
 impl Default for RateSettings {
     fn default() -> Self {
-        RateSettings { lease_tokens: limits::RATE_LEASE_TOKENS_MAX, table_entries: limits::RATE_TABLE_ENTRIES }
+        RateSettings {
+            lease_tokens: limits::RATE_LEASE_TOKENS_MAX,
+            table_entries: limits::RATE_TABLE_ENTRIES,
+        }
     }
 }
 
@@ -106,11 +111,27 @@ impl RateSettings {
     pub fn validate(&self) -> Result<(), (String, String)> {
         let bad = |key: &str, why: String| Err((key.to_string(), why));
         if !(1..=limits::RATE_LEASE_TOKENS_MAX).contains(&self.lease_tokens) {
-            return bad("rate.lease_tokens", format!("{} is not in 1..={}", self.lease_tokens, limits::RATE_LEASE_TOKENS_MAX));
+            return bad(
+                "rate.lease_tokens",
+                format!(
+                    "{} is not in 1..={}",
+                    self.lease_tokens,
+                    limits::RATE_LEASE_TOKENS_MAX
+                ),
+            );
         }
-        if !(limits::RATE_TABLE_ENTRIES_MIN..=limits::RATE_TABLE_ENTRIES_MAX).contains(&self.table_entries) {
-            let range = format!("{}..={}", limits::RATE_TABLE_ENTRIES_MIN, limits::RATE_TABLE_ENTRIES_MAX);
-            return bad("rate.table_entries", format!("{} is not in {range}", self.table_entries));
+        if !(limits::RATE_TABLE_ENTRIES_MIN..=limits::RATE_TABLE_ENTRIES_MAX)
+            .contains(&self.table_entries)
+        {
+            let range = format!(
+                "{}..={}",
+                limits::RATE_TABLE_ENTRIES_MIN,
+                limits::RATE_TABLE_ENTRIES_MAX
+            );
+            return bad(
+                "rate.table_entries",
+                format!("{} is not in {range}", self.table_entries),
+            );
         }
         Ok(())
     }
@@ -146,7 +167,9 @@ impl std::fmt::Display for Unchecked {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Unchecked::OwnerGone(gone) => write!(f, "counter unchecked: {gone}"),
-            Unchecked::TableFull => write!(f, "counter unchecked: the owner's counter table is full"),
+            Unchecked::TableFull => {
+                write!(f, "counter unchecked: the owner's counter table is full")
+            }
         }
     }
 }
@@ -186,7 +209,9 @@ impl Counters {
         Rc::new(Counters {
             table: RefCell::new(Table::new(settings.table_entries, mesh.shards())),
             leases: RefCell::new(LeaseBook::new(settings.table_entries)),
-            lease_tokens: settings.lease_tokens.clamp(1, limits::RATE_LEASE_TOKENS_MAX),
+            lease_tokens: settings
+                .lease_tokens
+                .clamp(1, limits::RATE_LEASE_TOKENS_MAX),
             mesh,
             clock,
             next_slot: Cell::new(0),
@@ -199,61 +224,6 @@ impl Counters {
         (self.clock)()
     }
 
-    /// Register this subsystem's mesh handlers and start its two chores:
-    /// sending released slots to their owners, and settling expired leases.
-    /// Call once per shard, before `mesh.open()`.
-    pub fn serve(self: &Rc<Self>, mesh: &Mesh) {
-        debug_assert_eq!(mesh.id(), self.mesh.id());
-        let me = Rc::downgrade(self);
-        mesh.handle(move |q: TakeToken| {
-            let me = me.upgrade();
-            async move {
-                match me {
-                    Some(c) => c.decide_take(q).await,
-                    None => TakeDecision::TableFull,
-                }
-            }
-        });
-        let me = Rc::downgrade(self);
-        mesh.handle(move |q: SettleLeases| {
-            if let Some(c) = me.upgrade() {
-                c.table.borrow_mut().settle(&q.key, q.holder, &q.settles, c.now());
-            }
-            async {}
-        });
-        let me = Rc::downgrade(self);
-        mesh.handle(move |q: RecallLease| {
-            let answer = me.upgrade().map_or(RecallAnswer::Forfeited, |c| c.leases.borrow_mut().recall(&q.key, q.id));
-            async move { answer }
-        });
-        let me = Rc::downgrade(self);
-        mesh.handle(move |q: AddEvent| {
-            let count = me.upgrade().and_then(|c| c.table.borrow_mut().add(&q.key, c.now()));
-            async move { count }
-        });
-        let me = Rc::downgrade(self);
-        mesh.handle(move |q: ReadCount| {
-            let count = me.upgrade().map_or(0, |c| c.table.borrow_mut().count(&q.key, c.now()));
-            async move { count }
-        });
-        let me = Rc::downgrade(self);
-        mesh.handle(move |q: OpenSlot| {
-            let decision = me.upgrade().map_or(SlotDecision::TableFull, |c| c.table.borrow_mut().open(&q.key, q.max, q.slot, c.now()));
-            async move { decision }
-        });
-        let me = Rc::downgrade(self);
-        mesh.handle(move |q: ReleaseSlot| {
-            if let Some(c) = me.upgrade() {
-                c.table.borrow_mut().release(&q.key, q.slot);
-            }
-            async {}
-        });
-        if let Some(pending) = self.pending_releases.borrow_mut().take() {
-            glommio::spawn_local(send_releases(self.mesh.clone(), pending)).detach();
-        }
-        glommio::spawn_local(sweep_leases(Rc::downgrade(self))).detach();
-    }
-
     /// Take one token of `key` if fewer than `limit` were taken in the last
     /// `window_secs` (sliding). `Err(Refused)` at the limit; `Ok` with
     /// `unchecked` set when the counter could not be consulted (fail open).
@@ -262,23 +232,51 @@ impl Counters {
         let owner = self.mesh.owner(&key.name);
         let me = self.mesh.id();
         if owner == me {
-            let asked = TakeToken { key, limit, want: 1, holder: me, settles: Vec::new() };
+            let asked = TakeToken {
+                key,
+                limit,
+                want: 1,
+                holder: me,
+                settles: Vec::new(),
+            };
             return answer(Ok(self.decide_take(asked).await));
         }
         let now = self.now();
         if let Some(count) = self.leases.borrow_mut().spend(&key, now) {
-            return Ok(Granted { count, unchecked: None });
+            return Ok(Granted {
+                count,
+                unchecked: None,
+            });
         }
-        let ask = self.leases.borrow_mut().prepare(&key, now, self.lease_tokens);
-        let mut asking = Asking { book: &self.leases, key: &key, ask: &ask, done: false };
-        let request = TakeToken { key: key.clone(), limit, want: ask.want, holder: me, settles: ask.settles.clone() };
+        let ask = self
+            .leases
+            .borrow_mut()
+            .prepare(&key, now, self.lease_tokens);
+        let mut asking = Asking {
+            book: &self.leases,
+            key: &key,
+            ask: &ask,
+            done: false,
+        };
+        let request = TakeToken {
+            key: key.clone(),
+            limit,
+            want: ask.want,
+            holder: me,
+            settles: ask.settles.clone(),
+        };
         let reply = self.mesh.ask(owner, request).await;
         let grant = match reply {
-            Ok(TakeDecision::Granted { count, lease: Some(lease) }) => Some((lease, count)),
+            Ok(TakeDecision::Granted {
+                count,
+                lease: Some(lease),
+            }) => Some((lease, count)),
             _ => None,
         };
         asking.done = true;
-        self.leases.borrow_mut().finish(&key, &ask, reply.is_ok(), grant, now);
+        self.leases
+            .borrow_mut()
+            .finish(&key, &ask, reply.is_ok(), grant, now);
         answer(reply)
     }
 
@@ -289,9 +287,13 @@ impl Counters {
         let counted = if self.mesh.owner(&key.name) == self.mesh.id() {
             Ok(self.table.borrow_mut().add(&key, self.now()))
         } else {
-            self.mesh.ask_owner(&key.name.clone(), AddEvent { key }).await
+            self.mesh
+                .ask_owner(&key.name.clone(), AddEvent { key })
+                .await
         };
-        counted.map_err(Unchecked::OwnerGone)?.ok_or(Unchecked::TableFull)
+        counted
+            .map_err(Unchecked::OwnerGone)?
+            .ok_or(Unchecked::TableFull)
     }
 
     /// The count of `key` in the last `window_secs` (DHAP, before each
@@ -302,7 +304,10 @@ impl Counters {
         if self.mesh.owner(&key.name) == self.mesh.id() {
             return Ok(self.table.borrow_mut().count(&key, self.now()));
         }
-        self.mesh.ask_owner(&key.name.clone(), ReadCount { key }).await.map_err(Unchecked::OwnerGone)
+        self.mesh
+            .ask_owner(&key.name.clone(), ReadCount { key })
+            .await
+            .map_err(Unchecked::OwnerGone)
     }
 
     /// One concurrent slot of `key` (connections per IP) if fewer than `max`
@@ -314,14 +319,28 @@ impl Counters {
         let owner = self.mesh.owner(&key.name);
         let seq = self.next_slot.get();
         self.next_slot.set(seq + 1);
-        let slot = SlotId { shard: self.mesh.id(), seq };
+        let slot = SlotId {
+            shard: self.mesh.id(),
+            seq,
+        };
         let decided = if owner == self.mesh.id() {
             Ok(self.table.borrow_mut().open(&key, max, slot, self.now()))
         } else {
-            self.mesh.ask(owner, OpenSlot { key: key.clone(), max, slot }).await
+            self.mesh
+                .ask(
+                    owner,
+                    OpenSlot {
+                        key: key.clone(),
+                        max,
+                        slot,
+                    },
+                )
+                .await
         };
         match decided {
-            Ok(SlotDecision::Opened { count }) => Ok(Slot::opened(self.clone(), key, slot, owner, count)),
+            Ok(SlotDecision::Opened { count }) => {
+                Ok(Slot::opened(self.clone(), key, slot, owner, count))
+            }
             Ok(SlotDecision::AtLimit { count }) => Err(Refused { count }),
             Ok(SlotDecision::TableFull) => Ok(Slot::not_counted(Unchecked::TableFull)),
             Err(gone) => {
@@ -339,7 +358,9 @@ impl Counters {
             self.table.borrow_mut().release(&key, slot);
         } else {
             // Fails only when the sender task is gone (the shard is stopping).
-            let _ = self.releases.try_send(Release::Slot(owner, ReleaseSlot { key, slot }));
+            let _ = self
+                .releases
+                .try_send(Release::Slot(owner, ReleaseSlot { key, slot }));
         }
     }
 
@@ -349,49 +370,6 @@ impl Counters {
         let (done, flushed) = oneshot::channel();
         if self.releases.try_send(Release::Flush(done)).is_ok() {
             let _ = flushed.await;
-        }
-    }
-
-    /// The owner decides one take: settle the holder's leases, take; at the
-    /// limit, recall every outstanding lease of the key and decide again.
-    async fn decide_take(&self, q: TakeToken) -> TakeDecision {
-        let mut table = self.table.borrow_mut();
-        table.settle(&q.key, q.holder, &q.settles, self.now());
-        let first = table.take(&q.key, q.limit, q.want, q.holder, self.now());
-        let targets = match first {
-            TakeDecision::AtLimit { .. } => table.recall_targets(&q.key, self.now()),
-            _ => return first,
-        };
-        drop(table);
-        if targets.is_empty() {
-            return first;
-        }
-        for (holder, id) in targets {
-            let answer = self.recall(holder, &q.key, id).await;
-            self.table.borrow_mut().recalled(&q.key, holder, id, answer, self.now());
-        }
-        self.table.borrow_mut().take(&q.key, q.limit, q.want, q.holder, self.now())
-    }
-
-    /// Ask `holder` for the unused tokens of lease `id`. One holder after
-    /// the other: there are at most `shards − 1` and a recall is rare.
-    async fn recall(&self, holder: usize, key: &CounterKey, id: u64) -> RecallAnswer {
-        if holder == self.mesh.id() {
-            return self.leases.borrow_mut().recall(key, id);
-        }
-        match self.mesh.ask(holder, RecallLease { key: key.clone(), id }).await {
-            Ok(answer) => answer,
-            Err(_) => RecallAnswer::Unanswered,
-        }
-    }
-
-    /// Settle this shard's expired and spent leases with their owners.
-    async fn settle_due(&self) {
-        let due = self.leases.borrow_mut().due(self.now());
-        for (key, settles) in due {
-            let request = SettleLeases { key: key.clone(), holder: self.mesh.id(), settles: settles.clone() };
-            let reached = self.mesh.ask_owner(&key.name.clone(), request).await.is_ok();
-            self.leases.borrow_mut().settled(&key, &settles, reached);
         }
     }
 
@@ -412,17 +390,28 @@ impl Counters {
 
     /// Unused leased tokens of `key` this shard holds (tests, status).
     pub fn unused_leased(&self, key: &str, window_secs: u64) -> u32 {
-        self.leases.borrow().unused(&CounterKey::window(key, window_secs.max(1)))
+        self.leases
+            .borrow()
+            .unused(&CounterKey::window(key, window_secs.max(1)))
     }
 }
 
 /// The caller's answer from the owner's decision.
 fn answer(decided: Result<TakeDecision, ShardGone>) -> Result<Granted, Refused> {
     match decided {
-        Ok(TakeDecision::Granted { count, .. }) => Ok(Granted { count, unchecked: None }),
+        Ok(TakeDecision::Granted { count, .. }) => Ok(Granted {
+            count,
+            unchecked: None,
+        }),
         Ok(TakeDecision::AtLimit { count }) => Err(Refused { count }),
-        Ok(TakeDecision::TableFull) => Ok(Granted { count: 0, unchecked: Some(Unchecked::TableFull) }),
-        Err(gone) => Ok(Granted { count: 0, unchecked: Some(Unchecked::OwnerGone(gone)) }),
+        Ok(TakeDecision::TableFull) => Ok(Granted {
+            count: 0,
+            unchecked: Some(Unchecked::TableFull),
+        }),
+        Err(gone) => Ok(Granted {
+            count: 0,
+            unchecked: Some(Unchecked::OwnerGone(gone)),
+        }),
     }
 }
 
@@ -438,40 +427,10 @@ struct Asking<'a> {
 impl Drop for Asking<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.book.borrow_mut().finish(self.key, self.ask, false, None, 0);
+            self.book
+                .borrow_mut()
+                .finish(self.key, self.ask, false, None, 0);
         }
-    }
-}
-
-/// What `serve`'s release sender is given, in order.
-enum Release {
-    Slot(usize, ReleaseSlot),
-    /// Answer once everything queued before it is sent.
-    Flush(oneshot::Sender<()>),
-}
-
-/// Send released slots to their owners, one after the other, until the
-/// shard's `Counters` and every `Slot` are gone.
-async fn send_releases(mesh: Rc<Mesh>, pending: LocalReceiver<Release>) {
-    while let Some(release) = pending.recv().await {
-        match release {
-            Release::Slot(owner, release) => {
-                let _ = mesh.tell(owner, release).await;
-            }
-            Release::Flush(done) => {
-                let _ = done.send(());
-            }
-        }
-    }
-}
-
-/// Every `RATE_LEASE_SWEEP_MS`, settle expired leases (so unused tokens
-/// go back without waiting for a recall), until the `Counters` is gone.
-async fn sweep_leases(counters: std::rc::Weak<Counters>) {
-    loop {
-        glommio::timer::sleep(Duration::from_millis(limits::RATE_LEASE_SWEEP_MS)).await;
-        let Some(counters) = counters.upgrade() else { return };
-        counters.settle_due().await;
     }
 }
 

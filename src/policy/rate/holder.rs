@@ -40,7 +40,10 @@ impl HeldLease {
     }
 
     fn settle(&self) -> Settle {
-        Settle { id: self.id, unused: self.unused }
+        Settle {
+            id: self.id,
+            unused: self.unused,
+        }
     }
 }
 
@@ -87,7 +90,10 @@ pub struct LeaseBook {
 
 impl LeaseBook {
     pub fn new(capacity: usize) -> LeaseBook {
-        LeaseBook { books: HashMap::new(), capacity }
+        LeaseBook {
+            books: HashMap::new(),
+            capacity,
+        }
     }
 
     /// Keys with leases held or asked for.
@@ -101,7 +107,12 @@ impl LeaseBook {
 
     /// Spend one leased token of `key`: the count to log, or None.
     pub fn spend(&mut self, key: &CounterKey, now_ms: u64) -> Option<u32> {
-        let lease = self.books.get_mut(key)?.leases.iter_mut().find(|l| l.is_spendable(now_ms))?;
+        let lease = self
+            .books
+            .get_mut(key)?
+            .leases
+            .iter_mut()
+            .find(|l| l.is_spendable(now_ms))?;
         lease.unused -= 1;
         lease.spent += 1;
         Some(lease.count_at_grant + lease.spent)
@@ -112,13 +123,20 @@ impl LeaseBook {
     pub fn prepare(&mut self, key: &CounterKey, now_ms: u64, lease_tokens: u32) -> Ask {
         if !self.books.contains_key(key) {
             if self.books.len() >= self.capacity || lease_tokens <= 1 {
-                return Ask { want: 1, settles: Vec::new() };
+                return Ask {
+                    want: 1,
+                    settles: Vec::new(),
+                };
             }
             self.books.insert(key.clone(), Book::default());
         }
         let book = self.books.get_mut(key).expect("just made");
         let settles = book.take_due(now_ms);
-        let want = if book.asking || lease_tokens <= 1 { 1 } else { lease_tokens };
+        let want = if book.asking || lease_tokens <= 1 {
+            1
+        } else {
+            lease_tokens
+        };
         book.asking |= want > 1;
         Ask { want, settles }
     }
@@ -127,15 +145,31 @@ impl LeaseBook {
     /// settles are done and a lease granted with it is installed (unless
     /// recalled meanwhile); without one the settles are sent again later.
     /// `asked_at_ms` is when we asked: the deadline counts from there.
-    pub fn finish(&mut self, key: &CounterKey, ask: &Ask, reached: bool, grant: Option<(LeaseGrant, u32)>, asked_at_ms: u64) {
-        let Some(book) = self.books.get_mut(key) else { return };
+    pub fn finish(
+        &mut self,
+        key: &CounterKey,
+        ask: &Ask,
+        reached: bool,
+        grant: Option<(LeaseGrant, u32)>,
+        asked_at_ms: u64,
+    ) {
+        let Some(book) = self.books.get_mut(key) else {
+            return;
+        };
         if ask.want > 1 {
             book.asking = false;
         }
         settled(book, &ask.settles, reached);
         if let Some((lease, count)) = grant.filter(|(l, _)| l.id > book.revoked_through) {
             let deadline_ms = asked_at_ms + lease.valid_ms;
-            book.leases.push(HeldLease { id: lease.id, unused: lease.tokens, count_at_grant: count, spent: 0, deadline_ms, settling: false });
+            book.leases.push(HeldLease {
+                id: lease.id,
+                unused: lease.tokens,
+                count_at_grant: count,
+                spent: 0,
+                deadline_ms,
+                settling: false,
+            });
         }
         if book.is_empty() {
             self.books.remove(key);
@@ -144,7 +178,9 @@ impl LeaseBook {
 
     /// The owner recalls lease `id` of `key`: give back what is unused.
     pub fn recall(&mut self, key: &CounterKey, id: u64) -> RecallAnswer {
-        let Some(book) = self.books.get_mut(key) else { return RecallAnswer::Forfeited };
+        let Some(book) = self.books.get_mut(key) else {
+            return RecallAnswer::Forfeited;
+        };
         let answer = match book.leases.iter().position(|l| l.id == id) {
             Some(at) => RecallAnswer::Returned(book.leases.swap_remove(at).unused),
             None => {
@@ -161,13 +197,20 @@ impl LeaseBook {
     /// Leases spent or past their deadline, to settle with their owners
     /// now (the periodic sweep); they are marked settling.
     pub fn due(&mut self, now_ms: u64) -> Vec<(CounterKey, Vec<Settle>)> {
-        let due = self.books.iter_mut().map(|(key, book)| (key, book.take_due(now_ms)));
-        due.filter(|(_, settles)| !settles.is_empty()).map(|(key, settles)| (key.clone(), settles)).collect()
+        let due = self
+            .books
+            .iter_mut()
+            .map(|(key, book)| (key, book.take_due(now_ms)));
+        due.filter(|(_, settles)| !settles.is_empty())
+            .map(|(key, settles)| (key.clone(), settles))
+            .collect()
     }
 
     /// The sweep's settles of `key` reached the owner, or did not.
     pub fn settled(&mut self, key: &CounterKey, settles: &[Settle], reached: bool) {
-        let Some(book) = self.books.get_mut(key) else { return };
+        let Some(book) = self.books.get_mut(key) else {
+            return;
+        };
         settled(book, settles, reached);
         if book.is_empty() {
             self.books.remove(key);
@@ -176,7 +219,9 @@ impl LeaseBook {
 
     /// Unused leased tokens of `key` (tests and status).
     pub fn unused(&self, key: &CounterKey) -> u32 {
-        self.books.get(key).map_or(0, |b| b.leases.iter().map(|l| l.unused).sum())
+        self.books
+            .get(key)
+            .map_or(0, |b| b.leases.iter().map(|l| l.unused).sum())
     }
 }
 
@@ -200,7 +245,14 @@ mod tests {
     }
 
     fn grant(id: u64, tokens: u32) -> Option<(LeaseGrant, u32)> {
-        Some((LeaseGrant { id, tokens, valid_ms: 1000 }, 1))
+        Some((
+            LeaseGrant {
+                id,
+                tokens,
+                valid_ms: 1000,
+            },
+            1,
+        ))
     }
 
     /// Ask, and get `tokens` leased as lease `id` at time `at`.
@@ -215,13 +267,25 @@ mod tests {
         let mut b = LeaseBook::new(10);
         assert_eq!(b.spend(&key(), 0), None);
         let ask = lease(&mut b, 1, 3, 0);
-        assert_eq!(ask, Ask { want: 8, settles: vec![] });
+        assert_eq!(
+            ask,
+            Ask {
+                want: 8,
+                settles: vec![]
+            }
+        );
         assert_eq!(b.spend(&key(), 10), Some(2));
         assert_eq!(b.spend(&key(), 20), Some(3));
         assert_eq!(b.spend(&key(), 1000), None, "past the deadline");
         assert_eq!(b.unused(&key()), 1);
         // The next ask settles it: 1 unused.
-        assert_eq!(b.prepare(&key(), 1000, 8), Ask { want: 8, settles: vec![Settle { id: 1, unused: 1 }] });
+        assert_eq!(
+            b.prepare(&key(), 1000, 8),
+            Ask {
+                want: 8,
+                settles: vec![Settle { id: 1, unused: 1 }]
+            }
+        );
     }
 
     #[test]
@@ -244,7 +308,10 @@ mod tests {
         let ask = b.prepare(&key(), 5000, 8);
         assert_eq!(ask.settles, vec![Settle { id: 1, unused: 2 }]);
         b.finish(&key(), &ask, false, None, 5000);
-        assert_eq!(b.due(5001), vec![(key(), vec![Settle { id: 1, unused: 2 }])]);
+        assert_eq!(
+            b.due(5001),
+            vec![(key(), vec![Settle { id: 1, unused: 2 }])]
+        );
         assert!(b.due(5002).is_empty(), "marked settling");
         b.settled(&key(), &[Settle { id: 1, unused: 2 }], true);
         assert!(b.is_empty());
@@ -254,12 +321,20 @@ mod tests {
     fn a_recall_before_the_grant_arrives_forfeits_it() {
         let mut b = LeaseBook::new(10);
         let ask = b.prepare(&key(), 0, 8);
-        assert_eq!(b.prepare(&key(), 0, 8).want, 1, "one lease asked for at a time");
+        assert_eq!(
+            b.prepare(&key(), 0, 8).want,
+            1,
+            "one lease asked for at a time"
+        );
         assert_eq!(b.recall(&key(), 7), RecallAnswer::Forfeited);
         b.finish(&key(), &ask, true, grant(7, 5), 0);
         assert_eq!(b.spend(&key(), 1), None, "the forfeited lease is discarded");
         assert!(b.is_empty());
-        assert_eq!(b.recall(&key(), 8), RecallAnswer::Forfeited, "nothing held, nothing asked");
+        assert_eq!(
+            b.recall(&key(), 8),
+            RecallAnswer::Forfeited,
+            "nothing held, nothing asked"
+        );
     }
 
     #[test]
@@ -277,8 +352,18 @@ mod tests {
         let mut b = LeaseBook::new(1);
         lease(&mut b, 1, 5, 0);
         let other = CounterKey::window("rcpt:192.0.2.2", 3600);
-        assert_eq!(b.prepare(&other, 0, 8), Ask { want: 1, settles: vec![] });
+        assert_eq!(
+            b.prepare(&other, 0, 8),
+            Ask {
+                want: 1,
+                settles: vec![]
+            }
+        );
         assert_eq!(b.len(), 1);
-        assert_eq!(LeaseBook::new(10).prepare(&key(), 0, 1).want, 1, "lease_tokens = 1: no leases");
+        assert_eq!(
+            LeaseBook::new(10).prepare(&key(), 0, 1).want,
+            1,
+            "lease_tokens = 1: no leases"
+        );
     }
 }

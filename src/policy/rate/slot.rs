@@ -27,12 +27,31 @@ struct Opened {
 }
 
 impl Slot {
-    pub(super) fn opened(counters: Rc<Counters>, key: CounterKey, id: SlotId, owner: usize, count: u32) -> Slot {
-        Slot { opened: Some(Opened { counters, key, id, owner }), count, unchecked: None }
+    pub(super) fn opened(
+        counters: Rc<Counters>,
+        key: CounterKey,
+        id: SlotId,
+        owner: usize,
+        count: u32,
+    ) -> Slot {
+        Slot {
+            opened: Some(Opened {
+                counters,
+                key,
+                id,
+                owner,
+            }),
+            count,
+            unchecked: None,
+        }
     }
 
     pub(super) fn not_counted(why: Unchecked) -> Slot {
-        Slot { opened: None, count: 0, unchecked: Some(why) }
+        Slot {
+            opened: None,
+            count: 0,
+            unchecked: Some(why),
+        }
     }
 
     /// Slots of the key open appliance-wide, this one included (for the
@@ -49,7 +68,13 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if let Some(Opened { counters, key, id, owner }) = self.opened.take() {
+        if let Some(Opened {
+            counters,
+            key,
+            id,
+            owner,
+        }) = self.opened.take()
+        {
             counters.release(owner, key, id);
         }
     }
@@ -57,6 +82,9 @@ impl Drop for Slot {
 
 impl std::fmt::Debug for Slot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Slot").field("count", &self.count).field("unchecked", &self.unchecked).finish()
+        f.debug_struct("Slot")
+            .field("count", &self.count)
+            .field("unchecked", &self.unchecked)
+            .finish()
     }
 }

@@ -30,11 +30,17 @@ pub struct CounterKey {
 impl CounterKey {
     pub fn window(name: &str, window_secs: u64) -> CounterKey {
         debug_assert!(window_secs > 0);
-        CounterKey { name: name.to_ascii_lowercase().into(), window_secs }
+        CounterKey {
+            name: name.to_ascii_lowercase().into(),
+            window_secs,
+        }
     }
 
     pub fn slots(name: &str) -> CounterKey {
-        CounterKey { name: name.to_ascii_lowercase().into(), window_secs: 0 }
+        CounterKey {
+            name: name.to_ascii_lowercase().into(),
+            window_secs: 0,
+        }
     }
 
     fn bucket(&self, now_ms: u64) -> u64 {
@@ -79,9 +85,14 @@ pub struct LeaseGrant {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TakeDecision {
     /// One token taken; `count` includes it (and any lease granted with it).
-    Granted { count: u32, lease: Option<LeaseGrant> },
+    Granted {
+        count: u32,
+        lease: Option<LeaseGrant>,
+    },
     /// `count` tokens are counted and the limit leaves none.
-    AtLimit { count: u32 },
+    AtLimit {
+        count: u32,
+    },
     TableFull,
 }
 
@@ -130,7 +141,8 @@ impl Entry {
     /// Give back up to `tokens` of lease `at` (removed from the outstanding list).
     fn credit(&mut self, now_bucket: u64, at: usize, tokens: u32) {
         let lease = self.leases.swap_remove(at);
-        self.window.credit(now_bucket, lease.bucket, tokens.min(lease.tokens));
+        self.window
+            .credit(now_bucket, lease.bucket, tokens.min(lease.tokens));
     }
 }
 
@@ -144,7 +156,12 @@ pub struct Table {
 impl Table {
     pub fn new(capacity: usize, shards: usize) -> Table {
         debug_assert!(capacity > 0 && shards > 0);
-        Table { entries: LruCache::unbounded(), capacity: capacity.max(1), shards: shards.max(1), next_lease_id: 1 }
+        Table {
+            entries: LruCache::unbounded(),
+            capacity: capacity.max(1),
+            shards: shards.max(1),
+            next_lease_id: 1,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -181,11 +198,20 @@ impl Table {
     /// `want - 1` more (a lease) while far from the limit: never more than
     /// what is left divided by the shard count, so one shard cannot hog
     /// the rest. Leased tokens count as taken from now on.
-    pub fn take(&mut self, key: &CounterKey, limit: u32, want: u32, holder: usize, now_ms: u64) -> TakeDecision {
+    pub fn take(
+        &mut self,
+        key: &CounterKey,
+        limit: u32,
+        want: u32,
+        holder: usize,
+        now_ms: u64,
+    ) -> TakeDecision {
         let shards = self.shards as u32;
         let lease_id = self.next_lease_id;
         let now = key.bucket(now_ms);
-        let Some(entry) = self.entry(key, now_ms) else { return TakeDecision::TableFull };
+        let Some(entry) = self.entry(key, now_ms) else {
+            return TakeDecision::TableFull;
+        };
         entry.forget_expired_leases(now);
         let count = entry.window.count(now);
         let left = limit.saturating_sub(count);
@@ -193,17 +219,37 @@ impl Table {
             return TakeDecision::AtLimit { count };
         }
         let may_lease = !entry.no_leases_for.contains(&holder);
-        let tokens = if may_lease { want.max(1).min((left / shards).max(1)) } else { 1 };
+        let want = want.clamp(1, limits::RATE_LEASE_TOKENS_MAX);
+        let tokens = if may_lease {
+            want.min((left / shards).max(1))
+        } else {
+            1
+        };
         entry.window.add(now, tokens);
-        debug_assert!(entry.window.count(now) <= limit, "grants never pass the limit at the owner");
+        debug_assert!(
+            entry.window.count(now) <= limit,
+            "grants never pass the limit at the owner"
+        );
         let lease = (tokens > 1).then(|| {
-            entry.leases.push(Outstanding { holder, id: lease_id, bucket: now, tokens: tokens - 1 });
-            LeaseGrant { id: lease_id, tokens: tokens - 1, valid_ms: bucket_left_ms(now_ms, key.window_secs) }
+            entry.leases.push(Outstanding {
+                holder,
+                id: lease_id,
+                bucket: now,
+                tokens: tokens - 1,
+            });
+            LeaseGrant {
+                id: lease_id,
+                tokens: tokens - 1,
+                valid_ms: bucket_left_ms(now_ms, key.window_secs),
+            }
         });
         if lease.is_some() {
             self.next_lease_id += 1;
         }
-        TakeDecision::Granted { count: count + 1, lease }
+        TakeDecision::Granted {
+            count: count + 1,
+            lease,
+        }
     }
 
     /// A holder's accounts of its leases: unused tokens come back. An id
@@ -211,9 +257,15 @@ impl Table {
     /// may safely arrive twice or after a recall.
     pub fn settle(&mut self, key: &CounterKey, holder: usize, settles: &[Settle], now_ms: u64) {
         let now = key.bucket(now_ms);
-        let Some(entry) = self.entries.peek_mut(key) else { return };
+        let Some(entry) = self.entries.peek_mut(key) else {
+            return;
+        };
         for settle in settles {
-            if let Some(at) = entry.leases.iter().position(|l| l.id == settle.id && l.holder == holder) {
+            if let Some(at) = entry
+                .leases
+                .iter()
+                .position(|l| l.id == settle.id && l.holder == holder)
+            {
                 entry.credit(now, at, settle.unused);
             }
         }
@@ -222,16 +274,33 @@ impl Table {
     /// The leases of `key` to recall before refusing: (holder, lease id).
     pub fn recall_targets(&mut self, key: &CounterKey, now_ms: u64) -> Vec<(usize, u64)> {
         let now = key.bucket(now_ms);
-        let Some(entry) = self.entries.peek_mut(key) else { return Vec::new() };
+        let Some(entry) = self.entries.peek_mut(key) else {
+            return Vec::new();
+        };
         entry.forget_expired_leases(now);
         entry.leases.iter().map(|l| (l.holder, l.id)).collect()
     }
 
     /// Credit what the recall of lease `id` brought back.
-    pub fn recalled(&mut self, key: &CounterKey, holder: usize, id: u64, answer: RecallAnswer, now_ms: u64) {
+    pub fn recalled(
+        &mut self,
+        key: &CounterKey,
+        holder: usize,
+        id: u64,
+        answer: RecallAnswer,
+        now_ms: u64,
+    ) {
         let now = key.bucket(now_ms);
-        let Some(entry) = self.entries.peek_mut(key) else { return };
-        let Some(at) = entry.leases.iter().position(|l| l.id == id && l.holder == holder) else { return };
+        let Some(entry) = self.entries.peek_mut(key) else {
+            return;
+        };
+        let Some(at) = entry
+            .leases
+            .iter()
+            .position(|l| l.id == id && l.holder == holder)
+        else {
+            return;
+        };
         let tokens = match answer {
             RecallAnswer::Returned(unused) => unused,
             RecallAnswer::Forfeited | RecallAnswer::Unanswered => u32::MAX,
@@ -259,7 +328,9 @@ impl Table {
     /// Open one concurrent slot of `key` if fewer than `max` are open.
     pub fn open(&mut self, key: &CounterKey, max: u32, slot: SlotId, now_ms: u64) -> SlotDecision {
         debug_assert_eq!(key.window_secs, 0);
-        let Some(entry) = self.entry(key, now_ms) else { return SlotDecision::TableFull };
+        let Some(entry) = self.entry(key, now_ms) else {
+            return SlotDecision::TableFull;
+        };
         let count = entry.slots.len() as u32;
         if count >= max {
             return SlotDecision::AtLimit { count };
@@ -282,7 +353,9 @@ impl Table {
 
     /// Outstanding leases of `key` (tests and status).
     pub fn outstanding(&self, key: &CounterKey) -> Vec<Outstanding> {
-        self.entries.peek(key).map_or(Vec::new(), |e| e.leases.clone())
+        self.entries
+            .peek(key)
+            .map_or(Vec::new(), |e| e.leases.clone())
     }
 }
 

@@ -64,12 +64,20 @@ struct Setup {
 
 impl Setup {
     fn new(shards: usize) -> Setup {
-        Setup { shards, settings: RateSettings::default(), serving: vec![true; shards], clock: Arc::new(AtomicU64::new(0)) }
+        Setup {
+            shards,
+            settings: RateSettings::default(),
+            serving: vec![true; shards],
+            clock: Arc::new(AtomicU64::new(0)),
+        }
     }
 }
 
 /// Run `body` on every shard of `setup`; each shard's result, by shard id.
-fn on_shards<T: Send + 'static>(setup: Setup, body: impl Fn(Rc<Counters>, Turns) -> Body<T> + Send + Sync + Clone + 'static) -> Vec<T> {
+fn on_shards<T: Send + 'static>(
+    setup: Setup,
+    body: impl Fn(Rc<Counters>, Turns) -> Body<T> + Send + Sync + Clone + 'static,
+) -> Vec<T> {
     let plan = MeshPlan::new(setup.shards, Arc::new(AtomicBool::new(false)));
     let handles: Vec<_> = (0..setup.shards)
         .map(|id| {
@@ -78,7 +86,11 @@ fn on_shards<T: Send + 'static>(setup: Setup, body: impl Fn(Rc<Counters>, Turns)
                 .spawn(move || async move {
                     let mesh = Mesh::join(plan, id).await.unwrap();
                     let clock = setup.clock.clone();
-                    let counters = Counters::with_clock(mesh.clone(), &setup.settings, Rc::new(move || clock.load(Ordering::SeqCst)));
+                    let counters = Counters::with_clock(
+                        mesh.clone(),
+                        &setup.settings,
+                        Rc::new(move || clock.load(Ordering::SeqCst)),
+                    );
                     if setup.serving[id] {
                         counters.serve(&mesh);
                     }
@@ -95,7 +107,15 @@ fn on_shards<T: Send + 'static>(setup: Setup, body: impl Fn(Rc<Counters>, Turns)
                     mesh.open();
                     // A failed assertion still takes part in the goodbyes below, so
                     // the peers finish and the test fails instead of hanging.
-                    let result = AssertUnwindSafe(body(counters.clone(), Turns { mesh: mesh.clone(), turns })).catch_unwind().await;
+                    let result = AssertUnwindSafe(body(
+                        counters.clone(),
+                        Turns {
+                            mesh: mesh.clone(),
+                            turns,
+                        },
+                    ))
+                    .catch_unwind()
+                    .await;
                     // Keep answering recalls and releases until every peer is done.
                     for peer in (0..setup.shards).filter(|&p| p != id) {
                         mesh.tell(peer, Finished).await.unwrap();
@@ -113,7 +133,10 @@ fn on_shards<T: Send + 'static>(setup: Setup, body: impl Fn(Rc<Counters>, Turns)
 
 /// A key whose counter lives on shard `shard` of `shards`.
 fn key_owned_by(shard: usize, shards: usize, prefix: &str) -> String {
-    (0..).map(|i| format!("{prefix}{i}")).find(|k| owner(k, shards) == shard).unwrap()
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| owner(k, shards) == shard)
+        .unwrap()
 }
 
 /// Take `n` tokens; how many were granted (all checked).
@@ -144,8 +167,14 @@ fn spread_takes(shards: usize, limit: u32, per_shard: u32) -> u32 {
     let total: u32 = granted.iter().sum();
     let n = per_shard * shards as u32;
     let overshoot_max = (limits::RATE_LEASE_TOKENS_MAX - 1) * (shards as u32 - 1);
-    assert!(total >= n.min(limit), "undershoot: {total} granted of {n} asked, limit {limit} ({granted:?})");
-    assert!(total <= n.min(limit) + overshoot_max, "overshoot past the bound: {total} ({granted:?})");
+    assert!(
+        total >= n.min(limit),
+        "undershoot: {total} granted of {n} asked, limit {limit} ({granted:?})"
+    );
+    assert!(
+        total <= n.min(limit) + overshoot_max,
+        "overshoot past the bound: {total} ({granted:?})"
+    );
     total
 }
 
@@ -153,7 +182,11 @@ fn spread_takes(shards: usize, limit: u32, per_shard: u32) -> u32 {
 fn takes_spread_over_two_shards_stop_at_the_limit() {
     // No shard stops here, so no recall goes unanswered: exactly the limit.
     assert_eq!(spread_takes(2, 50, 100), 50);
-    assert_eq!(spread_takes(2, 50, 20), 40, "below the limit every take is granted");
+    assert_eq!(
+        spread_takes(2, 50, 20),
+        40,
+        "below the limit every take is granted"
+    );
 }
 
 #[test]
@@ -259,8 +292,42 @@ fn an_expired_lease_goes_back_to_the_owner() {
             }
         })
     });
-    assert_eq!(results[0], 1 + results[1], "the lease counted as taken while held");
+    assert_eq!(
+        results[0],
+        1 + results[1],
+        "the lease counted as taken while held"
+    );
     assert_eq!(results[1], 7);
+}
+
+#[test]
+fn a_full_window_opens_again_an_hour_later_on_every_shard() {
+    // Shard 1 (leasing) takes 5 at minute 0, the owner the other 5; at
+    // minute 60 nothing is back on either shard, at minute 61 all of it.
+    let setup = Setup::new(2);
+    let clock = setup.clock.clone();
+    let key = key_owned_by(0, 2, "rcpt:192.0.2.");
+    let results = on_shards(setup, move |c, turns| {
+        let (key, clock) = (key.clone(), clock.clone());
+        Box::pin(async move {
+            if turns.mesh.id() == 1 {
+                let first = take_n(&c, &key, 10, 5).await;
+                turns.give(0).await;
+                turns.wait().await;
+                let at_61 = take_n(&c, &key, 10, 20).await;
+                vec![first, at_61]
+            } else {
+                turns.wait().await;
+                let first = take_n(&c, &key, 10, 10).await;
+                clock.store(60 * 60_000, Ordering::SeqCst);
+                let at_60 = take_n(&c, &key, 10, 10).await;
+                clock.store(61 * 60_000, Ordering::SeqCst);
+                turns.give(1).await;
+                vec![first, at_60]
+            }
+        })
+    });
+    assert_eq!(results, vec![vec![5, 0], vec![5, 10]]);
 }
 
 #[test]
@@ -285,7 +352,11 @@ fn slots_are_exact_across_shards_and_return_to_zero() {
                 0
             } else {
                 turns.wait().await;
-                assert_eq!(c.open(&key, 3).await.unwrap_err(), Refused { count: 3 }, "appliance-wide");
+                assert_eq!(
+                    c.open(&key, 3).await.unwrap_err(),
+                    Refused { count: 3 },
+                    "appliance-wide"
+                );
                 let local = c.open(&key, 4).await.unwrap();
                 assert_eq!(local.count(), 4);
                 drop(local);
@@ -352,7 +423,11 @@ fn add_and_count_agree_on_every_shard() {
     assert_eq!(results[1].1, 10);
     let mut all: Vec<u32> = results.iter().flat_map(|r| r.0.clone()).collect();
     all.sort();
-    assert_eq!(all, (1..=10).collect::<Vec<_>>(), "each add saw the count after it");
+    assert_eq!(
+        all,
+        (1..=10).collect::<Vec<_>>(),
+        "each add saw the count after it"
+    );
 }
 
 #[test]
@@ -366,7 +441,9 @@ fn the_table_stays_bounded() {
             }
             let one_client = c.table_len();
             for n in 0..1_000 {
-                c.add(&format!("dhap:10.0.{}.{}", n / 256, n % 256), HOUR).await.unwrap();
+                c.add(&format!("dhap:10.0.{}.{}", n / 256, n % 256), HOUR)
+                    .await
+                    .unwrap();
             }
             (one_client, c.table_len())
         })
@@ -399,13 +476,31 @@ fn a_missing_owner_fails_open_and_says_so() {
 #[test]
 fn settings_are_range_checked() {
     assert_eq!(RateSettings::default().validate(), Ok(()));
-    let bad = RateSettings { lease_tokens: 9, ..RateSettings::default() };
+    let bad = RateSettings {
+        lease_tokens: 9,
+        ..RateSettings::default()
+    };
     assert_eq!(bad.validate().unwrap_err().0, "rate.lease_tokens");
-    let bad = RateSettings { lease_tokens: 0, ..RateSettings::default() };
+    let bad = RateSettings {
+        lease_tokens: 0,
+        ..RateSettings::default()
+    };
     assert_eq!(bad.validate().unwrap_err().0, "rate.lease_tokens");
-    let bad = RateSettings { table_entries: 10, ..RateSettings::default() };
+    let bad = RateSettings {
+        table_entries: 10,
+        ..RateSettings::default()
+    };
     assert_eq!(bad.validate().unwrap_err().0, "rate.table_entries");
     let parsed: RateSettings = toml::from_str("lease_tokens = 4").unwrap();
-    assert_eq!(parsed, RateSettings { lease_tokens: 4, table_entries: limits::RATE_TABLE_ENTRIES });
-    assert!(toml::from_str::<RateSettings>("lease = 4").is_err(), "unknown keys are refused");
+    assert_eq!(
+        parsed,
+        RateSettings {
+            lease_tokens: 4,
+            table_entries: limits::RATE_TABLE_ENTRIES
+        }
+    );
+    assert!(
+        toml::from_str::<RateSettings>("lease = 4").is_err(),
+        "unknown keys are refused"
+    );
 }

@@ -80,7 +80,9 @@ impl Window {
     /// tokens are back anyway). Returns what was given back.
     pub fn credit(&mut self, now: u64, bucket: u64, tokens: u32) -> u32 {
         self.expire(now);
-        let Some(slot) = self.buckets.iter_mut().find(|b| b.0 == bucket) else { return 0 };
+        let Some(slot) = self.buckets.iter_mut().find(|b| b.0 == bucket) else {
+            return 0;
+        };
         let back = tokens.min(slot.1);
         slot.1 -= back;
         self.total -= back;
@@ -121,7 +123,11 @@ mod tests {
         assert_eq!(bucket_at(59 * MINUTE_MS + 59_999, HOUR), 59);
         assert_eq!(bucket_left_ms(59 * MINUTE_MS + 59_999, HOUR), 1);
         assert_eq!(bucket_left_ms(60 * MINUTE_MS, HOUR), MINUTE_MS);
-        assert_eq!(bucket_width_ms(1), 16, "short windows still have 60 buckets");
+        assert_eq!(
+            bucket_width_ms(1),
+            16,
+            "short windows still have 60 buckets"
+        );
     }
 
     #[test]
@@ -177,7 +183,11 @@ mod tests {
             let within = granted[i..].iter().take_while(|&&u| u < t + HOUR).count();
             assert!(within <= 7, "{within} grants in the hour from {t}");
         }
-        assert!(granted.len() >= 7 * 4, "the limit is reached again each hour: {}", granted.len());
+        assert!(
+            granted.len() >= 7 * 4,
+            "the limit is reached again each hour: {}",
+            granted.len()
+        );
     }
 
     #[test]
