@@ -264,6 +264,52 @@ fn a_lease_held_by_one_peer_never_makes_another_peer_refuse_below_the_limit() {
 }
 
 #[test]
+fn a_holder_that_does_not_answer_a_recall_overshoots_at_most_its_lease() {
+    // Shard 1 takes from the owner but never answers a recall (as a
+    // stopping shard would): the owner credits its lease back rather than
+    // refuse below the limit, and leases it nothing more. Shard 1 may still
+    // spend that lease: the overshoot is at most lease − 1 per such holder.
+    let mut setup = Setup::new(2);
+    setup.serving[1] = false;
+    let key = key_owned_by(0, 2, "rcpt:192.0.2.");
+    let results = on_shards(setup, move |c, turns| {
+        let key = key.clone();
+        Box::pin(async move {
+            if turns.mesh.id() == 1 {
+                let first = take_n(&c, &key, 10, 1).await;
+                let leased = c.unused_leased(&key, HOUR);
+                turns.give(0).await;
+                turns.wait().await;
+                let after = take_n(&c, &key, 10, 10).await;
+                (first + after, leased)
+            } else {
+                turns.wait().await;
+                let granted = take_n(&c, &key, 10, 20).await;
+                turns.give(1).await;
+                (granted, 0)
+            }
+        })
+    });
+    let leased = results[1].1;
+    assert_eq!(
+        leased, 4,
+        "10 left over 2 shards: 5 tokens, 4 of them leased"
+    );
+    assert_eq!(results[0].0, 9, "the owner was not refused below the limit");
+    assert_eq!(
+        results[1].0,
+        1 + leased,
+        "shard 1 spent its lease, then was refused"
+    );
+    let total = results[0].0 + results[1].0;
+    assert!(
+        total - 10 <= limits::RATE_LEASE_TOKENS_MAX - 1,
+        "overshoot {} within lease − 1",
+        total - 10
+    );
+}
+
+#[test]
 fn an_expired_lease_goes_back_to_the_owner() {
     let setup = Setup::new(2);
     let clock = setup.clock.clone();
