@@ -63,6 +63,13 @@
 //! full of busy keys), `take` and `open` fail OPEN: `Ok` with
 //! `unchecked: Some(why)` for the caller to log; `add`/`count` return
 //! `Err(Unchecked)` and the caller treats it as 0.
+//!
+//! Files: `window.rs` (one sliding window), `table.rs` (the owner's
+//! table), `holder.rs` (the leases this shard holds) are pure, time passed
+//! in; `requests.rs` the mesh letters; `serve.rs` the handlers, the owner's
+//! take with recalls, and the chores (release sender, lease sweep);
+//! `slot.rs` the self-releasing slot. Time is one monotonic clock for all
+//! shards (`Clock`, injected in tests).
 
 pub mod holder;
 pub mod requests;
