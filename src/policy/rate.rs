@@ -35,7 +35,11 @@
 //!   from its book: unused tokens of a lease it holds (spent ones stay
 //!   counted), or "forfeited" for a grant still on its way (it discards it
 //!   when it arrives). A holder remembers every lease until the owner has
-//!   its account, so spent tokens are never taken for unused ones.
+//!   its account, so spent tokens are never taken for unused ones. A
+//!   shard runs its recalls one at a time, so each answer is applied
+//!   before the next recall is chosen (two recalls of one lease could
+//!   otherwise be answered "returned" then "forfeited" and credit spent
+//!   tokens).
 //! - Leases also end on their own: at their deadline the holder settles
 //!   them (the next take of the key, or the sweep every
 //!   `RATE_LEASE_SWEEP_MS`), and the owner forgets a lease once its bucket
@@ -200,6 +204,8 @@ pub struct Counters {
     leases: RefCell<LeaseBook>,
     clock: Clock,
     next_slot: Cell<u64>,
+    /// Held by the one recall in progress on this shard (see `decide_take`).
+    recall_turn: glommio::sync::Semaphore,
     /// Releases of dropped slots, to send to their owners (`serve` runs the sender).
     releases: LocalSender<Release>,
     pending_releases: RefCell<Option<LocalReceiver<Release>>>,
@@ -222,6 +228,7 @@ impl Counters {
             mesh,
             clock,
             next_slot: Cell::new(0),
+            recall_turn: glommio::sync::Semaphore::new(1),
             releases,
             pending_releases: RefCell::new(Some(pending)),
         })

@@ -90,18 +90,29 @@ impl Counters {
 
     /// The owner decides one take: settle the holder's leases, take; at the
     /// limit, recall every outstanding lease of the key and decide again.
+    ///
+    /// Recalls on this shard run one at a time (`recall_turn`): two
+    /// recalls of the same lease could otherwise be answered "returned"
+    /// then "forfeited" (it is gone by the second) and the owner, applying
+    /// the second first, would credit tokens that were spent. One at a
+    /// time, each answer is applied before the next recall is chosen.
     pub(super) async fn decide_take(&self, q: TakeToken) -> TakeDecision {
         let mut table = self.table.borrow_mut();
         table.settle(&q.key, q.holder, &q.settles, self.now());
         let first = table.take(&q.key, q.limit, q.want, q.holder, self.now());
-        let targets = match first {
-            TakeDecision::AtLimit { .. } => table.recall_targets(&q.key, self.now()),
+        let recall_needed = match first {
+            TakeDecision::AtLimit { .. } => !table.recall_targets(&q.key, self.now()).is_empty(),
             _ => return first,
         };
         drop(table);
-        if targets.is_empty() {
+        if !recall_needed {
             return first;
         }
+        let Ok(_turn) = self.recall_turn.acquire_permit(1).await else {
+            return first;
+        };
+        // Chosen again now: a recall before ours may have settled some.
+        let targets = self.table.borrow_mut().recall_targets(&q.key, self.now());
         for (holder, id) in targets {
             let answer = self.recall(holder, &q.key, id).await;
             self.table

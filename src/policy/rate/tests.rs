@@ -25,6 +25,13 @@ impl ShardRequest for Turn {
     type Reply = ();
 }
 
+/// A round trip to a peer: the await a real caller makes on its socket
+/// between two takes, so that the shards' takes interleave.
+struct Ping;
+impl ShardRequest for Ping {
+    type Reply = ();
+}
+
 /// A shard is done asking and may stop serving once every peer is.
 struct Finished;
 impl ShardRequest for Finished {
@@ -100,6 +107,7 @@ fn on_shards<T: Send + 'static>(
                         async {}
                     });
                     let (finished_tx, finished) = local_channel::new_unbounded();
+                    mesh.handle(|_: Ping| async {});
                     mesh.handle(move |_: Finished| {
                         let _ = finished_tx.try_send(());
                         async {}
@@ -160,9 +168,17 @@ async fn take_n(c: &Counters, key: &str, limit: u32, n: u32) -> u32 {
 /// granted (never undershoot), at most L + (lease − 1) × (shards − 1).
 fn spread_takes(shards: usize, limit: u32, per_shard: u32) -> u32 {
     let key = key_owned_by(0, shards, "rcpt:192.0.2.");
-    let granted = on_shards(Setup::new(shards), move |c, _| {
+    let granted = on_shards(Setup::new(shards), move |c, turns| {
         let key = key.clone();
-        Box::pin(async move { take_n(&c, &key, limit, per_shard).await })
+        Box::pin(async move {
+            let next = (turns.mesh.id() + 1) % turns.mesh.shards();
+            let mut granted = 0;
+            for _ in 0..per_shard {
+                granted += take_n(&c, &key, limit, 1).await;
+                turns.mesh.ask(next, Ping).await.unwrap();
+            }
+            granted
+        })
     });
     let total: u32 = granted.iter().sum();
     let n = per_shard * shards as u32;
