@@ -204,6 +204,8 @@ pub struct Counters {
     leases: RefCell<LeaseBook>,
     clock: Clock,
     next_slot: Cell<u64>,
+    /// Set by `stop`: the lease sweep sends nothing more.
+    stopped: Cell<bool>,
     /// Held by the one recall in progress on this shard (see `decide_take`).
     recall_turn: glommio::sync::Semaphore,
     /// Releases of dropped slots, to send to their owners (`serve` runs the sender).
@@ -228,6 +230,7 @@ impl Counters {
             mesh,
             clock,
             next_slot: Cell::new(0),
+            stopped: Cell::new(false),
             recall_turn: glommio::sync::Semaphore::new(1),
             releases,
             pending_releases: RefCell::new(Some(pending)),

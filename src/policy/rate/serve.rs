@@ -88,6 +88,15 @@ impl Counters {
         glommio::spawn_local(sweep_leases(Rc::downgrade(self))).detach();
     }
 
+    /// Wind-down, before the shards' stop barrier: wait until every
+    /// released slot is in its owner's channel, and stop the lease sweep,
+    /// so that nothing is sent to a peer after the barrier (`Mesh::drain`).
+    /// Takes and opens still work (asks, not chores).
+    pub async fn stop(&self) {
+        self.stopped.set(true);
+        self.flush_releases().await;
+    }
+
     /// The owner decides one take: settle the holder's leases, take; at the
     /// limit, recall every outstanding lease of the key and decide again.
     ///
@@ -195,6 +204,9 @@ async fn sweep_leases(counters: Weak<Counters>) {
         let Some(counters) = counters.upgrade() else {
             return;
         };
+        if counters.stopped.get() {
+            return;
+        }
         counters.settle_due().await;
     }
 }
