@@ -99,7 +99,7 @@ use serve::Release;
 pub use slot::Slot;
 use table::{CounterKey, SlotDecision, SlotId, Table, TakeDecision};
 
-/// The operator's settings of the counters (`[rate]`).
+/// The operator's settings of the counters (`[rate_limits]`).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateSettings {
@@ -123,7 +123,7 @@ impl RateSettings {
         let bad = |key: &str, why: String| Err((key.to_string(), why));
         if !(1..=limits::RATE_LEASE_TOKENS_MAX).contains(&self.lease_tokens) {
             return bad(
-                "rate.lease_tokens",
+                "rate_limits.lease_tokens",
                 format!(
                     "{} is not in 1..={}",
                     self.lease_tokens,
@@ -140,7 +140,7 @@ impl RateSettings {
                 limits::RATE_TABLE_ENTRIES_MAX
             );
             return bad(
-                "rate.table_entries",
+                "rate_limits.table_entries",
                 format!("{} is not in {range}", self.table_entries),
             );
         }

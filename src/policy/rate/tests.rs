@@ -542,17 +542,17 @@ fn settings_are_range_checked() {
         lease_tokens: 9,
         ..RateSettings::default()
     };
-    assert_eq!(bad.validate().unwrap_err().0, "rate.lease_tokens");
+    assert_eq!(bad.validate().unwrap_err().0, "rate_limits.lease_tokens");
     let bad = RateSettings {
         lease_tokens: 0,
         ..RateSettings::default()
     };
-    assert_eq!(bad.validate().unwrap_err().0, "rate.lease_tokens");
+    assert_eq!(bad.validate().unwrap_err().0, "rate_limits.lease_tokens");
     let bad = RateSettings {
         table_entries: 10,
         ..RateSettings::default()
     };
-    assert_eq!(bad.validate().unwrap_err().0, "rate.table_entries");
+    assert_eq!(bad.validate().unwrap_err().0, "rate_limits.table_entries");
     let parsed: RateSettings = toml::from_str("lease_tokens = 4").unwrap();
     assert_eq!(
         parsed,
