@@ -305,6 +305,13 @@ async fn wind_down(shard: &Shard, shared: &Shared, arrival: &Arrival) {
     shards::wait_until(Instant::now() + Duration::from_secs(2), Duration::from_millis(20), || shard.active.get() == 0).await;
     shard.delivery.stop();
     let abandoned = shard.delivery.stopped(Instant::now() + drain).await;
+    // Connection-slot releases go out and the lease sweep ends: nothing
+    // is sent to a peer after the barrier (bounded: a peer may be gone).
+    let _ = glommio::timer::timeout(drain, async {
+        shard.counters.stop().await;
+        Ok(())
+    })
+    .await;
     // The barrier: once every shard is here, nobody sends done markers any more.
     arrival.arrive();
     let everyone_here = || shared.quiesced.load(Ordering::SeqCst) >= shared.count;

@@ -211,3 +211,25 @@ pub const HAT_DNSLIST_ZONES_MAX: usize = 16;
 pub const HAT_DNSLIST_CODES_MAX: usize = 32;
 /// RFC 1035 §2.3.4: a host name or DNS-list zone, without the trailing dot.
 pub const HAT_NAME_BYTES_MAX: usize = 253;
+// ---- Rate counters (policy::rate): exact across shards --------------------
+/// Buckets of one sliding window ("per hour" = 60 one-minute buckets).
+pub const RATE_WINDOW_BUCKETS: u64 = 60;
+/// Tokens a shard may lease from a key's owner at once (`lease_tokens`, 1..=8).
+pub const RATE_LEASE_TOKENS_MAX: u32 = 8;
+/// Counter keys one shard's table holds (`table_entries`); past it the least
+/// recently used idle key is forgotten (it starts empty next time).
+pub const RATE_TABLE_ENTRIES: usize = 100_000;
+/// Least recently used keys looked at for an idle one to evict; if all are
+/// busy (open slots, outstanding leases) the request is answered unchecked.
+pub const RATE_EVICTION_SCAN_MAX: usize = 16;
+/// How long the owner waits for a holder to give back a lease before it
+/// counts the lease as returned (the holder is stopping) and decides.
+pub const RATE_RECALL_TIMEOUT_MS: u64 = 1_000;
+/// A shard looks this often for expired leases to give back to their owners.
+pub const RATE_LEASE_SWEEP_MS: u64 = 1_000;
+/// How long a closed connection's slot release may wait for room in the
+/// owner's channel; past it the owner is gone or stuck (shutdown).
+pub const RATE_RELEASE_TIMEOUT_MS: u64 = 60_000;
+/// Range an operator may set `table_entries` in.
+pub const RATE_TABLE_ENTRIES_MIN: usize = 100;
+pub const RATE_TABLE_ENTRIES_MAX: usize = 10_000_000;

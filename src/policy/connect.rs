@@ -90,7 +90,10 @@ pub async fn admit(shard: &Shard, policy: &Policy, listener: &Arc<ListenerPolicy
     let max = flow.params.max_concurrent_connections_per_ip;
     if max > 0 {
         match shard.counters.open(&format!("conn:{}", client.key), max).await {
-            Ok(slot) => client.slot = Some(slot),
+            Ok(slot) => {
+                crate::policy::limits::log_unchecked(shard, &client, &format!("conn:{}", client.key), slot.unchecked());
+                client.slot = Some(slot);
+            }
             Err(refused) => {
                 log_hat("limited", format_args!(" rule=max_concurrent_connections_per_ip key={} count={} max={max}", client.key, refused.count));
                 shard.metrics.rate_limit_refusal("concurrent_connections");

@@ -30,7 +30,8 @@ pub async fn refusal(shard: &Shard, client: &Client) -> Option<Decision> {
     if max == 0 {
         return None;
     }
-    let count = shard.counters.count(&key(client), WINDOW_SECS).await;
+    // A counter that cannot be checked (the owner shard is stopping) counts 0: fail open.
+    let count = shard.counters.count(&key(client), WINDOW_SECS).await.unwrap_or(0);
     if count < max {
         return None;
     }
@@ -49,7 +50,7 @@ pub async fn refusal(shard: &Shard, client: &Client) -> Option<Decision> {
 pub async fn count_invalid(shard: &Shard, client: &Client) {
     let p = &client.policy.params;
     if p.dhap_max_invalid_per_hour > 0 {
-        shard.counters.add(&key(client), WINDOW_SECS).await;
+        let _ = shard.counters.add(&key(client), WINDOW_SECS).await;
     }
     if p.dhap_tarpit_ms > 0 {
         glommio::timer::sleep(Duration::from_millis(p.dhap_tarpit_ms)).await;

@@ -13,6 +13,7 @@
 //! worth a refund round trip).
 
 use crate::policy::client::Client;
+use crate::policy::rate::Unchecked;
 use crate::shard::Shard;
 use crate::smtp::Decision;
 
@@ -24,17 +25,27 @@ pub async fn recipient(shard: &Shard, client: &Client, mail_from: &str) -> Optio
     let p = &flow.params;
     if p.max_recipients_per_hour > 0 {
         let key = format!("rcpt:{}", client.key);
-        if let Err(refused) = shard.counters.take(&key, p.max_recipients_per_hour, RECIPIENTS_PER_HOUR_WINDOW_SECS).await {
-            return Some(refuse(shard, client, "max_recipients_per_hour", &key, refused.count, p.max_recipients_per_hour, flow.recipients_per_hour_reply()));
+        match shard.counters.take(&key, p.max_recipients_per_hour, RECIPIENTS_PER_HOUR_WINDOW_SECS).await {
+            Ok(granted) => log_unchecked(shard, client, &key, granted.unchecked),
+            Err(refused) => return Some(refuse(shard, client, "max_recipients_per_hour", &key, refused.count, p.max_recipients_per_hour, flow.recipients_per_hour_reply())),
         }
     }
     if p.sender_rate_limit > 0 && !mail_from.is_empty() && !flow.sender_rate_exempt(mail_from, client.ip) {
         let key = format!("sender:{}:{}", p.sender_rate_interval_secs, mail_from.to_ascii_lowercase());
-        if let Err(refused) = shard.counters.take(&key, p.sender_rate_limit, p.sender_rate_interval_secs).await {
-            return Some(refuse(shard, client, "sender_rate_limit", &key, refused.count, p.sender_rate_limit, flow.sender_rate_reply()));
+        match shard.counters.take(&key, p.sender_rate_limit, p.sender_rate_interval_secs).await {
+            Ok(granted) => log_unchecked(shard, client, &key, granted.unchecked),
+            Err(refused) => return Some(refuse(shard, client, "sender_rate_limit", &key, refused.count, p.sender_rate_limit, flow.sender_rate_reply())),
         }
     }
     None
+}
+
+/// A counter that could not be checked let the recipient through (fail
+/// open: only a stopping shard or a table full of busy keys does this); say so.
+pub fn log_unchecked(shard: &Shard, client: &Client, key: &str, unchecked: Option<Unchecked>) {
+    if let Some(why) = unchecked {
+        shard.log.event("limit-unchecked", format_args!("conn={} {} key={key} why=\"{why}\"", client.peer.connection_id, client.label()));
+    }
 }
 
 fn refuse(shard: &Shard, client: &Client, rule: &str, key: &str, count: u32, max: u32, reply: crate::smtp::Reply) -> Decision {
