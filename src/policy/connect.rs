@@ -36,44 +36,38 @@ pub enum Admission {
     Answer { decision: Decision, client: Client },
 }
 
+/// What the HAT said about one client, with the DNS facts it took.
+struct Matched<'a> {
+    group: &'a str,
+    /// The sender entry that matched, as written ("" when none did).
+    entry: String,
+    flow: Arc<MailFlowPolicy>,
+    facts: HatFacts,
+}
+
 /// Decide a new connection on `listener`.
 pub async fn admit(shard: &Shard, policy: &Policy, listener: &Arc<ListenerPolicy>, peer: &Peer) -> Admission {
     let ip = canonical(peer.addr.ip());
-    let timeout = Duration::from_millis(policy.dns.hat_lookup_timeout_ms);
-    let started = std::time::Instant::now();
-    let needs = listener.hat.needs(ip);
-    let mut facts = gather(&shard.resolver, ip, needs.ptr, &needs.dnslists, listener.hat.zones(), timeout).await;
-    let matched = listener.hat.first_match(ip, &facts);
-    let (group, entry, flow) = match &matched {
-        Some(m) => (listener.groups[m.group].name.as_str(), m.entry.as_str(), listener.groups[m.group].policy.clone()),
-        None => ("(unmatched)", "", listener.unmatched.clone()),
-    };
-    debug_assert!(flow.behavior() != Behavior::Continue, "CONTINUE groups never match");
-    // $RemoteHost in a banner needs the PTR even when the match did not.
-    // It gets what the match left of the one bound, so the banner is never
-    // held longer than `hat_lookup_timeout_ms` in all.
-    if matches!(facts.ptr, PtrFact::Unknown) && uses_remote_host(&flow) {
-        let left = timeout.saturating_sub(started.elapsed());
-        facts.ptr = gather(&shard.resolver, ip, true, &[], &[], left).await.ptr;
-    }
-    let remote_host = match &facts.ptr {
+    let m = match_client(shard, policy, listener, ip).await;
+    let remote_host = match &m.facts.ptr {
         PtrFact::Confirmed(name) => Some(name.clone()),
         _ => None,
     };
-    let mut client = Client::new(peer.clone(), listener.clone(), group.to_string(), flow.clone(), remote_host);
+    let mut client = Client::new(peer.clone(), listener.clone(), m.group.to_string(), m.flow.clone(), remote_host);
     let conn = &peer.connection_id;
     let log_hat = |outcome: &str, extra: std::fmt::Arguments| {
-        shard.metrics.connection(&listener.name, group, &flow.name, outcome);
+        shard.metrics.connection(&listener.name, m.group, &m.flow.name, outcome);
         shard.log.event("hat", format_args!(
-            "conn={conn} listener={} group={group} entry=\"{entry}\" policy={} ptr={} outcome={outcome}{extra}",
-            listener.name, flow.name, ptr_label(&facts.ptr)
+            "conn={conn} listener={} group={} entry=\"{}\" policy={} ptr={} outcome={outcome}{extra}",
+            listener.name, m.group, m.entry, m.flow.name, ptr_label(&m.facts.ptr)
         ));
     };
-    for (zone, fact) in &facts.dnslists {
+    for (zone, fact) in &m.facts.dnslists {
         if matches!(fact, DnsListFact::Error | DnsListFact::TimedOut | DnsListFact::TempFail) {
             shard.log.event("dnslist", format_args!("conn={conn} zone={} result={fact:?} treated=\"not listed\"", listener.hat.zones()[*zone]));
         }
     }
+    let flow = &m.flow;
     match flow.behavior() {
         Behavior::Tcprefuse => {
             log_hat("tcprefused", format_args!(""));
@@ -89,9 +83,10 @@ pub async fn admit(shard: &Shard, policy: &Policy, listener: &Arc<ListenerPolicy
     }
     let max = flow.params.max_concurrent_connections_per_ip;
     if max > 0 {
-        match shard.counters.open(&format!("conn:{}", client.key), max).await {
+        let key = format!("conn:{}", client.key);
+        match shard.counters.open(&key, max).await {
             Ok(slot) => {
-                crate::policy::limits::log_unchecked(shard, &client, &format!("conn:{}", client.key), slot.unchecked());
+                crate::policy::limits::log_unchecked(shard, &client, &key, slot.unchecked());
                 client.slot = Some(slot);
             }
             Err(refused) => {
@@ -109,6 +104,28 @@ pub async fn admit(shard: &Shard, policy: &Policy, listener: &Arc<ListenerPolicy
     };
     log_hat(outcome, format_args!(""));
     Admission::Answer { decision: Decision::Admit(flow.admission(&client.banner_vars())), client }
+}
+
+/// The first sender group matching `ip` (or the unmatched policy), looking
+/// up only what the match needs, all within one `hat_lookup_timeout_ms`.
+async fn match_client<'a>(shard: &Shard, policy: &Policy, listener: &'a ListenerPolicy, ip: IpAddr) -> Matched<'a> {
+    let timeout = Duration::from_millis(policy.dns.hat_lookup_timeout_ms);
+    let started = std::time::Instant::now();
+    let needs = listener.hat.needs(ip);
+    let mut facts = gather(&shard.resolver, ip, needs.ptr, &needs.dnslists, listener.hat.zones(), timeout).await;
+    let (group, entry, flow) = match listener.hat.first_match(ip, &facts) {
+        Some(m) => (listener.groups[m.group].name.as_str(), m.entry, listener.groups[m.group].policy.clone()),
+        None => ("(unmatched)", String::new(), listener.unmatched.clone()),
+    };
+    debug_assert!(flow.behavior() != Behavior::Continue, "CONTINUE groups never match");
+    // $RemoteHost in a banner needs the PTR even when the match did not.
+    // It gets what the match left of the one bound, so the banner is never
+    // held longer than `hat_lookup_timeout_ms` in all.
+    if matches!(facts.ptr, PtrFact::Unknown) && uses_remote_host(&flow) {
+        let left = timeout.saturating_sub(started.elapsed());
+        facts.ptr = gather(&shard.resolver, ip, true, &[], &[], left).await.ptr;
+    }
+    Matched { group, entry, flow, facts }
 }
 
 fn uses_remote_host(flow: &MailFlowPolicy) -> bool {
