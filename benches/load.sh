@@ -205,7 +205,8 @@ portcullis_port=$(free_port)
 # The HAT leg's config: one public listener whose HAT has 1,000 entries
 # (100 groups of CIDRs, ranges and host names none of which is 127.0.0.1,
 # then ALL), a policy with recipients-per-hour and sender rate limits on
-# but high enough never to refuse, and a RAT accepting $DOMAIN.
+# but high enough never to refuse, and a RAT accepting $DOMAIN. HAT_DHAP=N
+# turns DHAP on too (one counter read per RCPT at the client's owner shard).
 write_hat_config() {
     local file=$1 g k i
     {
@@ -242,7 +243,7 @@ write_hat_config() {
         echo 'max_concurrent_connections_per_ip = 1000'
         echo 'max_recipients_per_hour = 100000000'
         echo 'sender_rate_limit = 100000000'
-        echo 'dhap_max_invalid_per_hour = 0'
+        echo "dhap_max_invalid_per_hour = ${HAT_DHAP:-0}"
         echo '[[rat.bench]]'
         echo "recipient = \"$DOMAIN\""
         echo 'action = "accept"'
