@@ -16,9 +16,8 @@
 //! - `portcullis_open_connections 0` once every client has closed (polled:
 //!   the server notices a close a moment after the client).
 //!
-//! A DHAP refusal (`portcullis_dhap_refusals_total`) needs the real
-//! appliance-wide counters (`policy::rate`); that test is ignored until they
-//! land (the stub counts nothing, so DHAP never refuses).
+//! A DHAP refusal counts in `portcullis_dhap_refusals_total` (with the
+//! real appliance-wide counters of `policy::rate`) and drops the connection.
 
 mod common;
 
@@ -219,7 +218,6 @@ fn connections_by_group_messages_and_open_connections() {
 }
 
 #[test]
-#[ignore = "needs the real policy::rate: the stub in this branch counts nothing, so DHAP never refuses"]
 fn a_dhap_refusal_is_counted_and_drops_the_connection() {
     let Setup { server, admin, .. } = start();
     let (mut c, banner) = RawSmtp::connect_from(server.addr(), ip(84)).unwrap();

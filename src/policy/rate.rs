@@ -25,7 +25,10 @@
 //! spends locally, no mesh round trip, until the owner's current bucket ends
 //! (so a leased token is spent in the bucket it was counted in). Near the
 //! limit the owner grants at most what is left divided by the shard count
-//! (at least 1), so one shard cannot hog the rest. Accounting:
+//! (at least 1), so one shard cannot hog the rest. A lease serves only
+//! takes whose limit is at least the one it was granted under (listeners'
+//! policies check their own thresholds against one counter); a take with a
+//! lower limit asks the owner, which recalls the lease. Accounting:
 //! - The owner counts leased tokens as taken when it grants them and never
 //!   grants past the limit, so the tokens spent are at most the limit:
 //!   **overshoot 0** while every recall is answered.
@@ -259,7 +262,7 @@ impl Counters {
             return answer(Ok(self.decide_take(asked).await));
         }
         let now = self.now();
-        if let Some(count) = self.leases.borrow_mut().spend(&key, now) {
+        if let Some(count) = self.leases.borrow_mut().spend(&key, now, limit) {
             return Ok(Granted {
                 count,
                 unchecked: None,
@@ -268,7 +271,7 @@ impl Counters {
         let ask = self
             .leases
             .borrow_mut()
-            .prepare(&key, now, self.lease_tokens);
+            .prepare(&key, now, self.lease_tokens, limit);
         let mut asking = Asking {
             book: &self.leases,
             key: &key,

@@ -351,6 +351,28 @@ impl RawSmtp {
         closed
     }
 
+    /// The bytes the server still sends before it closes the connection
+    /// within `timeout` (a reset counts as closed); None if it stays open.
+    pub fn rest_until_closed(&mut self, timeout: Duration) -> Option<Vec<u8>> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut rest = Vec::new();
+        let closed = loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break false;
+            }
+            let _ = self.reader.get_ref().set_read_timeout(Some(left));
+            match self.reader.read_until(b'\n', &mut rest) {
+                Ok(0) => break true,
+                Ok(_) => continue,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break false,
+                Err(_) => break true,
+            }
+        };
+        let _ = self.reader.get_ref().set_read_timeout(Some(REPLY_TIMEOUT));
+        closed.then_some(rest)
+    }
+
     /// Half-closes our side (the server sees EOF).
     pub fn shutdown_write(&mut self) -> io::Result<()> {
         self.writer.shutdown(std::net::Shutdown::Write)

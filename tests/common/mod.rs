@@ -15,6 +15,8 @@
 //! - [`control`]: SIGHUP, waiting for every shard, the log of one run.
 //! - [`clients`]: `swaks`, `smtp-source` and a raw SMTP client over
 //!   `TcpStream` for exact bytes (smuggling, pipelining).
+//! - [`spread`]: which shard serves a connection; a session on a chosen
+//!   shard; the owner shard of a counter key.
 //!
 //! Children are killed when their handle drops, so a failing assertion never
 //! leaves a daemon behind. Nothing waits a fixed time: every wait polls a
@@ -28,6 +30,7 @@ pub mod dns;
 pub mod process;
 pub mod server;
 pub mod sink;
+pub mod spread;
 
 pub use clients::{run_smtp_source, RawSmtp, Reply, Swaks, SwaksResult};
 pub use config::{ConfigFile, PolicyToml};
@@ -36,6 +39,7 @@ pub use process::{
 };
 pub use server::{portcullis_bin, run_portcullis, Portcullis, PortcullisBuilder};
 pub use sink::{Sink, SinkBuilder, SinkMessage};
+pub use spread::{owner_of, Placement};
 
 use std::time::Duration;
 

@@ -7,6 +7,9 @@
 //! `now_ms`. Rules that keep the owner's count exact (see `rate.rs`):
 //! - a lease is spent only before its deadline, which is when the owner's
 //!   bucket it was counted in ends (measured from when we asked, so early);
+//! - a lease is spent only by a take whose limit is at least the one it was
+//!   granted under: listeners' policies check their own thresholds against
+//!   one counter, and the owner granted it against the other threshold;
 //! - every lease is remembered until the owner has its account (a settle
 //!   the owner answered, or a recall): then the owner never mistakes spent
 //!   tokens for unused ones;
@@ -25,14 +28,17 @@ struct HeldLease {
     /// with it); plus what we spent since, it is the count we log.
     count_at_grant: u32,
     spent: u32,
+    /// The limit of the take it was granted with: the owner never grants
+    /// past it, so only a take with this limit or a higher one may spend it.
+    limit: u32,
     deadline_ms: u64,
     /// Its account is on the way to the owner.
     settling: bool,
 }
 
 impl HeldLease {
-    fn is_spendable(&self, now_ms: u64) -> bool {
-        !self.settling && self.unused > 0 && now_ms < self.deadline_ms
+    fn is_spendable(&self, now_ms: u64, limit: u32) -> bool {
+        !self.settling && self.unused > 0 && now_ms < self.deadline_ms && self.limit <= limit
     }
 
     fn is_due(&self, now_ms: u64) -> bool {
@@ -79,6 +85,9 @@ pub struct Ask {
     pub want: u32,
     /// Accounts of our spent or expired leases of this key.
     pub settles: Vec<Settle>,
+    /// The limit of the take: a lease granted with it is spent only by
+    /// takes with this limit or a higher one.
+    pub limit: u32,
 }
 
 /// Leases held by this shard, by key; at most `capacity` keys (past it a
@@ -105,27 +114,29 @@ impl LeaseBook {
         self.books.is_empty()
     }
 
-    /// Spend one leased token of `key`: the count to log, or None.
-    pub fn spend(&mut self, key: &CounterKey, now_ms: u64) -> Option<u32> {
+    /// Spend one leased token of `key` for a take with `limit`: the count
+    /// to log, or None (no lease of it granted under `limit` or a lower one).
+    pub fn spend(&mut self, key: &CounterKey, now_ms: u64, limit: u32) -> Option<u32> {
         let lease = self
             .books
             .get_mut(key)?
             .leases
             .iter_mut()
-            .find(|l| l.is_spendable(now_ms))?;
+            .find(|l| l.is_spendable(now_ms, limit))?;
         lease.unused -= 1;
         lease.spent += 1;
         Some(lease.count_at_grant + lease.spent)
     }
 
-    /// About to ask the owner for a token of `key`: how many to want and
-    /// what to settle with it.
-    pub fn prepare(&mut self, key: &CounterKey, now_ms: u64, lease_tokens: u32) -> Ask {
+    /// About to ask the owner for a token of `key` under `limit`: how many
+    /// to want and what to settle with it.
+    pub fn prepare(&mut self, key: &CounterKey, now_ms: u64, lease_tokens: u32, limit: u32) -> Ask {
         if !self.books.contains_key(key) {
             if self.books.len() >= self.capacity || lease_tokens <= 1 {
                 return Ask {
                     want: 1,
                     settles: Vec::new(),
+                    limit,
                 };
             }
             self.books.insert(key.clone(), Book::default());
@@ -138,7 +149,7 @@ impl LeaseBook {
             lease_tokens
         };
         book.asking |= want > 1;
-        Ask { want, settles }
+        Ask { want, settles, limit }
     }
 
     /// The owner answered `ask` (`reached`) or did not. On an answer its
@@ -167,6 +178,7 @@ impl LeaseBook {
                 unused: lease.tokens,
                 count_at_grant: count,
                 spent: 0,
+                limit: ask.limit,
                 deadline_ms,
                 settling: false,
             });
@@ -240,6 +252,9 @@ fn settled(book: &mut Book, settles: &[Settle], reached: bool) {
 mod tests {
     use super::*;
 
+    /// The limit of the takes below.
+    const LIMIT: u32 = 100;
+
     fn key() -> CounterKey {
         CounterKey::window("rcpt:192.0.2.1", 3600)
     }
@@ -257,7 +272,7 @@ mod tests {
 
     /// Ask, and get `tokens` leased as lease `id` at time `at`.
     fn lease(b: &mut LeaseBook, id: u64, tokens: u32, at: u64) -> Ask {
-        let ask = b.prepare(&key(), at, 8);
+        let ask = b.prepare(&key(), at, 8, LIMIT);
         b.finish(&key(), &ask, true, grant(id, tokens), at);
         ask
     }
@@ -265,25 +280,27 @@ mod tests {
     #[test]
     fn a_lease_is_spent_locally_until_empty_or_its_deadline() {
         let mut b = LeaseBook::new(10);
-        assert_eq!(b.spend(&key(), 0), None);
+        assert_eq!(b.spend(&key(), 0, LIMIT), None);
         let ask = lease(&mut b, 1, 3, 0);
         assert_eq!(
             ask,
             Ask {
                 want: 8,
-                settles: vec![]
+                settles: vec![],
+                limit: LIMIT,
             }
         );
-        assert_eq!(b.spend(&key(), 10), Some(2));
-        assert_eq!(b.spend(&key(), 20), Some(3));
-        assert_eq!(b.spend(&key(), 1000), None, "past the deadline");
+        assert_eq!(b.spend(&key(), 10, LIMIT), Some(2));
+        assert_eq!(b.spend(&key(), 20, LIMIT), Some(3));
+        assert_eq!(b.spend(&key(), 1000, LIMIT), None, "past the deadline");
         assert_eq!(b.unused(&key()), 1);
         // The next ask settles it: 1 unused.
         assert_eq!(
-            b.prepare(&key(), 1000, 8),
+            b.prepare(&key(), 1000, 8, LIMIT),
             Ask {
                 want: 8,
-                settles: vec![Settle { id: 1, unused: 1 }]
+                settles: vec![Settle { id: 1, unused: 1 }],
+                limit: LIMIT,
             }
         );
     }
@@ -292,8 +309,8 @@ mod tests {
     fn a_spent_lease_is_remembered_until_the_owner_has_its_account() {
         let mut b = LeaseBook::new(10);
         lease(&mut b, 1, 1, 0);
-        assert!(b.spend(&key(), 1).is_some());
-        let ask = b.prepare(&key(), 2, 8);
+        assert!(b.spend(&key(), 1, LIMIT).is_some());
+        let ask = b.prepare(&key(), 2, 8, LIMIT);
         assert_eq!(ask.settles, vec![Settle { id: 1, unused: 0 }]);
         // A recall while the settle travels: spent, nothing unused (not forfeited!).
         assert_eq!(b.recall(&key(), 1), RecallAnswer::Returned(0));
@@ -305,7 +322,7 @@ mod tests {
     fn settles_that_did_not_reach_the_owner_are_sent_again() {
         let mut b = LeaseBook::new(10);
         lease(&mut b, 1, 2, 0);
-        let ask = b.prepare(&key(), 5000, 8);
+        let ask = b.prepare(&key(), 5000, 8, LIMIT);
         assert_eq!(ask.settles, vec![Settle { id: 1, unused: 2 }]);
         b.finish(&key(), &ask, false, None, 5000);
         assert_eq!(
@@ -320,15 +337,15 @@ mod tests {
     #[test]
     fn a_recall_before_the_grant_arrives_forfeits_it() {
         let mut b = LeaseBook::new(10);
-        let ask = b.prepare(&key(), 0, 8);
+        let ask = b.prepare(&key(), 0, 8, LIMIT);
         assert_eq!(
-            b.prepare(&key(), 0, 8).want,
+            b.prepare(&key(), 0, 8, LIMIT).want,
             1,
             "one lease asked for at a time"
         );
         assert_eq!(b.recall(&key(), 7), RecallAnswer::Forfeited);
         b.finish(&key(), &ask, true, grant(7, 5), 0);
-        assert_eq!(b.spend(&key(), 1), None, "the forfeited lease is discarded");
+        assert_eq!(b.spend(&key(), 1, LIMIT), None, "the forfeited lease is discarded");
         assert!(b.is_empty());
         assert_eq!(
             b.recall(&key(), 8),
@@ -341,9 +358,9 @@ mod tests {
     fn recall_returns_the_unused_tokens() {
         let mut b = LeaseBook::new(10);
         lease(&mut b, 3, 5, 0);
-        b.spend(&key(), 1);
+        b.spend(&key(), 1, LIMIT);
         assert_eq!(b.recall(&key(), 3), RecallAnswer::Returned(4));
-        assert_eq!(b.spend(&key(), 2), None);
+        assert_eq!(b.spend(&key(), 2, LIMIT), None);
         assert!(b.is_empty());
     }
 
@@ -353,17 +370,31 @@ mod tests {
         lease(&mut b, 1, 5, 0);
         let other = CounterKey::window("rcpt:192.0.2.2", 3600);
         assert_eq!(
-            b.prepare(&other, 0, 8),
+            b.prepare(&other, 0, 8, LIMIT),
             Ask {
                 want: 1,
-                settles: vec![]
+                settles: vec![],
+                limit: LIMIT,
             }
         );
         assert_eq!(b.len(), 1);
         assert_eq!(
-            LeaseBook::new(10).prepare(&key(), 0, 1).want,
+            LeaseBook::new(10).prepare(&key(), 0, 1, LIMIT).want,
             1,
             "lease_tokens = 1: no leases"
         );
+    }
+
+    #[test]
+    fn a_lease_is_spent_only_under_a_limit_at_least_its_own() {
+        // Two listeners' policies check 20 and 5 against one counter: a
+        // lease granted under 20 says nothing about 5.
+        let mut b = LeaseBook::new(10);
+        let ask = b.prepare(&key(), 0, 8, 20);
+        b.finish(&key(), &ask, true, grant(1, 7), 0);
+        assert_eq!(b.spend(&key(), 1, 5), None, "granted under a higher limit");
+        assert_eq!(b.unused(&key()), 7);
+        assert_eq!(b.spend(&key(), 1, 20), Some(2));
+        assert_eq!(b.spend(&key(), 1, 50), Some(3), "a higher limit may spend it");
     }
 }
