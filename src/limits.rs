@@ -214,8 +214,12 @@ pub const HAT_NAME_BYTES_MAX: usize = 253;
 // ---- Rate counters (policy::rate): exact across shards --------------------
 /// Buckets of one sliding window ("per hour" = 60 one-minute buckets).
 pub const RATE_WINDOW_BUCKETS: u64 = 60;
-/// Tokens a shard may lease from a key's owner at once (`lease_tokens`, 1..=8).
-pub const RATE_LEASE_TOKENS_MAX: u32 = 8;
+/// Tokens a shard leases from a key's owner at once by default (`lease_tokens`).
+pub const RATE_LEASE_TOKENS_DEFAULT: u32 = 8;
+/// Most tokens `lease_tokens` may set: larger leases mean fewer mesh round
+/// trips on a busy key, and a larger overshoot bound should a shard stop
+/// while holding one ((lease − 1) × (shards − 1)).
+pub const RATE_LEASE_TOKENS_MAX: u32 = 64;
 /// Counter keys one shard's table holds (`table_entries`); past it the least
 /// recently used idle key is forgotten (it starts empty next time).
 pub const RATE_TABLE_ENTRIES: usize = 100_000;
@@ -233,3 +237,6 @@ pub const RATE_RELEASE_TIMEOUT_MS: u64 = 60_000;
 /// Range an operator may set `table_entries` in.
 pub const RATE_TABLE_ENTRIES_MIN: usize = 100;
 pub const RATE_TABLE_ENTRIES_MAX: usize = 10_000_000;
+/// Times a take waits for the lease of its key being asked for before it
+/// asks the owner itself (the lease may be spent by earlier waiters).
+pub const RATE_LEASE_WAITS_MAX: u32 = 2;

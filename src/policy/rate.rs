@@ -115,7 +115,7 @@ pub struct RateSettings {
 impl Default for RateSettings {
     fn default() -> Self {
         RateSettings {
-            lease_tokens: limits::RATE_LEASE_TOKENS_MAX,
+            lease_tokens: limits::RATE_LEASE_TOKENS_DEFAULT,
             table_entries: limits::RATE_TABLE_ENTRIES,
         }
     }
@@ -214,6 +214,9 @@ pub struct Counters {
     /// Releases of dropped slots, to send to their owners (`serve` runs the sender).
     releases: LocalSender<Release>,
     pending_releases: RefCell<Option<LocalReceiver<Release>>>,
+    /// Takes waiting for the lease being asked for their key (single
+    /// flight: one ask per lease, not one per concurrent take).
+    lease_waiters: RefCell<hashbrown::HashMap<CounterKey, Vec<futures_channel::oneshot::Sender<()>>>>,
 }
 
 impl Counters {
@@ -237,6 +240,7 @@ impl Counters {
             recall_turn: glommio::sync::Semaphore::new(1),
             releases,
             pending_releases: RefCell::new(Some(pending)),
+            lease_waiters: RefCell::new(hashbrown::HashMap::new()),
         })
     }
 
@@ -261,19 +265,30 @@ impl Counters {
             };
             return answer(Ok(self.decide_take(asked).await));
         }
-        let now = self.now();
-        if let Some(count) = self.leases.borrow_mut().spend(&key, now, limit) {
-            return Ok(Granted {
-                count,
-                unchecked: None,
-            });
-        }
+        // A take that finds the lease of its key being asked for waits for
+        // it (bounded: the ask is bounded by the mesh timeout) instead of
+        // asking the owner for a single token of its own.
+        let mut waits = 0;
+        let now = loop {
+            let now = self.now();
+            if let Some(count) = self.leases.borrow_mut().spend(&key, now, limit) {
+                return Ok(Granted { count, unchecked: None });
+            }
+            if waits == limits::RATE_LEASE_WAITS_MAX || !self.leases.borrow().is_asking(&key) {
+                break now;
+            }
+            waits += 1;
+            let (wake, woken) = futures_channel::oneshot::channel();
+            self.lease_waiters.borrow_mut().entry(key.clone()).or_default().push(wake);
+            let _ = woken.await; // Canceled (the asker gave up) wakes us as well
+        };
         let ask = self
             .leases
             .borrow_mut()
             .prepare(&key, now, self.lease_tokens, limit);
         let mut asking = Asking {
             book: &self.leases,
+            waiters: &self.lease_waiters,
             key: &key,
             ask: &ask,
             done: false,
@@ -297,6 +312,7 @@ impl Counters {
         self.leases
             .borrow_mut()
             .finish(&key, &ask, reply.is_ok(), grant, now);
+        wake_lease_waiters(&self.lease_waiters, &key);
         answer(reply)
     }
 
@@ -439,6 +455,7 @@ fn answer(decided: Result<TakeDecision, ShardGone>) -> Result<Granted, Refused> 
 /// connection went away), the book still learns the ask ended unanswered.
 struct Asking<'a> {
     book: &'a RefCell<LeaseBook>,
+    waiters: &'a RefCell<hashbrown::HashMap<CounterKey, Vec<futures_channel::oneshot::Sender<()>>>>,
     key: &'a CounterKey,
     ask: &'a Ask,
     done: bool,
@@ -450,7 +467,16 @@ impl Drop for Asking<'_> {
             self.book
                 .borrow_mut()
                 .finish(self.key, self.ask, false, None, 0);
+            wake_lease_waiters(self.waiters, self.key);
         }
+    }
+}
+
+/// The lease ask for `key` ended (granted or not): its waiters try again.
+fn wake_lease_waiters(waiters: &RefCell<hashbrown::HashMap<CounterKey, Vec<futures_channel::oneshot::Sender<()>>>>, key: &CounterKey) {
+    let woken = waiters.borrow_mut().remove(key);
+    for wake in woken.into_iter().flatten() {
+        let _ = wake.send(());
     }
 }
 

@@ -114,6 +114,11 @@ impl LeaseBook {
         self.books.is_empty()
     }
 
+    /// Is a lease of `key` being asked for?
+    pub fn is_asking(&self, key: &CounterKey) -> bool {
+        self.books.get(key).is_some_and(|b| b.asking)
+    }
+
     /// Spend one leased token of `key` for a take with `limit`: the count
     /// to log, or None (no lease of it granted under `limit` or a lower one).
     pub fn spend(&mut self, key: &CounterKey, now_ms: u64, limit: u32) -> Option<u32> {

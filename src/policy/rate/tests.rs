@@ -182,7 +182,7 @@ fn spread_takes(shards: usize, limit: u32, per_shard: u32) -> u32 {
     });
     let total: u32 = granted.iter().sum();
     let n = per_shard * shards as u32;
-    let overshoot_max = (limits::RATE_LEASE_TOKENS_MAX - 1) * (shards as u32 - 1);
+    let overshoot_max = (limits::RATE_LEASE_TOKENS_DEFAULT - 1) * (shards as u32 - 1);
     assert!(
         total >= n.min(limit),
         "undershoot: {total} granted of {n} asked, limit {limit} ({granted:?})"
@@ -319,7 +319,7 @@ fn a_holder_that_does_not_answer_a_recall_overshoots_at_most_its_lease() {
     );
     let total = results[0].0 + results[1].0;
     assert!(
-        total - 10 <= limits::RATE_LEASE_TOKENS_MAX - 1,
+        total - 10 <= limits::RATE_LEASE_TOKENS_DEFAULT - 1,
         "overshoot {} within lease − 1",
         total - 10
     );
@@ -539,7 +539,7 @@ fn a_missing_owner_fails_open_and_says_so() {
 fn settings_are_range_checked() {
     assert_eq!(RateSettings::default().validate(), Ok(()));
     let bad = RateSettings {
-        lease_tokens: 9,
+        lease_tokens: limits::RATE_LEASE_TOKENS_MAX + 1,
         ..RateSettings::default()
     };
     assert_eq!(bad.validate().unwrap_err().0, "rate_limits.lease_tokens");
