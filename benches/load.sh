@@ -207,7 +207,7 @@ portcullis_port=$(free_port)
 # then ALL), a policy with recipients-per-hour and sender rate limits on
 # but high enough never to refuse, and a RAT accepting $DOMAIN. HAT_DHAP=N
 # turns DHAP on too (one counter read per RCPT at the client's owner shard).
-# HAT_LEASE=N sets [rate_limits] lease_tokens (default here 32: every
+# HAT_LEASE=N sets [rate_limits] lease_tokens (default here 64: every
 # recipient of the leg comes from one client and one sender, so two keys
 # take all the load; at the appliance's default of 8 a lease round trip per
 # 8 recipients costs 10-12% at 10 recipients per message on 2 CPUs).
@@ -249,7 +249,7 @@ write_hat_config() {
         echo 'sender_rate_limit = 100000000'
         echo "dhap_max_invalid_per_hour = ${HAT_DHAP:-0}"
         echo '[rate_limits]'
-        echo "lease_tokens = ${HAT_LEASE:-32}"
+        echo "lease_tokens = ${HAT_LEASE:-64}"
         echo '[[rat.bench]]'
         echo "recipient = \"$DOMAIN\""
         echo 'action = "accept"'
