@@ -116,26 +116,6 @@ fn start() -> Setup {
     Setup { _file: file, server, admin }
 }
 
-/// GET /metrics over HTTP/1.0; the body of a 200.
-fn scrape(admin: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(admin).expect("connect to the admin port");
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("the whole answer, then EOF");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("head and body");
-    assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "{head}");
-    body.to_owned()
-}
-
-/// The value of the sample `series` (exactly as printed), if any.
-fn value(page: &str, series: &str) -> Option<f64> {
-    page.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .map(|v| v.trim().parse().unwrap_or_else(|e| panic!("{series}: {v:?}: {e}")))
-}
-
 /// `portcullis_connections_total` of one group and outcome, labels in any order.
 fn connections(page: &str, group: &str, outcome: &str) -> f64 {
     let want = [format!("group=\"{group}\""), format!("outcome=\"{outcome}\"")];
@@ -152,7 +132,7 @@ fn wait_no_open_connections(admin: SocketAddr) -> String {
     let mut page = String::new();
     let closed = wait_until(WAIT, || {
         page = scrape(admin);
-        value(&page, "portcullis_open_connections") == Some(0.0)
+        sample(&page, "portcullis_open_connections") == Some(0.0)
     });
     assert!(closed, "open connections left:\n{page}");
     page
@@ -267,7 +247,7 @@ fn n_connections_over_both_shards_then_421_and_abrupt_ends_give_their_slots_back
     reset(last);
 
     let page = wait_no_open_connections(admin);
-    let refusals = value(&page, r#"portcullis_rate_limit_refusals_total{kind="concurrent_connections"}"#).unwrap_or(0.0);
+    let refusals = sample(&page, r#"portcullis_rate_limit_refusals_total{kind="concurrent_connections"}"#).unwrap_or(0.0);
     assert!(refusals >= limited.len() as f64, "{page}");
     // The count is back at zero, not below: exactly N again, then 421.
     let again = admit(&server, capped, CAPPED);

@@ -117,18 +117,6 @@ fn start() -> Setup {
     Setup { _file: file, server, admin }
 }
 
-/// GET /metrics over HTTP/1.0; the body of a 200.
-fn scrape(admin: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(admin).expect("connect to the admin port");
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("the whole answer, then EOF");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("head and body");
-    assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "{head}");
-    body.to_owned()
-}
-
 fn dhap_refusals(admin: SocketAddr) -> f64 {
     let page = scrape(admin);
     page.lines()

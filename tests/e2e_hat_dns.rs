@@ -370,22 +370,10 @@ policy = "ACCEPTED"
     assert_eq!(field(&line, "ptr"), Some("tempfail"), "{line}");
 }
 
-/// GET /metrics from the admin listener: the body.
-fn metrics(admin: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(admin).expect("connect to the admin listener");
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP answer");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_owned()
-}
-
 /// DNS queries sent plus cache hits, all types: every lookup the resolver
 /// was asked for.
 fn dns_lookups(admin: SocketAddr) -> u64 {
-    metrics(admin)
+    scrape(admin)
         .lines()
         .filter(|l| l.starts_with("portcullis_dns_queries_total{") || l.starts_with("portcullis_dns_cache_hits_total{"))
         .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap_or_else(|_| panic!("{l}")))
@@ -435,7 +423,7 @@ policy = "ACCEPTED"
     for (nth, source, entry) in [(1, "127.0.0.20", "127.0.0.20"), (2, "127.0.0.45", "127.0.0.40-49"), (3, "127.0.0.49", "127.0.0.40-49")] {
         expect_group(&server, port, nth, source, "BYADDRESS", entry, "-");
     }
-    assert_eq!(dns_lookups(admin), 0, "DNS asked for clients the address decided:\n{}", metrics(admin));
+    assert_eq!(dns_lookups(admin), 0, "DNS asked for clients the address decided:\n{}", scrape(admin));
 
     // The control: a client the address does not decide needs the DNS
     // list and the PTR, and the counters see it (so the zero above means
@@ -453,7 +441,7 @@ policy = "ACCEPTED"
             seen > 0
         }),
         "no DNS lookup counted for a client that needed one:\n{}",
-        metrics(admin)
+        scrape(admin)
     );
 }
 

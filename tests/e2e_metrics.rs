@@ -105,27 +105,6 @@ fn start() -> Setup {
     Setup { _file: file, _sink: sink, server, admin }
 }
 
-/// GET /metrics over HTTP/1.0; the body of a 200.
-fn scrape(admin: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(admin).expect("connect to the admin port");
-    stream.set_read_timeout(Some(WAIT)).unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    stream.read_to_string(&mut raw).expect("the whole answer, then EOF");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("head and body");
-    assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "{head}");
-    body.to_owned()
-}
-
-/// The value of the sample `name{labels}` (labels exactly as printed, in
-/// the order given) or of `name` alone; None if the page has no such line.
-fn value(page: &str, series: &str) -> Option<f64> {
-    page.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-        .map(|v| v.trim().parse().unwrap_or_else(|e| panic!("{series}: {v:?}: {e}")))
-}
-
 /// The connections counter of one group, whatever order the labels are in.
 fn connections(page: &str, group: &str, policy: &str, outcome: &str) -> f64 {
     let want = [
@@ -199,7 +178,7 @@ fn connections_by_group_messages_and_open_connections() {
     let mut page = String::new();
     let expected_open_zero = wait_until(WAIT, || {
         page = scrape(admin);
-        value(&page, "portcullis_open_connections") == Some(0.0)
+        sample(&page, "portcullis_open_connections") == Some(0.0)
     });
     assert!(expected_open_zero, "open connections after every client closed:\n{page}");
     let each = EACH as f64;
@@ -211,9 +190,9 @@ fn connections_by_group_messages_and_open_connections() {
         each + probes as f64,
         "{page}"
     );
-    assert_eq!(value(&page, "portcullis_messages_accepted_total"), Some(2.0 * each), "{page}");
+    assert_eq!(sample(&page, "portcullis_messages_accepted_total"), Some(2.0 * each), "{page}");
     // Nothing refused by a rate limit or DHAP in this run.
-    assert_eq!(value(&page, "portcullis_dhap_refusals_total"), Some(0.0), "{page}");
+    assert_eq!(sample(&page, "portcullis_dhap_refusals_total"), Some(0.0), "{page}");
     let _ = sink.wait_for_messages(2 * EACH, WAIT);
 }
 
@@ -239,8 +218,8 @@ fn a_dhap_refusal_is_counted_and_drops_the_connection() {
     assert!(
         wait_until(WAIT, || {
             page = scrape(admin);
-            value(&page, "portcullis_dhap_refusals_total") == Some(1.0)
-                && value(&page, "portcullis_open_connections") == Some(0.0)
+            sample(&page, "portcullis_dhap_refusals_total") == Some(1.0)
+                && sample(&page, "portcullis_open_connections") == Some(0.0)
         }),
         "{page}"
     );

@@ -23,6 +23,7 @@
 //! condition until a deadline and fails with what it saw.
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod clients;
 pub mod config;
 pub mod control;
@@ -32,6 +33,7 @@ pub mod server;
 pub mod sink;
 pub mod spread;
 
+pub use admin::{sample, scrape};
 pub use clients::{run_smtp_source, RawSmtp, Reply, Swaks, SwaksResult};
 pub use config::{ConfigFile, PolicyToml};
 pub use process::{
