@@ -24,8 +24,8 @@
 mod common;
 
 use common::*;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 const SHARDS: usize = 2;

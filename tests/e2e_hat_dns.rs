@@ -41,8 +41,8 @@ mod common;
 
 use common::dns::*;
 use common::*;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 /// The listener section of a config with the server's port in it.

@@ -23,8 +23,9 @@ mod common;
 
 use common::clients::tcp_from;
 use common::*;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+
+use std::io::Read;
+use std::net::{Ipv4Addr, SocketAddr};
 
 const SHARDS: usize = 2;
 
