@@ -35,6 +35,7 @@ use std::time::Duration;
 use crate::clock;
 use crate::config::{Policy, PolicyCell, Settings};
 use crate::maillog::MailLog;
+use crate::metrics::Metrics;
 use crate::message::{domain_of, Envelope, QueueId};
 use crate::pool::{OutboundEnvelope, Pool, RecipientOutcome};
 use crate::shards::{Mesh, ShardRequest};
@@ -82,6 +83,7 @@ pub struct Delivery {
     pool: Pool,
     mesh: Rc<Mesh>,
     log: Rc<MailLog>,
+    metrics: Arc<Metrics>,
     next_id: Cell<u64>,
     in_flight: Cell<usize>,
     /// Attempts talking to a downstream right now.
@@ -104,7 +106,7 @@ struct Held {
 }
 
 impl Delivery {
-    pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, pool: Pool, mesh: Rc<Mesh>, log: Rc<MailLog>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
+    pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, pool: Pool, mesh: Rc<Mesh>, log: Rc<MailLog>, metrics: Arc<Metrics>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
         let memory = Rc::new(glommio::sync::Semaphore::new(memory_units(&settings)));
         Rc::new(Delivery {
             settings,
@@ -112,6 +114,7 @@ impl Delivery {
             pool,
             mesh,
             log,
+            metrics,
             next_id: Cell::new(0),
             in_flight: Cell::new(0),
             attempting: Cell::new(0),
@@ -291,6 +294,10 @@ impl Delivery {
         };
         let mut failures = Vec::new();
         let mut deferred = Vec::new();
+        // One message handed over, whatever the number of its recipients the downstream took.
+        if outcomes.iter().any(|o| matches!(o, RecipientOutcome::Delivered(_))) {
+            self.metrics.message_delivered();
+        }
         for (&index, outcome) in pending.iter().zip(outcomes.iter()) {
             let rcpt = &env.recipients[index as usize];
             match outcome {

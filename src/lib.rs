@@ -1,18 +1,23 @@
 //! Portcullis: an SMTP edge appliance, thread-per-core on glommio.
 //!
 //! Layout, in the order a message flows: `listener` accepts on every shard
-//! (SO_REUSEPORT) → `connection` drives one socket and feeds the pure
-//! `smtp::Session`, carrying out what it asks: connect, MAIL and RCPT
-//! decisions from `policy`,
-//! and at the end of data `intake`, which stores the message durably in
-//! `spool` (group commit, then 250) and hands its recipients to `delivery`
+//! (SO_REUSEPORT), one accept loop per configured listener → `connection`
+//! drives one socket and feeds the pure `smtp::Session`, carrying out what
+//! it asks: the connect decision from `policy::connect` (the HAT matches
+//! the client, with `dns` lookups only as far as the match needs, and picks
+//! its mail flow policy; TCPREFUSE resets here), MAIL and RCPT decisions
+//! from `policy` (sender verification, DHAP, the RAT, rate limits on the
+//! appliance-wide counters of `policy::rate`), and at the end of data
+//! `intake`, which stores the message durably in `spool` (group commit,
+//! then 250) and hands its recipients to `delivery`
 //! on the owner shard of each destination, which sends them downstream
 //! through `pool` (the pure `smtp::client` on a socket) and tells the spool
 //! shard they are done. `lifecycle` starts and stops the shards and serves
 //! signals (SIGHUP reload); `shard` is one shard's context; `shards` holds
 //! the one `owner(key)` rule and the mesh (`ask_owner`); `config` the file
 //! format, split into process `Settings` and the reloadable `Policy`;
-//! `limits` every bound; `maillog` one line per event.
+//! `limits` every bound; `maillog` one line per event; `metrics` per-shard
+//! counters that `admin` (its own thread) serves summed as GET /metrics.
 //!
 //! The seams, for whoever adds the next subsystem:
 //! - **A shard request**: declare `struct MyRequest` and
@@ -21,6 +26,9 @@
 //!   in `lifecycle::serve_requests`, and call
 //!   `shard.mesh.ask_owner(key, MyRequest { … }).await` — a `Result`, never a
 //!   panic or a hang (`ShardGone`). Example: `spool::done::MarkDone`.
+//! - **An invalid recipient** (call-ahead's "mailbox unknown", LDAP accept's
+//!   "no entry"): call `policy::dhap::count_invalid`, the one place DHAP
+//!   counts.
 //! - **A policy question**: the session returns `Action::Ask` with a
 //!   `Question`; `connection` has `policy` answer it with a `Decision` (a
 //!   future, so it may await the mesh, DNS or a probe) and feeds it back.

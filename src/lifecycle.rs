@@ -241,8 +241,8 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
         Err(e) => return Err(e),
     };
     let policy = Rc::new(PolicyCell::new(shared.board.latest()));
-    let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), mesh.clone(), log.clone(), queues.delivery);
     let metrics = shared.metrics[id].clone();
+    let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), mesh.clone(), log.clone(), metrics.clone(), queues.delivery);
     let dns = &policy.current().dns;
     let resolver = Rc::new(Resolver::new(shared.nameservers.to_vec(), dns, metrics.clone()));
     let counters = Counters::new(mesh.clone(), &settings.rate);

@@ -12,7 +12,8 @@
 //! - `portcullis_connections_total{listener,group,policy,outcome}` per
 //!   group (the probes that wait for both shards are unmatched/accepted and
 //!   counted too);
-//! - `portcullis_messages_accepted_total` = the messages answered 250;
+//! - `portcullis_messages_accepted_total` = the messages answered 250, and
+//!   `portcullis_messages_delivered_total` = those at the sink;
 //! - `portcullis_open_connections 0` once every client has closed (polled:
 //!   the server notices a close a moment after the client).
 //!
@@ -194,7 +195,10 @@ fn connections_by_group_messages_and_open_connections() {
     assert_eq!(sample(&page, "portcullis_messages_accepted_total"), Some(2.0 * each), "{page}");
     // Nothing refused by a rate limit or DHAP in this run.
     assert_eq!(sample(&page, "portcullis_dhap_refusals_total"), Some(0.0), "{page}");
-    let _ = sink.wait_for_messages(2 * EACH, WAIT);
+    assert_eq!(sink.wait_for_messages(2 * EACH, WAIT).len(), 2 * EACH);
+    // Every message reached the sink: each was counted once as delivered.
+    let delivered = wait_until(WAIT, || sample(&scrape(admin), "portcullis_messages_delivered_total") == Some(2.0 * each));
+    assert!(delivered, "{}", scrape(admin));
 }
 
 #[test]
