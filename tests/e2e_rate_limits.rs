@@ -372,6 +372,17 @@ fn similarity_bits_24_share_one_counter_and_bits_32_do_not() {
     assert_limit_lines(&lines, "inbound", HOURLY);
     let groups: std::collections::BTreeSet<&str> = lines.iter().map(|l| field(l, "group")).collect();
     assert_eq!(groups, ["SIMILAR"].into(), "{lines:#?}");
+    // Each member address keeps a count of its own for the report: the
+    // refusal names the address and what it sent this hour (counted in the
+    // background, so at most what the group accepted; both sent some).
+    let mut per_member = std::collections::BTreeMap::<String, usize>::new();
+    for line in &lines {
+        let count: usize = field(line, "ip_count").parse().unwrap();
+        let best = per_member.entry(field(line, "ip").to_owned()).or_default();
+        *best = (*best).max(count);
+    }
+    assert_eq!(per_member.keys().cloned().collect::<Vec<_>>(), ["127.0.0.20", "127.0.0.21"], "{lines:#?}");
+    assert!(per_member.values().all(|&n| n > 0) && per_member.values().sum::<usize>() <= HOURLY, "{per_member:?}\n{lines:#?}");
 
     // PERADDR (/32): .30 and .31 each have their own 20.
     let distinct = [ip(30), ip(31)];

@@ -36,6 +36,11 @@ impl Client {
         Client { peer, ip, listener, group, policy, remote_host, key, slot: None }
     }
 
+    /// Is the counter key a similarity group rather than the address itself?
+    pub fn grouped(&self) -> bool {
+        self.key.contains('/')
+    }
+
     /// `$RemoteHost`: the confirmed name or "unknown".
     pub fn remote_host(&self) -> &str {
         self.remote_host.as_deref().unwrap_or("unknown")
