@@ -38,6 +38,7 @@
 //!   snapshot they took when they started.
 
 pub mod admin;
+pub mod callahead;
 pub mod cli;
 pub mod clock;
 pub mod config;
