@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use super::{Config, SessionLimits};
+use super::Config;
 use crate::policy::access::Access;
 
 /// RFC 5321 §4.5.3.2 server-side timeouts and the minimum data rate.
@@ -37,13 +37,8 @@ pub struct RetrySchedule {
 pub struct Policy {
     /// Counts reloads from 0 (the start); shows in the mail log.
     pub generation: u64,
-    /// Our name in greetings and 421 replies.
-    pub hostname: String,
-    /// The shorthand's relay domains, lower case (its RAT accepts them). Never a wildcard.
-    pub relay_domains: Vec<String>,
     /// Destination → downstream hosts, tried in order. "*" is the default route.
     pub routes: BTreeMap<String, Vec<SocketAddr>>,
-    pub session: SessionLimits,
     pub timeouts: ServerTimeouts,
     pub retry: RetrySchedule,
     /// Listeners with their HAT and RAT, the mail flow policies, the sender
@@ -58,15 +53,11 @@ impl Policy {
     pub fn compile(config: &Config, generation: u64) -> Policy {
         let t = &config.timeouts;
         let d = &config.delivery;
-        let relay_domains: Vec<String> = config.relay_domains.iter().map(|d| d.to_ascii_lowercase()).collect();
         Policy {
             generation,
             access: Arc::new(Access::compile(config).expect("compile() takes a validated config")),
             dns: config.dns.clone(),
-            hostname: config.hostname.clone(),
-            relay_domains,
             routes: config.routes.clone(),
-            session: config.session.clone(),
             timeouts: ServerTimeouts {
                 command_secs: t.command_secs,
                 data_block_secs: t.data_block_secs,
