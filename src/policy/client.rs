@@ -8,7 +8,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::policy::access::ListenerPolicy;
-use crate::policy::flow::{canonical, BannerVars, MailFlowPolicy};
+use crate::policy::flow::{BannerVars, MailFlowPolicy};
+use crate::policy::hat::canonical_ip;
 use crate::policy::rate::Slot;
 use crate::smtp::Peer;
 
@@ -31,7 +32,7 @@ pub struct Client {
 
 impl Client {
     pub fn new(peer: Peer, listener: Arc<ListenerPolicy>, group: String, policy: Arc<MailFlowPolicy>, remote_host: Option<String>) -> Client {
-        let ip = canonical(peer.addr.ip());
+        let ip = canonical_ip(peer.addr.ip());
         let key = policy.client_key(ip);
         Client { peer, ip, listener, group, policy, remote_host, key, slot: None }
     }

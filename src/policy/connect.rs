@@ -22,8 +22,8 @@ use crate::config::Policy;
 use crate::dns::{Lookup, Resolver};
 use crate::policy::access::ListenerPolicy;
 use crate::policy::client::Client;
-use crate::policy::flow::{canonical, MailFlowPolicy};
-use crate::policy::hat::{classify_dnslist_answer, dnslist_query_name, DnsListFact, HatFacts, PtrFact};
+use crate::policy::flow::MailFlowPolicy;
+use crate::policy::hat::{canonical_ip, classify_dnslist_answer, dnslist_query_name, DnsListFact, HatFacts, PtrFact};
 use crate::shard::Shard;
 use crate::smtp::{Decision, Peer, Reply};
 
@@ -47,7 +47,7 @@ struct Matched<'a> {
 
 /// Decide a new connection on `listener`.
 pub async fn admit(shard: &Shard, policy: &Policy, listener: &Arc<ListenerPolicy>, peer: &Peer) -> Admission {
-    let ip = canonical(peer.addr.ip());
+    let ip = canonical_ip(peer.addr.ip());
     let m = match_client(shard, policy, listener, ip).await;
     let remote_host = match &m.facts.ptr {
         PtrFact::Confirmed(name) => Some(name.clone()),
@@ -189,7 +189,7 @@ async fn confirmed_ptr(resolver: &Resolver, ip: IpAddr) -> PtrFact {
     let mut temp_failed = false;
     for name in names.iter().take(crate::limits::PTR_NAMES_CHECKED_MAX) {
         match resolver.addresses(name).await {
-            Lookup::Found(addresses) if addresses.iter().any(|a| canonical(*a) == ip) => return PtrFact::Confirmed(name.clone()),
+            Lookup::Found(addresses) if addresses.iter().any(|a| canonical_ip(*a) == ip) => return PtrFact::Confirmed(name.clone()),
             Lookup::TempFail(_) => temp_failed = true,
             _ => {}
         }

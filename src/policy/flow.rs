@@ -8,6 +8,7 @@ use std::sync::Arc;
 use hashbrown::HashSet;
 
 use crate::config::flow::{Behavior, FlowParams, RejectAt};
+use crate::policy::hat::canonical_ip;
 use crate::policy::rat::enhanced;
 use crate::smtp::{Banner, ConnectionPolicy, Reply};
 
@@ -150,7 +151,7 @@ impl MailFlowPolicy {
 
 /// `ip` itself at full length, else `network/bits` (IPv4-mapped IPv6 as IPv4).
 pub fn similarity_key(ip: IpAddr, bits_v4: u8, bits_v6: u8) -> String {
-    match canonical(ip) {
+    match canonical_ip(ip) {
         IpAddr::V4(v4) if bits_v4 >= 32 => v4.to_string(),
         IpAddr::V4(v4) => {
             let mask = if bits_v4 == 0 { 0 } else { u32::MAX << (32 - bits_v4) };
@@ -161,14 +162,6 @@ pub fn similarity_key(ip: IpAddr, bits_v4: u8, bits_v6: u8) -> String {
             let mask = if bits_v6 == 0 { 0 } else { u128::MAX << (128 - bits_v6) };
             format!("{}/{bits_v6}", std::net::Ipv6Addr::from(u128::from(v6) & mask))
         }
-    }
-}
-
-/// IPv4-mapped IPv6 (`::ffff:a.b.c.d`) is the IPv4 client it is.
-pub fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 
