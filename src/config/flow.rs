@@ -216,9 +216,7 @@ impl FlowParams {
             ("sender_nxdomain_text", &self.sender_nxdomain_text),
             ("sender_servfail_text", &self.sender_servfail_text),
         ] {
-            if text.len() > crate::limits::REPLY_TEXT_BYTES_MAX || text.chars().any(|c| c.is_control()) {
-                return Err(format!("{key}: at most {} bytes, no control characters", crate::limits::REPLY_TEXT_BYTES_MAX));
-            }
+            check_reply_text(text).map_err(|why| format!("{key}: {why}"))?;
         }
         if self.tls != "off" || self.smtp_auth != "off" {
             return Err("tls, smtp_auth: only \"off\" until TLS and AUTH are built".into());
@@ -228,6 +226,15 @@ impl FlowParams {
         }
         Ok(())
     }
+}
+
+/// A configured reply text: one line of at most `REPLY_TEXT_BYTES_MAX`
+/// octets (RFC 5321 §4.5.3.1.5 leaves room for the code), no control characters.
+pub fn check_reply_text(text: &str) -> Result<(), String> {
+    if text.len() > crate::limits::REPLY_TEXT_BYTES_MAX || text.chars().any(|c| c.is_control()) {
+        return Err(format!("at most {} bytes, no control characters", crate::limits::REPLY_TEXT_BYTES_MAX));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

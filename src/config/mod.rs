@@ -350,7 +350,7 @@ impl Config {
 }
 
 /// Letters, digits, hyphens and dots, no empty label (RFC 1035 preferred syntax).
-fn is_domain(s: &str) -> bool {
+pub(crate) fn is_domain(s: &str) -> bool {
     s.len() <= limits::DOMAIN_BYTES_MAX
         && !s.is_empty()
         && s.split('.').all(|label| {

@@ -49,7 +49,7 @@ impl MailFlowPolicy {
                 exempt.ips.insert(ip);
             } else if entry.contains('@') {
                 exempt.addresses.insert(entry);
-            } else if crate::policy::patterns::check_domain(&entry).is_ok() {
+            } else if crate::config::is_domain(&entry) {
                 exempt.domains.insert(entry);
             } else {
                 return Err(format!("sender_rate_limit_exceptions: {entry:?} is not an address, domain or IP"));

@@ -12,6 +12,8 @@
 
 use hashbrown::HashMap;
 
+use crate::config::is_domain;
+
 #[derive(Debug, Default)]
 pub struct MailboxPatterns {
     addresses: HashMap<String, usize>,
@@ -36,17 +38,17 @@ impl MailboxPatterns {
             }
             &mut self.local_parts
         } else if let Some((local, domain)) = p.rsplit_once('@') {
-            if check_local(local).is_err() || check_domain(domain).is_err() {
+            if check_local(local).is_err() || !is_domain(domain) {
                 return bad("not an address");
             }
             &mut self.addresses
         } else if let Some(parent) = p.strip_prefix('.') {
-            if check_domain(parent).is_err() {
+            if !is_domain(parent) {
                 return bad("not a domain");
             }
             &mut self.suffixes
         } else {
-            if check_domain(&p).is_err() {
+            if !is_domain(&p) {
                 return bad("not a domain");
             }
             &mut self.domains
@@ -83,18 +85,6 @@ fn check_local(local: &str) -> Result<(), ()> {
         return Err(());
     }
     Ok(())
-}
-
-/// Letters, digits and hyphens in non-empty labels (RFC 1035 §2.3.1).
-pub fn check_domain(domain: &str) -> Result<(), &'static str> {
-    let ok = !domain.is_empty()
-        && domain.len() <= crate::limits::DOMAIN_BYTES_MAX
-        && domain.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err("not a domain")
-    }
 }
 
 #[cfg(test)]

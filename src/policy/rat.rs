@@ -86,12 +86,10 @@ pub fn check_reply(code: Option<u16>, text: Option<&str>) -> Result<(), String> 
             return Err(format!("code {code}: must be 4xx or 5xx (not 421)"));
         }
     }
-    if let Some(text) = text {
-        if text.len() > crate::limits::REPLY_TEXT_BYTES_MAX || text.chars().any(|c| c.is_control()) {
-            return Err(format!("text: at most {} bytes, no control characters", crate::limits::REPLY_TEXT_BYTES_MAX));
-        }
+    match text {
+        Some(text) => crate::config::flow::check_reply_text(text).map_err(|why| format!("text: {why}")),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]
