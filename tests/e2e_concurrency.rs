@@ -102,12 +102,9 @@ struct Setup {
 fn start() -> Setup {
     let port = free_port();
     let admin = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let file = ConfigFile::new(&PolicyToml::new());
-    file.write_text(&config(port));
+    let file = ConfigFile::with_text(&config(port));
     let server = Portcullis::builder()
-        .config(file.path())
-        .listeners_from_config()
-        .port(port)
+        .listeners_file(&file, port)
         .cores(SHARDS)
         .admin_listen(&admin.to_string())
         .start();

@@ -67,12 +67,9 @@ banner_text = "$Hostname ESMTP group=$Group policy=$Policy"
 "#;
 
 fn start(dns: &TestDns, port: u16, config: &str) -> (ConfigFile, Portcullis) {
-    let file = ConfigFile::new(&PolicyToml::new());
-    file.write_text(config);
+    let file = ConfigFile::with_text(config);
     let server = Portcullis::builder()
-        .port(port)
-        .listeners_from_config()
-        .config(file.path())
+        .listeners_file(&file, port)
         .dns(dns.addr())
         .start();
     (file, server)
@@ -409,12 +406,9 @@ policy = "ACCEPTED"
 "#,
         listener("lazy", port, "lazy"),
     );
-    let file = ConfigFile::new(&PolicyToml::new());
-    file.write_text(&config);
+    let file = ConfigFile::with_text(&config);
     let server = Portcullis::builder()
-        .port(port)
-        .listeners_from_config()
-        .config(file.path())
+        .listeners_file(&file, port)
         .dns(dns.addr())
         .admin_listen(&admin.to_string())
         .start();

@@ -152,12 +152,9 @@ fn config_text(port: u16, extra: &str) -> String {
 
 fn start(sink: &Sink, extra: &str) -> (ConfigFile, Portcullis) {
     let port = free_port();
-    let file = ConfigFile::new(&PolicyToml::new());
-    file.write_text(&config_text(port, extra));
+    let file = ConfigFile::with_text(&config_text(port, extra));
     let server = Portcullis::builder()
-        .config(file.path())
-        .listeners_from_config()
-        .port(port)
+        .listeners_file(&file, port)
         .route("*", sink)
         .start();
     (file, server)

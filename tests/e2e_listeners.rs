@@ -97,12 +97,9 @@ fn send(addr: std::net::SocketAddr, from: Ipv4Addr, to: &str) -> Reply {
 fn each_listener_has_its_own_hat_and_the_private_one_relays() {
     let sink = Sink::start();
     let (public, private) = (free_port(), free_port());
-    let file = ConfigFile::new(&PolicyToml::new());
-    file.write_text(&two_listeners(public, private));
+    let file = ConfigFile::with_text(&two_listeners(public, private));
     let server = Portcullis::builder()
-        .config(file.path())
-        .listeners_from_config()
-        .port(public)
+        .listeners_file(&file, public)
         .route("*", &sink)
         .start();
     assert!(wait_until(WAIT, || is_listening(private)), "the private listener binds\n{}", server.log());
@@ -150,8 +147,7 @@ fn each_listener_has_its_own_hat_and_the_private_one_relays() {
 #[test]
 fn listen_flag_with_listener_tables_is_refused() {
     let port = free_port();
-    let file = ConfigFile::new(&PolicyToml::new());
-    file.write_text(&two_listeners(port, free_port()));
+    let file = ConfigFile::with_text(&two_listeners(port, free_port()));
     // The harness passes --listen 127.0.0.1:PORT unless listeners_from_config.
     let Err((reason, log)) = Portcullis::builder().config(file.path()).port(port).try_start() else {
         panic!("--listen with [[listener]] tables started");
@@ -222,7 +218,7 @@ fn no_admin_port_unless_asked() {
     // (Each run its own SMTP port: a killed process's sockets may linger.)
     let port = free_port();
     file.write_text(&one_listener(port, &format!("127.0.0.1:{admin}")));
-    let server = Portcullis::builder().config(file.path()).listeners_from_config().port(port).start();
+    let server = Portcullis::builder().listeners_file(&file, port).start();
     let pid = server.pid().unwrap();
     started_completely(pid, || server.log());
     assert_eq!(listening_ports_of(pid), BTreeSet::from([port]), "only the SMTP port");
@@ -232,9 +228,7 @@ fn no_admin_port_unless_asked() {
     let port = free_port();
     file.write_text(&one_listener(port, ""));
     let server = Portcullis::builder()
-        .config(file.path())
-        .listeners_from_config()
-        .port(port)
+        .listeners_file(&file, port)
         .admin_listen(&format!("127.0.0.1:{admin}"))
         .start();
     let pid = server.pid().unwrap();
@@ -284,12 +278,9 @@ fn a_reloaded_hat_applies_to_new_connections_only() {
     const SHARDS: usize = 2;
     let sink = Sink::start();
     let port = free_port();
-    let file = ConfigFile::new(&PolicyToml::new());
-    file.write_text(&reload_config(port, false));
+    let file = ConfigFile::with_text(&reload_config(port, false));
     let server = Portcullis::builder()
-        .config(file.path())
-        .listeners_from_config()
-        .port(port)
+        .listeners_file(&file, port)
         .cores(SHARDS)
         .route("*", &sink)
         .start();
@@ -327,11 +318,10 @@ fn a_reloaded_hat_applies_to_new_connections_only() {
 #[test]
 fn unmatched_policy_of_a_listener_without_a_hat() {
     let port = free_port();
-    let file = ConfigFile::new(&PolicyToml::new());
-    file.write_text(&format!(
+    let file = ConfigFile::with_text(&format!(
         "[[listener]]\nname = \"closed\"\naddress = \"127.0.0.1:{port}\"\ntype = \"public\"\nrat = \"inbound\"\nunmatched_policy = \"BLOCKED\"\n{TABLES}"
     ));
-    let server = Portcullis::builder().config(file.path()).listeners_from_config().port(port).start();
+    let server = Portcullis::builder().listeners_file(&file, port).start();
     for last in [1, 62] {
         let (mut c, banner) = RawSmtp::connect_from(server.addr(), ip(last)).unwrap();
         assert_eq!((banner.code, banner.text().as_str()), (554, "Access denied"), "127.0.0.{last}");

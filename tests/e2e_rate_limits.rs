@@ -138,12 +138,9 @@ struct Setup {
 fn start(lease_tokens: u32) -> Setup {
     let port = free_port();
     let second = SocketAddr::from(([127, 0, 0, 1], free_port()));
-    let file = ConfigFile::new(&PolicyToml::new());
-    file.write_text(&config(port, second.port(), lease_tokens));
+    let file = ConfigFile::with_text(&config(port, second.port(), lease_tokens));
     let server = Portcullis::builder()
-        .config(file.path())
-        .listeners_from_config()
-        .port(port)
+        .listeners_file(&file, port)
         .cores(SHARDS)
         .start();
     server.wait_every_shard_serving(SHARDS, WAIT);

@@ -149,12 +149,9 @@ fn setup() -> Setup {
     let dns = TestDns::start(&Zone::standard());
     let sink = Sink::start();
     let port = free_port();
-    let file = ConfigFile::new(&PolicyToml::new());
-    file.write_text(&config(port));
+    let file = ConfigFile::with_text(&config(port));
     let server = Portcullis::builder()
-        .port(port)
-        .listeners_from_config()
-        .config(file.path())
+        .listeners_file(&file, port)
         .dns(dns.addr())
         .route("*", &sink)
         .start();

@@ -87,6 +87,13 @@ impl ConfigFile {
     pub fn write(&self, policy: &PolicyToml) {
         self.write_text(&policy.render());
     }
+    /// A file holding `text` as it is (`[[listener]]` configs and the like).
+    pub fn with_text(text: &str) -> ConfigFile {
+        let file = ConfigFile::new(&PolicyToml::new());
+        file.write_text(text);
+        file
+    }
+
     /// Replaces the file with `text` (which may be invalid on purpose).
     pub fn write_text(&self, text: &str) {
         let tmp = self.dir.path().join("portcullis.toml.new");

@@ -96,6 +96,11 @@ impl PortcullisBuilder {
         self.listeners_from_config = true;
         self
     }
+    /// `--config FILE`, whose `[[listener]]` tables bind `port` (no
+    /// `--listen`; the harness waits for that port).
+    pub fn listeners_file(self, file: &super::config::ConfigFile, port: u16) -> Self {
+        self.config(file.path()).listeners_from_config().port(port)
+    }
     /// `--admin-listen ADDR` (the harness passes "" = off otherwise).
     pub fn admin_listen(mut self, addr: &str) -> Self {
         self.admin_listen = addr.to_owned();
