@@ -13,5 +13,14 @@
 //! over the pure SMTP client, single flight on the owner shard, the
 //! breaker, the probe budget, catch-all detection, warn mode, the CLI.
 
+pub mod breaker;
 pub mod cache;
+pub mod connection;
+pub mod owner;
+pub mod pool;
+pub mod profile;
+pub mod validate;
 pub mod verdict;
+
+pub use owner::Callahead;
+pub use profile::Profile;
