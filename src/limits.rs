@@ -240,3 +240,7 @@ pub const RATE_TABLE_ENTRIES_MAX: usize = 10_000_000;
 /// Times a take waits for the lease of its key being asked for before it
 /// asks the owner itself (the lease may be spent by earlier waiters).
 pub const RATE_LEASE_WAITS_MAX: u32 = 2;
+// ---- Call-ahead probe connections (callahead::connection) -----------------
+/// QUIT on a probe connection we close: written within this long, then the
+/// socket is closed without waiting for the 221 (RFC 5321 §4.1.1.10).
+pub const CALLAHEAD_QUIT_TIMEOUT_MS: u64 = 1_000;

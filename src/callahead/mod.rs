@@ -14,4 +14,5 @@
 //! breaker, the probe budget, catch-all detection, warn mode, the CLI.
 
 pub mod cache;
+pub mod connection;
 pub mod verdict;
