@@ -257,3 +257,7 @@ pub const CALLAHEAD_QUEUE_MAX: usize = 10_000;
 /// Distinct addresses one shard is validating at once (single flight
 /// table); past it a validation gets the failure action at once.
 pub const CALLAHEAD_IN_FLIGHT_MAX: usize = 10_000;
+// ---- Call-ahead probe connections (callahead::connection) -----------------
+/// QUIT on a probe connection we close: written within this long, then the
+/// socket is closed without waiting for the 221 (RFC 5321 §4.1.1.10).
+pub const CALLAHEAD_QUIT_TIMEOUT_MS: u64 = 1_000;
