@@ -561,3 +561,33 @@ fn the_source_address_is_bound_before_connecting() {
     let v = err.expect("binding a foreign address must fail");
     assert_eq!(shape(&v), ("failure", None, Some(Stage::Connect)));
 }
+
+#[test]
+fn a_connect_nobody_answers_times_out_at_the_deadline() {
+    // A listener whose accept queue is full drops further SYNs (Linux), so
+    // our connect gets no answer at all: only the deadline ends it.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue (backlog 0 holds one) with connections never accepted.
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    let err = run(async {
+        let deadline = Instant::now() + Duration::from_millis(500);
+        ProbeConnection::open(addr, HELO, None, deadline)
+            .await
+            .err()
+    });
+    let v = err.expect("open must fail");
+    assert_eq!(shape(&v), ("failure", None, Some(Stage::Connect)));
+    assert!(why(&v).contains("timed out"), "{v:?}");
+}
