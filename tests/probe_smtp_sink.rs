@@ -97,10 +97,10 @@ fn accepted_recipients_are_accepted_and_pipelined() {
 }
 
 #[test]
-fn hard_reject_at_rcpt_is_500_5_3_0_which_is_not_mailbox_unknown() {
-    // `-f RCPT`: 500 5.3.0. Not X.1.x, not a protocol X.5.x or policy X.7.x:
-    // `verdict::of_rcpt` refuses the recipient with the downstream's reply,
-    // but neither caches it nor counts it for DHAP.
+fn hard_reject_at_rcpt_is_500_5_3_0_a_downstream_failure() {
+    // `-f RCPT`: 500 5.3.0, a mail-system status: it says nothing about the
+    // mailbox, so it is a downstream failure (failure action, never cached,
+    // fed to the breaker), not "mailbox unknown".
     let sink = Sink::builder().reject_hard(&["RCPT"]).start();
     let (verdicts, pipelining) = run(async {
         let mut conn = open(sink.addr()).await;
@@ -113,11 +113,11 @@ fn hard_reject_at_rcpt_is_500_5_3_0_which_is_not_mailbox_unknown() {
         "-f turns PIPELINING off: the lock-step path ran"
     );
     for v in &verdicts {
-        let Verdict::RecipientRefused(r) = v else {
+        let Verdict::DownstreamFailure { stage: Stage::Rcpt, reply: Some(r), .. } = v else {
             panic!("{v:?}")
         };
         assert_eq!((r.code, r.enhanced.as_str()), (500, "5.3.0"));
-        assert!(!v.is_cacheable() && !v.is_invalid_recipient() && !v.is_server_failure());
+        assert!(!v.is_cacheable() && !v.is_invalid_recipient() && v.is_server_failure());
     }
     assert_eq!(verdicts.len(), 2);
 }
