@@ -240,3 +240,17 @@ pub const RATE_TABLE_ENTRIES_MAX: usize = 10_000_000;
 /// Times a take waits for the lease of its key being asked for before it
 /// asks the owner itself (the lease may be spent by earlier waiters).
 pub const RATE_LEASE_WAITS_MAX: u32 = 2;
+// ---- Routing (config::routes, routing): SMTP routes → MX → A/AAAA ----------
+/// The well-known SMTP port (IANA): entries without a port, and every
+/// address found by MX or A/AAAA for a recipient domain.
+pub const SMTP_PORT: u16 = 25;
+/// Entries one route may list (check-config refuses more): each can cost
+/// two lookups per delivery round.
+pub const ROUTE_HOSTS_MAX: usize = 32;
+/// Exchanges of one MX answer whose addresses are looked up, best first
+/// (Postfix's smtp_mx_address_limit is 5 addresses; exchanges past this
+/// are never tried).
+pub const ROUTE_MX_HOSTS_MAX: usize = 10;
+/// Addresses one resolution hands to delivery or call-ahead, in order,
+/// duplicates removed; the rest are dropped (a round never tries more).
+pub const ROUTE_ADDRESSES_MAX: usize = 16;

@@ -12,9 +12,11 @@ pub mod access;
 pub mod flow;
 pub mod policy;
 pub mod reload;
+pub mod routes;
 pub mod settings;
 
 pub use policy::{Policy, PolicyCell};
+pub use routes::{RouteHost, Routes};
 pub use settings::Settings;
 
 use std::collections::BTreeMap;
@@ -42,8 +44,10 @@ pub struct Config {
     pub hostname: String,
     /// Domains we accept mail for. Everything else is refused: never an open relay.
     pub relay_domains: Vec<String>,
-    /// Destination → downstream hosts, tried in order. "*" is the default route.
-    pub routes: BTreeMap<String, Vec<SocketAddr>>,
+    /// `[routes]`: recipient domain ("example.com"), subdomains
+    /// (".example.net") or "*" → downstream hosts, tried in order
+    /// (`routes.rs`). A domain without a route goes by DNS.
+    pub routes: BTreeMap<String, Vec<RouteHost>>,
     pub max_connections: usize,
     pub shutdown_grace_secs: u64,
     /// Mail log destination; "-" (default) is stderr.
@@ -123,7 +127,7 @@ impl Default for Config {
             spool_bytes_max: limits::SPOOL_BYTES_MAX,
             hostname: default_hostname(),
             relay_domains: vec!["example.test".into()],
-            routes: BTreeMap::from([("*".to_string(), vec!["127.0.0.1:2526".parse().unwrap()])]),
+            routes: BTreeMap::from([("*".to_string(), vec![RouteHost::Addr("127.0.0.1:2526".parse().unwrap())])]),
             max_connections: limits::CONNECTIONS_MAX,
             shutdown_grace_secs: limits::SHUTDOWN_GRACE_SECS,
             log_file: "-".into(),
@@ -255,17 +259,11 @@ impl Config {
                 return bad("relay_domains", format!("{d:?} is not a domain (wildcards are not allowed: never an open relay)"));
             }
         }
+        // A relay domain without a route would go by its MX: back to us.
+        let routes = Routes::compile(&self.routes)?;
         for d in &self.relay_domains {
-            if self.route_for(&d.to_ascii_lowercase()).is_none() {
-                return bad("routes", format!("relay domain {d:?} has no route (add it or \"*\")"));
-            }
-        }
-        for (dest, hosts) in &self.routes {
-            if dest != "*" && !is_domain(dest) {
-                return bad("routes", format!("{dest:?} is not a domain or \"*\""));
-            }
-            if hosts.is_empty() {
-                return bad("routes", format!("route {dest:?} has no hosts"));
+            if routes.lookup(d).is_none() {
+                return bad("routes", format!("relay domain {d:?} has no route (add it, or \"*\" = [\"USEDNS\"] if its MX is not us)"));
             }
         }
         if self.max_connections == 0 {
@@ -333,11 +331,6 @@ impl Config {
         Ok(())
     }
 
-    /// Hosts for a recipient domain (see `Policy::route_for`).
-    pub fn route_for(&self, domain: &str) -> Option<(&str, &[SocketAddr])> {
-        policy::route_for(&self.routes, domain)
-    }
-
     /// Split a validated config into process settings and the first policy snapshot.
     pub fn split(&self) -> (Settings, Policy) {
         (Settings::from_config(self), Policy::compile(self, 0))
@@ -402,12 +395,21 @@ mod tests {
     }
 
     #[test]
-    fn routes_fall_back_to_parent_then_default() {
+    fn routes_match_the_domain_then_subdomain_keys_then_the_default() {
         let c = Config::from_toml(
-            "[routes]\n\"example.test\" = [\"127.0.0.1:1\"]\n\"*\" = [\"127.0.0.1:2\"]\n",
+            "[routes]\n\"example.test\" = [\"127.0.0.1:1\"]\n\".example.test\" = [\"127.0.0.1:3\"]\n\"*\" = [\"127.0.0.1:2\"]\n",
         )
         .unwrap();
-        assert_eq!(c.route_for("sub.example.test").unwrap().0, "example.test");
-        assert_eq!(c.route_for("other.test").unwrap().0, "*");
+        let (_, policy) = c.split();
+        assert_eq!(policy.route_for("example.test").unwrap().0, "example.test");
+        assert_eq!(policy.route_for("sub.example.test").unwrap().0, ".example.test");
+        assert_eq!(policy.route_for("other.test").unwrap().0, "*");
+    }
+
+    #[test]
+    fn a_relay_domain_needs_a_route_of_its_own_kind() {
+        // ".example.test" covers its subdomains only, not example.test itself.
+        let err = Config::from_toml("relay_domains = [\"example.test\"]\n[routes]\n\".example.test\" = [\"127.0.0.1:1\"]\n").unwrap_err();
+        assert!(err.0.contains("relay domain \"example.test\" has no route"), "{}", err.0);
     }
 }
