@@ -187,10 +187,14 @@ impl Delivery {
         let mut last_reason = String::from("not tried yet");
         while !pending.is_empty() && !self.is_stopping() {
             let route = self.route(&job).await;
+            if self.is_stopping() {
+                break; // routing may have waited on DNS while shutdown began
+            }
             // A DNS failure defers the round before the bytes are read.
             let held = match &route {
                 Err(RouteError::TempFail(why)) => {
                     last_reason = format!("routing {}: {why}", job.destination);
+                    job.data = None; // deferred mail waits on disk, not in memory
                     None
                 }
                 _ => match self.hold(&mut job).await {
@@ -217,6 +221,11 @@ impl Delivery {
             let age = clock::now().0.saturating_sub(job.accepted_secs);
             if age >= retry.queue_lifetime_secs {
                 let reason = format!("queue lifetime expired; last error: {last_reason}");
+                // A round that could not be routed read no bytes: read them for the copy.
+                let held = match held {
+                    Some(held) => Some(held),
+                    None => self.hold(&mut job).await.ok(),
+                };
                 // Without the bytes (unreadable spool) the failed copy keeps the envelope and reason.
                 let data = held.as_ref().map_or_else(|| Arc::new(Vec::new()), |h| h.data.clone());
                 // Counted like an attempt: shutdown waits for its done marker.
