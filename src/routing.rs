@@ -68,7 +68,9 @@ impl RouteError {
 impl fmt::Display for RouteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RouteError::NullMx => f.write_str("the domain has a null MX (RFC 7505): it accepts no mail"),
+            RouteError::NullMx => {
+                f.write_str("the domain has a null MX (RFC 7505): it accepts no mail")
+            }
             RouteError::NotFound(why) | RouteError::TempFail(why) => f.write_str(why),
         }
     }
@@ -76,8 +78,15 @@ impl fmt::Display for RouteError {
 
 /// The addresses to try for `domain`, in order: LDAP routing (not yet),
 /// then its SMTP route, else DNS.
-pub async fn resolve(domain: &str, routes: &Routes, resolver: &Resolver) -> Result<Vec<SocketAddr>, RouteError> {
-    let domain = domain.strip_suffix('.').unwrap_or(domain).to_ascii_lowercase();
+pub async fn resolve(
+    domain: &str,
+    routes: &Routes,
+    resolver: &Resolver,
+) -> Result<Vec<SocketAddr>, RouteError> {
+    let domain = domain
+        .strip_suffix('.')
+        .unwrap_or(domain)
+        .to_ascii_lowercase();
     if let Some(addresses) = ldap_routing(&domain) {
         return Ok(addresses);
     }
@@ -97,7 +106,10 @@ fn ldap_routing(_domain: &str) -> Option<Vec<SocketAddr>> {
 /// The addresses of static call-ahead servers, in the order written: an
 /// IP as is; a name by its MX hosts' A/AAAA, or its own A/AAAA when it has
 /// no MX, always with the entry's port. No SMTP route applies (ESA).
-pub async fn resolve_static(servers: &[RouteHost], resolver: &Resolver) -> Result<Vec<SocketAddr>, RouteError> {
+pub async fn resolve_static(
+    servers: &[RouteHost],
+    resolver: &Resolver,
+) -> Result<Vec<SocketAddr>, RouteError> {
     let mut found = Found::default();
     for server in servers {
         if found.is_full() {
@@ -105,7 +117,9 @@ pub async fn resolve_static(servers: &[RouteHost], resolver: &Resolver) -> Resul
         }
         match server {
             RouteHost::Addr(addr) => found.push(*addr),
-            RouteHost::Name { host, port } => static_server(host, *port, resolver, &mut found).await,
+            RouteHost::Name { host, port } => {
+                static_server(host, *port, resolver, &mut found).await
+            }
             // Config validation refuses it (`is_static_server`); skipped if it slips through.
             RouteHost::UseDns => found.not_found("USEDNS is not a call-ahead server".into()),
         }
@@ -116,7 +130,11 @@ pub async fn resolve_static(servers: &[RouteHost], resolver: &Resolver) -> Resul
 /// The entries of the domain's SMTP route, in order. A host name without
 /// an address is a mistake in the route, not in the recipient's domain:
 /// its mail waits (TempFail) for the operator rather than bouncing.
-async fn resolve_route(domain: &str, hosts: &[RouteHost], resolver: &Resolver) -> Result<Vec<SocketAddr>, RouteError> {
+async fn resolve_route(
+    domain: &str,
+    hosts: &[RouteHost],
+    resolver: &Resolver,
+) -> Result<Vec<SocketAddr>, RouteError> {
     let mut found = Found::default();
     for entry in hosts {
         if found.is_full() {
@@ -126,7 +144,9 @@ async fn resolve_route(domain: &str, hosts: &[RouteHost], resolver: &Resolver) -
             RouteHost::Addr(addr) => found.push(*addr),
             RouteHost::Name { host, port } => match resolver.addresses(host).await {
                 Lookup::Found(ips) => found.push_all(&ips, *port),
-                Lookup::NotFound => found.temp_fail(format!("route host {host} has no A/AAAA record")),
+                Lookup::NotFound => {
+                    found.temp_fail(format!("route host {host} has no A/AAAA record"))
+                }
                 Lookup::TempFail(why) => found.temp_fail(format!("route host {host}: {why}")),
             },
             RouteHost::UseDns => match resolve_by_dns(domain, resolver).await {
@@ -146,13 +166,19 @@ async fn resolve_by_dns(domain: &str, resolver: &Resolver) -> Result<Vec<SocketA
         Lookup::Found(mxs) => {
             exchanges_addresses(order_exchanges(mxs), SMTP_PORT, resolver, &mut found).await;
             if found.addresses.is_empty() && found.temp_fail.is_none() {
-                return Err(RouteError::NotFound(format!("no MX host of {domain} has an address")));
+                return Err(RouteError::NotFound(format!(
+                    "no MX host of {domain} has an address"
+                )));
             }
         }
         // RFC 5321 §5.1: no MX, so the domain itself is the only host.
         Lookup::NotFound => match resolver.addresses(domain).await {
             Lookup::Found(ips) => found.push_all(&ips, SMTP_PORT),
-            Lookup::NotFound => return Err(RouteError::NotFound(format!("domain {domain} not found: no MX and no A/AAAA record"))),
+            Lookup::NotFound => {
+                return Err(RouteError::NotFound(format!(
+                    "domain {domain} not found: no MX and no A/AAAA record"
+                )))
+            }
             Lookup::TempFail(why) => found.temp_fail(format!("A/AAAA of {domain}: {why}")),
         },
         Lookup::TempFail(why) => found.temp_fail(format!("MX of {domain}: {why}")),
@@ -163,7 +189,9 @@ async fn resolve_by_dns(domain: &str, resolver: &Resolver) -> Result<Vec<SocketA
 /// A static server's name: its MX hosts if it has some, else itself.
 async fn static_server(host: &str, port: u16, resolver: &Resolver, found: &mut Found) {
     match resolver.mx(host).await {
-        Lookup::Found(mxs) if !is_null_mx(&mxs) => exchanges_addresses(order_exchanges(mxs), port, resolver, found).await,
+        Lookup::Found(mxs) if !is_null_mx(&mxs) => {
+            exchanges_addresses(order_exchanges(mxs), port, resolver, found).await
+        }
         Lookup::TempFail(why) => found.temp_fail(format!("MX of {host}: {why}")),
         Lookup::Found(_) | Lookup::NotFound => match resolver.addresses(host).await {
             Lookup::Found(ips) => found.push_all(&ips, port),
@@ -202,7 +230,12 @@ fn order_exchanges(mut mxs: Vec<Mx>) -> Vec<String> {
 /// The A/AAAA addresses of `exchanges`, asked all at once (each its own
 /// task on this shard), taken in the exchanges' order. One that fails is
 /// skipped when another resolves.
-async fn exchanges_addresses(exchanges: Vec<String>, port: u16, resolver: &Resolver, found: &mut Found) {
+async fn exchanges_addresses(
+    exchanges: Vec<String>,
+    port: u16,
+    resolver: &Resolver,
+    found: &mut Found,
+) {
     let lookups: Vec<_> = exchanges
         .iter()
         .map(|name| {
@@ -242,7 +275,8 @@ impl Found {
     }
 
     fn push_all(&mut self, ips: &[IpAddr], port: u16) {
-        ips.iter().for_each(|&ip| self.push(SocketAddr::new(ip, port)));
+        ips.iter()
+            .for_each(|&ip| self.push(SocketAddr::new(ip, port)));
     }
 
     /// The first reason of each kind is the one reported.
@@ -274,7 +308,9 @@ impl Found {
         if self.null_mx {
             return Err(RouteError::NullMx);
         }
-        Err(RouteError::NotFound(self.not_found.unwrap_or_else(|| "no address found".into())))
+        Err(RouteError::NotFound(
+            self.not_found.unwrap_or_else(|| "no address found".into()),
+        ))
     }
 }
 

@@ -63,12 +63,20 @@ impl FromStr for RouteHost {
             return check_port(addr.port()).map(|_| RouteHost::Addr(addr));
         }
         // A bare IP literal, or a bracketed IPv6 one without a port.
-        let bare = s.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(s);
+        let bare = s
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(s);
         if let Ok(ip) = bare.parse::<IpAddr>() {
             return Ok(RouteHost::Addr(SocketAddr::new(ip, SMTP_PORT)));
         }
         let (host, port) = match s.rsplit_once(':') {
-            Some((host, port)) => (host, port.parse::<u16>().map_err(|_| format!("{port:?} is not a port")).and_then(check_port)?),
+            Some((host, port)) => (
+                host,
+                port.parse::<u16>()
+                    .map_err(|_| format!("{port:?} is not a port"))
+                    .and_then(check_port)?,
+            ),
             None => (s, SMTP_PORT),
         };
         parse_host_name(host).map(|host| RouteHost::Name { host, port })
@@ -97,7 +105,11 @@ fn parse_host_name(host: &str) -> Result<String, String> {
     if !super::is_domain(&host) {
         return Err("not a host name".into());
     }
-    if host.rsplit('.').next().is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit())) {
+    if host
+        .rsplit('.')
+        .next()
+        .is_some_and(|label| label.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err("not an IP address, and a host name does not end in a number".into());
     }
     Ok(host)
@@ -153,20 +165,27 @@ impl Routes {
                 return bad(format!("route \"{key}\" has no hosts"));
             }
             if hosts.len() > ROUTE_HOSTS_MAX {
-                return bad(format!("route \"{key}\" has more than {ROUTE_HOSTS_MAX} hosts"));
+                return bad(format!(
+                    "route \"{key}\" has more than {ROUTE_HOSTS_MAX} hosts"
+                ));
             }
             let normal = key.trim_end_matches('.').to_ascii_lowercase();
             let replaced = if normal == DEFAULT_ROUTE {
                 compiled.default.replace(hosts.clone()).is_some()
             } else if let Some(parent) = normal.strip_prefix('.').filter(|p| super::is_domain(p)) {
-                compiled.subdomains.insert(format!(".{parent}"), hosts.clone()).is_some()
+                compiled
+                    .subdomains
+                    .insert(format!(".{parent}"), hosts.clone())
+                    .is_some()
             } else if super::is_domain(&normal) {
                 compiled.exact.insert(normal, hosts.clone()).is_some()
             } else {
                 return bad(format!("\"{key}\" is not a domain, a .subdomain or \"*\""));
             };
             if replaced {
-                return bad(format!("route \"{key}\" is given twice (keys are not case-sensitive)"));
+                return bad(format!(
+                    "route \"{key}\" is given twice (keys are not case-sensitive)"
+                ));
             }
         }
         Ok(compiled)
@@ -188,7 +207,10 @@ impl Routes {
             return Some((key.as_str(), hosts.as_slice()));
         }
         // Each dot starts a suffix; the first dot gives the longest one.
-        let suffixes = domain.char_indices().filter(|&(_, c)| c == '.').map(|(i, _)| &domain[i..]);
+        let suffixes = domain
+            .char_indices()
+            .filter(|&(_, c)| c == '.')
+            .map(|(i, _)| &domain[i..]);
         for suffix in suffixes {
             if let Some((key, hosts)) = self.subdomains.get_key_value(suffix) {
                 return Some((key.as_str(), hosts.as_slice()));

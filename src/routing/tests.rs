@@ -5,7 +5,10 @@
 use super::*;
 
 fn mx(preference: u16, exchange: &str) -> Mx {
-    Mx { preference, exchange: exchange.into() }
+    Mx {
+        preference,
+        exchange: exchange.into(),
+    }
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -56,7 +59,14 @@ fn found_keeps_the_first_place_of_a_duplicate_and_stops_at_the_bound() {
     found.push(addr("127.0.0.2:25"));
     found.push(addr("127.0.0.1:25"));
     found.push(addr("127.0.0.1:26"));
-    assert_eq!(found.addresses, [addr("127.0.0.1:25"), addr("127.0.0.2:25"), addr("127.0.0.1:26")]);
+    assert_eq!(
+        found.addresses,
+        [
+            addr("127.0.0.1:25"),
+            addr("127.0.0.2:25"),
+            addr("127.0.0.1:26")
+        ]
+    );
     let ips: Vec<IpAddr> = (0..40).map(|i| IpAddr::from([10, 0, 0, i])).collect();
     found.push_all(&ips, 25);
     assert!(found.is_full());
@@ -88,7 +98,10 @@ fn without_addresses_a_temporary_failure_beats_null_mx_beats_not_found() {
 
     let mut found = Found::default();
     found.not_found("x not found".into());
-    assert_eq!(found.finish(), Err(RouteError::NotFound("x not found".into())));
+    assert_eq!(
+        found.finish(),
+        Err(RouteError::NotFound("x not found".into()))
+    );
 }
 
 #[test]
@@ -97,13 +110,20 @@ fn errors_say_whether_they_are_final() {
     assert!(RouteError::NotFound("gone".into()).is_permanent());
     assert!(!RouteError::TempFail("servfail".into()).is_permanent());
     assert!(RouteError::NullMx.to_string().contains("RFC 7505"));
-    assert_eq!(RouteError::TempFail("MX of a.test: timeout".into()).to_string(), "MX of a.test: timeout");
+    assert_eq!(
+        RouteError::TempFail("MX of a.test: timeout".into()).to_string(),
+        "MX of a.test: timeout"
+    );
 }
 
 #[test]
 fn errors_become_the_rfc_replies() {
-    assert_eq!(RouteError::NullMx.reply().to_string(), "556 5.1.10 Recipient address has null MX");
-    let gone = RouteError::NotFound("domain x.test not found: no MX and no A/AAAA record".into()).reply();
+    assert_eq!(
+        RouteError::NullMx.reply().to_string(),
+        "556 5.1.10 Recipient address has null MX"
+    );
+    let gone =
+        RouteError::NotFound("domain x.test not found: no MX and no A/AAAA record".into()).reply();
     assert_eq!((gone.code, gone.enhanced.as_str()), (550, "5.1.2"));
     let later = RouteError::TempFail("MX of x.test: SERVFAIL".into()).reply();
     assert_eq!((later.code, later.enhanced.as_str()), (451, "4.4.3"));

@@ -12,7 +12,10 @@ fn addr(s: &str) -> RouteHost {
 }
 
 fn name(host: &str, port: u16) -> RouteHost {
-    RouteHost::Name { host: host.into(), port }
+    RouteHost::Name {
+        host: host.into(),
+        port,
+    }
 }
 
 #[test]
@@ -24,7 +27,10 @@ fn every_written_form_parses() {
     assert_eq!(host("2001:db8::1"), addr("[2001:db8::1]:25"));
     assert_eq!(host("[2001:db8::1]"), addr("[2001:db8::1]:25"));
     assert_eq!(host("mail1.example.com"), name("mail1.example.com", 25));
-    assert_eq!(host("mail1.example.com:2525"), name("mail1.example.com", 2525));
+    assert_eq!(
+        host("mail1.example.com:2525"),
+        name("mail1.example.com", 2525)
+    );
     assert_eq!(host("Mail1.Example.COM.:26"), name("mail1.example.com", 26));
     assert_eq!(host("localhost"), name("localhost", 25));
     assert_eq!(host(" mx.test "), name("mx.test", 25));
@@ -60,9 +66,21 @@ fn bad_forms_are_refused_with_a_reason() {
 
 #[test]
 fn display_is_read_back_as_the_same_entry() {
-    for written in ["10.0.0.11", "10.0.0.11:2525", "2001:db8::1", "[2001:db8::1]:26", "mx.example.com", "mx.example.com:2525", "usedns"] {
+    for written in [
+        "10.0.0.11",
+        "10.0.0.11:2525",
+        "2001:db8::1",
+        "[2001:db8::1]:26",
+        "mx.example.com",
+        "mx.example.com:2525",
+        "usedns",
+    ] {
         let parsed = host(written);
-        assert_eq!(host(&parsed.to_string()), parsed, "{written:?} shown as {parsed}");
+        assert_eq!(
+            host(&parsed.to_string()),
+            parsed,
+            "{written:?} shown as {parsed}"
+        );
     }
     assert_eq!(host("10.0.0.11").to_string(), "10.0.0.11:25");
     assert_eq!(host("mx.example.com").to_string(), "mx.example.com:25");
@@ -81,16 +99,25 @@ fn a_bad_entry_in_the_file_is_named_with_its_line() {
     let text = "hostname = \"mx.test\"\n[routes]\n\"a.test\" = [\"10.0.0.1\"]\n\"b.test\" = [\"10.0.0.2\", \"mx..b.test:25\"]\n";
     let err = Config::from_toml(text).unwrap_err();
     assert!(err.0.starts_with("line 4:"), "{}", err.0);
-    assert!(err.0.contains("mx..b.test:25") && err.0.contains("route host"), "{}", err.0);
+    assert!(
+        err.0.contains("mx..b.test:25") && err.0.contains("route host"),
+        "{}",
+        err.0
+    );
 }
 
 #[test]
 fn a_bad_key_is_named_with_its_line() {
-    let text = "hostname = \"mx.test\"\n[routes]\n\"*\" = [\"10.0.0.1\"]\n\"*.b.test\" = [\"10.0.0.2\"]\n";
+    let text =
+        "hostname = \"mx.test\"\n[routes]\n\"*\" = [\"10.0.0.1\"]\n\"*.b.test\" = [\"10.0.0.2\"]\n";
     let err = Config::from_toml(text).unwrap_err();
     assert!(err.0.starts_with("line 4: routes:"), "{}", err.0);
     let empty = Config::from_toml("hostname = \"mx.test\"\n[routes]\n\"*\" = []\n").unwrap_err();
-    assert!(empty.0.starts_with("line 3: routes:") && empty.0.contains("no hosts"), "{}", empty.0);
+    assert!(
+        empty.0.starts_with("line 3: routes:") && empty.0.contains("no hosts"),
+        "{}",
+        empty.0
+    );
 }
 
 #[test]
@@ -103,7 +130,11 @@ fn the_effective_config_prints_entries_check_config_reads_back() {
 }
 
 fn compiled(keys: &[&str]) -> Routes {
-    let routes = keys.iter().enumerate().map(|(i, k)| (k.to_string(), vec![addr(&format!("10.0.0.{}:25", i + 1))])).collect();
+    let routes = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.to_string(), vec![addr(&format!("10.0.0.{}:25", i + 1))]))
+        .collect();
     Routes::compile(&routes).unwrap()
 }
 
@@ -116,7 +147,11 @@ fn a_domain_key_matches_only_that_domain() {
     let routes = compiled(&["example.com"]);
     assert_eq!(key_of(&routes, "example.com"), Some("example.com"));
     assert_eq!(key_of(&routes, "EXAMPLE.com."), Some("example.com"));
-    assert_eq!(key_of(&routes, "sub.example.com"), None, "no implicit parent match");
+    assert_eq!(
+        key_of(&routes, "sub.example.com"),
+        None,
+        "no implicit parent match"
+    );
     assert_eq!(key_of(&routes, "notexample.com"), None);
 }
 
@@ -132,8 +167,14 @@ fn a_dot_key_matches_subdomains_at_any_depth_but_not_the_domain() {
 #[test]
 fn the_longest_suffix_wins_then_the_default() {
     let routes = compiled(&[".example.net", ".eu.example.net", "example.net", "*"]);
-    assert_eq!(key_of(&routes, "mx.eu.example.net"), Some(".eu.example.net"));
-    assert_eq!(key_of(&routes, "deep.mx.eu.example.net"), Some(".eu.example.net"));
+    assert_eq!(
+        key_of(&routes, "mx.eu.example.net"),
+        Some(".eu.example.net")
+    );
+    assert_eq!(
+        key_of(&routes, "deep.mx.eu.example.net"),
+        Some(".eu.example.net")
+    );
     assert_eq!(key_of(&routes, "eu.example.net"), Some(".example.net"));
     assert_eq!(key_of(&routes, "example.net"), Some("example.net"));
     assert_eq!(key_of(&routes, "other.test"), Some("*"));
