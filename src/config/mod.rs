@@ -219,6 +219,8 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
             match line {
+                // A bad route entry names its table like validate's errors do.
+                Some(line) if table_of_line(text, line) == Some("routes") => ConfigError(format!("line {line}: routes: {}", e.message())),
                 Some(line) => ConfigError(format!("line {line}: {}", e.message())),
                 None => ConfigError(e.message().to_string()),
             }
@@ -363,6 +365,11 @@ fn line_of(text: &str, key: &str, msg: &str) -> Option<usize> {
         }
     }
     line_of_key(text, key)
+}
+
+/// The `[table]` header above 1-based `line`, if any.
+fn table_of_line(text: &str, line: usize) -> Option<&str> {
+    text.lines().take(line).filter_map(|l| l.trim().strip_prefix('[')?.split(']').next()).last().map(str::trim)
 }
 
 /// First line whose key (before '=') is `key`, 1-based.

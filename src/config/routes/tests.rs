@@ -98,7 +98,7 @@ fn usedns_cannot_be_a_static_server() {
 fn a_bad_entry_in_the_file_is_named_with_its_line() {
     let text = "hostname = \"mx.test\"\n[routes]\n\"a.test\" = [\"10.0.0.1\"]\n\"b.test\" = [\"10.0.0.2\", \"mx..b.test:25\"]\n";
     let err = Config::from_toml(text).unwrap_err();
-    assert!(err.0.starts_with("line 4:"), "{}", err.0);
+    assert!(err.0.starts_with("line 4: routes: "), "{}", err.0);
     assert!(
         err.0.contains("mx..b.test:25") && err.0.contains("route host"),
         "{}",
