@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, RouteHost};
 
 #[derive(Parser, Debug)]
 #[command(name = "portcullis", version, about = "SMTP edge appliance: thread-per-core ESMTP relay with a durable spool")]
@@ -56,9 +56,9 @@ pub struct RunArgs {
     /// Domain we accept mail for (repeatable). Default example.test. No wildcards: never an open relay.
     #[arg(long = "relay-domain", value_name = "DOMAIN")]
     pub relay_domains: Vec<String>,
-    /// Where mail for DOMAIN goes; hosts are tried in order; "*" is the default route (repeatable). Default *=127.0.0.1:2526.
-    #[arg(long = "route", value_name = "DOMAIN=HOST:PORT[,HOST:PORT…]", value_parser = parse_route)]
-    pub routes: Vec<(String, Vec<SocketAddr>)>,
+    /// Where mail for DOMAIN goes (repeatable): DOMAIN is a domain, .domain (its subdomains) or "*" (the default); hosts are HOST[:PORT], IP, [IPv6]:PORT or USEDNS, tried in order. Default *=127.0.0.1:2526.
+    #[arg(long = "route", value_name = "DOMAIN=HOST[:PORT][,…]", value_parser = parse_route)]
+    pub routes: Vec<(String, Vec<RouteHost>)>,
     /// Concurrent inbound connections, all shards together; above it 421 4.7.0.
     #[arg(long, value_name = "N")]
     pub max_connections: Option<usize>,
@@ -146,11 +146,12 @@ fn parse_cpu_list(s: &str) -> Result<CpuList, String> {
     Ok(CpuList(cpus))
 }
 
-fn parse_route(s: &str) -> Result<(String, Vec<SocketAddr>), String> {
-    let (domain, hosts) = s.split_once('=').ok_or("expected DOMAIN=HOST:PORT[,HOST:PORT…]")?;
+/// `DOMAIN=HOST[:PORT][,…]`, each host as `[routes]` reads it.
+fn parse_route(s: &str) -> Result<(String, Vec<RouteHost>), String> {
+    let (domain, hosts) = s.split_once('=').ok_or("expected DOMAIN=HOST[:PORT][,HOST[:PORT]…]")?;
     let hosts = hosts
         .split(',')
-        .map(|h| h.trim().parse::<SocketAddr>().map_err(|e| format!("{h:?}: {e} (use an IP literal and port)")))
+        .map(|h| h.parse::<RouteHost>().map_err(|e| format!("{h:?}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((domain.trim().to_ascii_lowercase(), hosts))
 }
@@ -242,7 +243,17 @@ mod tests {
     }
 
     #[test]
+    fn route_flags_take_host_names_and_usedns() {
+        let cli = Cli::parse_from(["portcullis", "--route", "example.test=mx.example:2525,10.0.0.1", "--route", ".example.net=USEDNS"]);
+        let c = cli.run.into_config().unwrap();
+        assert_eq!(c.routes["example.test"], vec![RouteHost::Name { host: "mx.example".into(), port: 2525 }, RouteHost::Addr("10.0.0.1:25".parse().unwrap())]);
+        assert_eq!(c.routes[".example.net"], vec![RouteHost::UseDns]);
+    }
+
+    #[test]
     fn bad_route_is_rejected_by_the_parser() {
-        assert!(Cli::try_parse_from(["portcullis", "--route", "example.test=mx.example:25"]).is_err());
+        assert!(Cli::try_parse_from(["portcullis", "--route", "example.test=mx..example:25"]).is_err());
+        assert!(Cli::try_parse_from(["portcullis", "--route", "example.test=mx.example:0"]).is_err());
+        assert!(Cli::try_parse_from(["portcullis", "--route", "example.test"]).is_err());
     }
 }

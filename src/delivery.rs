@@ -1,18 +1,23 @@
-//! Delivery: on the owner shard of a destination, send each message to the
-//! route's hosts through the pool, retry what was deferred, keep what was
-//! refused, and tell the spool shard which recipients are finished.
+//! Delivery: on the owner shard of a recipient domain, send each message
+//! to the domain's hosts through the pool, retry what was deferred, keep
+//! what was refused, and tell the spool shard which recipients are finished.
 //!
-//! Order of attempts: the route's hosts in order; a connection failure or a
-//! 4xx moves on to the next host at once; when every host was tried, wait
-//! (capped exponential backoff) and start again from the first. A 5xx is
-//! final: the message is kept in the failed area (bounces come later).
-//! Nothing is marked done before the downstream's 250 to the final dot or
-//! before the failed copy is durable.
+//! Order of attempts: each round starts by routing the domain
+//! (`crate::routing`: SMTP route, else MX, else A/AAAA), then tries the
+//! addresses in that order; a connection failure or a 4xx moves on to the
+//! next address at once; when every address was tried, wait (capped
+//! exponential backoff) and route again. A 5xx is final: the message is
+//! kept in the failed area (bounces come later), and so is a domain that
+//! cannot take mail (null MX: 556 5.1.10, RFC 7505 §3.2; not found: 550
+//! 5.1.2). A DNS failure defers the round. Nothing is marked done before
+//! the downstream's 250 to the final dot or before the failed copy is
+//! durable.
 //!
-//! A job keeps the policy snapshot it started with (retry schedule, route).
-//! Recipients without a route (`unrouted`, or a route a reload removed) look
-//! for one in the shard's current policy on every round, and expire with the
-//! queue lifetime like any other deferred recipient.
+//! A job keeps the policy snapshot it started with for its retry schedule;
+//! routes are read from the shard's current policy every round, so a
+//! reload that adds or changes a route applies to mail already queued (as
+//! ESA applies SMTP routes at delivery). Deferred recipients expire with
+//! the queue lifetime.
 //!
 //! Message bytes are held in memory only for one round of attempts: a job
 //! keeps the envelope and the message's place in the spool (`BodyLocation`)
@@ -33,32 +38,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock;
-use crate::config::{Policy, PolicyCell, Settings};
+use crate::config::{PolicyCell, Settings};
+use crate::dns::Resolver;
 use crate::maillog::MailLog;
 use crate::metrics::Metrics;
-use crate::message::{domain_of, Envelope, QueueId};
+use crate::message::{Envelope, QueueId};
 use crate::pool::{OutboundEnvelope, Pool, RecipientOutcome};
+use crate::routing::{self, RouteError};
 use crate::shards::{Mesh, ShardRequest};
 use crate::spool::done::MarkDone;
 use crate::spool::{self, BodyLocation};
 
-/// Destination keys of recipients that had no route when dispatched start
-/// with this (never a route key: those are domains or "*"), then the domain.
-const UNROUTED: char = '!';
-
-/// The destination key for recipients of `domain`, which has no route.
-pub fn unrouted(domain: &str) -> String {
-    format!("{UNROUTED}{domain}")
-}
-
-/// The recipients of one message that share a destination, handed to the
-/// destination's owner shard.
+/// The recipients of one message that share a domain, handed to the
+/// domain's owner shard.
 #[derive(Debug, Clone)]
 pub struct DeliveryJob {
     pub queue_id: QueueId,
     /// The shard whose spool holds the message (it takes the done markers).
     pub spool_shard: usize,
-    /// Route key from the policy ("example.test", "*"), or `unrouted(domain)`.
+    /// The recipients' domain, lower case: the owner key, and what is routed.
     pub destination: String,
     pub envelope: Arc<Envelope>,
     /// Indices into `envelope.recipients`.
@@ -81,6 +79,8 @@ pub struct Delivery {
     settings: Arc<Settings>,
     policy: Rc<PolicyCell>,
     pool: Pool,
+    /// The shard's resolver: every round routes the domain with it.
+    resolver: Rc<Resolver>,
     mesh: Rc<Mesh>,
     log: Rc<MailLog>,
     metrics: Arc<Metrics>,
@@ -106,12 +106,14 @@ struct Held {
 }
 
 impl Delivery {
-    pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, pool: Pool, mesh: Rc<Mesh>, log: Rc<MailLog>, metrics: Arc<Metrics>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, pool: Pool, resolver: Rc<Resolver>, mesh: Rc<Mesh>, log: Rc<MailLog>, metrics: Arc<Metrics>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
         let memory = Rc::new(glommio::sync::Semaphore::new(memory_units(&settings)));
         Rc::new(Delivery {
             settings,
             policy,
             pool,
+            resolver,
             mesh,
             log,
             metrics,
@@ -182,28 +184,34 @@ impl Delivery {
         let retry = &policy.retry;
         let mut pending = job.recipients.clone();
         let mut delay = Duration::from_secs(retry.first_secs);
-        let mut last_reason = String::from("no route for the recipient domain");
+        let mut last_reason = String::from("not tried yet");
         while !pending.is_empty() && !self.is_stopping() {
-            let hosts = self.hosts(&policy, &job);
-            let held = match self.hold(&mut job).await {
-                Ok(held) => Some(held),
-                Err(reason) => {
-                    last_reason = reason;
+            let route = self.route(&job).await;
+            if self.is_stopping() {
+                break; // routing may have waited on DNS while shutdown began
+            }
+            // A DNS failure defers the round before the bytes are read.
+            let held = match &route {
+                Err(RouteError::TempFail(why)) => {
+                    last_reason = format!("routing {}: {why}", job.destination);
+                    job.data = None; // deferred mail waits on disk, not in memory
                     None
                 }
+                _ => match self.hold(&mut job).await {
+                    Ok(held) => Some(held),
+                    Err(reason) => {
+                        last_reason = reason;
+                        None
+                    }
+                },
             };
             // Without the message bytes there is nothing to attempt this round.
             if let Some(held) = &held {
-                for &host in &hosts {
-                    if pending.is_empty() || self.is_stopping() {
-                        break;
-                    }
-                    self.attempting.set(self.attempting.get() + 1);
-                    let outcome = self.attempt(&job, &held.data, &dlv, host, &pending).await;
-                    self.attempting.set(self.attempting.get() - 1);
-                    match outcome {
-                        Ok(deferred) => pending = deferred,
-                        Err(reason) => last_reason = reason,
+                match route {
+                    Ok(hosts) => pending = self.attempt_each(&job, &held.data, &dlv, &hosts, pending, &mut last_reason).await,
+                    Err(refused) => {
+                        last_reason = refused.to_string();
+                        pending = self.refuse_unroutable(&job, &held.data, &dlv, &pending, &refused).await;
                     }
                 }
             }
@@ -213,11 +221,16 @@ impl Delivery {
             let age = clock::now().0.saturating_sub(job.accepted_secs);
             if age >= retry.queue_lifetime_secs {
                 let reason = format!("queue lifetime expired; last error: {last_reason}");
+                // A round that could not be routed read no bytes: read them for the copy.
+                let held = match held {
+                    Some(held) => Some(held),
+                    None => self.hold(&mut job).await.ok(),
+                };
                 // Without the bytes (unreadable spool) the failed copy keeps the envelope and reason.
                 let data = held.as_ref().map_or_else(|| Arc::new(Vec::new()), |h| h.data.clone());
                 // Counted like an attempt: shutdown waits for its done marker.
                 self.attempting.set(self.attempting.get() + 1);
-                self.fail(&job, &data, &dlv, &pending, &reason).await;
+                let _owed = self.fail(&job, &data, &dlv, &pending, &reason).await;
                 self.attempting.set(self.attempting.get() - 1);
                 break;
             }
@@ -261,18 +274,42 @@ impl Delivery {
         bytes.clamp(1, memory_units(&self.settings))
     }
 
-    /// The hosts to try this round: the job's route in its snapshot; if it
-    /// has none (unrouted at dispatch, or removed by a reload), whatever the
-    /// shard's current policy routes the recipients' domain to.
-    fn hosts(&self, policy: &Policy, job: &DeliveryJob) -> Vec<SocketAddr> {
-        if let Some(hosts) = policy.routes.get(&job.destination) {
-            return hosts.clone();
+    /// The addresses to try this round: the job's domain routed by the
+    /// shard's current policy (see the module doc).
+    async fn route(&self, job: &DeliveryJob) -> Result<Vec<SocketAddr>, RouteError> {
+        let routes = &self.policy.current().routes;
+        routing::resolve(&job.destination, routes, &self.resolver).await
+    }
+
+    /// One round: each address in order until nothing is pending. Returns
+    /// what is still pending; a failed connection's reason lands in `last_reason`.
+    async fn attempt_each(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, hosts: &[SocketAddr], mut pending: Vec<u32>, last_reason: &mut String) -> Vec<u32> {
+        for &host in hosts {
+            if pending.is_empty() || self.is_stopping() {
+                break;
+            }
+            self.attempting.set(self.attempting.get() + 1);
+            let outcome = self.attempt(job, data, dlv, host, &pending).await;
+            self.attempting.set(self.attempting.get() - 1);
+            match outcome {
+                Ok(deferred) => pending = deferred,
+                Err(reason) => *last_reason = reason,
+            }
         }
-        let domain = match job.destination.strip_prefix(UNROUTED) {
-            Some(domain) => domain.to_string(),
-            None => domain_of(&job.envelope.recipients[job.recipients[0] as usize]),
-        };
-        self.policy.current().route_for(&domain).map(|(_, hosts)| hosts.to_vec()).unwrap_or_default()
+        pending
+    }
+
+    /// A domain that takes no mail (null MX) or does not exist: every
+    /// pending recipient fails for good, like a 5xx. Returns those whose
+    /// failed copy could not be written (still owed, retried).
+    async fn refuse_unroutable(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, pending: &[u32], refused: &RouteError) -> Vec<u32> {
+        debug_assert!(refused.is_permanent(), "a temporary routing failure defers");
+        let reason = format!("{}: {}", job.destination, refused.reply());
+        // Counted like an attempt: shutdown waits for its done marker.
+        self.attempting.set(self.attempting.get() + 1);
+        let owed = self.fail(job, data, dlv, pending, &reason).await;
+        self.attempting.set(self.attempting.get() - 1);
+        owed
     }
 
     /// One transaction to one host. Ok(still deferred), or Err(reason) when
@@ -324,13 +361,16 @@ impl Delivery {
         Ok(deferred)
     }
 
-    /// Every host and retry exhausted: keep the message as failed.
-    async fn fail(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, pending: &[u32], reason: &str) {
+    /// Keep the message as failed for `pending` (retries exhausted, or a
+    /// domain that takes no mail). Returns the recipients still owed
+    /// because the failed copy could not be written.
+    async fn fail(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, pending: &[u32], reason: &str) -> Vec<u32> {
         let reasons = vec![reason.to_string(); pending.len()];
         let mut still_owed = Vec::new();
         self.keep_failed(job, data, dlv, pending, &reasons, &mut still_owed).await;
         let finished: Vec<u32> = indices_not_in(pending, &still_owed).collect();
         self.finish(job, finished).await;
+        still_owed
     }
 
     /// Write the failed copy; on error the recipients stay owed (pushed to `owed`).

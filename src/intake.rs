@@ -1,14 +1,14 @@
 //! Intake: what happens to a message the session has finished receiving.
 //! Prepend the Received header, store it durably (the 250 waits for this),
-//! then hand its recipients, grouped by destination, to the owner shards
-//! of those destinations. Also where recovered messages re-enter delivery.
+//! then hand its recipients, grouped by recipient domain, to the owner
+//! shards of those domains. Also where recovered messages re-enter delivery.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::clock;
 use crate::config::Policy;
-use crate::delivery::{self, DeliveryJob};
+use crate::delivery::DeliveryJob;
 use crate::message::{domain_of, Envelope, Message, QueueId};
 use crate::shard::Shard;
 use crate::smtp::{received, StoreError};
@@ -47,17 +47,15 @@ pub async fn accept_message(shard: &Shard, policy: &Policy, msg: Message) -> Res
     Ok(queue_id)
 }
 
-/// Group `recipients` by destination (route key) and send each group to
-/// its owner shard, in the background (the client already has, or will
-/// get, its 250). Recipients without a route in this policy form an
-/// `unrouted` job per domain: delivery keeps retrying them against newer policies and
-/// expires them with the queue lifetime, so they are never stuck forever.
-pub fn dispatch(shard: &Shard, policy: &Policy, queue_id: QueueId, envelope: Arc<Envelope>, stored: Stored, recipients: &[u32], accepted_secs: u64) {
+/// Group `recipients` by recipient domain (lower case) and send each group
+/// to the domain's owner shard, in the background (the client already
+/// has, or will get, its 250). The group is per domain, not per route:
+/// a USEDNS or "*" route sends each domain to its own MX hosts, and
+/// delivery routes a domain afresh each round (`crate::routing`).
+pub fn dispatch(shard: &Shard, _policy: &Policy, queue_id: QueueId, envelope: Arc<Envelope>, stored: Stored, recipients: &[u32], accepted_secs: u64) {
     let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for &i in recipients {
-        let domain = domain_of(&envelope.recipients[i as usize]);
-        let key = policy.route_for(&domain).map_or_else(|| delivery::unrouted(&domain), |(key, _)| key.to_string());
-        groups.entry(key).or_default().push(i);
+        groups.entry(domain_of(&envelope.recipients[i as usize])).or_default().push(i);
     }
     let spool_shard = shard.mesh.id();
     for (destination, recipients) in groups {

@@ -56,5 +56,6 @@ pub mod policy;
 pub mod shard;
 pub mod shards;
 pub mod pool;
+pub mod routing;
 pub mod smtp;
 pub mod spool;

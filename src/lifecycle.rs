@@ -243,9 +243,9 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
     };
     let policy = Rc::new(PolicyCell::new(shared.board.latest()));
     let metrics = shared.metrics[id].clone();
-    let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), mesh.clone(), log.clone(), metrics.clone(), queues.delivery);
     let dns = &policy.current().dns;
     let resolver = Rc::new(Resolver::new(shared.nameservers.to_vec(), dns, metrics.clone()));
+    let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), resolver.clone(), mesh.clone(), log.clone(), metrics.clone(), queues.delivery);
     let counters = Counters::new(mesh.clone(), &settings.rate);
     let callahead = Callahead::new(mesh.clone(), resolver.clone(), counters.clone(), policy.clone(), &settings.hostname);
     let services = (resolver, counters, metrics, callahead);

@@ -266,3 +266,17 @@ pub const CALLAHEAD_QUIT_TIMEOUT_MS: u64 = 1_000;
 /// previous are in, so neither side ever blocks on a full socket buffer
 /// (~128 × 80 bytes of commands, ~128 × 100 bytes of replies).
 pub const CALLAHEAD_PIPELINED_COMMANDS_MAX: usize = 128;
+// ---- Routing (config::routes, routing): SMTP routes → MX → A/AAAA ----------
+/// The well-known SMTP port (IANA): entries without a port, and every
+/// address found by MX or A/AAAA for a recipient domain.
+pub const SMTP_PORT: u16 = 25;
+/// Entries one route may list (check-config refuses more): each can cost
+/// two lookups per delivery round.
+pub const ROUTE_HOSTS_MAX: usize = 32;
+/// Exchanges of one MX answer whose addresses are looked up, best first
+/// (Postfix's smtp_mx_address_limit is 5 addresses; exchanges past this
+/// are never tried).
+pub const ROUTE_MX_HOSTS_MAX: usize = 10;
+/// Addresses one resolution hands to delivery or call-ahead, in order,
+/// duplicates removed; the rest are dropped (a round never tries more).
+pub const ROUTE_ADDRESSES_MAX: usize = 16;

@@ -1,113 +1,89 @@
-//! End-to-end: a recipient whose domain lost its route is not stuck.
+//! End-to-end: mail whose domain cannot be routed right now is neither
+//! lost nor stuck, and mail for a domain that takes none fails at once.
 //!
-//! First run: b.test is a relay domain routed to a dead port; a message for
-//! bob@b.test is accepted, deferred, and still owed at SIGTERM. The restart
-//! on the same spool reads a config in which b.test has no route at all
-//! (only a.test is routed, no "*"), so the recovered recipient has nowhere
-//! to go. It must not wait for ever: with `--queue-lifetime-secs 3` it ends
-//! in the failed area (`SPOOL/failed/QID.eml`) with a reason that says
-//! there was no route; or, when a reload brings a route for b.test back,
-//! it is delivered there, once.
+//! Every domain routes somewhere: its SMTP route, else DNS (MX, then
+//! A/AAAA). The test DNS (unbound on loopback, tests/common/dns.rs)
+//! answers SERVFAIL for b.test and a null MX (RFC 7505) for nullmx.test;
+//! the config routes a.test to an smtp-sink and everything else by DNS
+//! (`"*" = ["USEDNS"]`).
+//! - b.test: accepted (250), deferred round after round ("routing b.test"
+//!   in the retry line); a reload that gives b.test a route delivers it,
+//!   once; or, with `--queue-lifetime-secs 3`, it ends in the failed area
+//!   (`SPOOL/failed/QID.eml`) with the DNS failure as the reason.
+//! - nullmx.test: accepted, then failed for good in the first round with
+//!   556 5.1.10 (RFC 7505 §3.2), kept in the failed area, never retried.
 
 mod common;
 
+use common::dns::{TestDns, Zone};
 use common::*;
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SHARDS: usize = 2;
 
-fn server(file: &ConfigFile, spool: &Path) -> PortcullisBuilder {
+/// b.test: SERVFAIL; nullmx.test: "MX 0 ." (and an A record, which a
+/// null MX overrides).
+fn zone() -> Zone {
+    Zone::new().servfail("b.test").mx("nullmx.test", 0, ".").a("nullmx.test", "127.0.0.1")
+}
+
+fn server(file: &ConfigFile, dns: &TestDns) -> PortcullisBuilder {
     Portcullis::builder()
         .cores(SHARDS)
         .config(file.path())
         .routes_from_config()
-        .spool_dir(spool)
+        .dns(dns.addr())
         .retry_secs(1, 1)
 }
 
-/// a.test routed to `sink`, and nothing for b.test.
-fn only_a(sink: &Sink) -> PolicyToml {
-    PolicyToml::new().relay("a.test").route("a.test", sink)
+/// a.test to `sink`, every other domain by DNS.
+fn by_dns(sink: &Sink) -> PolicyToml {
+    PolicyToml::new()
+        .relay("a.test")
+        .relay("b.test")
+        .relay("nullmx.test")
+        .route("a.test", sink)
+        .route_host("*", "USEDNS")
 }
 
-/// The first run: accept mail for bob@b.test while b.test is routed to a
-/// dead port, stop with it owed. Returns its queue id.
-fn leave_b_test_mail_owed(file: &ConfigFile, spool: &Path, sink: &Sink) -> String {
-    let dead = format!("127.0.0.1:{}", free_port());
-    file.write(&only_a(sink).relay("b.test").route_host("b.test", &dead));
-    let mut first = server(file, spool).start();
-    let sent = Swaks::new(first.addr())
-        .to("bob@b.test")
-        .header("Subject: for b.test")
+/// Sends one message to `rcpt`; returns its queue id.
+fn send(server: &Portcullis, rcpt: &str, subject: &str) -> String {
+    let sent = Swaks::new(server.addr())
+        .to(rcpt)
+        .header(&format!("Subject: {subject}"))
         .run();
     assert_eq!(sent.final_code(), Some(250), "{}", sent.transcript());
-    let qid = sent.queue_id().expect("queue id in the 250");
-    first.wait_for_log(&format!("retry qid={qid}"), 1, WAIT);
-    let status = first.stop(Duration::from_secs(20));
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", first.log());
-    let stopped = first.event_lines("stopped");
-    assert!(stopped.iter().any(|l| l.contains("owed=1")), "{stopped:?}");
-    qid
+    sent.queue_id().expect("queue id in the 250")
 }
 
-#[test]
-fn unrouted_mail_expires_into_the_failed_area() {
-    let spool = TempDir::new("unrouted-spool");
-    let sink = Sink::start();
-    let file = ConfigFile::new(&only_a(&sink));
-    let qid = leave_b_test_mail_owed(&file, spool.path(), &sink);
-
-    file.write(&only_a(&sink));
-    let restarted = Instant::now();
-    let server = server(&file, spool.path())
-        .arg("--queue-lifetime-secs")
-        .arg("3")
-        .start();
-    let copy = spool.path().join("failed").join(format!("{qid}.eml"));
-    let kept = wait_until(Duration::from_secs(10), || copy.exists());
-    assert!(
-        kept,
-        "no {} {:?} after the restart\n{}",
-        copy.display(),
-        restarted.elapsed(),
-        server.log()
-    );
-    eprintln!("failed copy {:?} after the restart", restarted.elapsed());
-    let failed = server.wait_for_log(&format!("failed qid={qid}"), 1, WAIT);
-    assert!(failed[0].contains("to=<bob@b.test>"), "{failed:?}");
-    assert!(failed[0].contains("no route"), "{failed:?}");
-    server.wait_for_log(&format!("removed qid={qid}"), 1, WAIT);
-
+/// The `X-Portcullis-Failed:` line of a failed copy, and the whole copy.
+fn failed_copy(server: &Portcullis, qid: &str) -> (String, String) {
+    let copy = server.spool_dir().join("failed").join(format!("{qid}.eml"));
+    assert!(wait_until(WAIT, || copy.exists()), "no {}\n{}", copy.display(), server.log());
     let text = std::fs::read_to_string(&copy).unwrap();
     let reason = text
         .lines()
         .find(|l| l.starts_with("X-Portcullis-Failed:"))
-        .unwrap_or_else(|| panic!("no reason header: {text}"));
-    assert!(
-        reason.contains("<bob@b.test>") && reason.contains("no route"),
-        "{reason}"
-    );
-    assert!(text.contains("Subject: for b.test"), "{text}");
-    assert_eq!(sink.count(), 0, "nothing was sent anywhere");
+        .unwrap_or_else(|| panic!("no reason header: {text}"))
+        .to_owned();
+    (reason, text)
 }
 
 #[test]
-fn unrouted_mail_is_delivered_once_a_reload_routes_its_domain() {
-    let spool = TempDir::new("unrouted-spool");
+fn dns_failure_defers_until_a_reload_routes_the_domain() {
+    let dns = TestDns::start(&zone());
     let sink = Sink::start();
-    let file = ConfigFile::new(&only_a(&sink));
-    let qid = leave_b_test_mail_owed(&file, spool.path(), &sink);
-
-    file.write(&only_a(&sink));
-    let mut server = server(&file, spool.path()).start();
+    let file = ConfigFile::new(&by_dns(&sink));
+    let mut server = server(&file, &dns).start();
     server.wait_every_shard_serving(SHARDS, WAIT);
-    // Owed and waiting, for want of a route.
-    let retry = server.wait_for_log(&format!("retry qid={qid}"), 1, WAIT);
-    assert!(retry[0].contains("no route"), "{retry:?}");
+    let qid = send(&server, "bob@b.test", "for b.test");
+
+    // Deferred twice: the round after a failed routing routes again.
+    let retries = server.wait_for_log(&format!("retry qid={qid}"), 2, WAIT);
+    assert!(retries.iter().all(|l| l.contains("routing b.test")), "{retries:?}");
     assert_eq!(sink.count(), 0);
 
-    file.write(&only_a(&sink).route("b.test", &sink));
+    file.write(&by_dns(&sink).route("b.test", &sink));
     server.sighup();
     server.wait_for_reload(1, SHARDS, WAIT);
     let got = sink.wait_for_messages(1, WAIT);
@@ -120,4 +96,44 @@ fn unrouted_mail_is_delivered_once_a_reload_routes_its_domain() {
     assert_eq!(sink.count(), 1, "delivered more than once");
     let stopped = server.event_lines("stopped");
     assert!(stopped.iter().all(|l| l.contains("owed=0")), "{stopped:?}");
+}
+
+#[test]
+fn dns_failure_expires_into_the_failed_area() {
+    let dns = TestDns::start(&zone());
+    let sink = Sink::start();
+    let file = ConfigFile::new(&by_dns(&sink));
+    let server = server(&file, &dns).arg("--queue-lifetime-secs").arg("3").start();
+    let qid = send(&server, "bob@b.test", "for b.test");
+
+    let (reason, text) = failed_copy(&server, &qid);
+    assert!(reason.contains("<bob@b.test>") && reason.contains("queue lifetime expired"), "{reason}");
+    assert!(reason.contains("routing b.test"), "{reason}");
+    assert!(text.contains("Subject: for b.test"), "{text}");
+    let failed = server.wait_for_log(&format!("failed qid={qid}"), 1, WAIT);
+    assert!(failed[0].contains("to=<bob@b.test>"), "{failed:?}");
+    server.wait_for_log(&format!("removed qid={qid}"), 1, WAIT);
+    assert_eq!(sink.count(), 0, "nothing was sent anywhere");
+}
+
+#[test]
+fn a_null_mx_domain_fails_at_once_and_other_mail_goes_on() {
+    let dns = TestDns::start(&zone());
+    let sink = Sink::start();
+    let file = ConfigFile::new(&by_dns(&sink));
+    let server = server(&file, &dns).start();
+    let qid = send(&server, "carol@nullmx.test", "for nullmx.test");
+
+    let (reason, _) = failed_copy(&server, &qid);
+    assert!(reason.contains("<carol@nullmx.test>") && reason.contains("556 5.1.10"), "{reason}");
+    let failed = server.wait_for_log(&format!("failed qid={qid}"), 1, WAIT);
+    assert!(failed[0].contains("556 5.1.10"), "{failed:?}");
+    server.wait_for_log(&format!("removed qid={qid}"), 1, WAIT);
+    // Final in the first round: never deferred (the default queue lifetime is days).
+    assert!(server.log_lines(&format!("retry qid={qid}")).is_empty(), "{}", server.log());
+
+    // A routed domain on the same server is delivered as usual.
+    send(&server, "alice@a.test", "for a.test");
+    let got = sink.wait_for_messages(1, WAIT);
+    assert_eq!(got[0].recipients(), ["alice@a.test"]);
 }

@@ -32,6 +32,7 @@ use crate::dns::Resolver;
 use crate::limits::{CALLAHEAD_IN_FLIGHT_MAX, CALLAHEAD_TIMEOUT_SECS_MAX};
 use crate::message::domain_of;
 use crate::policy::rate::Counters;
+use crate::routing::{self, RouteError};
 use crate::shards::{Mesh, ShardRequest};
 
 /// Validate `address` (sent to the owner shard of its domain).
@@ -271,29 +272,27 @@ impl Callahead {
         accepts
     }
 
-    /// The servers to probe for `domain`, in the order to try them.
+    /// The servers to probe for `domain`, in the order to try them: its
+    /// route (LDAP routing, SMTP routes, MX, A), or the static list
+    /// resolved MX then A, rotated one further per probe (round robin
+    /// from the first). A null MX refuses the recipient (RFC 7505).
     async fn servers(&self, profile: &Profile, domain: &str) -> Result<Vec<SocketAddr>, Verdict> {
-        match &profile.servers {
-            Servers::DeliveryHost => {
-                let policy = self.policy.current();
-                match policy.route_for(domain) {
-                    Some((_, hosts)) => Ok(hosts.to_vec()),
-                    None => Err(of_fault(Stage::Connect, format!("no route for {domain}"))),
-                }
-            }
-            Servers::Static(list) => {
-                let mut servers: Vec<SocketAddr> = list.iter().filter_map(|s| s.parse().ok()).collect();
-                let _ = &self.resolver;
-                let start = {
-                    let mut rotation = self.rotation.borrow_mut();
-                    let next = rotation.entry(profile.name.clone()).or_insert(0);
-                    let start = *next % servers.len().max(1);
-                    *next = next.wrapping_add(1);
-                    start
-                };
+        let resolved = match &profile.servers {
+            Servers::DeliveryHost => routing::resolve(domain, &self.policy.current().routes, &self.resolver).await,
+            Servers::Static(list) => routing::resolve_static(list, &self.resolver).await.map(|mut servers| {
+                let mut rotation = self.rotation.borrow_mut();
+                let next = rotation.entry(profile.name.clone()).or_insert(0);
+                let start = *next % servers.len().max(1);
                 servers.rotate_left(start);
-                Ok(servers)
-            }
+                *next = next.wrapping_add(1);
+                servers
+            }),
+        };
+        match resolved {
+            Ok(servers) if !servers.is_empty() => Ok(servers),
+            Ok(_) => Err(of_fault(Stage::Connect, format!("no address to probe for {domain}"))),
+            Err(RouteError::NullMx) => Err(Verdict::RecipientRefused(RouteError::NullMx.reply())),
+            Err(e) => Err(of_fault(Stage::Connect, format!("cannot route {domain}: {e}"))),
         }
     }
 

@@ -222,14 +222,14 @@ impl ProbePool {
                 requeue_front(&server, batch);
                 continue;
             }
+            let session_max = batch[0].profile.max_recipients_per_session;
             for (job, verdict) in batch.into_iter().zip(verdicts) {
                 let _ = job.reply.send(verdict);
             }
             if !c.is_reusable() {
                 continue;
             }
-            let max = server.queue.borrow().front().map_or(usize::MAX, |j| j.profile.max_recipients_per_session);
-            if c.rcpts_in_transaction() >= max && !c.rset(Instant::now() + Duration::from_secs(5)).await {
+            if c.rcpts_in_transaction() >= session_max && !c.rset(Instant::now() + Duration::from_secs(5)).await {
                 continue;
             }
             conn = Some(c);

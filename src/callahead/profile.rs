@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::cache::Ttls;
 use super::verdict::Verdict;
+use crate::config::RouteHost;
 use crate::config::callahead::{CallaheadConfig, FailureAction, Mode, ServerType};
 use crate::policy::rat::enhanced;
 use crate::smtp::Reply;
@@ -18,8 +19,8 @@ use crate::smtp::Reply;
 pub enum Servers {
     /// The route of the recipient's domain.
     DeliveryHost,
-    /// These hosts (`host[:port]`), round robin from the first.
-    Static(Vec<String>),
+    /// These hosts, round robin from the first.
+    Static(Vec<RouteHost>),
 }
 
 #[derive(Debug)]

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::flow::check_reply_text;
+use super::RouteHost;
 
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -46,7 +47,7 @@ pub enum ProbeTls {
 pub struct CallaheadConfig {
     pub server_type: ServerType,
     /// `host[:port]` or an IP literal; names resolved MX then A.
-    pub static_servers: Vec<String>,
+    pub static_servers: Vec<RouteHost>,
     pub tls: ProbeTls,
     /// Our MAIL FROM in probes; "" = the null sender `<>`.
     pub mail_from: String,
@@ -141,6 +142,9 @@ impl CallaheadConfig {
             (ServerType::DeliveryHost, false) => return Err("static_servers: only with server_type = \"static\"".into()),
             _ => {}
         }
+        if let Some(bad) = self.static_servers.iter().find(|s| !s.is_static_server()) {
+            return Err(format!("static_servers: {bad} is not a host (USEDNS is for routes)"));
+        }
         if self.tls != ProbeTls::Off {
             return Err("tls: only \"off\" until TLS is built".into());
         }
@@ -185,7 +189,9 @@ mod tests {
     fn static_servers_go_with_the_static_type() {
         assert!(parse("server_type = \"static\"").unwrap_err().starts_with("static_servers"));
         assert!(parse("static_servers = [\"10.0.0.1\"]").unwrap_err().starts_with("static_servers"));
-        assert_eq!(parse("server_type = \"static\"\nstatic_servers = [\"cah.example.com:25\"]"), Ok(()));
+        assert_eq!(parse("server_type = \"static\"\nstatic_servers = [\"cah.example.com:25\", \"10.0.0.7\"]"), Ok(()));
+        assert!(parse("server_type = \"static\"\nstatic_servers = [\"USEDNS\"]").unwrap_err().starts_with("static_servers"));
+        assert!(parse("server_type = \"static\"\nstatic_servers = [\"bad..name\"]").is_err());
     }
 
     #[test]

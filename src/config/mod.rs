@@ -13,9 +13,11 @@ pub mod callahead;
 pub mod flow;
 pub mod policy;
 pub mod reload;
+pub mod routes;
 pub mod settings;
 
 pub use policy::{Policy, PolicyCell};
+pub use routes::{RouteHost, Routes};
 pub use settings::Settings;
 
 use std::collections::BTreeMap;
@@ -43,8 +45,10 @@ pub struct Config {
     pub hostname: String,
     /// Domains we accept mail for. Everything else is refused: never an open relay.
     pub relay_domains: Vec<String>,
-    /// Destination → downstream hosts, tried in order. "*" is the default route.
-    pub routes: BTreeMap<String, Vec<SocketAddr>>,
+    /// `[routes]`: recipient domain ("example.com"), subdomains
+    /// (".example.net") or "*" → downstream hosts, tried in order
+    /// (`routes.rs`). A domain without a route goes by DNS.
+    pub routes: BTreeMap<String, Vec<RouteHost>>,
     pub max_connections: usize,
     pub shutdown_grace_secs: u64,
     /// Mail log destination; "-" (default) is stderr.
@@ -126,7 +130,7 @@ impl Default for Config {
             spool_bytes_max: limits::SPOOL_BYTES_MAX,
             hostname: default_hostname(),
             relay_domains: vec!["example.test".into()],
-            routes: BTreeMap::from([("*".to_string(), vec!["127.0.0.1:2526".parse().unwrap()])]),
+            routes: BTreeMap::from([("*".to_string(), vec![RouteHost::Addr("127.0.0.1:2526".parse().unwrap())])]),
             max_connections: limits::CONNECTIONS_MAX,
             shutdown_grace_secs: limits::SHUTDOWN_GRACE_SECS,
             log_file: "-".into(),
@@ -219,6 +223,8 @@ impl Config {
         let config: Config = toml::from_str(text).map_err(|e| {
             let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
             match line {
+                // A bad route entry names its table like validate's errors do.
+                Some(line) if table_of_line(text, line) == Some("routes") => ConfigError(format!("line {line}: routes: {}", e.message())),
                 Some(line) => ConfigError(format!("line {line}: {}", e.message())),
                 None => ConfigError(e.message().to_string()),
             }
@@ -259,17 +265,11 @@ impl Config {
                 return bad("relay_domains", format!("{d:?} is not a domain (wildcards are not allowed: never an open relay)"));
             }
         }
+        // A relay domain without a route would go by its MX: back to us.
+        let routes = Routes::compile(&self.routes)?;
         for d in &self.relay_domains {
-            if self.route_for(&d.to_ascii_lowercase()).is_none() {
-                return bad("routes", format!("relay domain {d:?} has no route (add it or \"*\")"));
-            }
-        }
-        for (dest, hosts) in &self.routes {
-            if dest != "*" && !is_domain(dest) {
-                return bad("routes", format!("{dest:?} is not a domain or \"*\""));
-            }
-            if hosts.is_empty() {
-                return bad("routes", format!("route {dest:?} has no hosts"));
+            if routes.lookup(d).is_none() {
+                return bad("routes", format!("relay domain {d:?} has no route (add it, or \"*\" = [\"USEDNS\"] if its MX is not us)"));
             }
         }
         if self.max_connections == 0 {
@@ -343,11 +343,6 @@ impl Config {
         Ok(())
     }
 
-    /// Hosts for a recipient domain (see `Policy::route_for`).
-    pub fn route_for(&self, domain: &str) -> Option<(&str, &[SocketAddr])> {
-        policy::route_for(&self.routes, domain)
-    }
-
     /// Split a validated config into process settings and the first policy snapshot.
     pub fn split(&self) -> (Settings, Policy) {
         (Settings::from_config(self), Policy::compile(self, 0))
@@ -382,6 +377,11 @@ fn line_of(text: &str, key: &str, msg: &str) -> Option<usize> {
     line_of_key(text, key)
 }
 
+/// The `[table]` header above 1-based `line`, if any.
+fn table_of_line(text: &str, line: usize) -> Option<&str> {
+    text.lines().take(line).filter_map(|l| l.trim().strip_prefix('[')?.split(']').next()).last().map(str::trim)
+}
+
 /// First line whose key (before '=') is `key`, 1-based.
 fn line_of_key(text: &str, key: &str) -> Option<usize> {
     text.lines().position(|l| l.split('=').next().map(str::trim) == Some(key)).map(|i| i + 1)
@@ -412,12 +412,21 @@ mod tests {
     }
 
     #[test]
-    fn routes_fall_back_to_parent_then_default() {
+    fn routes_match_the_domain_then_subdomain_keys_then_the_default() {
         let c = Config::from_toml(
-            "[routes]\n\"example.test\" = [\"127.0.0.1:1\"]\n\"*\" = [\"127.0.0.1:2\"]\n",
+            "[routes]\n\"example.test\" = [\"127.0.0.1:1\"]\n\".example.test\" = [\"127.0.0.1:3\"]\n\"*\" = [\"127.0.0.1:2\"]\n",
         )
         .unwrap();
-        assert_eq!(c.route_for("sub.example.test").unwrap().0, "example.test");
-        assert_eq!(c.route_for("other.test").unwrap().0, "*");
+        let (_, policy) = c.split();
+        assert_eq!(policy.route_for("example.test").unwrap().0, "example.test");
+        assert_eq!(policy.route_for("sub.example.test").unwrap().0, ".example.test");
+        assert_eq!(policy.route_for("other.test").unwrap().0, "*");
+    }
+
+    #[test]
+    fn a_relay_domain_needs_a_route_of_its_own_kind() {
+        // ".example.test" covers its subdomains only, not example.test itself.
+        let err = Config::from_toml("relay_domains = [\"example.test\"]\n[routes]\n\".example.test\" = [\"127.0.0.1:1\"]\n").unwrap_err();
+        assert!(err.0.contains("relay domain \"example.test\" has no route"), "{}", err.0);
     }
 }

@@ -8,10 +8,9 @@
 //! pool sizes) is in `Settings` instead.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::routes::{RouteHost, Routes};
 use super::Config;
 use crate::policy::access::Access;
 
@@ -37,8 +36,9 @@ pub struct RetrySchedule {
 pub struct Policy {
     /// Counts reloads from 0 (the start); shows in the mail log.
     pub generation: u64,
-    /// Destination → downstream hosts, tried in order. "*" is the default route.
-    pub routes: BTreeMap<String, Vec<SocketAddr>>,
+    /// `[routes]` compiled: domain, `.subdomain` and "*" keys → hosts in
+    /// order (`crate::routing` resolves them; no route means DNS).
+    pub routes: Routes,
     pub timeouts: ServerTimeouts,
     pub retry: RetrySchedule,
     /// Listeners with their HAT and RAT, the mail flow policies, the sender
@@ -57,7 +57,7 @@ impl Policy {
             generation,
             access: Arc::new(Access::compile(config).expect("compile() takes a validated config")),
             dns: config.dns.clone(),
-            routes: config.routes.clone(),
+            routes: Routes::compile(&config.routes).expect("compile() takes a validated config"),
             timeouts: ServerTimeouts {
                 command_secs: t.command_secs,
                 data_block_secs: t.data_block_secs,
@@ -72,27 +72,11 @@ impl Policy {
         }
     }
 
-    /// Hosts for a recipient domain: the exact route, else its parent
-    /// domains' routes, else "*". None when nothing matches.
-    pub fn route_for(&self, domain: &str) -> Option<(&str, &[SocketAddr])> {
-        route_for(&self.routes, domain)
+    /// The route of a recipient domain: its exact key, else the longest
+    /// `.suffix` key, else "*"; None when nothing matches (DNS routes it).
+    pub fn route_for(&self, domain: &str) -> Option<(&str, &[RouteHost])> {
+        self.routes.lookup(domain)
     }
-
-}
-
-/// The longest route key matching `domain` (itself, then parents), else "*".
-pub(super) fn route_for<'a>(routes: &'a BTreeMap<String, Vec<SocketAddr>>, domain: &str) -> Option<(&'a str, &'a [SocketAddr])> {
-    let mut key = domain;
-    loop {
-        if let Some((k, hosts)) = routes.get_key_value(key) {
-            return Some((k.as_str(), hosts.as_slice()));
-        }
-        match key.find('.') {
-            Some(dot) => key = &key[dot + 1..],
-            None => break,
-        }
-    }
-    routes.get_key_value("*").map(|(k, h)| (k.as_str(), h.as_slice()))
 }
 
 /// A shard's current policy: read once per connection or delivery job,

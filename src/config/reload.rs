@@ -141,7 +141,8 @@ mod tests {
         let (_, policy) = Config::default().split();
         let cell = crate::config::PolicyCell::new(Arc::new(policy.clone()));
         let taken = cell.current();
-        let routes = std::collections::BTreeMap::from([("*".to_string(), vec!["127.0.0.1:9".parse().unwrap()])]);
+        let table = std::collections::BTreeMap::from([("*".to_string(), vec!["127.0.0.1:9".parse().unwrap()])]);
+        let routes = crate::config::Routes::compile(&table).unwrap();
         assert!(cell.install(Arc::new(Policy { generation: 3, routes, ..policy.clone() })));
         assert!(!cell.install(Arc::new(Policy { generation: 2, ..policy.clone() })));
         assert_eq!(cell.current().generation, 3);

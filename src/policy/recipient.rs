@@ -1,8 +1,10 @@
 //! Recipient decision, in the order ESA applies it: DHAP (a harvesting host
 //! gets the DHAP reply whatever it asks), REJECT-at-RCPT policies, the RAT
-//! (Recipient Access Table; RELAY policies skip it), a route, then the rate
-//! limits (recipients per hour per client, recipients per interval per
-//! envelope sender) unless the RAT row bypasses receiving control.
+//! (Recipient Access Table; RELAY policies skip it), then the rate limits
+//! (recipients per hour per client, recipients per interval per envelope
+//! sender) unless the RAT row bypasses receiving control. Routing is not
+//! asked here: every domain routes somewhere (its SMTP route, else DNS),
+//! and delivery (and call-ahead) route it when they need the hosts.
 //!
 //! The session has already refused every address form that could smuggle an
 //! outside recipient (source routes dropped, `%`, `!`, quoted `@` refused),
@@ -11,13 +13,14 @@
 use crate::callahead;
 use crate::config::flow::Behavior;
 use crate::config::Policy;
-use crate::message::domain_of;
 use crate::policy::client::Client;
 use crate::policy::{dhap, limits};
 use crate::shard::Shard;
-use crate::smtp::{Decision, Reply};
+use crate::smtp::Decision;
 
-pub async fn decide(shard: &Shard, policy: &Policy, client: &Client, mailbox: &str, mail_from: &str) -> Decision {
+/// `_policy` is the session's snapshot: call-ahead will take its profile
+/// and routes from it (issue 7; the RAT lives in the listener already).
+pub async fn decide(shard: &Shard, _policy: &Policy, client: &Client, mailbox: &str, mail_from: &str) -> Decision {
     if let Some(refusal) = dhap::refusal(shard, client).await {
         return refusal;
     }
@@ -43,10 +46,6 @@ pub async fn decide(shard: &Shard, policy: &Policy, client: &Client, mailbox: &s
         }
         bypass_limits = verdict.bypass_receiving_control;
         bypass_callahead = verdict.bypass_callahead;
-    }
-    let domain = domain_of(mailbox);
-    if policy.route_for(&domain).is_none() {
-        return Decision::Refuse(Reply::new(451, "4.4.0", format!("<{mailbox}>: No route to destination")));
     }
     if !bypass_limits {
         if let Some(refusal) = limits::recipient(shard, client, mail_from).await {

@@ -1,0 +1,318 @@
+//! Routing: the downstream addresses for a recipient domain, the same for
+//! delivery and for call-ahead (seed, "SMTP Call-Ahead Query Routing").
+//!
+//! Where it sits: `delivery` asks it at the start of every round of
+//! attempts, call-ahead (delivery-host profiles) before a probe; both pass
+//! their snapshot's `[routes]` and the shard's `dns::Resolver`.
+//!
+//! The order, as ESA checks it:
+//! 1. LDAP routing (issue 8): a placeholder, first in line, that routes
+//!    nothing yet;
+//! 2. the SMTP route of the domain (`config::routes`: exact, `.suffix`,
+//!    `*`), its entries in order: an IP as written, a host name as its A
+//!    then AAAA addresses with the entry's port, USEDNS as step 3;
+//! 3. no route at all: DNS. MX by preference, equal preferences shuffled
+//!    (RFC 5321 §5.1), each exchange's A/AAAA on port 25; a null MX
+//!    (RFC 7505) means the domain takes no mail; no MX means the domain's
+//!    own A/AAAA (RFC 5321 §5.1, the implicit MX).
+//!
+//! What comes back is deduplicated, in order, at most
+//! `ROUTE_ADDRESSES_MAX` long. An error says whether to try again: a
+//! lookup that failed temporarily leaves `TempFail` (deferred, 4xx); a null
+//! MX or a domain that does not exist is final (5xx).
+//!
+//! Static call-ahead servers take no route: `resolve_static` resolves
+//! their names MX first, then A/AAAA, keeping each entry's port.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use rand::seq::SliceRandom;
+
+use crate::config::routes::{RouteHost, Routes};
+use crate::dns::{Lookup, Mx, Resolver};
+use crate::limits::{ROUTE_ADDRESSES_MAX, ROUTE_MX_HOSTS_MAX, SMTP_PORT};
+use crate::smtp::Reply;
+
+/// Why a domain has no address to send to, and whether that can change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RouteError {
+    /// RFC 7505: the domain publishes "MX 0 ." — it accepts no mail (final).
+    NullMx,
+    /// The domain, or every host it names, does not exist (final).
+    NotFound(String),
+    /// A lookup failed temporarily (or a route names a host without an
+    /// address, which an operator can fix): try again later.
+    TempFail(String),
+}
+
+impl RouteError {
+    /// Final: the recipient is refused (5xx), not retried.
+    pub fn is_permanent(&self) -> bool {
+        !matches!(self, RouteError::TempFail(_))
+    }
+
+    /// The SMTP answer for a recipient that cannot be routed: RFC 7505
+    /// §3.2's 556 5.1.10 for a null MX, 550 5.1.2 (RFC 3463: bad
+    /// destination system) for a domain that does not exist, 451 4.4.3
+    /// (routing server failure) while DNS fails.
+    pub fn reply(&self) -> Reply {
+        match self {
+            RouteError::NullMx => Reply::new(556, "5.1.10", "Recipient address has null MX"),
+            RouteError::NotFound(why) => Reply::new(550, "5.1.2", why.clone()),
+            RouteError::TempFail(why) => Reply::new(451, "4.4.3", why.clone()),
+        }
+    }
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteError::NullMx => {
+                f.write_str("the domain has a null MX (RFC 7505): it accepts no mail")
+            }
+            RouteError::NotFound(why) | RouteError::TempFail(why) => f.write_str(why),
+        }
+    }
+}
+
+/// The addresses to try for `domain`, in order: LDAP routing (not yet),
+/// then its SMTP route, else DNS.
+pub async fn resolve(
+    domain: &str,
+    routes: &Routes,
+    resolver: &Resolver,
+) -> Result<Vec<SocketAddr>, RouteError> {
+    let domain = domain
+        .strip_suffix('.')
+        .unwrap_or(domain)
+        .to_ascii_lowercase();
+    if let Some(addresses) = ldap_routing(&domain) {
+        return Ok(addresses);
+    }
+    match routes.lookup(&domain) {
+        Some((_, hosts)) => resolve_route(&domain, hosts, resolver).await,
+        // ESA: wherever no SMTP route is present, a DNS lookup is performed.
+        None => resolve_by_dns(&domain, resolver).await,
+    }
+}
+
+/// LDAP routing (issue 8, `ldap_routing` on a listener): the mailHost of
+/// the recipient's entry comes first. Nothing routes by LDAP yet.
+fn ldap_routing(_domain: &str) -> Option<Vec<SocketAddr>> {
+    None
+}
+
+/// The addresses of static call-ahead servers, in the order written: an
+/// IP as is; a name by its MX hosts' A/AAAA, or its own A/AAAA when it has
+/// no MX, always with the entry's port. No SMTP route applies (ESA).
+pub async fn resolve_static(
+    servers: &[RouteHost],
+    resolver: &Resolver,
+) -> Result<Vec<SocketAddr>, RouteError> {
+    let mut found = Found::default();
+    for server in servers {
+        if found.is_full() {
+            break;
+        }
+        match server {
+            RouteHost::Addr(addr) => found.push(*addr),
+            RouteHost::Name { host, port } => {
+                static_server(host, *port, resolver, &mut found).await
+            }
+            // Config validation refuses it (`is_static_server`); skipped if it slips through.
+            RouteHost::UseDns => found.not_found("USEDNS is not a call-ahead server".into()),
+        }
+    }
+    found.finish()
+}
+
+/// The entries of the domain's SMTP route, in order. A host name without
+/// an address is a mistake in the route, not in the recipient's domain:
+/// its mail waits (TempFail) for the operator rather than bouncing.
+async fn resolve_route(
+    domain: &str,
+    hosts: &[RouteHost],
+    resolver: &Resolver,
+) -> Result<Vec<SocketAddr>, RouteError> {
+    let mut found = Found::default();
+    for entry in hosts {
+        if found.is_full() {
+            break;
+        }
+        match entry {
+            RouteHost::Addr(addr) => found.push(*addr),
+            RouteHost::Name { host, port } => match resolver.addresses(host).await {
+                Lookup::Found(ips) => found.push_all(&ips, *port),
+                Lookup::NotFound => {
+                    found.temp_fail(format!("route host {host} has no A/AAAA record"))
+                }
+                Lookup::TempFail(why) => found.temp_fail(format!("route host {host}: {why}")),
+            },
+            RouteHost::UseDns => match resolve_by_dns(domain, resolver).await {
+                Ok(addresses) => addresses.into_iter().for_each(|a| found.push(a)),
+                Err(e) => found.absorb(e),
+            },
+        }
+    }
+    found.finish()
+}
+
+/// DNS routing of a recipient domain: MX, then the implicit MX.
+async fn resolve_by_dns(domain: &str, resolver: &Resolver) -> Result<Vec<SocketAddr>, RouteError> {
+    let mut found = Found::default();
+    match resolver.mx(domain).await {
+        Lookup::Found(mxs) if is_null_mx(&mxs) => return Err(RouteError::NullMx),
+        Lookup::Found(mxs) => {
+            exchanges_addresses(order_exchanges(mxs), SMTP_PORT, resolver, &mut found).await;
+            if found.addresses.is_empty() && found.temp_fail.is_none() {
+                return Err(RouteError::NotFound(format!(
+                    "no MX host of {domain} has an address"
+                )));
+            }
+        }
+        // RFC 5321 §5.1: no MX, so the domain itself is the only host.
+        Lookup::NotFound => match resolver.addresses(domain).await {
+            Lookup::Found(ips) => found.push_all(&ips, SMTP_PORT),
+            Lookup::NotFound => {
+                return Err(RouteError::NotFound(format!(
+                    "domain {domain} not found: no MX and no A/AAAA record"
+                )))
+            }
+            Lookup::TempFail(why) => found.temp_fail(format!("A/AAAA of {domain}: {why}")),
+        },
+        Lookup::TempFail(why) => found.temp_fail(format!("MX of {domain}: {why}")),
+    }
+    found.finish()
+}
+
+/// A static server's name: its MX hosts if it has some, else itself.
+async fn static_server(host: &str, port: u16, resolver: &Resolver, found: &mut Found) {
+    match resolver.mx(host).await {
+        Lookup::Found(mxs) if !is_null_mx(&mxs) => {
+            exchanges_addresses(order_exchanges(mxs), port, resolver, found).await
+        }
+        Lookup::TempFail(why) => found.temp_fail(format!("MX of {host}: {why}")),
+        Lookup::Found(_) | Lookup::NotFound => match resolver.addresses(host).await {
+            Lookup::Found(ips) => found.push_all(&ips, port),
+            Lookup::NotFound => found.not_found(format!("call-ahead server {host} not found")),
+            Lookup::TempFail(why) => found.temp_fail(format!("A/AAAA of {host}: {why}")),
+        },
+    }
+}
+
+/// RFC 7505 §3: a null MX is the domain's only MX, with exchange "."
+/// (the resolver shows it as an empty name).
+fn is_null_mx(mxs: &[Mx]) -> bool {
+    matches!(mxs, [only] if only.exchange.is_empty())
+}
+
+/// Exchange names to try, best preference first, equal preferences in
+/// random order (RFC 5321 §5.1: spread the load over equal MXs), at most
+/// `ROUTE_MX_HOSTS_MAX`. `mxs` come sorted by preference from the resolver.
+fn order_exchanges(mut mxs: Vec<Mx>) -> Vec<String> {
+    mxs.sort_by_key(|mx| mx.preference);
+    let mut rng = rand::rng();
+    for same_preference in mxs.chunk_by_mut(|a, b| a.preference == b.preference) {
+        same_preference.shuffle(&mut rng);
+    }
+    let mut names: Vec<String> = Vec::new();
+    for mx in mxs {
+        // A "." among real exchanges is a broken null MX: nothing to try there.
+        if !mx.exchange.is_empty() && !names.contains(&mx.exchange) {
+            names.push(mx.exchange);
+        }
+    }
+    names.truncate(ROUTE_MX_HOSTS_MAX);
+    names
+}
+
+/// The A/AAAA addresses of `exchanges`, asked all at once (each its own
+/// task on this shard), taken in the exchanges' order. One that fails is
+/// skipped when another resolves.
+async fn exchanges_addresses(
+    exchanges: Vec<String>,
+    port: u16,
+    resolver: &Resolver,
+    found: &mut Found,
+) {
+    let lookups: Vec<_> = exchanges
+        .iter()
+        .map(|name| {
+            let (resolver, name) = (resolver.clone(), name.clone());
+            glommio::spawn_local(async move { resolver.addresses(&name).await })
+        })
+        .collect();
+    for (name, lookup) in exchanges.iter().zip(lookups) {
+        match lookup.await {
+            Lookup::Found(ips) => found.push_all(&ips, port),
+            Lookup::NotFound => found.not_found(format!("MX host {name} has no A/AAAA record")),
+            Lookup::TempFail(why) => found.temp_fail(format!("MX host {name}: {why}")),
+        }
+    }
+}
+
+/// Addresses gathered so far, and the failures met on the way: they
+/// matter only when no address was found.
+#[derive(Default)]
+struct Found {
+    addresses: Vec<SocketAddr>,
+    temp_fail: Option<String>,
+    null_mx: bool,
+    not_found: Option<String>,
+}
+
+impl Found {
+    fn is_full(&self) -> bool {
+        self.addresses.len() >= ROUTE_ADDRESSES_MAX
+    }
+
+    /// Keeps the first place of an address given twice; drops it past the bound.
+    fn push(&mut self, address: SocketAddr) {
+        if !self.is_full() && !self.addresses.contains(&address) {
+            self.addresses.push(address);
+        }
+    }
+
+    fn push_all(&mut self, ips: &[IpAddr], port: u16) {
+        ips.iter()
+            .for_each(|&ip| self.push(SocketAddr::new(ip, port)));
+    }
+
+    /// The first reason of each kind is the one reported.
+    fn temp_fail(&mut self, why: String) {
+        self.temp_fail.get_or_insert(why);
+    }
+
+    fn not_found(&mut self, why: String) {
+        self.not_found.get_or_insert(why);
+    }
+
+    fn absorb(&mut self, error: RouteError) {
+        match error {
+            RouteError::NullMx => self.null_mx = true,
+            RouteError::NotFound(why) => self.not_found(why),
+            RouteError::TempFail(why) => self.temp_fail(why),
+        }
+    }
+
+    /// The addresses; without any, the failure that leaves the most hope:
+    /// a temporary one, then a null MX, then "not found".
+    fn finish(self) -> Result<Vec<SocketAddr>, RouteError> {
+        if !self.addresses.is_empty() {
+            return Ok(self.addresses);
+        }
+        if let Some(why) = self.temp_fail {
+            return Err(RouteError::TempFail(why));
+        }
+        if self.null_mx {
+            return Err(RouteError::NullMx);
+        }
+        Err(RouteError::NotFound(
+            self.not_found.unwrap_or_else(|| "no address found".into()),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests;
