@@ -91,14 +91,30 @@ fn offer(server: &Portcullis, form: &str) -> (Reply, Reply) {
 
 #[test]
 fn every_relay_form_is_refused_and_nothing_reaches_the_sink() {
-    assert!(FORMS.len() >= 20);
     let sink = Sink::start();
     let server = Portcullis::builder().route("*", &sink).start();
+    relay_battery(&server, &sink);
+}
 
+/// The same through a listener that calls every recipient ahead: a form
+/// the RAT refuses is never probed, so the only call-ahead decision is the
+/// control message's recipient.
+#[test]
+fn every_relay_form_is_refused_with_callahead_on_and_none_is_probed() {
+    let sink = Sink::start();
+    let (server, _config) = common::guarded::portcullis_with_callahead(&sink);
+    relay_battery(&server, &sink);
+    let decisions = server.wait_for_log(" callahead ", 1, WAIT);
+    assert_eq!(decisions.len(), 1, "{decisions:#?}");
+    assert!(decisions[0].contains(&format!("rcpt=<{CONTROL_RCPT}>")) && decisions[0].contains("source=probe verdict=accepted"), "{decisions:#?}");
+}
+
+fn relay_battery(server: &Portcullis, sink: &Sink) {
+    assert!(FORMS.len() >= 20);
     let mut table = String::new();
     let mut wrong = Vec::new();
     for &(form, expect) in FORMS {
-        let (rcpt, data) = offer(&server, form);
+        let (rcpt, data) = offer(server, form);
         let got = format!("{} {}", rcpt.code, rcpt.text());
         table.push_str(&format!("  <{form}> -> {got} | DATA {}\n", data.code));
         let ok = match expect {

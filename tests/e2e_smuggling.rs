@@ -102,10 +102,25 @@ fn attempt(server: &Portcullis, name: &str, fake_end: &[u8], split_writes: bool)
 fn fake_end_markers_never_end_data_nor_start_a_second_message() {
     let sink = Sink::start();
     let server = Portcullis::builder().route("*", &sink).start();
+    fake_end_battery(&server, &sink);
+}
+
+/// The same with every recipient called ahead (at the same sink): the
+/// pause at RCPT changes nothing about where the data ends.
+#[test]
+fn fake_end_markers_never_end_data_with_callahead_on() {
+    let sink = Sink::start();
+    let (server, _config) = common::guarded::portcullis_with_callahead(&sink);
+    fake_end_battery(&server, &sink);
+    let decisions = server.wait_for_log(" callahead ", FAKE_ENDS.len() * 4, WAIT);
+    assert!(decisions.iter().all(|l| l.contains("verdict=accepted")), "{decisions:#?}");
+}
+
+fn fake_end_battery(server: &Portcullis, sink: &Sink) {
     let mut replies = Vec::new();
     for &(name, fake_end) in FAKE_ENDS {
         for split in [false, true] {
-            let end = attempt(&server, name, fake_end, split);
+            let end = attempt(server, name, fake_end, split);
             replies.push(format!("{name} split={split}: {} {}", end.code, end.text()));
             assert_eq!(
                 (end.code, end.text().starts_with("5.6.0 ")),

@@ -28,6 +28,7 @@ pub mod clients;
 pub mod config;
 pub mod control;
 pub mod dns;
+pub mod guarded;
 pub mod process;
 pub mod server;
 pub mod sink;
