@@ -327,9 +327,10 @@ async fn wind_down(shard: &Shard, shared: &Shared, arrival: &Arrival) {
         Ok(Err(e)) => shard.log.event("error", format_args!("spool sync at shutdown: {e:?}")),
         Err(_) => shard.log.event("error", format_args!("spool sync at shutdown: not done within {}ms", limits::SHUTDOWN_DRAIN_MS)),
     }
-    // QUIT idle downstream connections, bounded: a stuck peer must not hold up the exit.
+    // QUIT idle downstream and probe connections, bounded: a stuck peer must not hold up the exit.
     let _ = glommio::timer::timeout(Duration::from_secs(2), async {
         shard.delivery.close_idle().await;
+        shard.callahead.pool.close_idle().await;
         Ok(())
     })
     .await;
