@@ -22,6 +22,8 @@
 //!   counting connections and RCPTs at the server.
 //! - [`fake_smtp`]: a scripted fake downstream, only for faults no real
 //!   program makes (garbage, endless lines, a stall mid-reply).
+//! - [`callahead`]: a public listener with a call-ahead profile in front of
+//!   a test downstream; its decision log lines, CLI and metrics.
 //! - [`conncount`]: connections to a port sampled from /proc/net/tcp, for
 //!   servers that do not log them (smtp-sink).
 //!
@@ -31,6 +33,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod admin;
+pub mod callahead;
 pub mod clients;
 pub mod config;
 pub mod conncount;
