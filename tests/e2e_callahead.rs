@@ -60,30 +60,55 @@ fn unknown_mailbox_gets_postfix_reply_and_is_cached() {
     let reply = ca.rcpt(rcpt);
     assert_eq!((reply.code, reply.text()), (550, user_unknown(rcpt)));
     let first = &ca.wait_decision(rcpt, 1)[0];
-    assert_eq!((first.field("source"), first.field("verdict")), ("probe".into(), "mailbox-unknown".into()), "{first:?}");
+    assert_eq!(
+        (first.field("source"), first.field("verdict")),
+        ("probe".into(), "mailbox-unknown".into()),
+        "{first:?}"
+    );
     assert_eq!(first.field("action"), "reject", "{first:?}");
-    assert!(first.reply().contains("User unknown in relay recipient table"), "{first:?}");
+    assert!(
+        first
+            .reply()
+            .contains("User unknown in relay recipient table"),
+        "{first:?}"
+    );
 
     // The cached verdict keeps the downstream's words; no new RCPT there.
     let again = ca.rcpt(rcpt);
     assert_eq!((again.code, again.text()), (550, user_unknown(rcpt)));
     assert_eq!(ca.wait_decision(rcpt, 2)[1].field("source"), "cache");
-    assert_eq!(pf.rcpt_lookups_of(rcpt), 1, "a mailbox-unknown verdict is cached");
+    assert_eq!(
+        pf.rcpt_lookups_of(rcpt),
+        1,
+        "a mailbox-unknown verdict is cached"
+    );
 }
 
 #[test]
 fn soft_reject_is_passed_through_and_not_cached() {
     let sink = Sink::builder().reject_soft(&["RCPT"]).start();
-    let ca = CallaheadSetup::new().route("example.test", &sink.host_port()).start();
+    let ca = CallaheadSetup::new()
+        .route("example.test", &sink.host_port())
+        .start();
     let rcpt = "soft@example.test";
     let first = ca.rcpt(rcpt);
-    assert_eq!(first.code, 450, "tempfail_code = 0 passes the 4xx through: {first:?}");
-    assert!(first.text().starts_with("4.3.0"), "smtp-sink's own text: {first:?}");
+    assert_eq!(
+        first.code, 450,
+        "tempfail_code = 0 passes the 4xx through: {first:?}"
+    );
+    assert!(
+        first.text().starts_with("4.3.0"),
+        "smtp-sink's own text: {first:?}"
+    );
     let second = ca.rcpt(rcpt);
     assert_eq!(second.code, 450, "{second:?}");
     let lines = ca.wait_decision(rcpt, 2);
     for line in &lines {
-        assert_eq!((line.field("source"), line.field("verdict")), ("probe".into(), "tempfail".into()), "never cached: {line:?}");
+        assert_eq!(
+            (line.field("source"), line.field("verdict")),
+            ("probe".into(), "tempfail".into()),
+            "never cached: {line:?}"
+        );
     }
 }
 
@@ -109,7 +134,11 @@ fn tempfail_action_accept_answers_250() {
         .start();
     assert_eq!(ca.rcpt("soft@example.test").code, 250);
     let line = &ca.wait_decision("soft@example.test", 1)[0];
-    assert_eq!((line.field("verdict"), line.field("action")), ("tempfail".into(), "accept".into()), "{line:?}");
+    assert_eq!(
+        (line.field("verdict"), line.field("action")),
+        ("tempfail".into(), "accept".into()),
+        "{line:?}"
+    );
 }
 
 /// A refusal of our MAIL FROM says nothing about the recipient: failure
@@ -117,13 +146,23 @@ fn tempfail_action_accept_answers_250() {
 #[test]
 fn mail_from_refused_is_a_failure_and_not_cached() {
     let sink = Sink::builder().reject_hard(&["MAIL"]).start();
-    let ca = CallaheadSetup::new().route("example.test", &sink.host_port()).start();
+    let ca = CallaheadSetup::new()
+        .route("example.test", &sink.host_port())
+        .start();
     let rcpt = "someone@example.test";
     for n in 1..=2 {
         let reply = ca.rcpt(rcpt);
-        assert_eq!((reply.code, reply.text().contains(FAILURE_TEXT)), (FAILURE_CODE, true), "{reply:?}");
+        assert_eq!(
+            (reply.code, reply.text().contains(FAILURE_TEXT)),
+            (FAILURE_CODE, true),
+            "{reply:?}"
+        );
         let line = &ca.wait_decision(rcpt, n)[n - 1];
-        assert_eq!((line.field("source"), line.field("verdict")), ("probe".into(), "failure".into()), "{line:?}");
+        assert_eq!(
+            (line.field("source"), line.field("verdict")),
+            ("probe".into(), "failure".into()),
+            "{line:?}"
+        );
         assert_eq!(line.field("action"), "reject", "{line:?}");
     }
 }
@@ -131,11 +170,16 @@ fn mail_from_refused_is_a_failure_and_not_cached() {
 #[test]
 fn ehlo_refused_is_a_failure() {
     let sink = Sink::builder().reject_hard(&["EHLO", "HELO"]).start();
-    let ca = CallaheadSetup::new().route("example.test", &sink.host_port()).start();
+    let ca = CallaheadSetup::new()
+        .route("example.test", &sink.host_port())
+        .start();
     let reply = ca.rcpt("someone@example.test");
     assert_eq!(reply.code, FAILURE_CODE, "{reply:?}");
     assert!(reply.text().contains(FAILURE_TEXT), "{reply:?}");
-    assert_eq!(ca.wait_decision("someone@example.test", 1)[0].field("verdict"), "failure");
+    assert_eq!(
+        ca.wait_decision("someone@example.test", 1)[0].field("verdict"),
+        "failure"
+    );
 }
 
 /// Postfix's 554 5.7.1 relay denial is a policy reject, not "no such
@@ -143,13 +187,24 @@ fn ehlo_refused_is_a_failure() {
 #[test]
 fn policy_reject_at_rcpt_is_a_failure_not_unknown() {
     let pf = PostfixSmtpd::start(&["elsewhere.test"], &[]);
-    let ca = CallaheadSetup::new().route("example.test", &pf.host_port()).start();
+    let ca = CallaheadSetup::new()
+        .route("example.test", &pf.host_port())
+        .start();
     let reply = ca.rcpt("policy@example.test");
     assert_eq!(reply.code, FAILURE_CODE, "5.7.x is a failure: {reply:?}");
     ca.rcpt("policy@example.test");
     let lines = ca.wait_decision("policy@example.test", 2);
-    assert!(lines.iter().all(|l| l.field("verdict") == "failure" && l.field("source") == "probe"), "{lines:?}");
-    assert!(wait_until(WAIT, || pf.rejected_rcpt_lines().len() == 2), "{}", pf.log());
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.field("verdict") == "failure" && l.field("source") == "probe"),
+        "{lines:?}"
+    );
+    assert!(
+        wait_until(WAIT, || pf.rejected_rcpt_lines().len() == 2),
+        "{}",
+        pf.log()
+    );
 }
 
 #[test]
@@ -162,7 +217,10 @@ fn custom_failure_reply_and_failure_action_accept() {
         .start();
     let reply = custom.rcpt("x@example.test");
     assert_eq!(reply.code, 554, "{reply:?}");
-    assert!(reply.text().contains("Cannot verify recipient here"), "{reply:?}");
+    assert!(
+        reply.text().contains("Cannot verify recipient here"),
+        "{reply:?}"
+    );
     drop(custom);
 
     let accepting = CallaheadSetup::new()
@@ -171,7 +229,11 @@ fn custom_failure_reply_and_failure_action_accept() {
         .start();
     assert_eq!(accepting.rcpt("x@example.test").code, 250);
     let line = &accepting.wait_decision("x@example.test", 1)[0];
-    assert_eq!((line.field("verdict"), line.field("action")), ("failure".into(), "accept".into()), "{line:?}");
+    assert_eq!(
+        (line.field("verdict"), line.field("action")),
+        ("failure".into(), "accept".into()),
+        "{line:?}"
+    );
 }
 
 #[test]
@@ -186,9 +248,15 @@ fn second_static_server_answers_when_the_first_is_dead() {
     let started = Instant::now();
     let reply = ca.rcpt(KNOWN);
     assert_eq!(reply.code, 250, "{reply:?}");
-    assert!(started.elapsed() < Duration::from_secs(timeout_secs), "within one validation timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(timeout_secs),
+        "within one validation timeout"
+    );
     assert_eq!(pf.rcpt_lookups_of(KNOWN), 1);
-    assert_eq!(ca.wait_decision(KNOWN, 1)[0].field("server"), pf.host_port());
+    assert_eq!(
+        ca.wait_decision(KNOWN, 1)[0].field("server"),
+        pf.host_port()
+    );
 }
 
 /// Round robin from the first static server, counted at the two servers
@@ -202,25 +270,40 @@ fn static_servers_are_asked_round_robin_from_the_first() {
         .cores(1)
         .start();
     assert_eq!(ca.rcpt("rr1@example.test").code, 250);
-    assert_eq!((first.count_commands("RCPT"), second.count_commands("RCPT")), (1, 0), "the first server first");
+    assert_eq!(
+        (first.count_commands("RCPT"), second.count_commands("RCPT")),
+        (1, 0),
+        "the first server first"
+    );
     for n in 2..=4 {
         assert_eq!(ca.rcpt(&format!("rr{n}@example.test")).code, 250);
     }
-    assert_eq!((first.count_commands("RCPT"), second.count_commands("RCPT")), (2, 2));
+    assert_eq!(
+        (first.count_commands("RCPT"), second.count_commands("RCPT")),
+        (2, 2)
+    );
 }
 
 #[test]
 fn route_by_host_name_through_the_test_dns() {
     let pf = postfix();
-    let dns = common::dns::TestDns::start(&common::dns::Zone::new().a("downstream.example.test", "127.0.0.1"));
+    let dns = common::dns::TestDns::start(
+        &common::dns::Zone::new().a("downstream.example.test", "127.0.0.1"),
+    );
     let ca = CallaheadSetup::new()
-        .route("example.test", &format!("downstream.example.test:{}", pf.port()))
+        .route(
+            "example.test",
+            &format!("downstream.example.test:{}", pf.port()),
+        )
         .dns(dns.addr())
         .start();
     assert_eq!(ca.rcpt(KNOWN).code, 250);
     assert_eq!(ca.rcpt("nobody@example.test").code, 550);
     assert_eq!(pf.rcpt_commands_total(), 2);
-    assert_eq!(ca.wait_decision(KNOWN, 1)[0].field("server"), pf.host_port());
+    assert_eq!(
+        ca.wait_decision(KNOWN, 1)[0].field("server"),
+        pf.host_port()
+    );
 }
 
 /// RAT first: a RAT reject is never probed, a bypass row is accepted
@@ -231,9 +314,16 @@ fn rat_reject_bypass_and_relay_are_never_probed() {
     let ca = via(&pf).start();
     let refused = ca.rcpt("x@elsewhere.test");
     assert_eq!(refused.code, 550, "{refused:?}");
-    assert!(refused.text().contains("Relay access denied"), "{refused:?}");
+    assert!(
+        refused.text().contains("Relay access denied"),
+        "{refused:?}"
+    );
 
-    assert_eq!(ca.rcpt(BYPASS_RCPT).code, 250, "bypass_callahead: not a mailbox at Postfix, accepted anyway");
+    assert_eq!(
+        ca.rcpt(BYPASS_RCPT).code,
+        250,
+        "bypass_callahead: not a mailbox at Postfix, accepted anyway"
+    );
     let bypass = &ca.wait_decision(BYPASS_RCPT, 1)[0];
     assert_eq!(bypass.field("source"), "bypass", "{bypass:?}");
 
@@ -244,7 +334,13 @@ fn rat_reject_bypass_and_relay_are_never_probed() {
 
     assert_eq!(pf.rcpt_commands_total(), 0, "nothing reached the server");
     assert_eq!(pf.connections_total(), 0, "{}", pf.log());
-    assert!(ca.all_decisions().iter().all(|d| d.field("source") != "probe"), "{:?}", ca.all_decisions());
+    assert!(
+        ca.all_decisions()
+            .iter()
+            .all(|d| d.field("source") != "probe"),
+        "{:?}",
+        ca.all_decisions()
+    );
 }
 
 /// ESA: call-ahead rejections count toward DHAP's invalid recipients.
@@ -261,7 +357,10 @@ fn unknown_recipients_count_toward_dhap() {
     }
     let over = raw.cmd(&format!("RCPT TO:<{KNOWN}>")).unwrap();
     assert_eq!(over.code, 550, "{over:?}");
-    assert!(over.text().contains("Too many invalid recipients"), "the DHAP reply: {over:?}");
+    assert!(
+        over.text().contains("Too many invalid recipients"),
+        "the DHAP reply: {over:?}"
+    );
 }
 
 #[test]
@@ -282,7 +381,15 @@ fn one_hundred_pipelined_rcpts_get_replies_in_order() {
     let pf = postfix();
     let ca = via(&pf).start();
     let rcpts: Vec<String> = (0..100)
-        .map(|i| if i % 3 == 0 { format!("ghost{i}@example.test") } else if i % 2 == 0 { KNOWN.to_owned() } else { KNOWN2.to_owned() })
+        .map(|i| {
+            if i % 3 == 0 {
+                format!("ghost{i}@example.test")
+            } else if i % 2 == 0 {
+                KNOWN.to_owned()
+            } else {
+                KNOWN2.to_owned()
+            }
+        })
         .collect();
     let mut raw = ca.session();
     let batch: String = rcpts.iter().map(|r| format!("RCPT TO:<{r}>\r\n")).collect();
@@ -308,7 +415,14 @@ fn cli_query_and_purge_then_new_mailbox_is_accepted() {
     assert_eq!(ca.rcpt(rcpt).code, 550);
     let query = ca.cli(&["query", rcpt]);
     assert!(query.success(), "{query:?}");
-    for word in ["verdict=mailbox-unknown", "source=", "reply=\"", "age_secs=", "ttl_secs=", "shard="] {
+    for word in [
+        "verdict=mailbox-unknown",
+        "source=",
+        "reply=\"",
+        "age_secs=",
+        "ttl_secs=",
+        "shard=",
+    ] {
         assert!(query.stdout.contains(word), "{word} in {:?}", query.stdout);
     }
     assert!(query.stdout.contains("User unknown"), "{:?}", query.stdout);
@@ -336,15 +450,49 @@ fn metrics_count_verdicts_by_source_and_result() {
     ca.rcpt("nobody@example.test");
     ca.wait_decision("nobody@example.test", 1);
     let page = ca.metrics();
-    let verdicts = |source, result| metric(&page, "portcullis_callahead_verdicts_total", &[("source", source), ("result", result)]);
+    let verdicts = |source, result| {
+        metric(
+            &page,
+            "portcullis_callahead_verdicts_total",
+            &[("source", source), ("result", result)],
+        )
+    };
     assert_eq!(verdicts("probe", "accepted"), Some(1.0), "{page}");
     assert_eq!(verdicts("cache", "accepted"), Some(1.0), "{page}");
     assert_eq!(verdicts("probe", "mailbox-unknown"), Some(1.0), "{page}");
     let server = pf.host_port();
-    assert_eq!(metric(&page, "portcullis_callahead_probes_total", &[("server", &server)]), Some(2.0), "{page}");
-    assert_eq!(metric(&page, "portcullis_callahead_cache_entries", &[]), Some(2.0), "{page}");
-    assert!(metric(&page, "portcullis_callahead_probe_connections", &[("server", &server)]).is_some(), "{page}");
-    assert_eq!(metric(&page, "portcullis_callahead_breaker_open", &[("server", &server)]), Some(0.0), "{page}");
+    assert_eq!(
+        metric(
+            &page,
+            "portcullis_callahead_probes_total",
+            &[("server", &server)]
+        ),
+        Some(2.0),
+        "{page}"
+    );
+    assert_eq!(
+        metric(&page, "portcullis_callahead_cache_entries", &[]),
+        Some(2.0),
+        "{page}"
+    );
+    assert!(
+        metric(
+            &page,
+            "portcullis_callahead_probe_connections",
+            &[("server", &server)]
+        )
+        .is_some(),
+        "{page}"
+    );
+    assert_eq!(
+        metric(
+            &page,
+            "portcullis_callahead_breaker_open",
+            &[("server", &server)]
+        ),
+        Some(0.0),
+        "{page}"
+    );
 }
 
 /// `max_connections_per_server` holds for the whole appliance (two
@@ -353,7 +501,10 @@ fn metrics_count_verdicts_by_source_and_result() {
 #[test]
 fn per_server_connection_cap_and_single_flight_across_shards() {
     let pf = postfix();
-    let ca = via(&pf).cores(2).profile("max_connections_per_server", "1").start();
+    let ca = via(&pf)
+        .cores(2)
+        .profile("max_connections_per_server", "1")
+        .start();
     let clients = 8;
     let handles: Vec<_> = (0..clients)
         .map(|i| {
@@ -362,16 +513,30 @@ fn per_server_connection_cap_and_single_flight_across_shards() {
                 let (mut raw, _) = RawSmtp::connect(addr).unwrap();
                 raw.cmd("EHLO client.test").unwrap();
                 raw.cmd("MAIL FROM:<s@client.test>").unwrap();
-                let batch: String = (0..10).map(|n| format!("RCPT TO:<c{i}n{n}@example.test>\r\nRCPT TO:<fresh@example.test>\r\n")).collect();
+                let batch: String = (0..10)
+                    .map(|n| {
+                        format!(
+                            "RCPT TO:<c{i}n{n}@example.test>\r\nRCPT TO:<fresh@example.test>\r\n"
+                        )
+                    })
+                    .collect();
                 raw.send(batch.as_bytes()).unwrap();
-                raw.read_replies(20).unwrap().iter().map(|r| r.code).collect::<Vec<_>>()
+                raw.read_replies(20)
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.code)
+                    .collect::<Vec<_>>()
             })
         })
         .collect();
     for handle in handles {
         assert!(handle.join().unwrap().iter().all(|&c| c == 550));
     }
-    assert_eq!(pf.rcpt_lookups_of("fresh@example.test"), 1, "one probe for one address");
+    assert_eq!(
+        pf.rcpt_lookups_of("fresh@example.test"),
+        1,
+        "one probe for one address"
+    );
     assert!(pf.connections_total() >= 1);
     assert_eq!(pf.max_concurrent_connections(), 1, "{}", pf.log());
 }

@@ -37,16 +37,25 @@ fn setup(downstream: &str) -> Callahead {
 fn assert_failure_in_time(ca: &Callahead, rcpt: &str) -> Decision {
     let mut raw = ca.session();
     let started = Instant::now();
-    let reply = raw.cmd(&format!("RCPT TO:<{rcpt}>")).unwrap_or_else(|e| panic!("{e}\n{}", ca.server.log()));
+    let reply = raw
+        .cmd(&format!("RCPT TO:<{rcpt}>"))
+        .unwrap_or_else(|e| panic!("{e}\n{}", ca.server.log()));
     let waited = started.elapsed();
     assert_eq!(reply.code, FAILURE_CODE, "{reply:?}");
     assert!(reply.text().contains(FAILURE_TEXT), "{reply:?}");
-    assert!(waited < CLIENT_WAIT_MAX, "client waited {waited:?} (timeout {TIMEOUT_SECS}s)");
+    assert!(
+        waited < CLIENT_WAIT_MAX,
+        "client waited {waited:?} (timeout {TIMEOUT_SECS}s)"
+    );
     // The session goes on after a failure reply.
     assert_eq!(raw.cmd("RSET").unwrap().code, 250);
     let _ = raw.cmd("QUIT");
     let line = ca.wait_decision(rcpt, 1).remove(0);
-    assert_eq!((line.field("source"), line.field("verdict")), ("probe".into(), "failure".into()), "{line:?}");
+    assert_eq!(
+        (line.field("source"), line.field("verdict")),
+        ("probe".into(), "failure".into()),
+        "{line:?}"
+    );
     assert_eq!(line.field("action"), "reject", "{line:?}");
     line
 }
@@ -71,7 +80,10 @@ fn greeting_421() {
     let sink = Sink::builder().close_421_at(&["CONNECT"]).start();
     let ca = setup(&sink.host_port());
     let line = assert_failure_in_time(&ca, "a@example.test");
-    assert!(line.reply().starts_with("421"), "the downstream's reply is logged: {line:?}");
+    assert!(
+        line.reply().starts_with("421"),
+        "the downstream's reply is logged: {line:?}"
+    );
 }
 
 #[test]
@@ -87,7 +99,13 @@ fn garbage_instead_of_a_reply() {
     let fake = FakeSmtp::start(Fault::Garbage(Step::Rcpt));
     let ca = setup(&fake.host_port());
     let line = assert_failure_in_time(&ca, "a@example.test");
-    assert!(names_fault(&line, &["garbage", "malformed", "invalid", "syntax", "protocol"]), "{line:?}");
+    assert!(
+        names_fault(
+            &line,
+            &["garbage", "malformed", "invalid", "syntax", "protocol"]
+        ),
+        "{line:?}"
+    );
     assert_eq!(fake.count_commands("RCPT"), 1);
 }
 
@@ -96,7 +114,13 @@ fn garbage_banner() {
     let fake = FakeSmtp::start(Fault::Garbage(Step::Banner));
     let ca = setup(&fake.host_port());
     let line = assert_failure_in_time(&ca, "a@example.test");
-    assert!(names_fault(&line, &["garbage", "malformed", "invalid", "syntax", "protocol"]), "{line:?}");
+    assert!(
+        names_fault(
+            &line,
+            &["garbage", "malformed", "invalid", "syntax", "protocol"]
+        ),
+        "{line:?}"
+    );
 }
 
 #[test]
@@ -104,9 +128,16 @@ fn endless_continuation_lines() {
     let fake = FakeSmtp::start(Fault::EndlessLines(Step::Ehlo));
     let ca = setup(&fake.host_port());
     let line = assert_failure_in_time(&ca, "a@example.test");
-    assert!(names_fault(&line, &["line", "long", "too many", "timeout", "timed out"]), "{line:?}");
+    assert!(
+        names_fault(&line, &["line", "long", "too many", "timeout", "timed out"]),
+        "{line:?}"
+    );
     // The probe connection is given up, not read forever.
-    assert!(wait_until(WAIT, || fake.open_connections() == 0), "still {} open", fake.open_connections());
+    assert!(
+        wait_until(WAIT, || fake.open_connections() == 0),
+        "still {} open",
+        fake.open_connections()
+    );
 }
 
 #[test]
@@ -122,7 +153,10 @@ fn close_right_after_the_banner() {
     let fake = FakeSmtp::start(Fault::CloseAfterBanner);
     let ca = setup(&fake.host_port());
     let line = assert_failure_in_time(&ca, "a@example.test");
-    assert!(names_fault(&line, &["closed", "eof", "reset", "lost", "disconnect"]), "{line:?}");
+    assert!(
+        names_fault(&line, &["closed", "eof", "reset", "lost", "disconnect"]),
+        "{line:?}"
+    );
 }
 
 /// The validation timeout covers the whole request, however many servers
@@ -151,5 +185,9 @@ fn failure_is_not_cached_across_recovery() {
     sink.start_again();
     assert_eq!(ca.rcpt("back@example.test").code, 250);
     let lines = ca.wait_decision("back@example.test", 2);
-    assert_eq!((lines[1].field("source"), lines[1].field("verdict")), ("probe".into(), "accepted".into()), "{lines:?}");
+    assert_eq!(
+        (lines[1].field("source"), lines[1].field("verdict")),
+        ("probe".into(), "accepted".into()),
+        "{lines:?}"
+    );
 }

@@ -76,7 +76,10 @@ impl CallaheadSetup {
         self.route_hosts(domain, &[host])
     }
     pub fn route_hosts(mut self, domain: &str, hosts: &[&str]) -> Self {
-        self.routes.push((domain.to_owned(), hosts.iter().map(|h| h.to_string()).collect()));
+        self.routes.push((
+            domain.to_owned(),
+            hosts.iter().map(|h| h.to_string()).collect(),
+        ));
         self
     }
     /// One key of `[callahead.probe]`, the value as TOML (`"\"warn\""`, `"1"`).
@@ -124,7 +127,9 @@ impl CallaheadSetup {
             self.dhap_max_invalid
         );
         for domain in &self.domains {
-            text.push_str(&format!("[[rat.inbound]]\nrecipient = {domain:?}\naction = \"accept\"\n\n"));
+            text.push_str(&format!(
+                "[[rat.inbound]]\nrecipient = {domain:?}\naction = \"accept\"\n\n"
+            ));
         }
         text.push_str(
             "[[rat.inbound]]\nrecipient = \"ALL\"\naction = \"reject\"\ncode = 550\ntext = \"Relay access denied\"\n\n[routes]\n",
@@ -156,8 +161,16 @@ impl CallaheadSetup {
         }
         let server = builder.start();
         server.wait_every_shard_serving(self.cores, WAIT);
-        assert!(wait_until(WAIT, || is_listening(admin.port())), "admin port\n{}", server.log());
-        Callahead { server, admin, _file: file }
+        assert!(
+            wait_until(WAIT, || is_listening(admin.port())),
+            "admin port\n{}",
+            server.log()
+        );
+        Callahead {
+            server,
+            admin,
+            _file: file,
+        }
     }
 }
 
@@ -219,7 +232,11 @@ impl Callahead {
     }
     /// Every `callahead` line.
     pub fn all_decisions(&self) -> Vec<Decision> {
-        self.server.event_lines("callahead").into_iter().map(Decision).collect()
+        self.server
+            .event_lines("callahead")
+            .into_iter()
+            .map(Decision)
+            .collect()
     }
 
     /// `portcullis callahead ARGS --admin ADDR`.
@@ -253,7 +270,10 @@ impl Decision {
     }
     /// The recipient without angle brackets.
     pub fn rcpt(&self) -> String {
-        self.field("rcpt").trim_start_matches('<').trim_end_matches('>').to_owned()
+        self.field("rcpt")
+            .trim_start_matches('<')
+            .trim_end_matches('>')
+            .to_owned()
     }
     /// The quoted downstream reply (`reply="…"`), "" if absent.
     pub fn reply(&self) -> String {
@@ -279,6 +299,10 @@ pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
             l.strip_prefix(name)
                 .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
         })
-        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
         .find_map(|l| l.rsplit(' ').next()?.trim().parse().ok())
 }

@@ -113,7 +113,10 @@ impl FakeSmtp {
     pub fn count_commands(&self, verb: &str) -> usize {
         self.commands()
             .iter()
-            .filter(|c| c.get(..verb.len()).is_some_and(|v| v.eq_ignore_ascii_case(verb)))
+            .filter(|c| {
+                c.get(..verb.len())
+                    .is_some_and(|v| v.eq_ignore_ascii_case(verb))
+            })
             .count()
     }
 }
@@ -157,13 +160,23 @@ fn serve(stream: TcpStream, fault: Fault, shared: &Shared) -> std::io::Result<()
         out.write_all(b"220 fake.test ESMTP\r\n")?;
         return stream.shutdown(Shutdown::Both);
     }
-    if !reply(&mut out, Step::Banner, fault, "220 fake.test ESMTP fake downstream\r\n", shared)? {
+    if !reply(
+        &mut out,
+        Step::Banner,
+        fault,
+        "220 fake.test ESMTP fake downstream\r\n",
+        shared,
+    )? {
         return Ok(());
     }
     for line in BufReader::new(stream).split(b'\n') {
         let line = String::from_utf8_lossy(&line?).trim_end().to_owned();
         shared.commands.lock().unwrap().push(line.clone());
-        let verb = line.split([' ', ':']).next().unwrap_or("").to_ascii_uppercase();
+        let verb = line
+            .split([' ', ':'])
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
         let (step, normal) = match verb.as_str() {
             "EHLO" | "HELO" => (
                 Some(Step::Ehlo),
@@ -191,7 +204,13 @@ fn serve(stream: TcpStream, fault: Fault, shared: &Shared) -> std::io::Result<()
 
 /// Writes the reply due at `step`: the normal one, or the fault's. Returns
 /// false when the session is over (the fault ended it).
-fn reply(out: &mut TcpStream, step: Step, fault: Fault, normal: &str, shared: &Shared) -> std::io::Result<bool> {
+fn reply(
+    out: &mut TcpStream,
+    step: Step,
+    fault: Fault,
+    normal: &str,
+    shared: &Shared,
+) -> std::io::Result<bool> {
     match fault {
         Fault::Garbage(at) if at == step => {
             out.write_all(GARBAGE)?;
@@ -224,7 +243,9 @@ fn endless_lines(out: &mut TcpStream, shared: &Shared) -> std::io::Result<()> {
 /// Holds the connection open, reading (and discarding) whatever comes,
 /// until the peer closes or the fake is dropped (which shuts it down).
 fn stall(out: &TcpStream, shared: &Shared) {
-    let Ok(mut reader) = out.try_clone() else { return };
+    let Ok(mut reader) = out.try_clone() else {
+        return;
+    };
     let mut buf = [0u8; 1024];
     while !shared.stop.load(Ordering::SeqCst) {
         match std::io::Read::read(&mut reader, &mut buf) {

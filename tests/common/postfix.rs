@@ -72,7 +72,10 @@ impl PostfixSmtpd {
     /// are `mailboxes` (full addresses, case-insensitive). Panics with the
     /// instance's log if it does not listen in time.
     pub fn start(domains: &[&str], mailboxes: &[&str]) -> PostfixSmtpd {
-        assert!(is_root(), "PostfixSmtpd needs root (the master drops to user postfix)");
+        assert!(
+            is_root(),
+            "PostfixSmtpd needs root (the master drops to user postfix)"
+        );
         let dir = TempDir::new("postfix");
         let table = RecipientTable::start(mailboxes);
         let pf = PostfixSmtpd {
@@ -219,7 +222,11 @@ impl PostfixSmtpd {
         std::fs::create_dir_all(&data).unwrap();
         // The master takes its lock in data_directory as mail_owner.
         let chown = Command::new("chown").arg("postfix:").arg(&data).status();
-        assert!(matches!(chown, Ok(s) if s.success()), "chown postfix: {}", data.display());
+        assert!(
+            matches!(chown, Ok(s) if s.success()),
+            "chown postfix: {}",
+            data.display()
+        );
         std::fs::write(etc.join("master.cf"), master_cf(self.port)).unwrap();
         let main = main_cf(root, domains, self.table.port());
         std::fs::write(etc.join("main.cf"), main).unwrap();
@@ -233,8 +240,8 @@ impl PostfixSmtpd {
             .output()
             .expect("run postfix start");
         self.running = true;
-        let listening = out.status.success()
-            && wait_until(START_TIMEOUT, || is_listening(self.port));
+        let listening =
+            out.status.success() && wait_until(START_TIMEOUT, || is_listening(self.port));
         if !listening {
             panic!(
                 "postfix did not start on 127.0.0.1:{}: {}{}\n--- maillog ---\n{}",
@@ -251,7 +258,11 @@ impl PostfixSmtpd {
 impl Drop for PostfixSmtpd {
     fn drop(&mut self) {
         if thread::panicking() {
-            eprintln!("--- postfix maillog {} ---\n{}", self.dir.path().display(), self.log());
+            eprintln!(
+                "--- postfix maillog {} ---\n{}",
+                self.dir.path().display(),
+                self.log()
+            );
         }
         self.stop();
     }
@@ -397,7 +408,11 @@ impl RecipientTable {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(TableState::default());
         for mailbox in mailboxes {
-            state.mailboxes.lock().unwrap().insert(mailbox.to_ascii_lowercase());
+            state
+                .mailboxes
+                .lock()
+                .unwrap()
+                .insert(mailbox.to_ascii_lowercase());
         }
         let accept_state = Arc::clone(&state);
         thread::spawn(move || accept_lookups(listener, accept_state));
@@ -407,10 +422,18 @@ impl RecipientTable {
         self.port
     }
     pub fn add(&self, mailbox: &str) {
-        self.state.mailboxes.lock().unwrap().insert(mailbox.to_ascii_lowercase());
+        self.state
+            .mailboxes
+            .lock()
+            .unwrap()
+            .insert(mailbox.to_ascii_lowercase());
     }
     pub fn remove(&self, mailbox: &str) {
-        self.state.mailboxes.lock().unwrap().remove(&mailbox.to_ascii_lowercase());
+        self.state
+            .mailboxes
+            .lock()
+            .unwrap()
+            .remove(&mailbox.to_ascii_lowercase());
     }
     /// Lookups of full addresses (`user@domain`): one per RCPT that
     /// reached the table. Postfix may also ask `@domain` or a bare local
@@ -420,7 +443,13 @@ impl RecipientTable {
     }
     pub fn lookups_of(&self, mailbox: &str) -> u64 {
         let wanted = mailbox.to_ascii_lowercase();
-        self.state.asked.lock().unwrap().iter().filter(|k| **k == wanted).count() as u64
+        self.state
+            .asked
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|k| **k == wanted)
+            .count() as u64
     }
 }
 
@@ -450,7 +479,9 @@ fn accept_lookups(listener: TcpListener, state: Arc<TableState>) {
 }
 
 fn answer_lookups(stream: TcpStream, state: Arc<TableState>) {
-    let Ok(mut writer) = stream.try_clone() else { return };
+    let Ok(mut writer) = stream.try_clone() else {
+        return;
+    };
     for line in BufReader::new(stream).lines() {
         let Ok(line) = line else { return };
         let Some(key) = line.strip_prefix("get ") else {
@@ -464,7 +495,11 @@ fn answer_lookups(stream: TcpStream, state: Arc<TableState>) {
         }
         state.asked.lock().unwrap().push(key.clone());
         let found = state.mailboxes.lock().unwrap().contains(&key);
-        let answer: &[u8] = if found { b"200 OK\n" } else { b"500 not-found\n" };
+        let answer: &[u8] = if found {
+            b"200 OK\n"
+        } else {
+            b"500 not-found\n"
+        };
         if writer.write_all(answer).is_err() {
             return;
         }
@@ -477,7 +512,9 @@ fn percent_decode(text: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
         match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'%', Some(byte)) => {
                 out.push(byte);
