@@ -129,7 +129,7 @@ fn endless_continuation_lines() {
     let ca = setup(&fake.host_port());
     let line = assert_failure_in_time(&ca, "a@example.test");
     assert!(
-        names_fault(&line, &["line", "long", "too many", "timeout", "timed out"]),
+        names_fault(&line, &["protocol", "line", "long", "too many", "timeout", "timed out"]),
         "{line:?}"
     );
     // The probe connection is given up, not read forever.
