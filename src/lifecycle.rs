@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use glommio::{LocalExecutorBuilder, Latency, Placement, Shares};
 
+use crate::callahead::Callahead;
 use crate::config::reload::{self, ConfigSource, PolicyBoard, ReloadOutcome};
 use crate::config::{Config, PolicyCell, Settings};
 use crate::delivery::{Delivery, DeliveryJob};
@@ -246,7 +247,8 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
     let dns = &policy.current().dns;
     let resolver = Rc::new(Resolver::new(shared.nameservers.to_vec(), dns, metrics.clone()));
     let counters = Counters::new(mesh.clone(), &settings.rate);
-    let services = (resolver, counters, metrics);
+    let callahead = Callahead::new(mesh.clone(), resolver.clone(), counters.clone(), policy.clone(), &settings.hostname);
+    let services = (resolver, counters, metrics, callahead);
     let shard = Rc::new(Shard::new(settings.clone(), policy, mesh.clone(), spool, delivery, log.clone(), services, queues, shared.connections.clone()));
     serve_requests(&shard);
     let first_policy = shard.policy.current();
@@ -292,6 +294,7 @@ fn serve_requests(shard: &Rc<Shard>) {
         async {}
     });
     shard.counters.serve(&shard.mesh);
+    shard.callahead.serve(&shard.mesh);
     shard.mesh.open();
 }
 

@@ -240,3 +240,24 @@ pub const RATE_TABLE_ENTRIES_MAX: usize = 10_000_000;
 /// Times a take waits for the lease of its key being asked for before it
 /// asks the owner itself (the lease may be spent by earlier waiters).
 pub const RATE_LEASE_WAITS_MAX: u32 = 2;
+// ---- SMTP call-ahead (callahead) -------------------------------------------
+/// Longest `validation_timeout_secs` a profile may set: a client session
+/// waits this long at most for one RCPT (RFC 5321 §4.5.3.2.7 gives the
+/// client 5 minutes per reply; we stay inside it).
+pub const CALLAHEAD_TIMEOUT_SECS_MAX: u64 = 240;
+/// RCPTs one pipelined probe batch carries (RFC 2920 lets the client send
+/// a whole group; this keeps a batch within a few KiB of socket buffer).
+pub const CALLAHEAD_BATCH_RCPTS_MAX: usize = 100;
+/// A probe connection idle this long gets QUIT (servers time idle sessions
+/// out too: Postfix's smtpd after 300 s).
+pub const CALLAHEAD_IDLE_SECS: u64 = 30;
+/// Probes waiting for one server's connections; past it a probe gets the
+/// failure action at once (the server is far behind).
+pub const CALLAHEAD_QUEUE_MAX: usize = 10_000;
+/// Distinct addresses one shard is validating at once (single flight
+/// table); past it a validation gets the failure action at once.
+pub const CALLAHEAD_IN_FLIGHT_MAX: usize = 10_000;
+// ---- Call-ahead probe connections (callahead::connection) -----------------
+/// QUIT on a probe connection we close: written within this long, then the
+/// socket is closed without waiting for the 221 (RFC 5321 §4.1.1.10).
+pub const CALLAHEAD_QUIT_TIMEOUT_MS: u64 = 1_000;

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use glommio::TaskQueueHandle;
 
+use crate::callahead::Callahead;
 use crate::config::{PolicyCell, Settings};
 use crate::delivery::Delivery;
 use crate::dns::Resolver;
@@ -46,6 +47,9 @@ pub struct Shard {
     pub counters: Rc<Counters>,
     /// This shard's metrics (the admin listener sums every shard's).
     pub metrics: Arc<Metrics>,
+    /// Call-ahead: the verdict caches of the domains this shard owns and
+    /// the probe pools of the servers it owns.
+    pub callahead: Rc<Callahead>,
     pub queues: TaskQueues,
     /// Open connections on all shards (max_connections is global and exact).
     pub connections: Arc<AtomicUsize>,
@@ -65,11 +69,11 @@ impl Shard {
         spool: Rc<Spool>,
         delivery: Rc<Delivery>,
         log: Rc<MailLog>,
-        services: (Rc<Resolver>, Rc<Counters>, Arc<Metrics>),
+        services: (Rc<Resolver>, Rc<Counters>, Arc<Metrics>, Rc<Callahead>),
         queues: TaskQueues,
         connections: Arc<AtomicUsize>,
     ) -> Shard {
-        let (resolver, counters, metrics) = services;
+        let (resolver, counters, metrics, callahead) = services;
         Shard {
             settings,
             policy,
@@ -78,6 +82,7 @@ impl Shard {
             delivery,
             log,
             resolver,
+            callahead,
             counters,
             metrics,
             queues,

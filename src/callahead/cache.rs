@@ -106,6 +106,21 @@ impl VerdictCache {
         Lookup::Hit { verdict: entry.verdict.clone(), age_ms, ttl_ms: entry.ttl_ms, reprobe }
     }
 
+    /// The verdict for `address` without touching its recency or re-probe
+    /// marks (the operator's query): (verdict, age, TTL), expired or not.
+    pub fn peek(&self, address: &str, now_ms: u64) -> Option<(Cached, u64, u64)> {
+        let entry = self.entries.peek(address)?;
+        Some((entry.verdict.clone(), now_ms.saturating_sub(entry.stored_ms), entry.ttl_ms))
+    }
+
+    /// Change the bound (a reload changed `cache_entries`); the least
+    /// recently used entries go if it shrank.
+    pub fn resize(&mut self, capacity: usize) {
+        if capacity != self.entries.cap().get() {
+            self.entries.resize(NonZeroUsize::new(capacity.max(1)).expect("at least 1"));
+        }
+    }
+
     /// Forget one address; true if it was cached.
     pub fn purge(&mut self, address: &str) -> bool {
         self.entries.pop(address).is_some()

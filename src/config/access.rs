@@ -52,6 +52,9 @@ pub struct ListenerConfig {
     /// Our name in this listener's banner ($Hostname); default `hostname`.
     #[serde(default)]
     pub hostname: Option<String>,
+    /// `[callahead.NAME]` validating this listener's recipients; public only.
+    #[serde(default)]
+    pub callahead: Option<String>,
 }
 
 impl ListenerConfig {
@@ -132,6 +135,7 @@ impl Config {
                 rat: Some(SHORTHAND_TABLE.into()),
                 unmatched_policy: Some(SHORTHAND_POLICY.into()),
                 hostname: None,
+                callahead: None,
             })
             .collect()
     }

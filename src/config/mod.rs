@@ -9,6 +9,7 @@
 //! listen, what the session allows, where mail goes.
 
 pub mod access;
+pub mod callahead;
 pub mod flow;
 pub mod policy;
 pub mod reload;
@@ -69,6 +70,8 @@ pub struct Config {
     pub dns: crate::dns::DnsSettings,
     /// `[rate_limits]`: counter tables and token leases.
     pub rate_limits: crate::policy::rate::RateSettings,
+    /// `[callahead.NAME]`: SMTP call-ahead profiles, enabled per public listener.
+    pub callahead: BTreeMap<String, callahead::CallaheadConfig>,
 }
 
 /// Per-session limits (HAT mail flow policies will refine these per sender group).
@@ -139,6 +142,7 @@ impl Default for Config {
             sender_verification_exception: Vec::new(),
             dns: crate::dns::DnsSettings::default(),
             rate_limits: crate::policy::rate::RateSettings::default(),
+            callahead: BTreeMap::new(),
         }
     }
 }
@@ -306,6 +310,12 @@ impl Config {
         }
         self.dns.validate()?;
         self.rate_limits.validate()?;
+        for (name, profile) in &self.callahead {
+            profile.validate().map_err(|why| {
+                let key = why.split(':').next().unwrap_or("callahead").to_string();
+                (key, format!("callahead.{name}: {why}"))
+            })?;
+        }
         // Compiling the access tables is their validation (HAT, RAT, policies).
         crate::policy::access::Access::compile(self)?;
         Ok(())

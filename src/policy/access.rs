@@ -18,6 +18,7 @@ use crate::policy::flow::MailFlowPolicy;
 use crate::policy::hat::{HatGroupSpec, HatTable};
 use crate::policy::rat::Rat;
 use crate::policy::sender::SenderExceptions;
+use crate::callahead::Profile;
 use crate::smtp::SessionConfig;
 
 /// One sender group of a listener's HAT.
@@ -45,6 +46,8 @@ pub struct ListenerPolicy {
     pub unmatched: Arc<MailFlowPolicy>,
     /// Public listeners only.
     pub rat: Option<Rat>,
+    /// The call-ahead profile validating this listener's recipients (public only).
+    pub callahead: Option<Arc<Profile>>,
 }
 
 /// The access part of a policy snapshot.
@@ -94,6 +97,14 @@ impl Access {
                     Some(Rat::compile(&rows).map_err(|why| ("recipient".to_string(), format!("rat.{name}: {why}")))?)
                 }
             };
+            let callahead = match (&l.callahead, l.kind) {
+                (None, _) => None,
+                (Some(_), ListenerKind::Private) => return Err(bad("callahead", "call-ahead is for public listeners only".into())),
+                (Some(name), ListenerKind::Public) => {
+                    let profile = config.callahead.get(name).ok_or_else(|| bad("callahead", format!("no [callahead.{name}] profile")))?;
+                    Some(Arc::new(Profile::compile(name, profile)))
+                }
+            };
             let hostname = l.hostname.clone().unwrap_or_else(|| config.hostname.clone());
             let session_config = Arc::new(SessionConfig { hostname: hostname.clone(), postmaster_domain: postmaster_domain(config) });
             listeners.push(Arc::new(ListenerPolicy {
@@ -106,6 +117,7 @@ impl Access {
                 groups,
                 unmatched,
                 rat,
+                callahead,
             }));
         }
         Ok(Access { listeners, policies, sender_exceptions })

@@ -8,6 +8,7 @@
 //! outside recipient (source routes dropped, `%`, `!`, quoted `@` refused),
 //! so the RAT judges the real final mailbox.
 
+use crate::callahead;
 use crate::config::flow::Behavior;
 use crate::config::Policy;
 use crate::message::domain_of;
@@ -25,6 +26,7 @@ pub async fn decide(shard: &Shard, policy: &Policy, client: &Client, mailbox: &s
         return Decision::Refuse(flow.reject_rcpt(&client.banner_vars()));
     }
     let mut bypass_limits = false;
+    let mut bypass_callahead = false;
     if flow.behavior() != Behavior::Relay {
         let verdict = match &client.listener.rat {
             Some(rat) => rat.check(mailbox),
@@ -40,6 +42,7 @@ pub async fn decide(shard: &Shard, policy: &Policy, client: &Client, mailbox: &s
             return Decision::Refuse(reply);
         }
         bypass_limits = verdict.bypass_receiving_control;
+        bypass_callahead = verdict.bypass_callahead;
     }
     let domain = domain_of(mailbox);
     if policy.route_for(&domain).is_none() {
@@ -50,5 +53,16 @@ pub async fn decide(shard: &Shard, policy: &Policy, client: &Client, mailbox: &s
             return refusal;
         }
     }
-    Decision::Accept
+    // Call-ahead last: a recipient the RAT refused, or a client over its
+    // rate limits, never costs the downstream a probe. RELAY skips it.
+    match &client.listener.callahead {
+        Some(profile) if flow.behavior() != Behavior::Relay => match bypass_callahead {
+            true => {
+                callahead::validate::bypass(shard, client, mailbox);
+                Decision::Accept
+            }
+            false => callahead::validate::validate(shard, client, profile, mailbox).await,
+        },
+        _ => Decision::Accept,
+    }
 }

@@ -10,6 +10,7 @@
 
 mod parse;
 mod stuff;
+pub mod probe;
 #[cfg(test)]
 mod tests;
 

@@ -1,0 +1,313 @@
+//! The probe pool of the call-ahead servers this shard owns (a server's
+//! owner is `owner("IP:PORT")`), so one shard holds every probe connection
+//! to a server and `max_connections_per_server` holds for the whole
+//! appliance, exactly, with the server's breaker beside it.
+//!
+//! Probes queue per server. A worker holds one connection: it takes the
+//! queued probes that share a MAIL FROM (at most what the session has left
+//! of `max_recipients_per_session`, and `CALLAHEAD_BATCH_RCPTS_MAX`), sends
+//! them as one pipelined batch into the open transaction (MAIL FROM once
+//! per session, RFC 2920), answers each, RSETs when the session is full and
+//! goes on while probes wait; then the connection waits idle for the next
+//! (`CALLAHEAD_IDLE_SECS`). So RCPTs of many client sessions share one
+//! probe transaction, and a burst opens at most the cap.
+//!
+//! A reused connection found dead before it answered anything (the server
+//! timed it out while idle) is replaced once, unseen. Every wait is bounded
+//! by the earliest deadline of the batch: the profile's validation timeout
+//! covers the whole request.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_channel::oneshot;
+use hashbrown::HashMap;
+
+use super::breaker::Breaker;
+use super::connection::ProbeConnection;
+use super::verdict::{of_fault, Stage, Verdict};
+use super::Profile;
+use crate::limits::{CALLAHEAD_BATCH_RCPTS_MAX, CALLAHEAD_IDLE_SECS, CALLAHEAD_QUEUE_MAX, CALLAHEAD_TIMEOUT_SECS_MAX};
+use crate::shards::ShardRequest;
+
+/// Probe `address` at `server` (sent to the server's owner shard).
+#[derive(Debug)]
+pub struct ProbeRequest {
+    pub server: SocketAddr,
+    pub profile: Arc<Profile>,
+    pub address: String,
+    pub deadline: Instant,
+}
+
+/// What the server said, or why it was not asked.
+#[derive(Clone, Debug)]
+pub struct Probed {
+    pub verdict: Verdict,
+    /// The breaker answered: no probe was sent.
+    pub by_breaker: bool,
+}
+
+impl ShardRequest for ProbeRequest {
+    type Reply = Probed;
+    fn timeout() -> Duration {
+        Duration::from_secs(CALLAHEAD_TIMEOUT_SECS_MAX + 5)
+    }
+}
+
+struct Job {
+    address: String,
+    profile: Arc<Profile>,
+    deadline: Instant,
+    reply: oneshot::Sender<Verdict>,
+    /// Already repeated once after a stale connection.
+    retried: bool,
+}
+
+/// One server: its queue, its connections, its breaker.
+struct Server {
+    addr: SocketAddr,
+    queue: RefCell<VecDeque<Job>>,
+    idle: RefCell<Vec<ProbeConnection>>,
+    /// Connections open (busy or idle): never above the cap.
+    open: Cell<usize>,
+    /// Workers spawned that have not taken their first batch yet.
+    starting: Cell<usize>,
+    breaker: RefCell<Breaker>,
+}
+
+pub struct ProbePool {
+    helo_name: String,
+    servers: RefCell<HashMap<SocketAddr, Rc<Server>>>,
+    /// Probes sent and connections opened on this shard (metrics, tests).
+    pub probes_sent: Cell<u64>,
+    pub connections_opened: Cell<u64>,
+    epoch: Instant,
+}
+
+impl ProbePool {
+    pub fn new(helo_name: &str) -> Rc<ProbePool> {
+        let pool = Rc::new(ProbePool {
+            helo_name: helo_name.to_string(),
+            servers: RefCell::new(HashMap::new()),
+            probes_sent: Cell::new(0),
+            connections_opened: Cell::new(0),
+            epoch: Instant::now(),
+        });
+        glommio::spawn_local(reap_idle(Rc::downgrade(&pool))).detach();
+        pool
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Answer one probe request (on the server's owner shard).
+    pub async fn probe(self: &Rc<Self>, request: ProbeRequest) -> Probed {
+        let server = self.server(request.server);
+        let profile = request.profile.clone();
+        if !server.breaker.borrow_mut().admit(profile.breaker_failures, self.now_ms()) {
+            let why = format!("{}: circuit breaker open after {} consecutive failures", server.addr, profile.breaker_failures);
+            return Probed { verdict: of_fault(Stage::Connect, why), by_breaker: true };
+        }
+        if server.queue.borrow().len() >= CALLAHEAD_QUEUE_MAX {
+            let why = format!("{}: {} probes already wait for this server", server.addr, CALLAHEAD_QUEUE_MAX);
+            return Probed { verdict: of_fault(Stage::Connect, why), by_breaker: false };
+        }
+        let (reply, answered) = oneshot::channel();
+        server.queue.borrow_mut().push_back(Job { address: request.address, profile, deadline: request.deadline, reply, retried: false });
+        self.dispatch(&server);
+        let verdict = answered.await.unwrap_or_else(|_| of_fault(Stage::Connect, "probe pool stopped"));
+        let failures = request.profile.breaker_failures;
+        let open_ms = request.profile.breaker_open.as_millis() as u64;
+        server.breaker.borrow_mut().record(verdict.is_server_failure(), failures, open_ms, self.now_ms());
+        Probed { verdict, by_breaker: false }
+    }
+
+    /// Connections open to `server` from the whole appliance (this shard owns it).
+    pub fn open_connections(&self, server: SocketAddr) -> usize {
+        self.servers.borrow().get(&server).map_or(0, |s| s.open.get())
+    }
+
+    /// Is `server`'s breaker refusing probes?
+    pub fn breaker_open(&self, server: SocketAddr) -> bool {
+        self.servers.borrow().get(&server).is_some_and(|s| s.breaker.borrow().is_open())
+    }
+
+    /// Every server this shard owns with its open connections and breaker state.
+    pub fn servers(&self) -> Vec<(SocketAddr, usize, bool)> {
+        self.servers.borrow().values().map(|s| (s.addr, s.open.get(), s.breaker.borrow().is_open())).collect()
+    }
+
+    /// QUIT every idle connection (shutdown).
+    pub async fn close_idle(&self) {
+        let idle: Vec<ProbeConnection> = self.servers.borrow().values().flat_map(|s| s.idle.borrow_mut().drain(..).collect::<Vec<_>>()).collect();
+        for conn in idle {
+            conn.quit().await;
+        }
+    }
+
+    fn server(&self, addr: SocketAddr) -> Rc<Server> {
+        self.servers
+            .borrow_mut()
+            .entry(addr)
+            .or_insert_with(|| {
+                Rc::new(Server {
+                    addr,
+                    queue: RefCell::new(VecDeque::new()),
+                    idle: RefCell::new(Vec::new()),
+                    open: Cell::new(0),
+                    starting: Cell::new(0),
+                    breaker: RefCell::new(Breaker::default()),
+                })
+            })
+            .clone()
+    }
+
+    /// Start a worker if probes wait that no starting worker will take:
+    /// on an idle connection first, else on a new one while under the cap.
+    /// Busy workers take what is left when their batch is answered.
+    fn dispatch(self: &Rc<Self>, server: &Rc<Server>) {
+        let waiting = server.queue.borrow().len();
+        if waiting <= server.starting.get() {
+            return;
+        }
+        let cap = server.queue.borrow().front().map_or(1, |j| j.profile.max_connections_per_server);
+        let conn = server.idle.borrow_mut().pop();
+        if conn.is_none() && server.open.get() >= cap {
+            return;
+        }
+        if conn.is_none() {
+            server.open.set(server.open.get() + 1);
+        }
+        server.starting.set(server.starting.get() + 1);
+        glommio::spawn_local(self.clone().work(server.clone(), conn)).detach();
+    }
+
+    /// One connection's life: batches until the queue is empty, then idle.
+    async fn work(self: Rc<Self>, server: Rc<Server>, conn: Option<ProbeConnection>) {
+        let mut conn = conn;
+        let mut first = true;
+        loop {
+            let batch = take_batch(&server, conn.as_ref().map_or(0, |c| c.rcpts_in_transaction()));
+            if first {
+                server.starting.set(server.starting.get() - 1);
+                first = false;
+            }
+            let Some(batch) = batch else { break };
+            let deadline = batch.iter().map(|j| j.deadline).min().expect("a batch is not empty");
+            let reused = conn.is_some();
+            let mut c = match conn.take() {
+                Some(c) => c,
+                None => match ProbeConnection::open(server.addr, &self.helo_name, batch[0].profile.source_address, deadline).await {
+                    Ok(c) => {
+                        self.connections_opened.set(self.connections_opened.get() + 1);
+                        c
+                    }
+                    Err(verdict) => {
+                        answer_all(batch, &verdict);
+                        server.open.set(server.open.get() - 1);
+                        return self.dispatch(&server);
+                    }
+                },
+            };
+            let addresses: Vec<String> = batch.iter().map(|j| j.address.clone()).collect();
+            self.probes_sent.set(self.probes_sent.get() + addresses.len() as u64);
+            let verdicts = c.probe(&batch[0].profile.mail_from, &addresses, deadline).await;
+            if !c.is_reusable() && reused && c.was_dead_before_use() && batch.iter().all(|j| !j.retried) {
+                // The server closed the idle connection: nothing was asked. Again, on a fresh one.
+                requeue_front(&server, batch);
+                continue;
+            }
+            for (job, verdict) in batch.into_iter().zip(verdicts) {
+                let _ = job.reply.send(verdict);
+            }
+            if !c.is_reusable() {
+                continue;
+            }
+            let max = server.queue.borrow().front().map_or(usize::MAX, |j| j.profile.max_recipients_per_session);
+            if c.rcpts_in_transaction() >= max && !c.rset(Instant::now() + Duration::from_secs(5)).await {
+                continue;
+            }
+            conn = Some(c);
+        }
+        match conn {
+            Some(mut c) => {
+                c.idle_since = Instant::now();
+                server.idle.borrow_mut().push(c);
+            }
+            None => server.open.set(server.open.get() - 1),
+        }
+        // Probes may have queued while the last batch was out.
+        self.dispatch(&server);
+    }
+}
+
+/// The next batch for a connection with `in_session` RCPTs in its
+/// transaction: waiting probes with the first one's MAIL FROM, in order,
+/// within the session's room. Probes past their deadline are answered.
+fn take_batch(server: &Server, in_session: usize) -> Option<Vec<Job>> {
+    let mut queue = server.queue.borrow_mut();
+    let now = Instant::now();
+    while queue.front().is_some_and(|j| j.deadline <= now) {
+        let job = queue.pop_front().expect("checked");
+        let _ = job.reply.send(of_fault(Stage::Connect, format!("{}: validation timed out waiting for a probe connection", server.addr)));
+    }
+    let first = queue.front()?;
+    let mail_from = first.profile.mail_from.clone();
+    let room = first.profile.max_recipients_per_session.saturating_sub(in_session).max(1).min(CALLAHEAD_BATCH_RCPTS_MAX);
+    let mut batch = Vec::new();
+    let mut rest = VecDeque::new();
+    while let Some(job) = queue.pop_front() {
+        if batch.len() < room && job.profile.mail_from == mail_from && job.deadline > now {
+            batch.push(job);
+        } else {
+            rest.push_back(job);
+        }
+        if batch.len() == room {
+            break;
+        }
+    }
+    rest.append(&mut queue);
+    *queue = rest;
+    Some(batch)
+}
+
+fn answer_all(batch: Vec<Job>, verdict: &Verdict) {
+    for job in batch {
+        let _ = job.reply.send(verdict.clone());
+    }
+}
+
+fn requeue_front(server: &Server, batch: Vec<Job>) {
+    let mut queue = server.queue.borrow_mut();
+    for mut job in batch.into_iter().rev() {
+        job.retried = true;
+        queue.push_front(job);
+    }
+}
+
+/// QUIT connections idle past `CALLAHEAD_IDLE_SECS`, and forget servers
+/// with nothing open or queued (their breaker too, once closed).
+async fn reap_idle(pool: Weak<ProbePool>) {
+    let idle_for = Duration::from_secs(CALLAHEAD_IDLE_SECS);
+    loop {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        let Some(pool) = pool.upgrade() else { return };
+        let mut expired = Vec::new();
+        for server in pool.servers.borrow().values() {
+            let mut idle = server.idle.borrow_mut();
+            let (old, fresh): (Vec<_>, Vec<_>) = idle.drain(..).partition(|c| c.idle_since.elapsed() >= idle_for);
+            *idle = fresh;
+            server.open.set(server.open.get() - old.len());
+            expired.extend(old);
+        }
+        pool.servers.borrow_mut().retain(|_, s| Rc::strong_count(s) > 1 || s.open.get() > 0 || !s.queue.borrow().is_empty() || s.breaker.borrow().is_open());
+        for conn in expired {
+            conn.quit().await;
+        }
+    }
+}
