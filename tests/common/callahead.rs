@@ -134,6 +134,12 @@ impl CallaheadSetup {
         text.push_str(
             "[[rat.inbound]]\nrecipient = \"ALL\"\naction = \"reject\"\ncode = 550\ntext = \"Relay access denied\"\n\n[routes]\n",
         );
+        if self.routes.is_empty() {
+            // Static servers need no route, but delivery does (check-config
+            // wants one for every relay domain): a port nobody listens on.
+            let dead = format!("127.0.0.1:{}", free_port());
+            text.push_str(&format!("\"*\" = [{dead:?}]\n"));
+        }
         for (domain, hosts) in &self.routes {
             let hosts: Vec<String> = hosts.iter().map(|h| format!("{h:?}")).collect();
             text.push_str(&format!("{domain:?} = [{}]\n", hosts.join(", ")));
