@@ -63,7 +63,8 @@ fn assert_failure_in_time(ca: &Callahead, rcpt: &str) -> Decision {
 /// Whether the line names the fault with one of `words` (the wording is the
 /// implementation's; any of these says which fault it was).
 fn names_fault(line: &Decision, words: &[&str]) -> bool {
-    let text = line.0.to_ascii_lowercase();
+    let text = format!("{} {}", line.why(), line.reply()).to_ascii_lowercase();
+    eprintln!("fault named: why={:?} reply={:?}", line.why(), line.reply());
     words.iter().any(|w| text.contains(w))
 }
 
@@ -129,7 +130,17 @@ fn endless_continuation_lines() {
     let ca = setup(&fake.host_port());
     let line = assert_failure_in_time(&ca, "a@example.test");
     assert!(
-        names_fault(&line, &["protocol", "line", "long", "too many", "timeout", "timed out"]),
+        names_fault(
+            &line,
+            &[
+                "protocol",
+                "line",
+                "long",
+                "too many",
+                "timeout",
+                "timed out"
+            ]
+        ),
         "{line:?}"
     );
     // The probe connection is given up, not read forever.

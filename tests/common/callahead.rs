@@ -283,13 +283,17 @@ impl Decision {
     }
     /// The quoted downstream reply (`reply="…"`), "" if absent.
     pub fn reply(&self) -> String {
-        let Some((_, rest)) = self.0.split_once("reply=\"") else {
+        match self.0.split_once("reply=\"") {
+            Some((_, rest)) => quoted_prefix(rest),
+            None => String::new(),
+        }
+    }
+    /// The quoted fault (`why="…"`), "" if absent or empty.
+    pub fn why(&self) -> String {
+        let Some((_, rest)) = self.0.split_once("why=\"") else {
             return String::new();
         };
-        match rest.rfind('"') {
-            Some(end) => rest[..end].to_owned(),
-            None => rest.to_owned(),
-        }
+        quoted_prefix(rest)
     }
     pub fn ms(&self) -> u64 {
         self.field("ms").parse().unwrap_or(u64::MAX)
@@ -311,4 +315,18 @@ pub fn metric(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
                 .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
         })
         .find_map(|l| l.rsplit(' ').next()?.trim().parse().ok())
+}
+
+/// The text up to the closing quote of a value the log wrote with
+/// `escape_debug` (an escaped `\"` inside does not close it).
+fn quoted_prefix(rest: &str) -> String {
+    let mut escaped = false;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '"' if !escaped => return rest[..i].to_owned(),
+            '\\' => escaped = !escaped,
+            _ => escaped = false,
+        }
+    }
+    rest.to_owned()
 }
