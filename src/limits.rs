@@ -261,3 +261,8 @@ pub const CALLAHEAD_IN_FLIGHT_MAX: usize = 10_000;
 /// QUIT on a probe connection we close: written within this long, then the
 /// socket is closed without waiting for the 221 (RFC 5321 §4.1.1.10).
 pub const CALLAHEAD_QUIT_TIMEOUT_MS: u64 = 1_000;
+/// Commands in one pipelined group (RFC 2920) of a probe batch: a batch
+/// larger than this goes out in groups, the next once the replies to the
+/// previous are in, so neither side ever blocks on a full socket buffer
+/// (~128 × 80 bytes of commands, ~128 × 100 bytes of replies).
+pub const CALLAHEAD_PIPELINED_COMMANDS_MAX: usize = 128;

@@ -97,10 +97,10 @@ fn accepted_recipients_are_accepted_and_pipelined() {
 }
 
 #[test]
-fn hard_reject_at_rcpt_is_500_5_3_0_which_is_not_mailbox_unknown() {
-    // `-f RCPT`: 500 5.3.0. Not X.1.x, not a protocol X.5.x or policy X.7.x:
-    // `verdict::of_rcpt` refuses the recipient with the downstream's reply,
-    // but neither caches it nor counts it for DHAP.
+fn hard_reject_at_rcpt_is_500_5_3_0_a_downstream_failure() {
+    // `-f RCPT`: 500 5.3.0, a mail-system status: it says nothing about the
+    // mailbox, so it is a downstream failure (failure action, never cached,
+    // fed to the breaker), not "mailbox unknown".
     let sink = Sink::builder().reject_hard(&["RCPT"]).start();
     let (verdicts, pipelining) = run(async {
         let mut conn = open(sink.addr()).await;
@@ -113,11 +113,11 @@ fn hard_reject_at_rcpt_is_500_5_3_0_which_is_not_mailbox_unknown() {
         "-f turns PIPELINING off: the lock-step path ran"
     );
     for v in &verdicts {
-        let Verdict::RecipientRefused(r) = v else {
+        let Verdict::DownstreamFailure { stage: Stage::Rcpt, reply: Some(r), .. } = v else {
             panic!("{v:?}")
         };
         assert_eq!((r.code, r.enhanced.as_str()), (500, "5.3.0"));
-        assert!(!v.is_cacheable() && !v.is_invalid_recipient() && !v.is_server_failure());
+        assert!(!v.is_cacheable() && !v.is_invalid_recipient() && v.is_server_failure());
     }
     assert_eq!(verdicts.len(), 2);
 }
@@ -560,4 +560,34 @@ fn the_source_address_is_bound_before_connecting() {
     });
     let v = err.expect("binding a foreign address must fail");
     assert_eq!(shape(&v), ("failure", None, Some(Stage::Connect)));
+}
+
+#[test]
+fn a_connect_nobody_answers_times_out_at_the_deadline() {
+    // A listener whose accept queue is full drops further SYNs (Linux), so
+    // our connect gets no answer at all: only the deadline ends it.
+    let listener =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    listener
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    listener.listen(0).unwrap();
+    let addr = listener.local_addr().unwrap().as_socket().unwrap();
+    // Fill the queue (backlog 0 holds one) with connections never accepted.
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&addr.into());
+        fillers.push(s);
+    }
+    let err = run(async {
+        let deadline = Instant::now() + Duration::from_millis(500);
+        ProbeConnection::open(addr, HELO, None, deadline)
+            .await
+            .err()
+    });
+    let v = err.expect("open must fail");
+    assert_eq!(shape(&v), ("failure", None, Some(Stage::Connect)));
+    assert!(why(&v).contains("timed out"), "{v:?}");
 }

@@ -6,12 +6,13 @@
 //! without an enhanced code, 550/551/553) says the mailbox does not exist.
 //! Those two are the only verdicts that may be cached. A refusal of our
 //! connection, greeting, EHLO/HELO or MAIL FROM, a policy refusal (X.7.x),
-//! a protocol complaint (X.5.x, 500–504), a timeout or garbage says nothing
+//! a mail-system status (X.3.x: full, not accepting, "command failed"), a
+//! protocol complaint (X.5.x, 500–504), a timeout or garbage says nothing
 //! about the recipient: a downstream failure (the profile's failure action,
 //! never cached, fed to the breaker). A 4xx at RCPT is a temporary failure
 //! (the profile's tempfail action, by default the downstream's own 4xx).
-//! Any other 5xx at RCPT (mailbox full, disabled, message refused: X.2.x,
-//! X.3.x, …) refuses this recipient with the downstream's reply, but is not
+//! Any other 5xx at RCPT (mailbox full or disabled: X.2.x; X.4.x, which
+//! some servers use for directory-based blocking, …) refuses this recipient with the downstream's reply, but is not
 //! "mailbox unknown": not cached, not counted by DHAP.
 
 use crate::smtp::Reply;
@@ -69,7 +70,8 @@ pub fn of_rcpt(reply: Reply) -> Verdict {
         4 => Verdict::TempFail(reply),
         5 => match subject(&reply) {
             Some(1) => Verdict::MailboxUnknown(reply),
-            Some(5) | Some(7) => failure(Stage::Rcpt, reply),
+            // X.3 (mail system), X.5 (protocol), X.7 (policy): nothing about the mailbox.
+            Some(3) | Some(5) | Some(7) => failure(Stage::Rcpt, reply),
             Some(_) => Verdict::RecipientRefused(reply),
             // RFC 5321 §4.2.3 without RFC 3463: 550 mailbox unavailable,
             // 551 user not local, 553 mailbox name not allowed.
@@ -131,6 +133,7 @@ mod tests {
         assert!(matches!(of_rcpt(r(550, "5.7.1")), Verdict::DownstreamFailure { stage: Stage::Rcpt, .. }));
         assert!(matches!(of_rcpt(r(501, "5.5.4")), Verdict::DownstreamFailure { .. }));
         assert!(matches!(of_rcpt(r(503, "")), Verdict::DownstreamFailure { .. }));
+        assert!(matches!(of_rcpt(r(500, "5.3.0")), Verdict::DownstreamFailure { .. }), "a mail-system status (smtp-sink -f)");
         // Exists but refused: passed on, not "unknown".
         assert!(matches!(of_rcpt(r(552, "5.2.2")), Verdict::RecipientRefused(_)));
         assert!(matches!(of_rcpt(r(554, "")), Verdict::RecipientRefused(_)));

@@ -8,8 +8,9 @@
 //! Ready. Then `probe` sends MAIL FROM once per transaction and the RCPTs
 //! of the batch; the transaction stays open across batches (RCPT after
 //! RCPT, from many client sessions) until `rset`. With PIPELINING (RFC 2920
-//! §3.1) a batch is one write and the replies are read in order; without
-//! it, one command per reply. The reply to each RCPT is handed back as it
+//! §3.1) a batch is one write (up to `limits::CALLAHEAD_PIPELINED_COMMANDS_MAX`
+//! commands; a larger batch goes in groups of that size) and the replies
+//! are read in order; without it, one command per reply. The reply to each RCPT is handed back as it
 //! is: what it means for the recipient is `callahead::verdict`'s business.
 //!
 //! Failures carry the `Stage` they hit (`callahead::verdict::Stage`,
@@ -22,6 +23,7 @@ use std::collections::VecDeque;
 
 use super::{Extensions, ReplyParser, Wait};
 use crate::callahead::verdict::Stage;
+use crate::limits::CALLAHEAD_PIPELINED_COMMANDS_MAX;
 use crate::smtp::Reply;
 
 #[cfg(test)]
@@ -74,7 +76,7 @@ enum State {
     },
 }
 
-/// A command sent (or, in lock-step, queued) whose reply is awaited.
+/// The command a reply (awaited, or queued to be sent) belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Expect {
     Mail,
@@ -92,7 +94,8 @@ pub struct Prober {
     output: Vec<u8>,
     /// Commands written, replies not yet read, in order.
     expected: VecDeque<Expect>,
-    /// Lock-step only: commands waiting for the reply to the previous one.
+    /// Commands waiting for the replies to the group before them (lock-step:
+    /// one command per group).
     unsent: VecDeque<(Expect, Vec<u8>)>,
     /// One slot per recipient of the current batch.
     slots: Vec<Option<RcptAnswer>>,
@@ -318,32 +321,35 @@ impl Prober {
         self.first_reply_421 = false;
     }
 
-    /// Put the batch on the wire: all of it with PIPELINING (RFC 2920 §3.1),
-    /// else the first command and the rest queued for lock-step.
+    /// Put the batch on the wire: with PIPELINING (RFC 2920 §3.1) in
+    /// groups of up to `CALLAHEAD_PIPELINED_COMMANDS_MAX`, each one write,
+    /// else one command at a time (lock-step).
     fn send(&mut self, commands: Vec<(Expect, Vec<u8>)>) {
         if commands.is_empty() {
             // Every recipient was refused locally.
             return self.finish_batch();
         }
-        let pipelining = self.extensions.pipelining;
-        for (k, (expect, line)) in commands.into_iter().enumerate() {
-            if pipelining || k == 0 {
-                self.output.extend_from_slice(&line);
-                self.expected.push_back(expect);
-            } else {
-                self.unsent.push_back((expect, line));
-            }
-        }
+        self.unsent.extend(commands);
         self.state = State::Probing;
+        self.send_next();
     }
 
-    /// Lock-step: the next queued command once the previous one is answered.
+    /// The next group once every reply to the previous one is in. Bounded
+    /// so that we never block writing a huge group while the server, its
+    /// replies unread by us, has stopped reading (a TCP deadlock that only
+    /// the deadline would end).
     fn send_next(&mut self) {
-        if self.expected.is_empty() {
-            if let Some((expect, line)) = self.unsent.pop_front() {
-                self.output.extend_from_slice(&line);
-                self.expected.push_back(expect);
-            }
+        if !self.expected.is_empty() {
+            return;
+        }
+        let group = if self.extensions.pipelining {
+            CALLAHEAD_PIPELINED_COMMANDS_MAX
+        } else {
+            1
+        };
+        for (expect, line) in self.unsent.drain(..group.min(self.unsent.len())) {
+            self.output.extend_from_slice(&line);
+            self.expected.push_back(expect);
         }
     }
 
@@ -458,7 +464,7 @@ impl Prober {
         }
         // No transaction: every RCPT of the batch is moot. Pipelined ones
         // are already out and their (503-ish) replies will be dropped;
-        // lock-step ones are never sent.
+        // queued ones (lock-step, later groups) are never sent.
         self.mail_refused = true;
         self.unsent.clear();
         for slot in self.slots.iter_mut().filter(|s| s.is_none()) {

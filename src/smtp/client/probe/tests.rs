@@ -368,7 +368,7 @@ fn garbage_is_a_protocol_error() {
         why.starts_with("downstream protocol error: malformed reply line"),
         "{why}"
     );
-    assert!(p.is_reusable() == false && !p.is_stale());
+    assert!(!p.is_reusable() && !p.is_stale());
 }
 
 #[test]
@@ -504,4 +504,43 @@ fn a_hundred_pipelined_rcpts_are_one_write_and_a_hundred_answers() {
     for (i, answer) in answers.iter().enumerate() {
         assert_eq!(answer, &Rcpt(reply(250, "2.1.5", &format!("u{i}"))));
     }
+}
+
+#[test]
+fn a_batch_larger_than_one_group_goes_out_group_by_group() {
+    use crate::limits::CALLAHEAD_PIPELINED_COMMANDS_MAX as GROUP;
+    let mut p = connected(ESMTP_PIPELINING);
+    let list: Vec<String> = (0..2 * GROUP + 5)
+        .map(|i| format!("u{i}@dst.test"))
+        .collect();
+    p.probe("", &list);
+    // MAIL and GROUP - 1 RCPTs, nothing more until their replies are in.
+    assert_eq!(c(&mut p).lines().count(), GROUP);
+    s(&mut p, &"250 Ok\r\n".repeat(GROUP - 1));
+    assert_eq!(c(&mut p), "", "one reply of the group still due");
+    s(&mut p, "250 Ok\r\n");
+    assert_eq!(c(&mut p).lines().count(), GROUP);
+    s(&mut p, &"250 Ok\r\n".repeat(GROUP));
+    assert_eq!(c(&mut p).lines().count(), 6);
+    s(&mut p, &"250 Ok\r\n".repeat(6));
+    assert!(matches!(p.next_action(), ProbeAction::Answered(a) if a.len() == 2 * GROUP + 5));
+}
+
+#[test]
+fn a_mail_refusal_stops_the_groups_not_yet_sent() {
+    use crate::limits::CALLAHEAD_PIPELINED_COMMANDS_MAX as GROUP;
+    let mut p = connected(ESMTP_PIPELINING);
+    let list: Vec<String> = (0..GROUP + 10).map(|i| format!("u{i}@dst.test")).collect();
+    p.probe("", &list);
+    assert_eq!(c(&mut p).lines().count(), GROUP);
+    s(&mut p, "550 5.7.1 no\r\n");
+    s(&mut p, &"503 5.5.1 need MAIL\r\n".repeat(GROUP - 1));
+    assert_eq!(c(&mut p), "", "the second group is never sent");
+    let ProbeAction::Answered(answers) = p.next_action() else {
+        panic!()
+    };
+    assert_eq!(answers.len(), GROUP + 10);
+    assert!(answers
+        .iter()
+        .all(|a| matches!(a, MailRefused(r) if r.code == 550)));
 }
