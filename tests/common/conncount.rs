@@ -18,7 +18,8 @@
 //! probe connections are pooled and live long, which is what makes it
 //! useful here. For exact counts use Postfix's own log
 //! ([`super::postfix::PostfixSmtpd`]) or the fake ([`super::fake_smtp`]).
-//! IPv4 only (the tests use 127.0.0.1).
+//! It counts whoever connects to the port, so it assumes the port is the
+//! test's own (ports come from `free_port`). IPv4 only (127.0.0.1).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -92,7 +93,9 @@ impl Drop for ConnCounter {
 }
 
 /// Remote ends of the ESTABLISHED sockets whose local end is
-/// 127.0.0.1:`port` (state 01 in /proc/net/tcp).
+/// 127.0.0.1:`port` (state 01 in /proc/net/tcp), each once: the kernel
+/// writes the table over several reads, and a socket table that changes
+/// between two reads can list an entry twice.
 pub fn established_to(port: u16) -> Vec<String> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
     let local = format!("0100007F:{port:04X}");
@@ -104,5 +107,7 @@ pub fn established_to(port: u16) -> Vec<String> {
             let (here, there, state) = (cols.get(1)?, cols.get(2)?, cols.get(3)?);
             (*here == local && *state == "01").then(|| there.to_string())
         })
+        .collect::<HashSet<String>>()
+        .into_iter()
         .collect()
 }
