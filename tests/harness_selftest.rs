@@ -284,3 +284,158 @@ fn server_lifecycle_with_a_stand_in_binary() {
     let status = server.stop(Duration::from_secs(10)).expect("was running");
     assert!(!status.success(), "smtp-sink dies of SIGTERM: {status}");
 }
+
+// ---- call-ahead downstreams (issue 7): real Postfix, the fake, counters ----
+
+const PF_DOMAIN: &str = "example.test";
+
+#[test]
+fn postfix_accepts_a_mailbox_and_refuses_an_unknown_one_with_its_own_words() {
+    let pf = PostfixSmtpd::start(&[PF_DOMAIN], &["known@example.test"]);
+    let (mut raw, greeting) = RawSmtp::connect(pf.addr()).unwrap();
+    assert_eq!(greeting.code, 220, "{greeting:?}");
+    assert!(greeting.text().contains("Postfix"), "{greeting:?}");
+    let ehlo = raw.cmd("EHLO portcullis.test").unwrap();
+    assert!(ehlo.contains("PIPELINING"), "{ehlo:?}");
+    assert_eq!(raw.cmd("MAIL FROM:<>").unwrap().code, 250);
+    let known = raw.cmd("RCPT TO:<known@example.test>").unwrap();
+    assert_eq!((known.code, known.text()), (250, "2.1.5 Ok".to_owned()));
+    let unknown = raw.cmd("RCPT TO:<nobody@example.test>").unwrap();
+    assert_eq!(unknown.code, 550);
+    assert_eq!(
+        unknown.text(),
+        "5.1.1 <nobody@example.test>: Recipient address rejected: User unknown in relay recipient table"
+    );
+    // Another domain: Postfix's policy refusal (5.7.1), not "user unknown".
+    let relay = raw.cmd("RCPT TO:<x@elsewhere.test>").unwrap();
+    assert_eq!(relay.code, 554, "{relay:?}");
+    assert!(relay.text().starts_with("5.7.1 ") && relay.text().contains("Relay access denied"), "{relay:?}");
+    assert_eq!(raw.cmd("QUIT").unwrap().code, 221);
+    // The relay refusal comes before the table: two lookups, three RCPTs.
+    assert_eq!(pf.rcpt_commands_total(), 2);
+    assert_eq!(pf.rcpt_lookups_of("nobody@example.test"), 1);
+    assert!(wait_until(WAIT, || pf.rcpt_commands_logged() == 3), "{}", pf.log());
+    assert_eq!(pf.rejected_rcpt_lines().len(), 2, "{}", pf.log());
+}
+
+#[test]
+fn postfix_new_mailbox_is_accepted_in_an_open_session() {
+    let pf = PostfixSmtpd::start(&[PF_DOMAIN], &[]);
+    let (mut raw, _) = RawSmtp::connect(pf.addr()).unwrap();
+    raw.cmd("EHLO portcullis.test").unwrap();
+    raw.cmd("MAIL FROM:<>").unwrap();
+    assert_eq!(raw.cmd("RCPT TO:<new@example.test>").unwrap().code, 550);
+    pf.add_mailbox("New@Example.test");
+    assert_eq!(raw.cmd("RCPT TO:<new@example.test>").unwrap().code, 250);
+    pf.remove_mailbox("new@example.test");
+    assert_eq!(raw.cmd("RCPT TO:<new@example.test>").unwrap().code, 550);
+    assert_eq!(pf.rcpt_lookups_of("new@example.test"), 3);
+}
+
+#[test]
+fn postfix_counts_connections_peak_and_pipelined_rcpts_at_the_server() {
+    let pf = PostfixSmtpd::start(&[PF_DOMAIN], &["a@example.test"]);
+    let mut sessions: Vec<RawSmtp> = (0..3).map(|_| RawSmtp::connect(pf.addr()).unwrap().0).collect();
+    pf.wait_connections(3, WAIT);
+    assert_eq!(pf.open_connections(), 3);
+    // RFC 2920: five RCPTs in one write, five replies in order.
+    let first = &mut sessions[0];
+    first.cmd("EHLO portcullis.test").unwrap();
+    first.send(b"MAIL FROM:<>\r\nRCPT TO:<a@example.test>\r\nRCPT TO:<b@example.test>\r\nRCPT TO:<a@example.test>\r\nRCPT TO:<c@example.test>\r\nRCPT TO:<a@example.test>\r\n").unwrap();
+    let codes: Vec<u16> = first.read_replies(6).unwrap().iter().map(|r| r.code).collect();
+    assert_eq!(codes, [250, 250, 550, 250, 550, 250]);
+    assert_eq!(pf.rcpt_commands_total(), 5);
+    for mut s in sessions.drain(..) {
+        assert_eq!(s.cmd("QUIT").unwrap().code, 221);
+    }
+    assert!(wait_until(WAIT, || pf.disconnections_total() == 3), "{}", pf.log());
+    let (mut fourth, _) = RawSmtp::connect(pf.addr()).unwrap();
+    fourth.cmd("QUIT").unwrap();
+    assert!(wait_until(WAIT, || pf.disconnections_total() == 4), "{}", pf.log());
+    assert_eq!(pf.connections_total(), 4);
+    assert_eq!(pf.max_concurrent_connections(), 3);
+    assert_eq!(pf.rcpt_commands_logged(), 5);
+}
+
+#[test]
+fn postfix_stops_cleanly() {
+    let mut pf = PostfixSmtpd::start(&[PF_DOMAIN], &[]);
+    let port = pf.port();
+    let (_raw, _) = RawSmtp::connect(pf.addr()).unwrap();
+    pf.stop();
+    assert!(!is_listening(port));
+}
+
+fn raw_session(addr: std::net::SocketAddr) -> RawSmtp {
+    let (raw, greeting) = RawSmtp::connect(addr).unwrap();
+    assert_eq!(greeting.code, 220);
+    raw
+}
+
+#[test]
+fn fake_behaves_and_counts_when_told_no_fault() {
+    let fake = FakeSmtp::start(Fault::None);
+    let mut a = raw_session(fake.addr());
+    let mut b = raw_session(fake.addr());
+    assert!(a.cmd("EHLO x").unwrap().contains("PIPELINING"));
+    a.send(b"MAIL FROM:<>\r\nRCPT TO:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nRSET\r\n").unwrap();
+    let codes: Vec<u16> = a.read_replies(4).unwrap().iter().map(|r| r.code).collect();
+    assert_eq!(codes, [250, 250, 250, 250]);
+    assert_eq!(b.cmd("QUIT").unwrap().code, 221);
+    assert_eq!(fake.connections_total(), 2);
+    assert_eq!(fake.max_concurrent_connections(), 2);
+    assert_eq!(fake.count_commands("RCPT"), 2);
+    assert!(wait_until(WAIT, || fake.open_connections() == 1));
+}
+
+#[test]
+fn fake_sends_garbage_where_a_reply_is_due() {
+    let fake = FakeSmtp::start(Fault::Garbage(Step::Rcpt));
+    let mut raw = raw_session(fake.addr());
+    raw.cmd("EHLO x").unwrap();
+    raw.cmd("MAIL FROM:<>").unwrap();
+    let err = raw.cmd("RCPT TO:<a@x.test>").unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+}
+
+#[test]
+fn fake_sends_continuation_lines_without_end() {
+    let fake = FakeSmtp::start(Fault::EndlessLines(Step::Ehlo));
+    let mut raw = raw_session(fake.addr());
+    let err = raw.cmd("EHLO x").unwrap_err();
+    assert!(err.to_string().contains("more than 1000 reply lines"), "{err}");
+}
+
+#[test]
+fn fake_stalls_in_the_middle_of_a_reply() {
+    let fake = FakeSmtp::start(Fault::StallMidReply(Step::Mail));
+    let mut raw = raw_session(fake.addr());
+    raw.cmd("EHLO x").unwrap();
+    raw.stream().set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let err = raw.cmd("MAIL FROM:<>").unwrap_err();
+    assert!(matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut), "{err}");
+    // Still open: a stall, not a hang-up.
+    assert_eq!(fake.open_connections(), 1);
+    drop(fake);
+    assert!(raw.is_closed_within(WAIT), "dropping the fake ends its stalls");
+}
+
+#[test]
+fn fake_closes_right_after_the_banner() {
+    let fake = FakeSmtp::start(Fault::CloseAfterBanner);
+    let mut raw = raw_session(fake.addr());
+    assert!(raw.is_closed_within(WAIT));
+    assert_eq!(fake.connections_total(), 1);
+}
+
+#[test]
+fn conn_counter_sees_established_connections_at_a_sink() {
+    let sink = Sink::start();
+    let counter = ConnCounter::start(sink.port());
+    let sessions: Vec<RawSmtp> = (0..3).map(|_| raw_session(sink.addr())).collect();
+    assert!(wait_until(WAIT, || counter.current() == 3), "current {}", counter.current());
+    drop(sessions);
+    assert!(wait_until(WAIT, || counter.current() == 0), "current {}", counter.current());
+    assert_eq!(counter.max_concurrent(), 3);
+    assert_eq!(counter.distinct_total(), 3);
+}

@@ -17,6 +17,15 @@
 //!   `TcpStream` for exact bytes (smuggling, pipelining).
 //! - [`spread`]: which shard serves a connection; a session on a chosen
 //!   shard; the owner shard of a counter key.
+//! - [`postfix`]: a real Postfix `smtpd` with a recipient table (the
+//!   call-ahead downstream whose "550 5.1.1 User unknown" is the real one),
+//!   counting connections and RCPTs at the server.
+//! - [`fake_smtp`]: a scripted fake downstream, only for faults no real
+//!   program makes (garbage, endless lines, a stall mid-reply).
+//! - [`callahead`]: a public listener with a call-ahead profile in front of
+//!   a test downstream; its decision log lines, CLI and metrics.
+//! - [`conncount`]: connections to a port sampled from /proc/net/tcp, for
+//!   servers that do not log them (smtp-sink).
 //!
 //! Children are killed when their handle drops, so a failing assertion never
 //! leaves a daemon behind. Nothing waits a fixed time: every wait polls a
@@ -24,11 +33,15 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod admin;
+pub mod callahead;
 pub mod clients;
 pub mod config;
+pub mod conncount;
 pub mod control;
 pub mod dns;
 pub mod guarded;
+pub mod fake_smtp;
+pub mod postfix;
 pub mod process;
 pub mod server;
 pub mod sink;
@@ -37,6 +50,9 @@ pub mod spread;
 pub use admin::{sample, scrape};
 pub use clients::{run_smtp_source, RawSmtp, Reply, Swaks, SwaksResult};
 pub use config::{ConfigFile, PolicyToml};
+pub use conncount::ConnCounter;
+pub use fake_smtp::{FakeSmtp, Fault, Step};
+pub use postfix::PostfixSmtpd;
 pub use process::{
     free_port, is_listening, run_with_timeout, wait_listening, wait_until, CmdOutput, TempDir,
 };
