@@ -192,7 +192,7 @@ impl ProbePool {
         let mut conn = conn;
         let mut first = true;
         loop {
-            let batch = take_batch(&server, conn.as_ref().map_or(0, |c| c.rcpts_in_transaction()));
+            let batch = take_batch(&server, conn.as_ref());
             if first {
                 server.starting.set(server.starting.get() - 1);
                 first = false;
@@ -214,25 +214,27 @@ impl ProbePool {
                     }
                 },
             };
+            // A full probe session is reset now, not when it filled: the
+            // client whose RCPT filled it got its answer without that wait.
+            let session_max = batch[0].profile.max_recipients_per_session;
+            if c.rcpts_in_transaction() >= session_max && !c.rset(deadline).await {
+                requeue_front(&server, batch, false);
+                continue;
+            }
             let addresses: Vec<String> = batch.iter().map(|j| j.address.clone()).collect();
             self.probes_sent.set(self.probes_sent.get() + addresses.len() as u64);
             let verdicts = c.probe(&batch[0].profile.mail_from, &addresses, deadline).await;
             if !c.is_reusable() && reused && c.was_dead_before_use() && batch.iter().all(|j| !j.retried) {
                 // The server closed the idle connection: nothing was asked. Again, on a fresh one.
-                requeue_front(&server, batch);
+                requeue_front(&server, batch, true);
                 continue;
             }
-            let session_max = batch[0].profile.max_recipients_per_session;
             for (job, verdict) in batch.into_iter().zip(verdicts) {
                 let _ = job.reply.send(verdict);
             }
-            if !c.is_reusable() {
-                continue;
+            if c.is_reusable() {
+                conn = Some(c);
             }
-            if c.rcpts_in_transaction() >= session_max && !c.rset(Instant::now() + Duration::from_secs(5)).await {
-                continue;
-            }
-            conn = Some(c);
         }
         match conn {
             Some(mut c) => {
@@ -246,10 +248,11 @@ impl ProbePool {
     }
 }
 
-/// The next batch for a connection with `in_session` RCPTs in its
-/// transaction: waiting probes with the first one's MAIL FROM, in order,
-/// within the session's room. Probes past their deadline are answered.
-fn take_batch(server: &Server, in_session: usize) -> Option<Vec<Job>> {
+/// The next batch for `conn` (None: a connection yet to open): waiting
+/// probes with the first one's MAIL FROM, in order, within the room left
+/// in its probe session (a full session will be reset first). Probes past
+/// their deadline are answered.
+fn take_batch(server: &Server, conn: Option<&ProbeConnection>) -> Option<Vec<Job>> {
     let mut queue = server.queue.borrow_mut();
     let now = Instant::now();
     while queue.front().is_some_and(|j| j.deadline <= now) {
@@ -258,7 +261,13 @@ fn take_batch(server: &Server, in_session: usize) -> Option<Vec<Job>> {
     }
     let first = queue.front()?;
     let mail_from = first.profile.mail_from.clone();
-    let room = first.profile.max_recipients_per_session.saturating_sub(in_session).max(1).min(CALLAHEAD_BATCH_RCPTS_MAX);
+    let max = first.profile.max_recipients_per_session;
+    let in_session = conn.map_or(0, |c| c.rcpts_in_transaction());
+    let room = match in_session >= max {
+        true => max,
+        false => max - in_session,
+    }
+    .min(CALLAHEAD_BATCH_RCPTS_MAX);
     let mut batch = Vec::new();
     let mut rest = VecDeque::new();
     while let Some(job) = queue.pop_front() {
@@ -282,10 +291,12 @@ fn answer_all(batch: Vec<Job>, verdict: &Verdict) {
     }
 }
 
-fn requeue_front(server: &Server, batch: Vec<Job>) {
+/// Put a batch back at the head of the queue; `retried`: it met a stale
+/// connection (it is repeated once, not twice).
+fn requeue_front(server: &Server, batch: Vec<Job>, retried: bool) {
     let mut queue = server.queue.borrow_mut();
     for mut job in batch.into_iter().rev() {
-        job.retried = true;
+        job.retried |= retried;
         queue.push_front(job);
     }
 }

@@ -1,0 +1,66 @@
+//! End to end: the probe session itself, as the downstream sees it.
+//! `max_recipients_per_session` ends a probe transaction with RSET and the
+//! next one starts with MAIL FROM again on the same connection;
+//! `mail_from` is the probes' envelope sender; `source_address` is where
+//! the probe connections come from (Postfix logs the client address).
+//! Counted at the server: the fake's command log, Postfix's own log.
+
+mod common;
+
+use common::callahead::*;
+use common::*;
+
+#[test]
+fn a_full_probe_session_is_reset_and_goes_on_on_the_same_connection() {
+    let fake = FakeSmtp::start(Fault::None);
+    let ca = CallaheadSetup::new()
+        .route("example.test", &fake.host_port())
+        .profile("max_recipients_per_session", "3")
+        .profile_str("mail_from", "verify@portcullis.test")
+        .start();
+    let mut session = ca.session();
+    for i in 0..7 {
+        let reply = session.cmd(&format!("RCPT TO:<user{i}@example.test>")).unwrap();
+        assert_eq!(reply.code, 250, "user{i}: {reply:?}");
+    }
+    let commands = fake.commands();
+    let verbs: Vec<String> = commands
+        .iter()
+        .filter(|c| !c.starts_with("EHLO"))
+        .map(|c| c.split([' ', ':']).next().unwrap_or("").to_ascii_uppercase())
+        .collect();
+    assert_eq!(
+        verbs,
+        ["MAIL", "RCPT", "RCPT", "RCPT", "RSET", "MAIL", "RCPT", "RCPT", "RCPT", "RSET", "MAIL", "RCPT"],
+        "{commands:#?}"
+    );
+    assert!(
+        commands.iter().filter(|c| c.starts_with("MAIL")).all(|c| c == "MAIL FROM:<verify@portcullis.test>"),
+        "{commands:#?}"
+    );
+    assert_eq!(fake.connections_total(), 1, "one connection carried every probe: {commands:#?}");
+    assert_eq!(fake.count_commands("DATA"), 0, "a probe never sends DATA");
+}
+
+#[test]
+fn the_null_sender_is_the_default_mail_from() {
+    let fake = FakeSmtp::start(Fault::None);
+    let ca = CallaheadSetup::new().route("example.test", &fake.host_port()).start();
+    assert_eq!(ca.rcpt("someone@example.test").code, 250);
+    let mails: Vec<String> = fake.commands().into_iter().filter(|c| c.starts_with("MAIL")).collect();
+    assert_eq!(mails, ["MAIL FROM:<>"]);
+}
+
+#[test]
+fn probes_come_from_the_source_address() {
+    let pf = PostfixSmtpd::start(&["example.test"], &["known@example.test"]);
+    let ca = CallaheadSetup::new()
+        .route("example.test", &pf.host_port())
+        .profile_str("source_address", "127.0.0.3")
+        .start();
+    assert_eq!(ca.rcpt("known@example.test").code, 250);
+    pf.wait_connections(1, WAIT);
+    let log = pf.log();
+    assert!(log.contains("connect from") && log.contains("[127.0.0.3]"), "{log}");
+    assert!(!log.contains("connect from localhost[127.0.0.1]") && !log.contains("unknown[127.0.0.1]"), "{log}");
+}
