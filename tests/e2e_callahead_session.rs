@@ -64,3 +64,31 @@ fn probes_come_from_the_source_address() {
     assert!(log.contains("connect from") && log.contains("[127.0.0.3]"), "{log}");
     assert!(!log.contains("connect from localhost[127.0.0.1]") && !log.contains("unknown[127.0.0.1]"), "{log}");
 }
+
+/// A mailbox created after its "unknown" was cached is accepted within
+/// `negative_recheck_secs` (here the smallest, 10 s), not after the
+/// negative TTL: the first hit past the interval still answers from the
+/// cache and re-probes in the background; the next RCPT gets the new answer.
+#[test]
+fn a_new_mailbox_is_accepted_after_the_negative_recheck() {
+    let rcpt = "newcomer@example.test";
+    let pf = PostfixSmtpd::start(&["example.test"], &[]);
+    let ca = CallaheadSetup::new()
+        .route("example.test", &pf.host_port())
+        .profile("negative_recheck_secs", "10")
+        .profile("negative_cache_ttl_secs", "3600")
+        .start();
+    assert_eq!(ca.rcpt(rcpt).code, 550);
+    pf.add_mailbox(rcpt);
+    assert_eq!(ca.rcpt(rcpt).code, 550, "within the interval the cached answer stands");
+    assert_eq!(pf.rcpt_lookups_of(rcpt), 1, "and nothing is asked");
+
+    let interval_over = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    assert!(wait_until(WAIT, || std::time::Instant::now() >= interval_over));
+    assert_eq!(ca.rcpt(rcpt).code, 550, "the hit that triggers the recheck is still answered from the cache");
+    assert!(wait_until(WAIT, || pf.rcpt_lookups_of(rcpt) == 2), "re-probed in the background");
+    assert!(wait_until(WAIT, || ca.rcpt(rcpt).code == 250), "the new mailbox is accepted");
+    let decisions = ca.wait_decision(rcpt, 4);
+    assert_eq!(decisions[0].field("source"), "probe");
+    assert!(decisions[1..].iter().all(|d| d.field("source") == "cache"), "the client never waited for a probe: {decisions:#?}");
+}
