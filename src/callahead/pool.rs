@@ -322,3 +322,73 @@ async fn reap_idle(pool: Weak<ProbePool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::callahead::CallaheadConfig;
+
+    fn profile(mail_from: &str, session: u32) -> Arc<Profile> {
+        let config = CallaheadConfig { mail_from: mail_from.into(), max_recipients_per_session: session, ..CallaheadConfig::default() };
+        Arc::new(Profile::compile("p", &config))
+    }
+
+    fn server_with(jobs: Vec<(&str, Arc<Profile>, Instant)>) -> (Server, Vec<oneshot::Receiver<Verdict>>) {
+        let server = Server {
+            addr: "127.0.0.1:25".parse().unwrap(),
+            queue: RefCell::new(VecDeque::new()),
+            idle: RefCell::new(Vec::new()),
+            open: Cell::new(0),
+            starting: Cell::new(0),
+            breaker: RefCell::new(Breaker::default()),
+        };
+        let mut answers = Vec::new();
+        for (address, profile, deadline) in jobs {
+            let (reply, answer) = oneshot::channel();
+            server.queue.borrow_mut().push_back(Job { address: address.into(), profile, deadline, reply, retried: false });
+            answers.push(answer);
+        }
+        (server, answers)
+    }
+
+    fn addresses(batch: &[Job]) -> Vec<&str> {
+        batch.iter().map(|j| j.address.as_str()).collect()
+    }
+
+    #[test]
+    fn a_batch_shares_one_mail_from_and_keeps_queue_order() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let (a, b) = (profile("", 1000), profile("verify@portcullis.test", 1000));
+        let (server, _answers) = server_with(vec![("1@d", a.clone(), later), ("2@d", b.clone(), later), ("3@d", a.clone(), later), ("4@d", b, later)]);
+        let batch = take_batch(&server, None).unwrap();
+        assert_eq!(addresses(&batch), ["1@d", "3@d"]);
+        let batch = take_batch(&server, None).unwrap();
+        assert_eq!(addresses(&batch), ["2@d", "4@d"]);
+        assert!(take_batch(&server, None).is_none());
+    }
+
+    #[test]
+    fn a_batch_fits_the_session_and_the_batch_bound() {
+        let later = Instant::now() + Duration::from_secs(60);
+        let p = profile("", 3);
+        let jobs: Vec<_> = ["1@d", "2@d", "3@d", "4@d"].into_iter().map(|a| (a, p.clone(), later)).collect();
+        let (server, _answers) = server_with(jobs);
+        assert_eq!(take_batch(&server, None).unwrap().len(), 3, "max_recipients_per_session");
+        assert_eq!(take_batch(&server, None).unwrap().len(), 1);
+        let big = profile("", 25_000);
+        let jobs: Vec<_> = (0..CALLAHEAD_BATCH_RCPTS_MAX + 5).map(|_| ("x@d", big.clone(), later)).collect();
+        let (server, _answers) = server_with(jobs);
+        assert_eq!(take_batch(&server, None).unwrap().len(), CALLAHEAD_BATCH_RCPTS_MAX);
+    }
+
+    #[test]
+    fn probes_past_their_deadline_are_answered_not_sent() {
+        let p = profile("", 1000);
+        let (past, later) = (Instant::now() - Duration::from_millis(1), Instant::now() + Duration::from_secs(60));
+        let (server, mut answers) = server_with(vec![("late@d", p.clone(), past), ("fine@d", p, later)]);
+        let batch = take_batch(&server, None).unwrap();
+        assert_eq!(addresses(&batch), ["fine@d"]);
+        let verdict = answers[0].try_recv().unwrap().expect("answered at once");
+        assert!(verdict.is_server_failure() && !verdict.is_cacheable(), "{verdict:?}");
+    }
+}
