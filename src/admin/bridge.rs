@@ -73,7 +73,10 @@ pub fn channel(capacity: usize) -> (Bridge, BridgeInbox) {
 /// `channel` with another wait for the answer (tests use a short one).
 pub fn channel_with_timeout(capacity: usize, timeout: Duration) -> (Bridge, BridgeInbox) {
     let (requests, inbox) = crossbeam_channel::bounded(capacity);
-    (Bridge { requests, timeout }, BridgeInbox { requests: inbox })
+    (
+        Bridge { requests, timeout },
+        BridgeInbox { requests: inbox },
+    )
 }
 
 impl Bridge {
@@ -93,7 +96,12 @@ impl Bridge {
 
 impl std::fmt::Debug for Bridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Bridge {{ waiting: {}, timeout: {:?} }}", self.requests.len(), self.timeout)
+        write!(
+            f,
+            "Bridge {{ waiting: {}, timeout: {:?} }}",
+            self.requests.len(),
+            self.timeout
+        )
     }
 }
 
@@ -144,7 +152,10 @@ async fn answer(envelope: Envelope, mesh: Rc<Mesh>) {
 impl BridgeInbox {
     /// Answer every request on a plain thread until the admin's end is
     /// dropped (tests: a shard stand-in).
-    pub(super) fn answer_on_thread(self, answer: impl Fn(AdminRequest) -> AdminReply + Send + 'static) -> std::thread::JoinHandle<()> {
+    pub(super) fn answer_on_thread(
+        self,
+        answer: impl Fn(AdminRequest) -> AdminReply + Send + 'static,
+    ) -> std::thread::JoinHandle<()> {
         std::thread::spawn(move || {
             while let Ok(envelope) = self.requests.recv() {
                 let _ = envelope.reply.try_send(answer(envelope.request));
@@ -160,7 +171,9 @@ mod tests {
     const SHORT: Duration = Duration::from_millis(50);
 
     fn query() -> AdminRequest {
-        AdminRequest::CallaheadQuery { address: "a@example.test".into() }
+        AdminRequest::CallaheadQuery {
+            address: "a@example.test".into(),
+        }
     }
 
     #[test]
@@ -170,7 +183,10 @@ mod tests {
             AdminRequest::CallaheadPurge(PurgeTarget::All) => AdminReply::Purged(7),
             _ => AdminReply::Cached(Vec::new()),
         });
-        assert_eq!(bridge.call(AdminRequest::CallaheadPurge(PurgeTarget::All)), Ok(AdminReply::Purged(7)));
+        assert_eq!(
+            bridge.call(AdminRequest::CallaheadPurge(PurgeTarget::All)),
+            Ok(AdminReply::Purged(7))
+        );
         assert_eq!(bridge.call(query()), Ok(AdminReply::Cached(Vec::new())));
         drop(bridge);
         shard.join().unwrap();
@@ -179,20 +195,35 @@ mod tests {
     #[test]
     fn nobody_answering_is_no_answer_after_the_timeout_not_a_hang() {
         let (bridge, inbox) = channel_with_timeout(4, SHORT);
-        assert_eq!(bridge.call(query()), Err(BridgeError::NoAnswer), "taken by nobody");
+        assert_eq!(
+            bridge.call(query()),
+            Err(BridgeError::NoAnswer),
+            "taken by nobody"
+        );
         // A shard that took the request and dropped it (stopping) is no answer too.
         let taken = inbox.take().unwrap().expect("the request waits");
         drop(taken);
         drop(inbox);
-        assert_eq!(bridge.call(query()), Err(BridgeError::NoAnswer), "no shard serves any more");
+        assert_eq!(
+            bridge.call(query()),
+            Err(BridgeError::NoAnswer),
+            "no shard serves any more"
+        );
     }
 
     #[test]
     fn a_full_channel_is_busy_at_once() {
         let (bridge, inbox) = channel_with_timeout(1, SHORT);
-        assert_eq!(bridge.call(query()), Err(BridgeError::NoAnswer), "fills the only slot");
+        assert_eq!(
+            bridge.call(query()),
+            Err(BridgeError::NoAnswer),
+            "fills the only slot"
+        );
         assert_eq!(bridge.call(query()), Err(BridgeError::Busy));
         assert!(inbox.take().unwrap().is_some());
-        assert!(inbox.take().unwrap().is_none(), "the refused one never queued");
+        assert!(
+            inbox.take().unwrap().is_none(),
+            "the refused one never queued"
+        );
     }
 }

@@ -27,20 +27,38 @@ const DOMAIN_BYTES_MAX: usize = 253;
 
 /// The answer for a `/callahead/…` path, or None for another path.
 pub fn route(method: &str, path: &str, query: &str, bridge: Option<&Bridge>) -> Option<Response> {
-    let (allowed, build): (&'static str, fn(&[(String, String)]) -> Result<AdminRequest, String>) = match path {
+    let (allowed, build): (
+        &'static str,
+        fn(&[(String, String)]) -> Result<AdminRequest, String>,
+    ) = match path {
         "/callahead/query" => ("GET", query_request),
         "/callahead/purge" => ("POST", purge_request),
         _ => return None,
     };
     if method != allowed {
-        return Some(Response { allow: Some(allowed), ..Response::text(405, "Method Not Allowed", format!("405 Method Not Allowed: use {allowed}\n")) });
+        return Some(Response {
+            allow: Some(allowed),
+            ..Response::text(
+                405,
+                "Method Not Allowed",
+                format!("405 Method Not Allowed: use {allowed}\n"),
+            )
+        });
     }
     let request = match parse_query(query).and_then(|pairs| build(&pairs)) {
         Ok(request) => request,
-        Err(why) => return Some(Response::text(400, "Bad Request", format!("400 Bad Request: {why}\n"))),
+        Err(why) => {
+            return Some(Response::text(
+                400,
+                "Bad Request",
+                format!("400 Bad Request: {why}\n"),
+            ))
+        }
     };
     let Some(bridge) = bridge else {
-        return Some(unavailable("call-ahead operations are not served by this admin listener"));
+        return Some(unavailable(
+            "call-ahead operations are not served by this admin listener",
+        ));
     };
     Some(match bridge.call(request) {
         Ok(AdminReply::Cached(entries)) => Response::text(200, "OK", render_entries(&entries)),
@@ -53,7 +71,11 @@ pub fn route(method: &str, path: &str, query: &str, bridge: Option<&Bridge>) -> 
 
 /// RFC 9110 §15.6.4: 503, the shards could not answer now.
 fn unavailable(why: &str) -> Response {
-    Response::text(503, "Service Unavailable", format!("503 Service Unavailable: {why}\n"))
+    Response::text(
+        503,
+        "Service Unavailable",
+        format!("503 Service Unavailable: {why}\n"),
+    )
 }
 
 /// `name=value&…`, each part percent-decoded; a repeated name is refused
@@ -75,12 +97,16 @@ pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, String> {
 fn decode(text: &str) -> Result<String, String> {
     let bytes = text.as_bytes();
     for (i, _) in text.match_indices('%') {
-        let well_formed = bytes.get(i + 1..i + 3).is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit));
+        let well_formed = bytes
+            .get(i + 1..i + 3)
+            .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit));
         if !well_formed {
             return Err(format!("bad percent escape in {text:?}"));
         }
     }
-    let decoded = percent_decode_str(text).decode_utf8().map_err(|_| format!("{text:?} is not UTF-8 once decoded"))?;
+    let decoded = percent_decode_str(text)
+        .decode_utf8()
+        .map_err(|_| format!("{text:?} is not UTF-8 once decoded"))?;
     if decoded.chars().any(char::is_control) {
         return Err(format!("control character in {text:?}"));
     }
@@ -89,7 +115,9 @@ fn decode(text: &str) -> Result<String, String> {
 
 fn query_request(pairs: &[(String, String)]) -> Result<AdminRequest, String> {
     match pairs {
-        [(name, value)] if name == "address" => Ok(AdminRequest::CallaheadQuery { address: address(value)? }),
+        [(name, value)] if name == "address" => Ok(AdminRequest::CallaheadQuery {
+            address: address(value)?,
+        }),
         _ => Err("expected exactly ?address=ADDR".into()),
     }
 }
@@ -97,7 +125,9 @@ fn query_request(pairs: &[(String, String)]) -> Result<AdminRequest, String> {
 fn purge_request(pairs: &[(String, String)]) -> Result<AdminRequest, String> {
     let what = match pairs {
         [(name, value)] if name == "address" => PurgeTarget::Address(address(value)?),
-        [(name, value)] if name == "domain" => PurgeTarget::Domain(domain(value.strip_prefix('@').unwrap_or(value))?),
+        [(name, value)] if name == "domain" => {
+            PurgeTarget::Domain(domain(value.strip_prefix('@').unwrap_or(value))?)
+        }
         [(name, value)] if name == "all" && value == "1" => PurgeTarget::All,
         _ => return Err("expected exactly one of ?address=ADDR, ?domain=DOMAIN, ?all=1".into()),
     };
@@ -108,7 +138,9 @@ fn purge_request(pairs: &[(String, String)]) -> Result<AdminRequest, String> {
 fn address(value: &str) -> Result<String, String> {
     let value = value.trim_start_matches('<').trim_end_matches('>');
     match value.rsplit_once('@') {
-        Some((local, dom)) if !local.is_empty() && value.len() <= ADDRESS_BYTES_MAX && !value.contains(' ') => {
+        Some((local, dom))
+            if !local.is_empty() && value.len() <= ADDRESS_BYTES_MAX && !value.contains(' ') =>
+        {
             domain(dom)?;
             Ok(value.to_string())
         }
@@ -157,19 +189,56 @@ mod tests {
 
     fn entry(profile: &str, shard: usize) -> CachedEntry {
         let reply = "550 5.1.1 <b@x.test>: Recipient address rejected: \"User\" unknown".into();
-        CachedEntry { profile: profile.into(), verdict: "mailbox-unknown", reply, age_secs: 12, ttl_secs: 900, shard }
+        CachedEntry {
+            profile: profile.into(),
+            verdict: "mailbox-unknown",
+            reply,
+            age_secs: 12,
+            ttl_secs: 900,
+            shard,
+        }
     }
 
     #[test]
     fn query_strings_are_percent_decoded_and_checked() {
         let pairs = parse_query("address=J%C3%B6rg%2Btag%40Example.test&x=").unwrap();
-        assert_eq!(pairs, vec![("address".into(), "Jörg+tag@Example.test".into()), ("x".into(), "".into())]);
-        assert_eq!(parse_query("address=a+b@x.test").unwrap()[0].1, "a+b@x.test", "+ is not a space");
-        for bad in ["address=a%zz@x.test", "address=a%4", "address=%", "address=%ff@x.test", "address=a%0a@x.test", "address=a@x&address=b@x"] {
+        assert_eq!(
+            pairs,
+            vec![
+                ("address".into(), "Jörg+tag@Example.test".into()),
+                ("x".into(), "".into())
+            ]
+        );
+        assert_eq!(
+            parse_query("address=a+b@x.test").unwrap()[0].1,
+            "a+b@x.test",
+            "+ is not a space"
+        );
+        for bad in [
+            "address=a%zz@x.test",
+            "address=a%4",
+            "address=%",
+            "address=%ff@x.test",
+            "address=a%0a@x.test",
+            "address=a@x&address=b@x",
+        ] {
             assert!(parse_query(bad).is_err(), "{bad}");
         }
-        assert_eq!(query_request(&parse_query("address=%3Ca@x.test%3E").unwrap()), Ok(AdminRequest::CallaheadQuery { address: "a@x.test".into() }));
-        for bad in ["", "address=", "address=nobody", "address=@x.test", "address=a@", "address=a@x.test&domain=x.test", "domain=x.test"] {
+        assert_eq!(
+            query_request(&parse_query("address=%3Ca@x.test%3E").unwrap()),
+            Ok(AdminRequest::CallaheadQuery {
+                address: "a@x.test".into()
+            })
+        );
+        for bad in [
+            "",
+            "address=",
+            "address=nobody",
+            "address=@x.test",
+            "address=a@",
+            "address=a@x.test&domain=x.test",
+            "domain=x.test",
+        ] {
             assert!(query_request(&parse_query(bad).unwrap()).is_err(), "{bad}");
         }
     }
@@ -177,10 +246,31 @@ mod tests {
     #[test]
     fn purge_takes_one_of_address_domain_or_all() {
         let purge = |q: &str| purge_request(&parse_query(q).unwrap());
-        assert_eq!(purge("address=a@x.test"), Ok(AdminRequest::CallaheadPurge(PurgeTarget::Address("a@x.test".into()))));
-        assert_eq!(purge("domain=%40x.test"), Ok(AdminRequest::CallaheadPurge(PurgeTarget::Domain("x.test".into()))));
-        assert_eq!(purge("all=1"), Ok(AdminRequest::CallaheadPurge(PurgeTarget::All)));
-        for bad in ["", "all=0", "all=yes", "all=1&domain=x.test", "domain=a@x.test", "domain=", "shard=1"] {
+        assert_eq!(
+            purge("address=a@x.test"),
+            Ok(AdminRequest::CallaheadPurge(PurgeTarget::Address(
+                "a@x.test".into()
+            )))
+        );
+        assert_eq!(
+            purge("domain=%40x.test"),
+            Ok(AdminRequest::CallaheadPurge(PurgeTarget::Domain(
+                "x.test".into()
+            )))
+        );
+        assert_eq!(
+            purge("all=1"),
+            Ok(AdminRequest::CallaheadPurge(PurgeTarget::All))
+        );
+        for bad in [
+            "",
+            "all=0",
+            "all=yes",
+            "all=1&domain=x.test",
+            "domain=a@x.test",
+            "domain=",
+            "shard=1",
+        ] {
             assert!(purge(bad).is_err(), "{bad}");
         }
     }
@@ -202,36 +292,87 @@ mod tests {
     fn the_endpoints_answer_through_the_bridge() {
         let (bridge, inbox) = channel_with_timeout(4, Duration::from_secs(30));
         let shard = inbox.answer_on_thread(|request| match request {
-            AdminRequest::CallaheadQuery { address } if address == "b@x.test" => AdminReply::Cached(vec![entry("ca", 1)]),
+            AdminRequest::CallaheadQuery { address } if address == "b@x.test" => {
+                AdminReply::Cached(vec![entry("ca", 1)])
+            }
             AdminRequest::CallaheadQuery { .. } => AdminReply::Cached(Vec::new()),
             AdminRequest::CallaheadPurge(PurgeTarget::Domain(_)) => AdminReply::Purged(3),
-            AdminRequest::CallaheadPurge(_) => AdminReply::Failed("shard 1 did not answer in time".into()),
+            AdminRequest::CallaheadPurge(_) => {
+                AdminReply::Failed("shard 1 did not answer in time".into())
+            }
         });
-        let answer = |method, path, query| route(method, path, query, Some(&bridge)).expect("a call-ahead path");
+        let answer = |method, path, query| {
+            route(method, path, query, Some(&bridge)).expect("a call-ahead path")
+        };
         let found = answer("GET", "/callahead/query", "address=b%40x.test");
         assert_eq!(found.status, 200);
-        assert!(found.body.starts_with("profile=ca verdict=mailbox-unknown source=cache reply=\""), "{}", found.body);
-        assert_eq!(answer("GET", "/callahead/query", "address=c@x.test").body, "verdict=none\n");
-        assert_eq!(answer("POST", "/callahead/purge", "domain=x.test").body, "purged=3\n");
-        assert_eq!(answer("POST", "/callahead/purge", "all=1").status, 503, "a shard that did not answer");
-        assert_eq!(answer("GET", "/callahead/query", "address=a%zz").status, 400);
+        assert!(
+            found
+                .body
+                .starts_with("profile=ca verdict=mailbox-unknown source=cache reply=\""),
+            "{}",
+            found.body
+        );
+        assert_eq!(
+            answer("GET", "/callahead/query", "address=c@x.test").body,
+            "verdict=none\n"
+        );
+        assert_eq!(
+            answer("POST", "/callahead/purge", "domain=x.test").body,
+            "purged=3\n"
+        );
+        assert_eq!(
+            answer("POST", "/callahead/purge", "all=1").status,
+            503,
+            "a shard that did not answer"
+        );
+        assert_eq!(
+            answer("GET", "/callahead/query", "address=a%zz").status,
+            400
+        );
         let wrong = answer("POST", "/callahead/query", "address=b@x.test");
         assert_eq!((wrong.status, wrong.allow), (405, Some("GET")));
-        assert_eq!(answer("GET", "/callahead/purge", "all=1").allow, Some("POST"));
-        assert!(route("GET", "/metrics", "", Some(&bridge)).is_none(), "not ours");
+        assert_eq!(
+            answer("GET", "/callahead/purge", "all=1").allow,
+            Some("POST")
+        );
+        assert!(
+            route("GET", "/metrics", "", Some(&bridge)).is_none(),
+            "not ours"
+        );
         drop(bridge);
         shard.join().unwrap();
     }
 
     #[test]
     fn no_bridge_or_no_answer_is_503_never_a_hang() {
-        assert_eq!(route("GET", "/callahead/query", "address=a@x.test", None).unwrap().status, 503);
+        assert_eq!(
+            route("GET", "/callahead/query", "address=a@x.test", None)
+                .unwrap()
+                .status,
+            503
+        );
         let (bridge, _inbox) = channel_with_timeout(1, Duration::from_millis(50));
-        let unanswered = route("GET", "/callahead/query", "address=a@x.test", Some(&bridge)).unwrap();
+        let unanswered =
+            route("GET", "/callahead/query", "address=a@x.test", Some(&bridge)).unwrap();
         assert_eq!(unanswered.status, 503);
-        assert!(unanswered.body.contains("no shard answered in time"), "{}", unanswered.body);
+        assert!(
+            unanswered.body.contains("no shard answered in time"),
+            "{}",
+            unanswered.body
+        );
         let busy = route("POST", "/callahead/purge", "all=1", Some(&bridge)).unwrap();
-        assert!(busy.body.contains("too many admin requests"), "the one slot is still taken: {}", busy.body);
-        assert_eq!(route("GET", "/callahead/query", "address=bad", Some(&bridge)).unwrap().status, 400, "checked before the bridge");
+        assert!(
+            busy.body.contains("too many admin requests"),
+            "the one slot is still taken: {}",
+            busy.body
+        );
+        assert_eq!(
+            route("GET", "/callahead/query", "address=bad", Some(&bridge))
+                .unwrap()
+                .status,
+            400,
+            "checked before the bridge"
+        );
     }
 }

@@ -78,7 +78,8 @@ impl ShardRequest for CachePurge {
 /// profile, sorted by profile name.
 pub async fn query(mesh: &Mesh, address: &str) -> Result<Vec<CachedEntry>, ShardGone> {
     let address = address.to_ascii_lowercase();
-    mesh.ask_owner(&domain_of(&address), CacheQuery { address }).await
+    mesh.ask_owner(&domain_of(&address), CacheQuery { address })
+        .await
 }
 
 /// Purge `what` where it lives: on the owner of the address's or domain's
@@ -87,14 +88,33 @@ pub async fn purge(mesh: &Mesh, what: PurgeTarget) -> Result<usize, ShardGone> {
     match what {
         PurgeTarget::Address(address) => {
             let address = address.to_ascii_lowercase();
-            mesh.ask_owner(&domain_of(&address), CachePurge { what: PurgeTarget::Address(address) }).await
+            mesh.ask_owner(
+                &domain_of(&address),
+                CachePurge {
+                    what: PurgeTarget::Address(address),
+                },
+            )
+            .await
         }
         PurgeTarget::Domain(domain) => {
             let domain = domain.to_ascii_lowercase();
-            mesh.ask(mesh.owner(&domain), CachePurge { what: PurgeTarget::Domain(domain) }).await
+            mesh.ask(
+                mesh.owner(&domain),
+                CachePurge {
+                    what: PurgeTarget::Domain(domain),
+                },
+            )
+            .await
         }
         PurgeTarget::All => {
-            let asks = (0..mesh.shards()).map(|shard| mesh.ask(shard, CachePurge { what: PurgeTarget::All }));
+            let asks = (0..mesh.shards()).map(|shard| {
+                mesh.ask(
+                    shard,
+                    CachePurge {
+                        what: PurgeTarget::All,
+                    },
+                )
+            });
             let mut total = 0;
             for counted in join_all(asks.collect()).await {
                 total += counted?;
@@ -129,7 +149,10 @@ async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
         }
     })
     .await;
-    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
 }
 
 impl Callahead {
@@ -138,12 +161,16 @@ impl Callahead {
     pub fn serve_operations(self: &Rc<Self>, mesh: &Mesh) {
         let (this, shard) = (Rc::downgrade(self), mesh.id());
         mesh.handle(move |request: CacheQuery| {
-            let entries = this.upgrade().map_or_else(Vec::new, |this| this.cached_entries(&request.address, shard));
+            let entries = this.upgrade().map_or_else(Vec::new, |this| {
+                this.cached_entries(&request.address, shard)
+            });
             async move { entries }
         });
         let this = Rc::downgrade(self);
         mesh.handle(move |request: CachePurge| {
-            let purged = this.upgrade().map_or(0, |this| this.purge_here(&request.what));
+            let purged = this
+                .upgrade()
+                .map_or(0, |this| this.purge_here(&request.what));
             async move { purged }
         });
         glommio::spawn_local(publish_gauges(Rc::downgrade(self))).detach();
@@ -183,8 +210,12 @@ impl Callahead {
     fn publish_gauge_values(&self) {
         let servers = self.pool.servers();
         let open: usize = servers.iter().map(|(_, open, _)| open).sum();
-        let breakers = servers.iter().filter(|(_, _, breaker_open)| *breaker_open).count();
-        self.metrics.set_callahead_gauges(self.cached(), open, breakers);
+        let breakers = servers
+            .iter()
+            .filter(|(_, _, breaker_open)| *breaker_open)
+            .count();
+        self.metrics
+            .set_callahead_gauges(self.cached(), open, breakers);
     }
 }
 
@@ -193,7 +224,14 @@ fn entry(profile: &str, cached: Cached, age_ms: u64, ttl_ms: u64, shard: usize) 
         Cached::Accepted(reply) => ("accepted", reply),
         Cached::MailboxUnknown(reply) => ("mailbox-unknown", reply),
     };
-    CachedEntry { profile: profile.to_string(), verdict, reply: reply.to_string(), age_secs: age_ms / 1000, ttl_secs: ttl_ms / 1000, shard }
+    CachedEntry {
+        profile: profile.to_string(),
+        verdict,
+        reply: reply.to_string(),
+        age_secs: age_ms / 1000,
+        ttl_secs: ttl_ms / 1000,
+        shard,
+    }
 }
 
 /// Until the shard's `Callahead` is gone: set its gauges every

@@ -50,7 +50,12 @@ pub enum CallaheadAction {
 pub fn run(args: CallaheadArgs) -> i32 {
     let outcome = admin_address(&args).and_then(|admin| {
         let (method, target) = request_target(&args.action);
-        exchange(&admin, method, &target, Duration::from_secs(ADMIN_CLIENT_TIMEOUT_SECS))
+        exchange(
+            &admin,
+            method,
+            &target,
+            Duration::from_secs(ADMIN_CLIENT_TIMEOUT_SECS),
+        )
     });
     match outcome {
         Ok((200, body)) => {
@@ -58,7 +63,10 @@ pub fn run(args: CallaheadArgs) -> i32 {
             0
         }
         Ok((status, body)) => {
-            eprintln!("portcullis: the admin listener answered {status}: {}", body.trim_end());
+            eprintln!(
+                "portcullis: the admin listener answered {status}: {}",
+                body.trim_end()
+            );
             1
         }
         Err(why) => {
@@ -73,10 +81,15 @@ fn admin_address(args: &CallaheadArgs) -> Result<String, String> {
     if let Some(admin) = &args.admin {
         return Ok(admin.clone());
     }
-    let Some(path) = &args.config else { return Ok(ADMIN_LISTEN.to_string()) };
+    let Some(path) = &args.config else {
+        return Ok(ADMIN_LISTEN.to_string());
+    };
     let config = Config::from_file(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if config.admin_listen.is_empty() {
-        return Err(format!("{}: admin_listen is \"\" (off): nothing to ask", path.display()));
+        return Err(format!(
+            "{}: admin_listen is \"\" (off): nothing to ask",
+            path.display()
+        ));
     }
     Ok(config.admin_listen)
 }
@@ -85,20 +98,39 @@ fn admin_address(args: &CallaheadArgs) -> Result<String, String> {
 pub fn request_target(action: &CallaheadAction) -> (&'static str, String) {
     let encode = |value: &str| utf8_percent_encode(value, NON_ALPHANUMERIC).to_string();
     match action {
-        CallaheadAction::Query { address } => ("GET", format!("/callahead/query?address={}", encode(address))),
+        CallaheadAction::Query { address } => (
+            "GET",
+            format!("/callahead/query?address={}", encode(address)),
+        ),
         CallaheadAction::Purge { all: true, .. } => ("POST", "/callahead/purge?all=1".to_string()),
-        CallaheadAction::Purge { target: Some(target), .. } => match target.strip_prefix('@') {
-            Some(domain) => ("POST", format!("/callahead/purge?domain={}", encode(domain))),
-            None => ("POST", format!("/callahead/purge?address={}", encode(target))),
+        CallaheadAction::Purge {
+            target: Some(target),
+            ..
+        } => match target.strip_prefix('@') {
+            Some(domain) => (
+                "POST",
+                format!("/callahead/purge?domain={}", encode(domain)),
+            ),
+            None => (
+                "POST",
+                format!("/callahead/purge?address={}", encode(target)),
+            ),
         },
         // clap requires a target unless --all; an empty one is refused by the admin (400).
-        CallaheadAction::Purge { target: None, .. } => ("POST", "/callahead/purge?address=".to_string()),
+        CallaheadAction::Purge { target: None, .. } => {
+            ("POST", "/callahead/purge?address=".to_string())
+        }
     }
 }
 
 /// One request, one answer (`Connection: close`, so the body runs to EOF),
 /// all within `timeout`: (status, body).
-pub fn exchange(admin: &str, method: &str, target: &str, timeout: Duration) -> Result<(u16, String), String> {
+pub fn exchange(
+    admin: &str,
+    method: &str,
+    target: &str,
+    timeout: Duration,
+) -> Result<(u16, String), String> {
     let deadline = Instant::now() + timeout;
     let mut stream = connect(admin, timeout)?;
     let request = format!("{method} {target} HTTP/1.1\r\nHost: {admin}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
@@ -108,8 +140,15 @@ pub fn exchange(admin: &str, method: &str, target: &str, timeout: Duration) -> R
     let mut answer = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
-        let left = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero());
-        let left = left.ok_or_else(|| format!("admin listener {admin}: no whole answer within {}s", timeout.as_secs()))?;
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero());
+        let left = left.ok_or_else(|| {
+            format!(
+                "admin listener {admin}: no whole answer within {}s",
+                timeout.as_secs()
+            )
+        })?;
         stream.set_read_timeout(Some(left)).map_err(io)?;
         match stream.read(&mut chunk) {
             Ok(0) => break,
@@ -122,7 +161,10 @@ pub fn exchange(admin: &str, method: &str, target: &str, timeout: Duration) -> R
 }
 
 fn connect(admin: &str, timeout: Duration) -> Result<TcpStream, String> {
-    let addrs: Vec<SocketAddr> = admin.to_socket_addrs().map_err(|e| format!("admin address {admin:?}: {e}"))?.collect();
+    let addrs: Vec<SocketAddr> = admin
+        .to_socket_addrs()
+        .map_err(|e| format!("admin address {admin:?}: {e}"))?
+        .collect();
     let mut last = format!("admin address {admin:?} resolves to nothing");
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, timeout) {
@@ -140,7 +182,10 @@ pub fn parse_answer(bytes: &[u8]) -> Result<(u16, String), String> {
     match response.parse(bytes) {
         Ok(httparse::Status::Complete(head_len)) => {
             let status = response.code.ok_or("no status")?;
-            Ok((status, String::from_utf8_lossy(&bytes[head_len..]).into_owned()))
+            Ok((
+                status,
+                String::from_utf8_lossy(&bytes[head_len..]).into_owned(),
+            ))
         }
         Ok(httparse::Status::Partial) => Err("the answer ended inside its head".into()),
         Err(e) => Err(format!("not an HTTP answer: {e}")),
@@ -162,19 +207,62 @@ mod tests {
 
     #[test]
     fn commands_become_requests() {
-        let query = parse(&["portcullis", "callahead", "query", "Jörg+x@example.test", "--admin", "127.0.0.1:1"]);
+        let query = parse(&[
+            "portcullis",
+            "callahead",
+            "query",
+            "Jörg+x@example.test",
+            "--admin",
+            "127.0.0.1:1",
+        ]);
         assert_eq!(query.admin.as_deref(), Some("127.0.0.1:1"));
-        assert_eq!(request_target(&query.action), ("GET", "/callahead/query?address=J%C3%B6rg%2Bx%40example%2Etest".into()));
+        assert_eq!(
+            request_target(&query.action),
+            (
+                "GET",
+                "/callahead/query?address=J%C3%B6rg%2Bx%40example%2Etest".into()
+            )
+        );
         let domain = parse(&["portcullis", "callahead", "purge", "@example.test"]);
-        assert_eq!(request_target(&domain.action), ("POST", "/callahead/purge?domain=example%2Etest".into()));
-        let address = parse(&["portcullis", "callahead", "--admin", "h:2", "purge", "a@example.test"]);
-        assert_eq!(request_target(&address.action).1, "/callahead/purge?address=a%40example%2Etest");
-        assert_eq!(address.admin.as_deref(), Some("h:2"), "--admin before the action too");
+        assert_eq!(
+            request_target(&domain.action),
+            ("POST", "/callahead/purge?domain=example%2Etest".into())
+        );
+        let address = parse(&[
+            "portcullis",
+            "callahead",
+            "--admin",
+            "h:2",
+            "purge",
+            "a@example.test",
+        ]);
+        assert_eq!(
+            request_target(&address.action).1,
+            "/callahead/purge?address=a%40example%2Etest"
+        );
+        assert_eq!(
+            address.admin.as_deref(),
+            Some("h:2"),
+            "--admin before the action too"
+        );
         let all = parse(&["portcullis", "callahead", "purge", "--all"]);
-        assert_eq!(request_target(&all.action), ("POST", "/callahead/purge?all=1".into()));
-        assert_eq!(admin_address(&all), Ok(ADMIN_LISTEN.to_string()), "the default admin_listen");
-        assert!(Cli::try_parse_from(["portcullis", "callahead", "purge"]).is_err(), "a target or --all");
-        assert!(Cli::try_parse_from(["portcullis", "callahead", "purge", "a@x.test", "--all"]).is_err(), "not both");
+        assert_eq!(
+            request_target(&all.action),
+            ("POST", "/callahead/purge?all=1".into())
+        );
+        assert_eq!(
+            admin_address(&all),
+            Ok(ADMIN_LISTEN.to_string()),
+            "the default admin_listen"
+        );
+        assert!(
+            Cli::try_parse_from(["portcullis", "callahead", "purge"]).is_err(),
+            "a target or --all"
+        );
+        assert!(
+            Cli::try_parse_from(["portcullis", "callahead", "purge", "a@x.test", "--all"]).is_err(),
+            "not both"
+        );
     }
 
     #[test]
@@ -183,7 +271,14 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("p.toml");
         std::fs::write(&file, "admin_listen = \"127.0.0.1:19425\"\n").unwrap();
-        let args = parse(&["portcullis", "callahead", "query", "a@x.test", "--config", file.to_str().unwrap()]);
+        let args = parse(&[
+            "portcullis",
+            "callahead",
+            "query",
+            "a@x.test",
+            "--config",
+            file.to_str().unwrap(),
+        ]);
         assert_eq!(admin_address(&args), Ok("127.0.0.1:19425".into()));
         std::fs::write(&file, "admin_listen = \"\"\n").unwrap();
         assert!(admin_address(&args).unwrap_err().contains("off"));
@@ -203,7 +298,12 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         drop(listener);
-        let refused = exchange(&addr, "GET", "/callahead/query?address=a%40x", Duration::from_secs(5));
+        let refused = exchange(
+            &addr,
+            "GET",
+            "/callahead/query?address=a%40x",
+            Duration::from_secs(5),
+        );
         assert!(refused.unwrap_err().contains("is portcullis running"));
     }
 }

@@ -23,17 +23,33 @@ use std::time::Duration;
 
 /// `source` of `portcullis_callahead_verdicts_total` (`callahead::owner::Source`
 /// names); the last is the catch-all.
-pub const CALLAHEAD_SOURCES: [&str; 7] = ["cache", "probe", "bypass", "breaker", "budget", "catch-all", "other"];
+pub const CALLAHEAD_SOURCES: [&str; 7] = [
+    "cache",
+    "probe",
+    "bypass",
+    "breaker",
+    "budget",
+    "catch-all",
+    "other",
+];
 /// `result` of `portcullis_callahead_verdicts_total`
 /// (`callahead::validate::verdict_name`); the last is the catch-all.
-pub const CALLAHEAD_RESULTS: [&str; 6] = ["accepted", "mailbox-unknown", "refused", "tempfail", "failure", "other"];
+pub const CALLAHEAD_RESULTS: [&str; 6] = [
+    "accepted",
+    "mailbox-unknown",
+    "refused",
+    "tempfail",
+    "failure",
+    "other",
+];
 /// `result` of `portcullis_callahead_cache_lookups_total`.
 pub const CACHE_LOOKUP_RESULTS: [&str; 2] = ["hit", "miss"];
 /// Upper bounds of `portcullis_callahead_probe_seconds`: from a pipelined
 /// RCPT on an open loopback connection (~0.5 ms) to a slow downstream near
 /// the default `validation_timeout_secs` (30); slower lands in +Inf.
-pub const PROBE_LATENCY_BUCKETS_SECONDS: [f64; 14] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0];
+pub const PROBE_LATENCY_BUCKETS_SECONDS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 30.0,
+];
 
 const PROBE_LATENCY_SLOTS: usize = PROBE_LATENCY_BUCKETS_SECONDS.len() + 1;
 
@@ -90,10 +106,16 @@ impl CallaheadMetrics {
         self.cache_lookups[usize::from(!hit)].fetch_add(1, Relaxed);
     }
 
-    pub(super) fn set_gauges(&self, cache_entries: usize, probe_connections: usize, breakers_open: usize) {
+    pub(super) fn set_gauges(
+        &self,
+        cache_entries: usize,
+        probe_connections: usize,
+        breakers_open: usize,
+    ) {
         let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
         self.cache_entries.store(gauge(cache_entries), Relaxed);
-        self.probe_connections.store(gauge(probe_connections), Relaxed);
+        self.probe_connections
+            .store(gauge(probe_connections), Relaxed);
         self.breakers_open.store(gauge(breakers_open), Relaxed);
     }
 
@@ -119,9 +141,13 @@ impl CallaheadSnapshot {
             add_all(mine, theirs);
         }
         add_all(&mut self.probe_latency_slots, &other.probe_latency_slots);
-        self.probe_latency_nanos_sum = self.probe_latency_nanos_sum.wrapping_add(other.probe_latency_nanos_sum);
+        self.probe_latency_nanos_sum = self
+            .probe_latency_nanos_sum
+            .wrapping_add(other.probe_latency_nanos_sum);
         self.probes = self.probes.wrapping_add(other.probes);
-        self.connections_opened = self.connections_opened.wrapping_add(other.connections_opened);
+        self.connections_opened = self
+            .connections_opened
+            .wrapping_add(other.connections_opened);
         add_all(&mut self.cache_lookups, &other.cache_lookups);
         self.cache_entries = self.cache_entries.wrapping_add(other.cache_entries);
         self.probe_connections = self.probe_connections.wrapping_add(other.probe_connections);
@@ -137,7 +163,10 @@ impl CallaheadSnapshot {
 /// The histogram slot of one probe latency (`le`, upper bound inclusive).
 fn probe_latency_slot(latency: Duration) -> usize {
     let seconds = latency.as_secs_f64();
-    PROBE_LATENCY_BUCKETS_SECONDS.iter().position(|bound| seconds <= *bound).unwrap_or(PROBE_LATENCY_BUCKETS_SECONDS.len())
+    PROBE_LATENCY_BUCKETS_SECONDS
+        .iter()
+        .position(|bound| seconds <= *bound)
+        .unwrap_or(PROBE_LATENCY_BUCKETS_SECONDS.len())
 }
 
 fn add_all<const N: usize>(sums: &mut [u64; N], values: &[u64; N]) {
@@ -150,7 +179,12 @@ fn add_all<const N: usize>(sums: &mut [u64; N], values: &[u64; N]) {
 pub(super) fn encode(encoder: &mut DescriptorEncoder, sum: &CallaheadSnapshot) -> fmt::Result {
     encode_verdicts(encoder, &sum.verdicts)?;
     encode_probe_latency(encoder, sum)?;
-    counter(encoder, "portcullis_callahead_probes", "RCPT commands sent to call-ahead servers", sum.probes)?;
+    counter(
+        encoder,
+        "portcullis_callahead_probes",
+        "RCPT commands sent to call-ahead servers",
+        sum.probes,
+    )?;
     counter(
         encoder,
         "portcullis_callahead_probe_connections_opened",
@@ -166,7 +200,12 @@ pub(super) fn encode(encoder: &mut DescriptorEncoder, sum: &CallaheadSnapshot) -
     for (result, count) in CACHE_LOOKUP_RESULTS.iter().zip(sum.cache_lookups) {
         ConstCounter::new(count).encode(lookups.encode_family(&[("result", *result)])?)?;
     }
-    gauge(encoder, "portcullis_callahead_cache_entries", "Call-ahead verdicts cached, all profiles and shards", sum.cache_entries)?;
+    gauge(
+        encoder,
+        "portcullis_callahead_cache_entries",
+        "Call-ahead verdicts cached, all profiles and shards",
+        sum.cache_entries,
+    )?;
     gauge(
         encoder,
         "portcullis_callahead_probe_connections",
@@ -220,11 +259,21 @@ fn encode_probe_latency(encoder: &mut DescriptorEncoder, sum: &CallaheadSnapshot
         .chain([(f64::INFINITY, sum.probe_latency_slots[finite])])
         .collect();
     let seconds = sum.probe_latency_nanos_sum as f64 / 1e9;
-    histogram.encode_histogram(seconds, sum.probe_count(), &buckets, None::<super::board::NoExemplars>)
+    histogram.encode_histogram(
+        seconds,
+        sum.probe_count(),
+        &buckets,
+        None::<super::board::NoExemplars>,
+    )
 }
 
 fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, count: u64) -> fmt::Result {
-    ConstCounter::new(count).encode(encoder.encode_descriptor(name, help, None, MetricType::Counter)?)
+    ConstCounter::new(count).encode(encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        MetricType::Counter,
+    )?)
 }
 
 fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> fmt::Result {
@@ -239,7 +288,13 @@ mod tests {
     fn probe_latency_buckets_are_upper_bound_inclusive() {
         assert_eq!(probe_latency_slot(Duration::from_micros(500)), 0);
         assert_eq!(probe_latency_slot(Duration::from_micros(501)), 1);
-        assert_eq!(probe_latency_slot(Duration::from_secs(30)), PROBE_LATENCY_BUCKETS_SECONDS.len() - 1);
-        assert_eq!(probe_latency_slot(Duration::from_secs(31)), PROBE_LATENCY_BUCKETS_SECONDS.len());
+        assert_eq!(
+            probe_latency_slot(Duration::from_secs(30)),
+            PROBE_LATENCY_BUCKETS_SECONDS.len() - 1
+        );
+        assert_eq!(
+            probe_latency_slot(Duration::from_secs(31)),
+            PROBE_LATENCY_BUCKETS_SECONDS.len()
+        );
     }
 }
