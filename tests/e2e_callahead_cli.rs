@@ -10,6 +10,8 @@
 //! what they forgot, and the next query says `verdict=none`. The metrics
 //! page counts the verdicts by source (probe first, cache on the repeat),
 //! the RCPTs sent to the server, the cache lookups and the cache size.
+//! Bad input and a dead admin port fail with the reason, and the appliance
+//! still stops cleanly with the admin bridge running.
 
 mod common;
 
@@ -158,7 +160,7 @@ fn query_and_purge_the_cache_through_the_cli() {
 
 #[test]
 fn bad_input_and_no_listener_fail_with_the_reason() {
-    let s = start();
+    let mut s = start();
     let (code, stdout, stderr) = callahead(s.admin, &["query", "not-an-address"]);
     assert_eq!(code, Some(1), "{stdout}");
     assert!(stderr.contains("400") && stderr.contains("not an address"), "{stderr}");
@@ -172,4 +174,8 @@ fn bad_input_and_no_listener_fail_with_the_reason() {
     let (code, _, stderr) = callahead(dead, &["purge", "--all"]);
     assert_eq!(code, Some(1));
     assert!(stderr.contains(&dead.to_string()), "{stderr}");
+
+    // The shards' bridge tasks do not hold up a clean stop.
+    let status = s.server.stop(WAIT).expect("it was running");
+    assert!(status.success(), "{status:?}\n{}", s.server.log());
 }
