@@ -1,5 +1,7 @@
 //! The admin listener: `GET /metrics` (Prometheus text of every shard's
-//! metrics, summed) over a minimal HTTP/1.1, off the shards.
+//! metrics, summed) and the call-ahead cache commands (`callahead.rs`,
+//! answered by the shards over `bridge.rs`) over a minimal HTTP/1.1, off
+//! the shards.
 //!
 //! It sits beside the mail flow, not in it: one dedicated std thread with a
 //! blocking `TcpListener`, so a scrape never runs on (or blocks) a shard; the
@@ -15,12 +17,15 @@
 //! `AdminHandle` closes its end of that socket to stop the thread and joins
 //! it (so a stopped admin has released its port).
 
+pub mod bridge;
+mod callahead;
 mod http;
 #[cfg(test)]
 mod tests;
 
 use crate::limits::{ADMIN_IO_TIMEOUT_SECS, ADMIN_LINGER_BYTES_MAX, ADMIN_REQUEST_HEAD_BYTES_MAX};
 use crate::metrics::MetricsBoard;
+use bridge::Bridge;
 use http::{HeadError, Response};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -73,10 +78,28 @@ pub fn start(addr: SocketAddr, board: Arc<MetricsBoard>) -> io::Result<AdminHand
     start_with_timeout(addr, board, Duration::from_secs(ADMIN_IO_TIMEOUT_SECS))
 }
 
+/// `start` with the bridge to the shards, so the call-ahead commands work.
+pub fn start_with_bridge(
+    addr: SocketAddr,
+    board: Arc<MetricsBoard>,
+    bridge: Bridge,
+) -> io::Result<AdminHandle> {
+    start_serving(addr, board, Some(bridge), Duration::from_secs(ADMIN_IO_TIMEOUT_SECS))
+}
+
 /// `start` with another bound on one exchange (tests use a short one).
 pub fn start_with_timeout(
     addr: SocketAddr,
     board: Arc<MetricsBoard>,
+    io_timeout: Duration,
+) -> io::Result<AdminHandle> {
+    start_serving(addr, board, None, io_timeout)
+}
+
+fn start_serving(
+    addr: SocketAddr,
+    board: Arc<MetricsBoard>,
+    bridge: Option<Bridge>,
     io_timeout: Duration,
 ) -> io::Result<AdminHandle> {
     let listener = TcpListener::bind(addr)?;
@@ -87,7 +110,10 @@ pub fn start_with_timeout(
     let (wake, woken) = UnixStream::pair()?;
     let thread = std::thread::Builder::new()
         .name("admin".into())
-        .spawn(move || serve_until_woken(listener, woken, &board, io_timeout))?;
+        .spawn(move || {
+            let services = Services { board, bridge };
+            serve_until_woken(listener, woken, &services, io_timeout)
+        })?;
     Ok(AdminHandle {
         local_addr,
         wake: Some(wake),
@@ -95,10 +121,16 @@ pub fn start_with_timeout(
     })
 }
 
+/// What the admin thread answers from.
+struct Services {
+    board: Arc<MetricsBoard>,
+    bridge: Option<Bridge>,
+}
+
 fn serve_until_woken(
     listener: TcpListener,
     woken: UnixStream,
-    board: &MetricsBoard,
+    services: &Services,
     io_timeout: Duration,
 ) {
     loop {
@@ -107,7 +139,7 @@ fn serve_until_woken(
             Wait::Client => {}
         }
         match listener.accept() {
-            Ok((stream, _)) => serve(stream, board, io_timeout),
+            Ok((stream, _)) => serve(stream, services, io_timeout),
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
             Err(e) if e.kind() == ErrorKind::ConnectionAborted => {}
             Err(e) => {
@@ -173,14 +205,16 @@ fn pollfd(fd: libc::c_int) -> libc::pollfd {
 
 /// One exchange: read the head, answer, close. I/O errors mean the client
 /// went away; there is nobody to tell.
-fn serve(mut stream: TcpStream, board: &MetricsBoard, io_timeout: Duration) {
+fn serve(mut stream: TcpStream, services: &Services, io_timeout: Duration) {
     // Accepted sockets do not inherit O_NONBLOCK on Linux; say it anyway,
     // the timeouts below only apply to blocking sockets.
     if stream.set_nonblocking(false).is_err() {
         return;
     }
     let response = match read_head(&mut stream, Instant::now() + io_timeout) {
-        Ok(head) => http::route(&head, board),
+        Ok((head, query)) => {
+            http::route_with(&head, &query, &services.board, services.bridge.as_ref())
+        }
         Err(HeadError::Closed) => return,
         Err(refused) => Response::refusal(refused),
     };
@@ -192,7 +226,10 @@ fn serve(mut stream: TcpStream, board: &MetricsBoard, io_timeout: Duration) {
 }
 
 /// Reads until the head is complete, too big, malformed or out of time.
-fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<http::Head, HeadError> {
+fn read_head(
+    stream: &mut TcpStream,
+    deadline: Instant,
+) -> Result<(http::Head, String), HeadError> {
     let mut buffer = vec![0u8; ADMIN_REQUEST_HEAD_BYTES_MAX];
     let mut filled = 0;
     loop {
@@ -210,8 +247,8 @@ fn read_head(stream: &mut TcpStream, deadline: Instant) -> Result<http::Head, He
             Err(_) => return Err(HeadError::Closed),
         };
         filled += read;
-        if let Some(head) = http::parse_head(&buffer[..filled])? {
-            return Ok(head);
+        if let Some(request) = http::parse_request(&buffer[..filled])? {
+            return Ok(request);
         }
         if filled == buffer.len() {
             return Err(HeadError::TooLarge);

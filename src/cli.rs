@@ -1,6 +1,8 @@
 //! Command-line interface (clap). Flags override the config file; a list
 //! flag given at least once replaces the file's list.
 
+pub mod callahead;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -28,6 +30,8 @@ pub enum Command {
         /// TOML config file.
         file: PathBuf,
     },
+    /// Query or purge the call-ahead verdict cache of the running appliance (through its admin listener).
+    Callahead(callahead::CallaheadArgs),
 }
 
 #[derive(Args, Debug, Default, Clone)]

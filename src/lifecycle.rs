@@ -63,6 +63,9 @@ struct Shared {
     nameservers: Arc<Vec<std::net::SocketAddr>>,
     /// One per shard, by shard id; the admin listener sums them.
     metrics: Arc<Vec<Arc<Metrics>>>,
+    /// The shards' end of the admin bridge (every shard polls it), when
+    /// there is an admin listener.
+    admin_inbox: Option<admin::bridge::BridgeInbox>,
 }
 
 /// Run until SIGTERM/SIGINT. `source` rebuilds the config on SIGHUP (the
@@ -93,6 +96,13 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
     let nameservers = Arc::new(dns.nameservers().map_err(|e| format!("dns: {e}"))?);
     let (metrics, board) = MetricsBoard::for_shards(count);
     let metrics = Arc::new(metrics);
+    let (admin_bridge, admin_inbox) = match settings.admin_listen {
+        Some(_) => {
+            let (bridge, inbox) = admin::bridge::channel(limits::ADMIN_BRIDGE_QUEUE_MAX);
+            (Some(bridge), Some(inbox))
+        }
+        None => (None, None),
+    };
     block_signals();
     let stop = Arc::new(AtomicBool::new(false));
     let shared = Shared {
@@ -108,6 +118,7 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
         spool_bytes: SpoolBytes::new(recovered.iter().map(|r| r.pending_bytes()).sum()),
         nameservers,
         metrics,
+        admin_inbox,
     };
     let mut shards = Vec::new();
     for (id, rec) in recovered.into_iter().enumerate() {
@@ -122,7 +133,7 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
     }
     // Off the shards: a blocking thread of its own. A port in use is a start-up failure.
     let admin = match shared.settings.admin_listen {
-        Some(addr) => match admin::start(addr, Arc::new(board)) {
+        Some(addr) => match admin::start_with_bridge(addr, Arc::new(board), admin_bridge.expect("made with admin_listen")) {
             Ok(handle) => Some(handle),
             Err(e) => {
                 shared.stop.store(true, Ordering::SeqCst);
@@ -247,10 +258,13 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
     let resolver = Rc::new(Resolver::new(shared.nameservers.to_vec(), dns, metrics.clone()));
     let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), resolver.clone(), mesh.clone(), log.clone(), metrics.clone(), queues.delivery);
     let counters = Counters::new(mesh.clone(), &settings.rate);
-    let callahead = Callahead::new(mesh.clone(), resolver.clone(), counters.clone(), policy.clone(), &settings.hostname);
+    let callahead = Callahead::new(mesh.clone(), resolver.clone(), counters.clone(), policy.clone(), &settings.hostname, metrics.clone());
     let services = (resolver, counters, metrics, callahead);
     let shard = Rc::new(Shard::new(settings.clone(), policy, mesh.clone(), spool, delivery, log.clone(), services, queues, shared.connections.clone()));
     serve_requests(&shard);
+    if let Some(inbox) = shared.admin_inbox.clone() {
+        glommio::spawn_local(admin::bridge::serve(inbox, shard.mesh.clone(), shared.stop.clone())).detach();
+    }
     let first_policy = shard.policy.current();
     log.event("started", format_args!("policy={} recovered={}", first_policy.generation, recovered.messages.len()));
     for m in recovered.messages {

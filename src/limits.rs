@@ -280,3 +280,23 @@ pub const ROUTE_MX_HOSTS_MAX: usize = 10;
 /// Addresses one resolution hands to delivery or call-ahead, in order,
 /// duplicates removed; the rest are dropped (a round never tries more).
 pub const ROUTE_ADDRESSES_MAX: usize = 16;
+// ---- Operating call-ahead (callahead::operate, admin::bridge) --------------
+/// A shard publishes its call-ahead gauges (cache entries, open probe
+/// connections, open breakers) this often: a scrape sees values this old.
+pub const CALLAHEAD_GAUGES_MS: u64 = 1_000;
+/// A cache query or purge between shards: a map lookup on the owner, so
+/// anything longer means the owner is stuck or its channel full.
+pub const CALLAHEAD_OPERATION_TIMEOUT_MS: u64 = 2_000;
+/// Admin requests waiting for a shard (admin thread → shards); past it the
+/// admin answers 503 at once instead of queueing.
+pub const ADMIN_BRIDGE_QUEUE_MAX: usize = 16;
+/// How often a shard looks for admin requests (glommio cannot block on a
+/// crossbeam channel, so it polls; idle cost: one try_recv per tick).
+pub const ADMIN_BRIDGE_POLL_MS: u64 = 20;
+/// The longest the admin thread waits for a shard's answer before 503:
+/// above `CALLAHEAD_OPERATION_TIMEOUT_MS` plus a poll tick, below
+/// `ADMIN_IO_TIMEOUT_SECS` so a slow answer still fits the exchange.
+pub const ADMIN_BRIDGE_TIMEOUT_MS: u64 = 3_000;
+/// `portcullis callahead …`: connecting to the admin listener and reading
+/// its whole answer (above the admin's own bridge and I/O bounds).
+pub const ADMIN_CLIENT_TIMEOUT_SECS: u64 = 10;

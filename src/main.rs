@@ -21,6 +21,7 @@ fn main() {
                 2
             }
         },
+        Some(Command::Callahead(args)) => portcullis::cli::callahead::run(args),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     };

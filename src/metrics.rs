@@ -16,15 +16,21 @@
 //! allowed to grow the page.
 
 mod board;
+mod callahead;
 mod connections;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 
 pub use board::{MetricsBoard, CONTENT_TYPE};
+pub use callahead::{
+    CallaheadSnapshot, CACHE_LOOKUP_RESULTS, CALLAHEAD_RESULTS, CALLAHEAD_SOURCES,
+    PROBE_LATENCY_BUCKETS_SECONDS,
+};
 pub use connections::ConnectionLabels;
 pub use snapshot::Snapshot;
 
+use callahead::CallaheadMetrics;
 use connections::ConnectionCounts;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -80,6 +86,7 @@ pub struct Metrics {
     /// May dip below zero on one shard if a connection is counted open on
     /// one shard and closed on another; only the sum means anything.
     open_connections: AtomicI64,
+    callahead: CallaheadMetrics,
 }
 
 impl Metrics {
@@ -137,6 +144,34 @@ impl Metrics {
         }
     }
 
+    /// One call-ahead RCPT decision: `source` and `result` as the log line
+    /// names them (`Source::name`, `validate::verdict_name`).
+    pub fn callahead_verdict(&self, source: &str, result: &str) {
+        self.callahead.verdict(source, result);
+    }
+    /// One probe answered by its server (or failed there): the time from
+    /// the request reaching the server's pool to its verdict.
+    pub fn callahead_probe_latency(&self, latency: Duration) {
+        self.callahead.probe_latency(latency);
+    }
+    /// RCPT commands sent to a call-ahead server.
+    pub fn callahead_probes_sent(&self, rcpts: u64) {
+        self.callahead.probes(rcpts);
+    }
+    /// A probe connection opened to a call-ahead server.
+    pub fn callahead_connection_opened(&self) {
+        self.callahead.connection_opened();
+    }
+    /// A verdict cache lookup on the domain's owner shard.
+    pub fn callahead_cache_lookup(&self, hit: bool) {
+        self.callahead.cache_lookup(hit);
+    }
+    /// This shard's call-ahead gauges: entries in its cache partitions,
+    /// probe connections open and breakers open at the servers it owns.
+    pub fn set_callahead_gauges(&self, cache_entries: usize, probe_connections: usize, breakers_open: usize) {
+        self.callahead.set_gauges(cache_entries, probe_connections, breakers_open);
+    }
+
     /// A copy of this shard's values, for summing (relaxed reads: each value
     /// is exact, values of different families may be a few events apart).
     pub fn snapshot(&self) -> Snapshot {
@@ -151,6 +186,7 @@ impl Metrics {
             messages_accepted: self.messages_accepted.load(Relaxed),
             messages_delivered: self.messages_delivered.load(Relaxed),
             open_connections: self.open_connections.load(Relaxed),
+            callahead: self.callahead.snapshot(),
         }
     }
 }

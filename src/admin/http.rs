@@ -1,8 +1,10 @@
 //! The admin listener's HTTP, without I/O: a request head in (parsed by
 //! `httparse`), an answer out. Only what a Prometheus scraper and an
-//! operator's curl need: `GET`/`HEAD /metrics`, everything else refused with
-//! the status RFC 9110 gives it, and every answer closes the connection.
+//! operator's curl need: `GET`/`HEAD /metrics`, the call-ahead endpoints
+//! (`callahead.rs`, through the shards' bridge), everything else refused
+//! with the status RFC 9110 gives it, and every answer closes the connection.
 
+use super::bridge::Bridge;
 use crate::limits::ADMIN_REQUEST_HEADERS_MAX;
 use crate::metrics::{self, MetricsBoard};
 
@@ -29,7 +31,13 @@ pub enum HeadError {
 }
 
 /// Parses the bytes read so far: `Ok(None)` while the head is incomplete.
+#[cfg(test)]
 pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
+    Ok(parse_request(bytes)?.map(|(head, _query)| head))
+}
+
+/// `parse_head`, and the query of the target (after `?`, "" if none).
+pub fn parse_request(bytes: &[u8]) -> Result<Option<(Head, String)>, HeadError> {
     let mut headers = [httparse::EMPTY_HEADER; ADMIN_REQUEST_HEADERS_MAX];
     let mut request = httparse::Request::new(&mut headers);
     match request.parse(bytes) {
@@ -41,11 +49,12 @@ pub fn parse_head(bytes: &[u8]) -> Result<Option<Head>, HeadError> {
     let (Some(method), Some(target)) = (request.method, request.path) else {
         return Err(HeadError::Malformed);
     };
-    let path = target.split_once('?').map_or(target, |(path, _query)| path);
-    Ok(Some(Head {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let head = Head {
         method: method.to_owned(),
         path: path.to_owned(),
-    }))
+    };
+    Ok(Some((head, query.to_owned())))
 }
 
 /// What the admin answers to one request.
@@ -66,7 +75,17 @@ const PLAIN_TEXT: &str = "text/plain; charset=utf-8";
 const METRICS_METHODS: &str = "GET, HEAD";
 
 /// The answer to a complete head: the metrics page or a refusal.
+#[cfg(test)]
 pub fn route(head: &Head, board: &MetricsBoard) -> Response {
+    route_with(head, "", board, None)
+}
+
+/// `route`, with the target's query and the bridge to the shards (the
+/// call-ahead endpoints; without a bridge they answer 503).
+pub fn route_with(head: &Head, query: &str, board: &MetricsBoard, bridge: Option<&Bridge>) -> Response {
+    if let Some(response) = super::callahead::route(&head.method, &head.path, query, bridge) {
+        return response;
+    }
     if head.path != "/metrics" {
         return Response::plain(404, "Not Found");
     }
@@ -98,12 +117,17 @@ impl Response {
 
     /// A status with its reason phrase as a one-line plain-text body.
     fn plain(status: u16, reason: &'static str) -> Response {
+        Response::text(status, reason, format!("{status} {reason}\n"))
+    }
+
+    /// A status and a plain-text body.
+    pub(super) fn text(status: u16, reason: &'static str, body: String) -> Response {
         Response {
             status,
             reason,
             content_type: PLAIN_TEXT,
             allow: None,
-            body: format!("{status} {reason}\n"),
+            body,
             head_only: false,
         }
     }

@@ -23,6 +23,7 @@
 pub mod breaker;
 pub mod cache;
 pub mod connection;
+pub mod operate;
 pub mod owner;
 pub mod pool;
 pub mod profile;

@@ -31,6 +31,7 @@ use crate::config::PolicyCell;
 use crate::dns::Resolver;
 use crate::limits::{CALLAHEAD_IN_FLIGHT_MAX, CALLAHEAD_TIMEOUT_SECS_MAX};
 use crate::message::domain_of;
+use crate::metrics::Metrics;
 use crate::policy::rate::Counters;
 use crate::routing::{self, RouteError};
 use crate::shards::{Mesh, ShardRequest};
@@ -94,6 +95,8 @@ pub struct Callahead {
     counters: Rc<Counters>,
     policy: Rc<PolicyCell>,
     pub pool: Rc<ProbePool>,
+    /// This shard's metrics (cache lookups here, probes in the pool).
+    pub(super) metrics: Arc<Metrics>,
     /// Per profile name.
     pub(super) caches: RefCell<HashMap<String, VerdictCache>>,
     /// Addresses being probed ("profile\0address") and who waits for them.
@@ -106,13 +109,14 @@ pub struct Callahead {
 }
 
 impl Callahead {
-    pub fn new(mesh: Rc<Mesh>, resolver: Rc<Resolver>, counters: Rc<Counters>, policy: Rc<PolicyCell>, helo_name: &str) -> Rc<Callahead> {
+    pub fn new(mesh: Rc<Mesh>, resolver: Rc<Resolver>, counters: Rc<Counters>, policy: Rc<PolicyCell>, helo_name: &str, metrics: Arc<Metrics>) -> Rc<Callahead> {
         Rc::new(Callahead {
             mesh,
             resolver,
             counters,
             policy,
-            pool: ProbePool::new(helo_name),
+            pool: ProbePool::new(helo_name, metrics.clone()),
+            metrics,
             caches: RefCell::new(HashMap::new()),
             in_flight: RefCell::new(HashMap::new()),
             catch_all: RefCell::new(lru::LruCache::new(NonZeroUsize::new(CALLAHEAD_IN_FLIGHT_MAX).expect("not zero"))),
@@ -134,6 +138,7 @@ impl Callahead {
         let profile = &request.profile;
         let key = request.address.to_ascii_lowercase();
         let lookup = self.with_cache(profile, |cache, now| cache.lookup(&key, &profile.ttls, now));
+        self.metrics.callahead_cache_lookup(matches!(lookup, Lookup::Hit { .. }));
         if let Lookup::Hit { verdict, reprobe, .. } = lookup {
             if reprobe {
                 self.start_probe(&request, &key, true);
@@ -328,6 +333,7 @@ impl Callahead {
                 }
             }
         });
+        self.serve_operations(mesh);
     }
 
     /// Entries cached on this shard, all profiles.

@@ -31,6 +31,7 @@ use super::breaker::Breaker;
 use super::connection::ProbeConnection;
 use super::verdict::{of_fault, Stage, Verdict};
 use super::Profile;
+use crate::metrics::Metrics;
 use crate::limits::{CALLAHEAD_BATCH_RCPTS_MAX, CALLAHEAD_IDLE_SECS, CALLAHEAD_QUEUE_MAX, CALLAHEAD_TIMEOUT_SECS_MAX};
 use crate::shards::ShardRequest;
 
@@ -85,16 +86,19 @@ pub struct ProbePool {
     /// Probes sent and connections opened on this shard (metrics, tests).
     pub probes_sent: Cell<u64>,
     pub connections_opened: Cell<u64>,
+    /// The shard's metrics: the same two counts, and probe latency.
+    metrics: Arc<Metrics>,
     epoch: Instant,
 }
 
 impl ProbePool {
-    pub fn new(helo_name: &str) -> Rc<ProbePool> {
+    pub fn new(helo_name: &str, metrics: Arc<Metrics>) -> Rc<ProbePool> {
         let pool = Rc::new(ProbePool {
             helo_name: helo_name.to_string(),
             servers: RefCell::new(HashMap::new()),
             probes_sent: Cell::new(0),
             connections_opened: Cell::new(0),
+            metrics,
             epoch: Instant::now(),
         });
         glommio::spawn_local(reap_idle(Rc::downgrade(&pool))).detach();
@@ -118,9 +122,11 @@ impl ProbePool {
             return Probed { verdict: of_fault(Stage::Connect, why), by_breaker: false };
         }
         let (reply, answered) = oneshot::channel();
+        let reached = Instant::now();
         server.queue.borrow_mut().push_back(Job { address: request.address, profile, deadline: request.deadline, reply, retried: false });
         self.dispatch(&server);
         let verdict = answered.await.unwrap_or_else(|_| of_fault(Stage::Connect, "probe pool stopped"));
+        self.metrics.callahead_probe_latency(reached.elapsed());
         let failures = request.profile.breaker_failures;
         let open_ms = request.profile.breaker_open.as_millis() as u64;
         server.breaker.borrow_mut().record(verdict.is_server_failure(), failures, open_ms, self.now_ms());
@@ -205,6 +211,7 @@ impl ProbePool {
                 None => match ProbeConnection::open(server.addr, &self.helo_name, batch[0].profile.source_address, deadline).await {
                     Ok(c) => {
                         self.connections_opened.set(self.connections_opened.get() + 1);
+                        self.metrics.callahead_connection_opened();
                         c
                     }
                     Err(verdict) => {
@@ -223,6 +230,7 @@ impl ProbePool {
             }
             let addresses: Vec<String> = batch.iter().map(|j| j.address.clone()).collect();
             self.probes_sent.set(self.probes_sent.get() + addresses.len() as u64);
+            self.metrics.callahead_probes_sent(addresses.len() as u64);
             let verdicts = c.probe(&batch[0].profile.mail_from, &addresses, deadline).await;
             if !c.is_reusable() && reused && c.was_dead_before_use() && batch.iter().all(|j| !j.retried) {
                 // The server closed the idle connection: nothing was asked. Again, on a fresh one.

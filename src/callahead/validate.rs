@@ -60,6 +60,7 @@ fn log(shard: &Shard, client: &Client, mailbox: &str, r: &Resolution, answer: &A
     };
     let server = r.server.map_or_else(|| "-".to_string(), |s| s.to_string());
     let (reply, why) = describe(&r.verdict);
+    shard.metrics.callahead_verdict(r.source.name(), verdict_name(&r.verdict));
     shard.log.event("callahead", format_args!(
         "conn={} ip={} {} rcpt=<{mailbox}> source={} verdict={} action={action} server={server} reply=\"{}\" why=\"{}\" owner={} ms={}",
         client.peer.connection_id, client.ip, client.label(), r.source.name(), verdict_name(&r.verdict),

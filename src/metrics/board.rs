@@ -113,7 +113,8 @@ impl Collector for Summed {
             None,
             MetricType::Gauge,
         )?;
-        ConstGauge::new(sum.open_connections).encode(open)
+        ConstGauge::new(sum.open_connections).encode(open)?;
+        super::callahead::encode(&mut encoder, &sum.callahead)
     }
 }
 
@@ -189,7 +190,7 @@ fn encode_dns_latency(encoder: &mut DescriptorEncoder, sum: &Snapshot) -> fmt::R
 }
 
 /// Our histograms carry no exemplars; the encoder still wants their type.
-type NoExemplars = &'static StdHashMap<usize, Exemplar<Vec<(String, String)>, f64>>;
+pub(super) type NoExemplars = &'static StdHashMap<usize, Exemplar<Vec<(String, String)>, f64>>;
 
 /// A counter family over a fixed label set; the catch-all value (last) is
 /// shown only once something was counted under it.

@@ -3,6 +3,7 @@
 //! shows. Counters add; the open-connections gauge adds too (each shard
 //! counts its own connections).
 
+use super::callahead::CallaheadSnapshot;
 use super::connections::ConnectionLabels;
 use super::{DNS_LATENCY_SLOTS, DNS_RECORD_TYPES, DNS_RESULTS, RATE_LIMIT_KINDS};
 use hashbrown::HashMap;
@@ -22,6 +23,7 @@ pub struct Snapshot {
     pub messages_accepted: u64,
     pub messages_delivered: u64,
     pub open_connections: i64,
+    pub callahead: CallaheadSnapshot,
 }
 
 impl Snapshot {
@@ -51,6 +53,7 @@ impl Snapshot {
             .messages_delivered
             .wrapping_add(other.messages_delivered);
         self.open_connections = self.open_connections.wrapping_add(other.open_connections);
+        self.callahead.add(&other.callahead);
     }
 
     /// DNS queries that went to the network, all types and results.

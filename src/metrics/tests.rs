@@ -101,7 +101,7 @@ fn the_page_has_help_type_and_summed_values() {
         !page.contains(r#""other""#),
         "no catch-all series while nothing fell into it"
     );
-    assert_eq!(page.matches(r#"le="+Inf""#).count(), 1, "one +Inf bucket");
+    assert_eq!(page.matches(r#"le="+Inf""#).count(), 2, "one +Inf bucket per histogram (DNS, call-ahead probes)");
     check_exposition_format(&page);
 }
 
@@ -110,7 +110,9 @@ fn an_empty_board_still_renders_every_family() {
     let (_, board) = MetricsBoard::for_shards(3);
     let page = board.render();
     check_exposition_format(&page);
-    assert_eq!(page.matches("# TYPE ").count(), 9, "{page}");
+    assert_eq!(page.matches("# TYPE ").count(), 9 + 8, "{page}");
+    assert!(page.lines().any(|l| l == "portcullis_callahead_cache_entries 0"));
+    assert!(page.lines().any(|l| l == r#"portcullis_callahead_verdicts_total{source="cache",result="accepted"} 0"#));
     assert!(page.lines().any(|l| l == "portcullis_open_connections 0"));
 }
 
@@ -253,6 +255,70 @@ fn a_scrape_of_many_label_sets() {
     assert!(page
         .lines()
         .any(|l| l == "portcullis_dns_query_seconds_count 200"));
+    check_exposition_format(&page);
+}
+
+/// Call-ahead on two shards: the verdict of each RCPT on the session's
+/// shard, lookups and gauges on the owner, probes at the server's owner.
+#[test]
+fn callahead_families_are_summed_and_encoded() {
+    let (shards, board) = MetricsBoard::for_shards(2);
+    shards[0].callahead_verdict("probe", "accepted");
+    shards[1].callahead_verdict("cache", "accepted");
+    shards[1].callahead_verdict("cache", "accepted");
+    shards[0].callahead_verdict("cache", "mailbox-unknown");
+    shards[0].callahead_verdict("breaker", "failure");
+    shards[1].callahead_verdict("rat", "accepted");
+    shards[1].callahead_verdict("catch-all", "weird");
+    shards[0].callahead_cache_lookup(false);
+    shards[1].callahead_cache_lookup(true);
+    shards[1].callahead_cache_lookup(true);
+    shards[0].callahead_probes_sent(3);
+    shards[1].callahead_probes_sent(1);
+    shards[0].callahead_connection_opened();
+    shards[0].callahead_probe_latency(Duration::from_micros(300));
+    shards[1].callahead_probe_latency(20 * MS);
+    shards[1].callahead_probe_latency(Duration::from_secs(40));
+    shards[0].set_callahead_gauges(3, 2, 1);
+    shards[1].set_callahead_gauges(4, 0, 0);
+    shards[1].set_callahead_gauges(5, 1, 0);
+    let sum = board.summed().callahead;
+    assert_eq!(sum.verdicts[0][..2], [2, 1], "cache: accepted, mailbox-unknown");
+    assert_eq!(sum.cache_lookups, [2, 1], "hit, miss");
+    assert_eq!((sum.probes, sum.connections_opened), (4, 1));
+    assert_eq!((sum.cache_entries, sum.probe_connections, sum.breakers_open), (8, 3, 1), "the last value each shard set, summed");
+    let page = board.render();
+    for line in [
+        "# TYPE portcullis_callahead_verdicts_total counter",
+        r#"portcullis_callahead_verdicts_total{source="cache",result="accepted"} 2"#,
+        r#"portcullis_callahead_verdicts_total{source="cache",result="mailbox-unknown"} 1"#,
+        r#"portcullis_callahead_verdicts_total{source="probe",result="accepted"} 1"#,
+        r#"portcullis_callahead_verdicts_total{source="breaker",result="failure"} 1"#,
+        r#"portcullis_callahead_verdicts_total{source="bypass",result="tempfail"} 0"#,
+        r#"portcullis_callahead_verdicts_total{source="other",result="accepted"} 1"#,
+        r#"portcullis_callahead_verdicts_total{source="catch-all",result="other"} 1"#,
+        "# TYPE portcullis_callahead_probe_seconds histogram",
+        r#"portcullis_callahead_probe_seconds_bucket{le="0.0005"} 1"#,
+        r#"portcullis_callahead_probe_seconds_bucket{le="0.025"} 2"#,
+        r#"portcullis_callahead_probe_seconds_bucket{le="30"} 2"#,
+        r#"portcullis_callahead_probe_seconds_bucket{le="+Inf"} 3"#,
+        "portcullis_callahead_probe_seconds_sum 40.0203",
+        "portcullis_callahead_probe_seconds_count 3",
+        "# TYPE portcullis_callahead_probes_total counter",
+        "portcullis_callahead_probes_total 4",
+        "portcullis_callahead_probe_connections_opened_total 1",
+        r#"portcullis_callahead_cache_lookups_total{result="hit"} 2"#,
+        r#"portcullis_callahead_cache_lookups_total{result="miss"} 1"#,
+        "# TYPE portcullis_callahead_cache_entries gauge",
+        "portcullis_callahead_cache_entries 8",
+        "# TYPE portcullis_callahead_probe_connections gauge",
+        "portcullis_callahead_probe_connections 3",
+        "# TYPE portcullis_callahead_breakers_open gauge",
+        "portcullis_callahead_breakers_open 1",
+    ] {
+        assert!(page.lines().any(|l| l == line), "missing {line:?} in\n{page}");
+    }
+    assert!(!page.contains(r#"source="other",result="other""#), "an other pair only once counted\n{page}");
     check_exposition_format(&page);
 }
 
