@@ -23,7 +23,7 @@ mod snapshot;
 mod tests;
 
 pub use board::{MetricsBoard, CONTENT_TYPE};
-pub use callahead::{
+pub use callahead::{ServerGauge, 
     CallaheadSnapshot, CACHE_LOOKUP_RESULTS, CALLAHEAD_RESULTS, CALLAHEAD_SOURCES,
     PROBE_LATENCY_BUCKETS_SECONDS,
 };
@@ -170,6 +170,11 @@ impl Metrics {
     /// probe connections open and breakers open at the servers it owns.
     pub fn set_callahead_gauges(&self, cache_entries: usize, probe_connections: usize, breakers_open: usize) {
         self.callahead.set_gauges(cache_entries, probe_connections, breakers_open);
+    }
+    /// The call-ahead servers this shard owns, each with its open probe
+    /// connections and breaker state (replaces the last list).
+    pub fn set_callahead_servers(&self, servers: Vec<ServerGauge>) {
+        self.callahead.set_servers(servers);
     }
 
     /// A copy of this shard's values, for summing (relaxed reads: each value

@@ -460,39 +460,16 @@ fn metrics_count_verdicts_by_source_and_result() {
     assert_eq!(verdicts("probe", "accepted"), Some(1.0), "{page}");
     assert_eq!(verdicts("cache", "accepted"), Some(1.0), "{page}");
     assert_eq!(verdicts("probe", "mailbox-unknown"), Some(1.0), "{page}");
+    assert_eq!(metric(&page, "portcullis_callahead_probes_total", &[]), Some(2.0), "{page}");
+    // The gauges are published once a second by each shard.
     let server = pf.host_port();
-    assert_eq!(
-        metric(
-            &page,
-            "portcullis_callahead_probes_total",
-            &[("server", &server)]
-        ),
-        Some(2.0),
-        "{page}"
-    );
-    assert_eq!(
-        metric(&page, "portcullis_callahead_cache_entries", &[]),
-        Some(2.0),
-        "{page}"
-    );
-    assert!(
-        metric(
-            &page,
-            "portcullis_callahead_probe_connections",
-            &[("server", &server)]
-        )
-        .is_some(),
-        "{page}"
-    );
-    assert_eq!(
-        metric(
-            &page,
-            "portcullis_callahead_breaker_open",
-            &[("server", &server)]
-        ),
-        Some(0.0),
-        "{page}"
-    );
+    let gauges_settled = || {
+        let page = ca.metrics();
+        metric(&page, "portcullis_callahead_cache_entries", &[]) == Some(2.0)
+            && metric(&page, "portcullis_callahead_server_connections", &[("server", &server)]) == Some(1.0)
+            && metric(&page, "portcullis_callahead_server_breaker_open", &[("server", &server)]) == Some(0.0)
+    };
+    assert!(wait_until(WAIT, gauges_settled), "{}", ca.metrics());
 }
 
 /// `max_connections_per_server` holds for the whole appliance (two

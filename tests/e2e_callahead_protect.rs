@@ -111,3 +111,33 @@ fn catch_all_downstream_is_detected() {
         "fewer RCPTs at the server than recipients plus the random probe: {asked:?}"
     );
 }
+
+/// After `breaker_open_secs` one trial probe goes through; a server that
+/// answers closes the breaker again. The per-server gauge follows.
+#[test]
+fn a_successful_trial_closes_the_breaker() {
+    let mut sink = Sink::start();
+    let server = sink.host_port();
+    sink.stop();
+    let ca = CallaheadSetup::new()
+        .route("example.test", &server)
+        .profile("breaker_failures", "2")
+        .profile("breaker_open_secs", "1")
+        .start();
+    for n in 0..2 {
+        assert_eq!(ca.rcpt(&format!("down{n}@example.test")).code, FAILURE_CODE);
+    }
+    assert_eq!(ca.rcpt("skipped@example.test").code, FAILURE_CODE);
+    assert_eq!(ca.wait_decision("skipped@example.test", 1)[0].field("source"), "breaker");
+    let breaker_is = |open: f64| metric(&ca.metrics(), "portcullis_callahead_server_breaker_open", &[("server", &server)]) == Some(open);
+    assert!(wait_until(WAIT, || breaker_is(1.0)), "{}", ca.metrics());
+
+    sink.start_again();
+    // Once the open period is over, the next RCPT is the trial.
+    assert!(wait_until(WAIT, || ca.rcpt("back@example.test").code == 250));
+    let trial_accepted = || ca.decisions("back@example.test").iter().any(|d| d.field("source") == "probe" && d.field("verdict") == "accepted");
+    assert!(wait_until(WAIT, trial_accepted), "{:#?}", ca.decisions("back@example.test"));
+    assert_eq!(ca.rcpt("after@example.test").code, 250);
+    assert_eq!(ca.wait_decision("after@example.test", 1)[0].field("source"), "probe");
+    assert!(wait_until(WAIT, || breaker_is(0.0)), "{}", ca.metrics());
+}

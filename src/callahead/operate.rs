@@ -22,6 +22,7 @@ use super::cache::Cached;
 use super::owner::Callahead;
 use crate::limits::{CALLAHEAD_GAUGES_MS, CALLAHEAD_OPERATION_TIMEOUT_MS};
 use crate::message::domain_of;
+use crate::metrics::ServerGauge;
 use crate::shards::{Mesh, ShardGone, ShardRequest};
 
 /// What is cached for `address` (sent to the owner shard of its domain).
@@ -216,6 +217,11 @@ impl Callahead {
             .count();
         self.metrics
             .set_callahead_gauges(self.cached(), open, breakers);
+        let per_server = servers
+            .into_iter()
+            .map(|(server, connections, breaker_open)| ServerGauge { server: server.to_string(), connections: connections as i64, breaker_open })
+            .collect();
+        self.metrics.set_callahead_servers(per_server);
     }
 }
 

@@ -66,6 +66,19 @@ pub(super) struct CallaheadMetrics {
     cache_entries: AtomicI64,
     probe_connections: AtomicI64,
     breakers_open: AtomicI64,
+    /// The servers this shard owns: (server, open connections, breaker
+    /// open), replaced whole with the gauges; at most
+    /// `METRICS_LABEL_SETS_MAX` (a server is owned by one shard, so the
+    /// shards' lists never overlap).
+    servers: std::sync::Mutex<Vec<ServerGauge>>,
+}
+
+/// One call-ahead server's gauges.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ServerGauge {
+    pub server: String,
+    pub connections: i64,
+    pub breaker_open: bool,
 }
 
 /// A copy of call-ahead values: one shard's, or the sum.
@@ -80,6 +93,7 @@ pub struct CallaheadSnapshot {
     pub cache_entries: i64,
     pub probe_connections: i64,
     pub breakers_open: i64,
+    pub servers: Vec<ServerGauge>,
 }
 
 impl CallaheadMetrics {
@@ -119,6 +133,11 @@ impl CallaheadMetrics {
         self.breakers_open.store(gauge(breakers_open), Relaxed);
     }
 
+    pub(super) fn set_servers(&self, mut servers: Vec<ServerGauge>) {
+        servers.truncate(crate::limits::METRICS_LABEL_SETS_MAX);
+        *self.servers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = servers;
+    }
+
     pub(super) fn snapshot(&self) -> CallaheadSnapshot {
         CallaheadSnapshot {
             verdicts: self.verdicts.each_ref().map(load_all),
@@ -130,6 +149,7 @@ impl CallaheadMetrics {
             cache_entries: self.cache_entries.load(Relaxed),
             probe_connections: self.probe_connections.load(Relaxed),
             breakers_open: self.breakers_open.load(Relaxed),
+            servers: self.servers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone(),
         }
     }
 }
@@ -152,6 +172,7 @@ impl CallaheadSnapshot {
         self.cache_entries = self.cache_entries.wrapping_add(other.cache_entries);
         self.probe_connections = self.probe_connections.wrapping_add(other.probe_connections);
         self.breakers_open = self.breakers_open.wrapping_add(other.breakers_open);
+        self.servers.extend(other.servers.iter().cloned());
     }
 
     /// Probes timed, all outcomes.
@@ -217,7 +238,34 @@ pub(super) fn encode(encoder: &mut DescriptorEncoder, sum: &CallaheadSnapshot) -
         "portcullis_callahead_breakers_open",
         "Call-ahead servers whose circuit breaker is open now",
         sum.breakers_open,
-    )
+    )?;
+    encode_servers(encoder, &sum.servers)
+}
+
+/// Per server (sorted, so the page is stable): open probe connections and
+/// the breaker (1 = open).
+fn encode_servers(encoder: &mut DescriptorEncoder, servers: &[ServerGauge]) -> fmt::Result {
+    let mut servers = servers.to_vec();
+    servers.sort_unstable();
+    let mut connections = encoder.encode_descriptor(
+        "portcullis_callahead_server_connections",
+        "Probe connections open now, by call-ahead server",
+        None,
+        MetricType::Gauge,
+    )?;
+    for s in &servers {
+        ConstGauge::new(s.connections).encode(connections.encode_family(&[("server", s.server.as_str())])?)?;
+    }
+    let mut breakers = encoder.encode_descriptor(
+        "portcullis_callahead_server_breaker_open",
+        "1 while the call-ahead server's circuit breaker is open, by server",
+        None,
+        MetricType::Gauge,
+    )?;
+    for s in &servers {
+        ConstGauge::new(i64::from(s.breaker_open)).encode(breakers.encode_family(&[("server", s.server.as_str())])?)?;
+    }
+    Ok(())
 }
 
 /// Every known (source, result) pair, zero or not; `other` only once used.
