@@ -448,6 +448,7 @@ fn metrics_count_verdicts_by_source_and_result() {
     ca.rcpt(KNOWN);
     ca.rcpt(KNOWN);
     ca.rcpt("nobody@example.test");
+    assert_eq!(ca.rcpt("someone@elsewhere.test").code, 550, "the RAT refuses it");
     ca.wait_decision("nobody@example.test", 1);
     let page = ca.metrics();
     let verdicts = |source, result| {
@@ -460,6 +461,7 @@ fn metrics_count_verdicts_by_source_and_result() {
     assert_eq!(verdicts("probe", "accepted"), Some(1.0), "{page}");
     assert_eq!(verdicts("cache", "accepted"), Some(1.0), "{page}");
     assert_eq!(verdicts("probe", "mailbox-unknown"), Some(1.0), "{page}");
+    assert_eq!(verdicts("rat", "refused"), Some(1.0), "{page}");
     assert_eq!(metric(&page, "portcullis_callahead_probes_total", &[]), Some(2.0), "{page}");
     // The gauges are published once a second by each shard.
     let server = pf.host_port();

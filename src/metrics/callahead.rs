@@ -21,9 +21,11 @@ use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-/// `source` of `portcullis_callahead_verdicts_total` (`callahead::owner::Source`
-/// names); the last is the catch-all.
-pub const CALLAHEAD_SOURCES: [&str; 7] = [
+/// `source` of `portcullis_callahead_verdicts_total`: "rat" (a RAT reject on
+/// a listener with call-ahead: never probed), then the
+/// `callahead::owner::Source` names; the last is the catch-all.
+pub const CALLAHEAD_SOURCES: [&str; 8] = [
+    "rat",
     "cache",
     "probe",
     "bypass",

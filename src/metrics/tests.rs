@@ -268,7 +268,8 @@ fn callahead_families_are_summed_and_encoded() {
     shards[1].callahead_verdict("cache", "accepted");
     shards[0].callahead_verdict("cache", "mailbox-unknown");
     shards[0].callahead_verdict("breaker", "failure");
-    shards[1].callahead_verdict("rat", "accepted");
+    shards[1].callahead_verdict("nonsense", "accepted");
+    shards[1].callahead_verdict("rat", "refused");
     shards[1].callahead_verdict("catch-all", "weird");
     shards[0].callahead_cache_lookup(false);
     shards[1].callahead_cache_lookup(true);
@@ -283,7 +284,7 @@ fn callahead_families_are_summed_and_encoded() {
     shards[1].set_callahead_gauges(4, 0, 0);
     shards[1].set_callahead_gauges(5, 1, 0);
     let sum = board.summed().callahead;
-    assert_eq!(sum.verdicts[0][..2], [2, 1], "cache: accepted, mailbox-unknown");
+    assert_eq!(sum.verdicts[1][..2], [2, 1], "cache: accepted, mailbox-unknown");
     assert_eq!(sum.cache_lookups, [2, 1], "hit, miss");
     assert_eq!((sum.probes, sum.connections_opened), (4, 1));
     assert_eq!((sum.cache_entries, sum.probe_connections, sum.breakers_open), (8, 3, 1), "the last value each shard set, summed");
@@ -294,6 +295,7 @@ fn callahead_families_are_summed_and_encoded() {
         r#"portcullis_callahead_verdicts_total{source="cache",result="mailbox-unknown"} 1"#,
         r#"portcullis_callahead_verdicts_total{source="probe",result="accepted"} 1"#,
         r#"portcullis_callahead_verdicts_total{source="breaker",result="failure"} 1"#,
+        r#"portcullis_callahead_verdicts_total{source="rat",result="refused"} 1"#,
         r#"portcullis_callahead_verdicts_total{source="bypass",result="tempfail"} 0"#,
         r#"portcullis_callahead_verdicts_total{source="other",result="accepted"} 1"#,
         r#"portcullis_callahead_verdicts_total{source="catch-all",result="other"} 1"#,

@@ -41,6 +41,9 @@ pub async fn decide(shard: &Shard, _policy: &Policy, client: &Client, mailbox: &
                 "conn={} {} rcpt=<{mailbox}> row=\"{}\" reply=\"{reply}\"",
                 client.peer.connection_id, client.label(), verdict.row
             ));
+            if client.listener.callahead.is_some() {
+                shard.metrics.callahead_verdict("rat", "refused");
+            }
             dhap::count_invalid(shard, client).await;
             return Decision::Refuse(reply);
         }
