@@ -339,7 +339,7 @@ percentiles() {
                        print v[int((NR * 50 + 99) / 100)] "/" v[int((NR * 99 + 99) / 100)] }'
 }
 
-per_1k() { awk -v n="$1" -v d="$RCPTS_TOTAL" 'BEGIN { printf "%.1f", n * 1000 / d }'; }
+per_1k() { awk -v n="$1" -v d="$RCPTS_TOTAL" 'BEGIN { printf "%.2f", n * 1000 / d }'; }
 
 # run_leg LEG: sets the row of LEG in the result arrays.
 declare -A rate unit refused secs cpu cache_ms probe_ms probes srv_rcpts srv_conns note
@@ -509,5 +509,5 @@ warm=$(ratio "${rate[ca-warm]:--}" "${rate[ca-off]:--}")
 verdict() {
     if [[ $1 == - ]]; then echo "not measured"; else awk -v r="$1" -v f="$2" 'BEGIN { print (r >= f) ? "met" : "MISSED" }'; fi
 }
-echo "floor: ca-cold >= 20x pf-verify-cold: ${cold}x, $(verdict "$cold" 20)"
-echo "floor: ca-warm within 10 % of ca-off (>= 0.90x): ${warm}x, $(verdict "$warm" 0.90)"
+echo "floor: ca-cold >= 20x pf-verify-cold: ${cold/%[0-9]/&x}, $(verdict "$cold" 20)"
+echo "floor: ca-warm within 10 % of ca-off (>= 0.90x): ${warm/%[0-9]/&x}, $(verdict "$warm" 0.90)"
