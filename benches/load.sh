@@ -40,6 +40,8 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repo=$PWD
+# shellcheck source=benches/lib.sh
+source "$repo/benches/lib.sh"
 
 MSGS=${MSGS:-20000}
 SESSIONS=${SESSIONS:-50}
@@ -72,90 +74,6 @@ chmod 0755 "$dumps"
 
 sink_pid=
 server_pid=
-postfix_etc=$work/postfix/etc
-postfix_up=
-
-log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
-
-# --- ports and readiness ----------------------------------------------------
-
-# Hex "0100007F:PPPP" entries in LISTEN state (0A) from the kernel table: a
-# readiness check that opens no SMTP session.
-listening() {
-    local hex
-    hex=$(printf '0100007F:%04X' "$1")
-    awk -v h="$hex" '$2 == h && $4 == "0A" { found = 1 } END { exit !found }' /proc/net/tcp
-}
-
-# A port below the ephemeral range (32768+) so client connections of the
-# benchmark itself cannot take it.
-free_port() {
-    local i port
-    for ((i = 0; i < 500; i++)); do
-        port=$((20000 + RANDOM % 12000))
-        listening "$port" || { echo "$port"; return 0; }
-    done
-    echo "load.sh: no free port" >&2
-    return 1
-}
-
-# wait_listening PORT PID SECONDS: poll until PORT listens; fail early if PID
-# (when given) died.
-wait_listening() {
-    local port=$1 pid=$2 deadline=$((SECONDS + $3))
-    while ((SECONDS < deadline)); do
-        listening "$port" && return 0
-        if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
-            return 1
-        fi
-        sleep 0.05
-    done
-    return 1
-}
-
-# wait_gone PID SECONDS
-wait_gone() {
-    local pid=$1 deadline=$((SECONDS + $2))
-    while ((SECONDS < deadline)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.05
-    done
-    return 1
-}
-
-stop_pid() {
-    local pid=$1
-    [[ -n $pid ]] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    wait_gone "$pid" 10 || kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
-# --- CPU accounting ---------------------------------------------------------
-
-# Fields of /proc/PID/stat after the ")" that ends the command name:
-# $2 ppid, $12 utime, $13 stime, $14 cutime, $15 cstime (clock ticks).
-stat_fields() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null; }
-
-# ticks_tree PID: own + reaped children's time of PID, plus live children.
-ticks_tree() {
-    local root=$1 children=0 own
-    # cat, not awk FILES: a process may exit between the glob and the read.
-    children=$({ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v p="$root" '{
-                   sub(/^.*\) /, ""); split($0, f, " ");
-                   if (f[2] == p) t += f[12] + f[13] + f[14] + f[15]
-               } END { print t + 0 }')
-    own=$({ stat_fields "$root" || true; } | awk '{ print $12 + $13 + $14 + $15 }')
-    echo $((children + ${own:-0}))
-}
-
-postfix_master_pid() { sed -n '1{s/ //g;p}' "$work/postfix/queue/pid/master.pid" 2>/dev/null || true; }
-
-# Live direct children of PID.
-children_of() {
-    { cat /proc/[0-9]*/stat 2>/dev/null || true; } |
-        awk -v p="$1" '{ pid = $1; sub(/^.*\) /, ""); split($0, f, " "); if (f[2] == p) print pid }'
-}
 
 # --- smtp-sink --------------------------------------------------------------
 
@@ -174,33 +92,11 @@ start_sink() {
     wait_listening "$sink_port" "$sink_pid" 10 || { cat "$dir.err" >&2; return 1; }
 }
 
-sink_messages() {
-    { tail -c 100 "$1.counters" 2>/dev/null || true; } | tr '\r' '\n' | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1
-}
-
-# wait_delivered DIR MSGS RCPTS: poll the cheap message counter until it
-# reaches MSGS, then confirm by counting recipients in the dumps (a relay may
-# legitimately split a message's recipients over several transactions).
-wait_delivered() {
-    local dir=$1 want_msgs=$2 want_rcpts=$3 deadline=$((SECONDS + LEG_TIMEOUT)) n rcpts
-    while ((SECONDS < deadline)); do
-        n=$(sink_messages "$dir")
-        if ((${n:-0} >= want_msgs)); then
-            rcpts=$({ find "$dir" -type f -print0 | xargs -0 -r grep -h '^X-Rcpt-Args:' || true; } | wc -l)
-            ((rcpts >= want_rcpts)) && return 0
-        fi
-        sleep 0.1
-    done
-    log "timeout: sink has ${n:-0} messages / ${rcpts:-?} recipients, want $want_msgs / $want_rcpts"
-    return 1
-}
-
-newest_mtime() { find "$1" -type f -printf '%T@\n' | sort -n | tail -1; }
 
 # --- portcullis -------------------------------------------------------------
 
 portcullis_bin=$repo/target/release/portcullis
-portcullis_port=$(free_port)
+portcullis_port=$(free_port "$sink_port")
 
 # The HAT leg's config: one public listener whose HAT has 1,000 entries
 # (100 groups of CIDRs, ranges and host names none of which is 127.0.0.1,
@@ -285,101 +181,32 @@ start_portcullis() {
 
 # --- private Postfix instance -----------------------------------------------
 
-postfix_port=$(free_port)
+postfix_port=$(free_port "$sink_port" "$portcullis_port")
 
 setup_postfix() {
-    local pf=$work/postfix
-    mkdir -p "$postfix_etc" "$pf/queue" "$pf/data"
-    # The master takes its lock in data_directory as mail_owner.
-    chown postfix: "$pf/data"
-    # Only the services a relay needs; chroot off, because a chroot would
-    # need copies of /etc files inside the private queue directory.
-    cat >"$postfix_etc/master.cf" <<EOF
-127.0.0.1:$postfix_port inet n - n - - smtpd
-pickup    unix  n - n 60    1 pickup
-cleanup   unix  n - n -     0 cleanup
-qmgr      unix  n - n 300   1 qmgr
-rewrite   unix  - - n -     - trivial-rewrite
-bounce    unix  - - n -     0 bounce
-defer     unix  - - n -     0 bounce
-trace     unix  - - n -     0 bounce
-verify    unix  - - n -     1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n -     - proxymap
-showq     unix  n - n -     - showq
-error     unix  - - n -     - error
-retry     unix  - - n -     - error
-discard   unix  - - n -     - discard
-smtp      unix  - - n -     - smtp
-relay     unix  - - n -     - smtp
-anvil     unix  - - n -     1 anvil
-scache    unix  - - n -     1 scache
-postlog   unix-dgram n - n - 1 postlogd
-EOF
-    cat >"$postfix_etc/main.cf" <<EOF
-# Private benchmark instance written by benches/load.sh.
-compatibility_level = 3.6
-queue_directory = $pf/queue
-data_directory = $pf/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = bench-postfix.test
-mydomain = bench-postfix.test
-myorigin = \$myhostname
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-# A relay for the test domain only; nothing is delivered locally.
-mydestination =
+    pf_write "$work/postfix" "$postfix_port" bench-postfix.test
+    cat >>"$work/postfix/etc/main.cf" <<EOF
+# A relay for the test domain only, to the sink by IP literal.
 relay_domains = $DOMAIN
-local_transport = error:local delivery is disabled
-alias_maps =
-alias_database =
-local_recipient_maps =
-# Everything goes to the sink by IP literal: no DNS, no MX lookups.
 relay_transport = relay:[127.0.0.1]:$sink_port
 relayhost = [127.0.0.1]:$sink_port
-smtp_dns_support_level = disabled
-smtp_host_lookup = native
-smtpd_peername_lookup = no
 # Concurrency comparable to portcullis: up to SESSIONS inbound smtpd
 # processes and 50 parallel deliveries to the one downstream.
 default_process_limit = $((SESSIONS * 2 + 50))
 default_destination_concurrency_limit = 50
 relay_destination_concurrency_limit = 50
 initial_destination_concurrency = 10
-# Log to a file through postlogd instead of syslog (there may be none).
-maillog_file = $pf/maillog
-maillog_file_prefixes = $work
-biff = no
-append_dot_mydomain = no
-readme_directory = no
 EOF
-    /usr/sbin/postfix -c "$postfix_etc" check >"$work/postfix-check.log" 2>&1 ||
-        { cat "$work/postfix-check.log" >&2; return 1; }
+    pf_check "$work/postfix"
 }
 
 start_postfix() {
-    /usr/sbin/postfix -c "$postfix_etc" start >>"$work/postfix-start.log" 2>&1 ||
-        { tail -5 "$work/postfix/maillog" >&2; return 1; }
-    postfix_up=1
-    server_pid=$(postfix_master_pid)
-    wait_listening "$postfix_port" "$server_pid" 20
+    pf_start "$work/postfix" || return 1
+    server_pid=$(pf_master_pid "$work/postfix")
 }
 
 stop_postfix() {
-    [[ -n $postfix_up ]] || return 0
-    local master pid children=()
-    master=$(postfix_master_pid)
-    # The master signals its process group and exits without waiting for
-    # its daemons; note them first so none outlives the leg holding a port
-    # or burning CPU in the next leg.
-    [[ -n $master ]] && mapfile -t children < <(children_of "$master")
-    /usr/sbin/postfix -c "$postfix_etc" stop >>"$work/postfix-start.log" 2>&1 || true
-    for pid in ${master:+"$master"} "${children[@]}"; do
-        wait_gone "$pid" 15 || kill -KILL "$pid" 2>/dev/null || true
-    done
-    postfix_up=
+    pf_stop "$work/postfix"
     server_pid=
 }
 
@@ -489,7 +316,6 @@ printf 'Portcullis load benchmark: %d messages, %d sessions, %s, %d CPUs (%s)\n'
     "$(nproc)" "$(uname -r)"
 printf '%-10s %8s %8s %8s %8s %7s %7s %7s %9s %9s %9s %8s\n' load ceiling pc hat postfix 'pc/pf' 'hat/pf' 'hat/pc' 'cpu pc' 'cpu hat' 'cpu pf' 'policy'
 printf '%-10s %8s %8s %8s %8s %7s %7s %7s %9s %9s %9s %8s\n' '' 'msg/s' 'msg/s' 'msg/s' 'msg/s' '' '' '' 's/10k' 's/10k' 's/10k' 'us/rcpt'
-ratio() { if [[ $1 =~ ^[0-9]+$ && $2 =~ ^[0-9]+$ && $2 -gt 0 ]]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; else echo -; fi; }
 for load in $LOADS; do
     pc=${rate[$load.portcullis]:--}
     hat=${rate[$load.hat]:--}
