@@ -254,6 +254,15 @@ pub const CALLAHEAD_IDLE_SECS: u64 = 30;
 /// Probes waiting for one server's connections; past it a probe gets the
 /// failure action at once (the server is far behind).
 pub const CALLAHEAD_QUEUE_MAX: usize = 10_000;
+/// Refused RCPTs one probe connection may collect before it is closed and
+/// a fresh one takes over: servers count a session's errors, RSET or not,
+/// and punish them (Postfix's smtpd, by default, delays every reply after
+/// 10 errors, `smtpd_soft_error_limit`, and hangs up after 20). A batch
+/// never carries more RCPTs than the connection has left of this.
+pub const CALLAHEAD_REFUSALS_PER_CONNECTION_MAX: usize = 9;
+/// RSETs one probe connection may send before it is closed (Postfix counts
+/// RSETs as junk commands past `smtpd_junk_command_limit`, 100).
+pub const CALLAHEAD_RESETS_PER_CONNECTION_MAX: usize = 50;
 /// Distinct addresses one shard is validating at once (single flight
 /// table); past it a validation gets the failure action at once.
 pub const CALLAHEAD_IN_FLIGHT_MAX: usize = 10_000;

@@ -92,3 +92,26 @@ fn a_new_mailbox_is_accepted_after_the_negative_recheck() {
     assert_eq!(decisions[0].field("source"), "probe");
     assert!(decisions[1..].iter().all(|d| d.field("source") == "cache"), "the client never waited for a probe: {decisions:#?}");
 }
+
+/// Postfix counts a session's errors, RSET or not: past 10 it slows every
+/// reply, past 20 it answers 421 and hangs up. Probe connections are
+/// retired before that (at most `CALLAHEAD_REFUSALS_PER_CONNECTION_MAX`
+/// refusals each), so 40 unknown recipients all get Postfix's own 550
+/// 5.1.1, none a failure, none waiting on the tarpit.
+#[test]
+fn many_unknown_recipients_never_meet_the_downstream_error_limits() {
+    let pf = PostfixSmtpd::start(&["example.test"], &[]);
+    let ca = CallaheadSetup::new().route("example.test", &pf.host_port()).start();
+    let mut session = ca.session();
+    let pipelined: String = (0..40).map(|i| format!("RCPT TO:<nobody{i}@example.test>\r\n")).collect();
+    session.send(pipelined.as_bytes()).unwrap();
+    let replies = session.read_replies(40).unwrap();
+    for (i, reply) in replies.iter().enumerate() {
+        assert_eq!(reply.code, 550, "nobody{i}: {reply:?}");
+        assert!(reply.text().contains("User unknown"), "nobody{i}: {reply:?}");
+    }
+    let decisions = ca.wait_decision("nobody39@example.test", 1);
+    assert!(decisions[0].ms() < 1000, "no tarpit delay: {decisions:?}");
+    assert!(pf.connections_total() >= 40 / 9, "connections retired: {}", pf.log());
+    assert!(!pf.log().contains("too many errors"), "{}", pf.log());
+}

@@ -40,6 +40,10 @@ pub struct ProbeConnection {
     pub idle_since: Instant,
     /// The last failure was a timeout (a slow server, not a dead socket).
     timed_out: bool,
+    /// RCPTs this connection got a refusal (4xx/5xx) for, and RSETs it
+    /// sent: the pool retires it before the server's own error limits bite.
+    pub refusals: usize,
+    pub resets: usize,
 }
 
 impl ProbeConnection {
@@ -68,6 +72,8 @@ impl ProbeConnection {
             read_buf: vec![0; CLIENT_READ_BUFFER_BYTES].into_boxed_slice(),
             idle_since: Instant::now(),
             timed_out: false,
+            refusals: 0,
+            resets: 0,
         };
         match conn.drive(deadline).await {
             ProbeAction::Ready => Ok(conn),
@@ -123,6 +129,7 @@ impl ProbeConnection {
         }
         self.timed_out = false;
         self.prober.rset();
+        self.resets += 1;
         let ready = matches!(self.drive(deadline).await, ProbeAction::Ready);
         self.idle_since = Instant::now();
         ready

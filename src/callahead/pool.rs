@@ -32,7 +32,10 @@ use super::connection::ProbeConnection;
 use super::verdict::{of_fault, Stage, Verdict};
 use super::Profile;
 use crate::metrics::Metrics;
-use crate::limits::{CALLAHEAD_BATCH_RCPTS_MAX, CALLAHEAD_IDLE_SECS, CALLAHEAD_QUEUE_MAX, CALLAHEAD_TIMEOUT_SECS_MAX};
+use crate::limits::{
+    CALLAHEAD_BATCH_RCPTS_MAX, CALLAHEAD_IDLE_SECS, CALLAHEAD_QUEUE_MAX, CALLAHEAD_REFUSALS_PER_CONNECTION_MAX, CALLAHEAD_RESETS_PER_CONNECTION_MAX,
+    CALLAHEAD_TIMEOUT_SECS_MAX,
+};
 use crate::shards::ShardRequest;
 
 /// Probe `address` at `server` (sent to the server's owner shard).
@@ -237,11 +240,17 @@ impl ProbePool {
                 requeue_front(&server, batch, true);
                 continue;
             }
+            c.refusals += verdicts.iter().filter(|v| !matches!(v, Verdict::Accepted(_))).count();
             for (job, verdict) in batch.into_iter().zip(verdicts) {
                 let _ = job.reply.send(verdict);
             }
-            if c.is_reusable() {
+            if c.is_reusable() && !is_worn(&c) {
                 conn = Some(c);
+            } else if c.is_reusable() {
+                // Retired before the server's error limits punish it (the
+                // batch is answered; the slot stays this worker's, and the
+                // QUIT goes out before a fresh connection may open).
+                c.quit().await;
             }
         }
         match conn {
@@ -271,11 +280,13 @@ fn take_batch(server: &Server, conn: Option<&ProbeConnection>) -> Option<Vec<Job
     let mail_from = first.profile.mail_from.clone();
     let max = first.profile.max_recipients_per_session;
     let in_session = conn.map_or(0, |c| c.rcpts_in_transaction());
+    let refusals_left = CALLAHEAD_REFUSALS_PER_CONNECTION_MAX.saturating_sub(conn.map_or(0, |c| c.refusals)).max(1);
     let room = match in_session >= max {
         true => max,
         false => max - in_session,
     }
-    .min(CALLAHEAD_BATCH_RCPTS_MAX);
+    .min(CALLAHEAD_BATCH_RCPTS_MAX)
+    .min(refusals_left);
     let mut batch = Vec::new();
     let mut rest = VecDeque::new();
     while let Some(job) = queue.pop_front() {
@@ -291,6 +302,12 @@ fn take_batch(server: &Server, conn: Option<&ProbeConnection>) -> Option<Vec<Job
     rest.append(&mut queue);
     *queue = rest;
     Some(batch)
+}
+
+/// Has the connection collected as many refusals or RSETs as a server
+/// tolerates in one session (see `CALLAHEAD_REFUSALS_PER_CONNECTION_MAX`)?
+fn is_worn(conn: &ProbeConnection) -> bool {
+    conn.refusals >= CALLAHEAD_REFUSALS_PER_CONNECTION_MAX || conn.resets >= CALLAHEAD_RESETS_PER_CONNECTION_MAX
 }
 
 fn answer_all(batch: Vec<Job>, verdict: &Verdict) {
@@ -318,16 +335,21 @@ async fn reap_idle(pool: Weak<ProbePool>) {
         let Some(pool) = pool.upgrade() else { return };
         let mut expired = Vec::new();
         for server in pool.servers.borrow().values() {
-            let mut idle = server.idle.borrow_mut();
-            let (old, fresh): (Vec<_>, Vec<_>) = idle.drain(..).partition(|c| c.idle_since.elapsed() >= idle_for);
-            *idle = fresh;
-            server.open.set(server.open.get() - old.len());
-            expired.extend(old);
+            let old: Vec<ProbeConnection> = {
+                let mut idle = server.idle.borrow_mut();
+                let (old, fresh) = idle.drain(..).partition(|c| c.idle_since.elapsed() >= idle_for);
+                *idle = fresh;
+                old
+            };
+            expired.extend(old.into_iter().map(|c| (server.clone(), c)));
+        }
+        // Each slot is given back once its QUIT is out: the server never
+        // sees more than the cap.
+        for (server, conn) in expired {
+            conn.quit().await;
+            server.open.set(server.open.get() - 1);
         }
         pool.servers.borrow_mut().retain(|_, s| Rc::strong_count(s) > 1 || s.open.get() > 0 || !s.queue.borrow().is_empty() || s.breaker.borrow().is_open());
-        for conn in expired {
-            conn.quit().await;
-        }
     }
 }
 
@@ -376,7 +398,7 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_fits_the_session_and_the_batch_bound() {
+    fn a_batch_fits_the_session_the_batch_bound_and_the_refusal_budget() {
         let later = Instant::now() + Duration::from_secs(60);
         let p = profile("", 3);
         let jobs: Vec<_> = ["1@d", "2@d", "3@d", "4@d"].into_iter().map(|a| (a, p.clone(), later)).collect();
@@ -386,7 +408,10 @@ mod tests {
         let big = profile("", 25_000);
         let jobs: Vec<_> = (0..CALLAHEAD_BATCH_RCPTS_MAX + 5).map(|_| ("x@d", big.clone(), later)).collect();
         let (server, _answers) = server_with(jobs);
-        assert_eq!(take_batch(&server, None).unwrap().len(), CALLAHEAD_BATCH_RCPTS_MAX);
+        // A fresh connection may collect CALLAHEAD_REFUSALS_PER_CONNECTION_MAX
+        // refusals: no batch risks more (every RCPT might be refused).
+        let bound = CALLAHEAD_BATCH_RCPTS_MAX.min(CALLAHEAD_REFUSALS_PER_CONNECTION_MAX);
+        assert_eq!(take_batch(&server, None).unwrap().len(), bound);
     }
 
     #[test]

@@ -30,9 +30,10 @@
 //! - Nothing is delivered: `relay_transport`/`default_transport` are
 //!   `discard:` (the `error:` transport would make smtpd refuse every RCPT).
 //!   Only the RCPT answers matter; a DATA that gets through is dropped.
-//! - No error throttling: `smtpd_soft_error_limit`/`smtpd_hard_error_limit`
-//!   high and `smtpd_error_sleep_time = 0`, so a batch of unknown
-//!   recipients is answered at once and the session is not cut.
+//! - Postfix's default error throttling (`smtpd_soft_error_limit` 10: every
+//!   reply slowed by `smtpd_error_sleep_time` past 10 errors in a session;
+//!   `smtpd_hard_error_limit` 20: 421 and hang-up), as a real site runs
+//!   it: the probe pool must retire connections before either bites.
 //! - Logging: `maillog_file` through `postlogd` (no syslog in CI). The
 //!   counters below read smtpd's own `connect from` / `disconnect from …
 //!   rcpt=N/M` lines: that is "counted at the server".
@@ -317,9 +318,6 @@ fn main_cf(root: &Path, domains: &[&str], table_port: u16) -> String {
          relay_transport = discard:test instance delivers nothing\n\
          smtpd_peername_lookup = no\n\
          smtpd_client_connection_count_limit = 0\n\
-         smtpd_soft_error_limit = 100000\n\
-         smtpd_hard_error_limit = 100000\n\
-         smtpd_error_sleep_time = 0\n\
          smtpd_recipient_limit = 100000\n\
          maillog_file = {root}/maillog\n\
          maillog_file_prefixes = {root}\n\
