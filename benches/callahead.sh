@@ -56,7 +56,7 @@
 # reported in sessions/s; it must have seen MSGS*RCPTS 5xx refusals, and for
 # portcullis as many `callahead ... verdict=mailbox-unknown` log lines.
 # Latency: the `ms=` of portcullis' `callahead` log lines (the RCPT's wait
-# for a verdict, whole milliseconds), p50/p99 by source. Postfix logs no
+# for a verdict, in milliseconds to the microsecond), p50/p99 by source. Postfix logs no
 # per-RCPT time. CPU: utime+stime of the server process tree per 10,000
 # messages (see load.sh), downstreams not included.
 #

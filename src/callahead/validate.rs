@@ -62,9 +62,9 @@ fn log(shard: &Shard, client: &Client, mailbox: &str, r: &Resolution, answer: &A
     let (reply, why) = describe(&r.verdict);
     shard.metrics.callahead_verdict(r.source.name(), verdict_name(&r.verdict));
     shard.log.event("callahead", format_args!(
-        "conn={} ip={} {} rcpt=<{mailbox}> source={} verdict={} action={action} server={server} reply=\"{}\" why=\"{}\" owner={} ms={}",
+        "conn={} ip={} {} rcpt=<{mailbox}> source={} verdict={} action={action} server={server} reply=\"{}\" why=\"{}\" owner={} ms={:.3}",
         client.peer.connection_id, client.ip, client.label(), r.source.name(), verdict_name(&r.verdict),
-        reply.escape_debug(), why.escape_debug(), r.shard, started.elapsed().as_millis()
+        reply.escape_debug(), why.escape_debug(), r.shard, started.elapsed().as_secs_f64() * 1000.0
     ));
 }
 

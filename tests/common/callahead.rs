@@ -295,8 +295,9 @@ impl Decision {
         };
         quoted_prefix(rest)
     }
-    pub fn ms(&self) -> u64 {
-        self.field("ms").parse().unwrap_or(u64::MAX)
+    /// The decision's wait in milliseconds (the log has microsecond precision).
+    pub fn ms(&self) -> f64 {
+        self.field("ms").parse().unwrap_or(f64::MAX)
     }
 }
 
