@@ -229,14 +229,24 @@ fn wait_for_shards(shards: Vec<Running>, limit: Duration) -> Vec<String> {
     errors
 }
 
+/// One shard's life, with its mail log open around it: however the shard
+/// ends, the log's last lines are written and its writer thread has ended
+/// before the shard's thread does.
 async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Result<(), String> {
+    let log_file = &shared.settings.log_file;
+    let log = MailLog::open(log_file, id).map_err(|e| format!("log {log_file}: {e}"))?;
+    glommio::spawn_local(MailLog::flush_periodically(Rc::downgrade(&log))).detach();
+    let result = shard_body(id, recovered, shared, log.clone()).await;
+    log.close();
+    result
+}
+
+async fn shard_body(id: usize, recovered: RecoveredShard, shared: Shared, log: Rc<MailLog>) -> Result<(), String> {
     // However this shard ends, its peers must not wait for it at the barrier.
     let arrival = Arrival { quiesced: shared.quiesced.clone(), arrived: std::cell::Cell::new(false) };
     let settings = shared.settings.clone();
     // Everything that can fail runs before joining the mesh, so a failing
     // shard never leaves its peers waiting for it.
-    let log = MailLog::open(&settings.log_file, id).map_err(|e| format!("log {}: {e}", settings.log_file))?;
-    glommio::spawn_local(log.clone().flush_periodically()).detach();
     let spool_settings = SpoolSettings { messages_max: settings.queue_messages_max, bytes_max: settings.spool_bytes_max, ..SpoolSettings::default() };
     let spool = Spool::open(&settings.spool_dir, id, &recovered, spool_settings, shared.spool_bytes.clone()).await.map_err(|e| format!("spool: {e}"))?;
     let listeners = settings

@@ -309,3 +309,6 @@ pub const ADMIN_BRIDGE_TIMEOUT_MS: u64 = 3_000;
 /// `portcullis callahead …`: connecting to the admin listener and reading
 /// its whole answer (above the admin's own bridge and I/O bounds).
 pub const ADMIN_CLIENT_TIMEOUT_SECS: u64 = 10;
+/// How long a stopping shard waits for its mail log writer thread to write
+/// the last lines and end (a stuck stderr pipe must not hold the exit).
+pub const MAILLOG_CLOSE_WAIT_MS: u64 = 2_000;

@@ -42,7 +42,9 @@ struct Batch {
 
 pub struct MailLog {
     shard: usize,
-    writer: Sender<Batch>,
+    /// Taken by `close`: the writer thread ends when its channel closes.
+    writer: RefCell<Option<Sender<Batch>>>,
+    thread: RefCell<Option<std::thread::JoinHandle<()>>>,
     buffer: RefCell<String>,
     /// Lines dropped because the buffer was full (reported, then reset).
     dropped: Cell<u64>,
@@ -73,7 +75,7 @@ impl MailLog {
         let (writer, batches) = bounded::<Batch>(limits::MAILLOG_BATCHES_QUEUED_MAX);
         let written = Arc::new(AtomicU64::new(0));
         let count = written.clone();
-        std::thread::Builder::new().name(format!("maillog-{shard}")).spawn(move || {
+        let thread = std::thread::Builder::new().name(format!("maillog-{shard}")).spawn(move || {
             for batch in batches {
                 let _ = out.write_all(batch.text.as_bytes());
                 let _ = out.flush();
@@ -85,7 +87,8 @@ impl MailLog {
         })?;
         Ok(Rc::new(MailLog {
             shard,
-            writer,
+            writer: RefCell::new(Some(writer)),
+            thread: RefCell::new(Some(thread)),
             buffer: RefCell::new(String::new()),
             dropped: Cell::new(0),
             late: Cell::new(0),
@@ -168,7 +171,11 @@ impl MailLog {
         if text.is_empty() && written.is_none() {
             return true;
         }
-        match self.writer.try_send(Batch { text, written }) {
+        let sent = match self.writer.borrow().as_ref() {
+            Some(writer) => writer.try_send(Batch { text, written }),
+            None => Err(TrySendError::Disconnected(Batch { text, written })),
+        };
+        match sent {
             Ok(()) => {
                 self.handed.set(self.handed.get() + 1);
                 self.dropped.set(0);
@@ -187,11 +194,32 @@ impl MailLog {
         }
     }
 
-    /// Flush on a timer for as long as the shard runs.
-    pub async fn flush_periodically(self: Rc<Self>) {
+    /// Flush on a timer for as long as the shard runs (and the log is open).
+    pub async fn flush_periodically(log: std::rc::Weak<Self>) {
         loop {
             glommio::timer::sleep(FLUSH_EVERY).await;
-            self.flush();
+            match log.upgrade() {
+                Some(log) if log.writer.borrow().is_some() => log.flush(),
+                _ => return,
+            }
+        }
+    }
+
+    /// The shard is done: hand over what is buffered, close the channel and
+    /// wait (at most `MAILLOG_CLOSE_WAIT_MS`) for the writer thread to write
+    /// it and end. No thread of ours may outlive the shards: at process exit
+    /// the allocator tears down its heaps (mimalloc's `mi_process_done`),
+    /// and a thread still running then could crash the exit.
+    pub fn close(&self) {
+        self.flush();
+        drop(self.writer.borrow_mut().take());
+        let Some(thread) = self.thread.borrow_mut().take() else { return };
+        let deadline = std::time::Instant::now() + Duration::from_millis(limits::MAILLOG_CLOSE_WAIT_MS);
+        while !thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        if thread.is_finished() {
+            let _ = thread.join();
         }
     }
 }
