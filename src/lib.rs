@@ -51,6 +51,7 @@ pub mod connection;
 pub mod delivery;
 pub mod dns;
 pub mod intake;
+pub mod ldap;
 pub mod lifecycle;
 pub mod limits;
 pub mod listener;
