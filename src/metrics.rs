@@ -110,7 +110,7 @@ impl Metrics {
     pub fn dns_query(&self, rtype: &str, result: &str, latency: Duration) {
         let rtype = index_of(&DNS_RECORD_TYPES, rtype);
         self.dns_queries[rtype][index_of(&DNS_RESULTS, result)].fetch_add(1, Relaxed);
-        self.dns_latency_slots[latency_slot(latency)].fetch_add(1, Relaxed);
+        self.dns_latency_slots[latency_slot(&DNS_LATENCY_BUCKETS_SECONDS, latency)].fetch_add(1, Relaxed);
         let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.dns_latency_nanos_sum.fetch_add(nanos, Relaxed);
     }
@@ -217,14 +217,12 @@ fn index_of(known: &[&str], value: &str) -> usize {
         .unwrap_or(other)
 }
 
-/// The histogram slot of one latency: the first bound it does not exceed
-/// (Prometheus buckets are `le`, upper bound inclusive), else +Inf.
-fn latency_slot(latency: Duration) -> usize {
+/// The histogram slot of one latency: the first of `bounds` (seconds) it
+/// does not exceed (Prometheus buckets are `le`, upper bound inclusive),
+/// else +Inf (`bounds.len()`).
+fn latency_slot(bounds: &[f64], latency: Duration) -> usize {
     let seconds = latency.as_secs_f64();
-    DNS_LATENCY_BUCKETS_SECONDS
-        .iter()
-        .position(|bound| seconds <= *bound)
-        .unwrap_or(DNS_LATENCY_BUCKETS_SECONDS.len())
+    bounds.iter().position(|bound| seconds <= *bound).unwrap_or(bounds.len())
 }
 
 fn load_all<const N: usize>(counters: &[AtomicU64; N]) -> [u64; N] {

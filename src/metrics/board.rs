@@ -165,31 +165,38 @@ fn encode_dns_queries(
 }
 
 fn encode_dns_latency(encoder: &mut DescriptorEncoder, sum: &Snapshot) -> fmt::Result {
-    let mut histogram = encoder.encode_descriptor(
+    encode_latency_histogram(
+        encoder,
         "portcullis_dns_query_seconds",
         "Time from sending a DNS query to its answer or its failure",
-        None,
-        MetricType::Histogram,
-    )?;
-    // Per-bucket (not cumulative) counts: the encoder accumulates them and
-    // adds the +Inf bucket itself when the last bound is finite.
-    let finite = DNS_LATENCY_BUCKETS_SECONDS.len();
-    let buckets: Vec<(f64, u64)> = DNS_LATENCY_BUCKETS_SECONDS
-        .iter()
-        .copied()
-        .zip(sum.dns_latency_slots[..finite].iter().copied())
-        .chain([(f64::INFINITY, sum.dns_latency_slots[finite])])
-        .collect();
-    let seconds = sum.dns_latency_nanos_sum as f64 / 1e9;
-    histogram.encode_histogram(
-        seconds,
-        sum.dns_query_count(),
-        &buckets,
-        None::<NoExemplars>,
+        &DNS_LATENCY_BUCKETS_SECONDS,
+        &sum.dns_latency_slots,
+        sum.dns_latency_nanos_sum,
     )
 }
 
-/// Our histograms carry no exemplars; the encoder still wants their type.
+/// A latency histogram from per-slot counts (`slots`: one per bound of
+/// `bounds`, then +Inf; not cumulative: the encoder accumulates them).
+pub(super) fn encode_latency_histogram(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    bounds: &[f64],
+    slots: &[u64],
+    nanos_sum: u64,
+) -> fmt::Result {
+    debug_assert_eq!(slots.len(), bounds.len() + 1);
+    let mut histogram = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    let buckets: Vec<(f64, u64)> = bounds
+        .iter()
+        .copied()
+        .chain([f64::INFINITY])
+        .zip(slots.iter().copied())
+        .collect();
+    let seconds = nanos_sum as f64 / 1e9;
+    histogram.encode_histogram(seconds, slots.iter().sum(), &buckets, None::<NoExemplars>)
+}
+
 pub(super) type NoExemplars = &'static StdHashMap<usize, Exemplar<Vec<(String, String)>, f64>>;
 
 /// A counter family over a fixed label set; the catch-all value (last) is
@@ -211,7 +218,7 @@ fn encode_labelled(
     Ok(())
 }
 
-fn encode_counter(
+pub(super) fn encode_counter(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -223,6 +230,6 @@ fn encode_counter(
 
 /// Known label values are always shown (a zero series is better than a
 /// missing one for rate() and alerts); `other` only when it counted something.
-fn shown(value: &str, count: u64) -> bool {
+pub(super) fn shown(value: &str, count: u64) -> bool {
     value != "other" || count > 0
 }

@@ -12,7 +12,9 @@
 //! shards is the appliance's. Fixed label sets as arrays of atomics, like
 //! the other families; a value outside them counts as `other`.
 
-use super::{index_of, load_all};
+use super::board::{encode_counter, encode_latency_histogram, shown};
+use super::snapshot::add_all;
+use super::{index_of, latency_slot, load_all};
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
@@ -105,7 +107,7 @@ impl CallaheadMetrics {
     }
 
     pub(super) fn probe_latency(&self, latency: Duration) {
-        self.probe_latency_slots[probe_latency_slot(latency)].fetch_add(1, Relaxed);
+        self.probe_latency_slots[latency_slot(&PROBE_LATENCY_BUCKETS_SECONDS, latency)].fetch_add(1, Relaxed);
         let nanos = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
         self.probe_latency_nanos_sum.fetch_add(nanos, Relaxed);
     }
@@ -176,39 +178,20 @@ impl CallaheadSnapshot {
         self.breakers_open = self.breakers_open.wrapping_add(other.breakers_open);
         self.servers.extend(other.servers.iter().cloned());
     }
-
-    /// Probes timed, all outcomes.
-    pub fn probe_count(&self) -> u64 {
-        self.probe_latency_slots.iter().sum()
-    }
 }
 
-/// The histogram slot of one probe latency (`le`, upper bound inclusive).
-fn probe_latency_slot(latency: Duration) -> usize {
-    let seconds = latency.as_secs_f64();
-    PROBE_LATENCY_BUCKETS_SECONDS
-        .iter()
-        .position(|bound| seconds <= *bound)
-        .unwrap_or(PROBE_LATENCY_BUCKETS_SECONDS.len())
-}
-
-fn add_all<const N: usize>(sums: &mut [u64; N], values: &[u64; N]) {
-    for (sum, value) in sums.iter_mut().zip(values) {
-        *sum = sum.wrapping_add(*value);
-    }
-}
 
 /// Every call-ahead family of the summed snapshot, in a stable order.
 pub(super) fn encode(encoder: &mut DescriptorEncoder, sum: &CallaheadSnapshot) -> fmt::Result {
     encode_verdicts(encoder, &sum.verdicts)?;
     encode_probe_latency(encoder, sum)?;
-    counter(
+    encode_counter(
         encoder,
         "portcullis_callahead_probes",
         "RCPT commands sent to call-ahead servers",
         sum.probes,
     )?;
-    counter(
+    encode_counter(
         encoder,
         "portcullis_callahead_probe_connections_opened",
         "Probe connections opened to call-ahead servers",
@@ -283,8 +266,7 @@ fn encode_verdicts(
     )?;
     for (source, by_result) in CALLAHEAD_SOURCES.iter().zip(verdicts) {
         for (result, count) in CALLAHEAD_RESULTS.iter().zip(by_result) {
-            let shown = |value: &str| value != "other" || *count > 0;
-            if shown(source) && shown(result) {
+            if shown(source, *count) && shown(result, *count) {
                 let label_set = [("source", *source), ("result", *result)];
                 ConstCounter::new(*count).encode(family.encode_family(&label_set)?)?;
             }
@@ -294,36 +276,14 @@ fn encode_verdicts(
 }
 
 fn encode_probe_latency(encoder: &mut DescriptorEncoder, sum: &CallaheadSnapshot) -> fmt::Result {
-    let mut histogram = encoder.encode_descriptor(
+    encode_latency_histogram(
+        encoder,
         "portcullis_callahead_probe_seconds",
         "Time from a probe request reaching the server's pool to the server's verdict",
-        None,
-        MetricType::Histogram,
-    )?;
-    // Per-bucket counts; the encoder accumulates them (see the DNS histogram).
-    let finite = PROBE_LATENCY_BUCKETS_SECONDS.len();
-    let buckets: Vec<(f64, u64)> = PROBE_LATENCY_BUCKETS_SECONDS
-        .iter()
-        .copied()
-        .zip(sum.probe_latency_slots[..finite].iter().copied())
-        .chain([(f64::INFINITY, sum.probe_latency_slots[finite])])
-        .collect();
-    let seconds = sum.probe_latency_nanos_sum as f64 / 1e9;
-    histogram.encode_histogram(
-        seconds,
-        sum.probe_count(),
-        &buckets,
-        None::<super::board::NoExemplars>,
+        &PROBE_LATENCY_BUCKETS_SECONDS,
+        &sum.probe_latency_slots,
+        sum.probe_latency_nanos_sum,
     )
-}
-
-fn counter(encoder: &mut DescriptorEncoder, name: &str, help: &str, count: u64) -> fmt::Result {
-    ConstCounter::new(count).encode(encoder.encode_descriptor(
-        name,
-        help,
-        None,
-        MetricType::Counter,
-    )?)
 }
 
 fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) -> fmt::Result {
@@ -336,14 +296,14 @@ mod tests {
 
     #[test]
     fn probe_latency_buckets_are_upper_bound_inclusive() {
-        assert_eq!(probe_latency_slot(Duration::from_micros(500)), 0);
-        assert_eq!(probe_latency_slot(Duration::from_micros(501)), 1);
+        assert_eq!(latency_slot(&PROBE_LATENCY_BUCKETS_SECONDS, Duration::from_micros(500)), 0);
+        assert_eq!(latency_slot(&PROBE_LATENCY_BUCKETS_SECONDS, Duration::from_micros(501)), 1);
         assert_eq!(
-            probe_latency_slot(Duration::from_secs(30)),
+            latency_slot(&PROBE_LATENCY_BUCKETS_SECONDS, Duration::from_secs(30)),
             PROBE_LATENCY_BUCKETS_SECONDS.len() - 1
         );
         assert_eq!(
-            probe_latency_slot(Duration::from_secs(31)),
+            latency_slot(&PROBE_LATENCY_BUCKETS_SECONDS, Duration::from_secs(31)),
             PROBE_LATENCY_BUCKETS_SECONDS.len()
         );
     }

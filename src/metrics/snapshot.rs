@@ -62,7 +62,7 @@ impl Snapshot {
     }
 }
 
-fn add_all<const N: usize>(sums: &mut [u64; N], values: &[u64; N]) {
+pub(super) fn add_all<const N: usize>(sums: &mut [u64; N], values: &[u64; N]) {
     for (sum, value) in sums.iter_mut().zip(values) {
         *sum = sum.wrapping_add(*value);
     }

@@ -189,19 +189,19 @@ fn label_values_are_escaped() {
 
 #[test]
 fn latency_buckets_are_upper_bound_inclusive() {
-    assert_eq!(latency_slot(Duration::ZERO), 0);
+    assert_eq!(latency_slot(&DNS_LATENCY_BUCKETS_SECONDS, Duration::ZERO), 0);
     assert_eq!(
-        latency_slot(Duration::from_micros(500)),
+        latency_slot(&DNS_LATENCY_BUCKETS_SECONDS, Duration::from_micros(500)),
         0,
         "le=0.0005 includes 0.5 ms"
     );
-    assert_eq!(latency_slot(Duration::from_micros(501)), 1);
+    assert_eq!(latency_slot(&DNS_LATENCY_BUCKETS_SECONDS, Duration::from_micros(501)), 1);
     assert_eq!(
-        latency_slot(Duration::from_secs(5)),
+        latency_slot(&DNS_LATENCY_BUCKETS_SECONDS, Duration::from_secs(5)),
         DNS_LATENCY_BUCKETS_SECONDS.len() - 1
     );
     assert_eq!(
-        latency_slot(Duration::from_secs(6)),
+        latency_slot(&DNS_LATENCY_BUCKETS_SECONDS, Duration::from_secs(6)),
         DNS_LATENCY_BUCKETS_SECONDS.len()
     );
 }
