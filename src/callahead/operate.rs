@@ -180,7 +180,7 @@ impl Callahead {
     /// This shard's entries for `address` (lower case), every profile;
     /// expired ones (not evicted yet) are not answers any more and left out.
     fn cached_entries(&self, address: &str, shard: usize) -> Vec<CachedEntry> {
-        let now_ms = self.epoch.elapsed().as_millis() as u64;
+        let now_ms = self.now_ms();
         let caches = self.caches.borrow();
         let mut entries: Vec<CachedEntry> = caches
             .iter()

@@ -105,7 +105,7 @@ pub struct Callahead {
     catch_all: RefCell<lru::LruCache<String, (bool, u64)>>,
     /// Next static server per profile.
     rotation: RefCell<HashMap<String, usize>>,
-    pub(super) epoch: Instant,
+    epoch: Instant,
 }
 
 impl Callahead {
@@ -125,7 +125,8 @@ impl Callahead {
         })
     }
 
-    fn now_ms(&self) -> u64 {
+    /// Milliseconds on this shard's cache clock (the cache is pure: time is passed in).
+    pub(super) fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
     }
 

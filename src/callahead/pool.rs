@@ -86,10 +86,7 @@ struct Server {
 pub struct ProbePool {
     helo_name: String,
     servers: RefCell<HashMap<SocketAddr, Rc<Server>>>,
-    /// Probes sent and connections opened on this shard (metrics, tests).
-    pub probes_sent: Cell<u64>,
-    pub connections_opened: Cell<u64>,
-    /// The shard's metrics: the same two counts, and probe latency.
+    /// The shard's metrics: probes sent, connections opened, probe latency.
     metrics: Arc<Metrics>,
     epoch: Instant,
 }
@@ -99,8 +96,6 @@ impl ProbePool {
         let pool = Rc::new(ProbePool {
             helo_name: helo_name.to_string(),
             servers: RefCell::new(HashMap::new()),
-            probes_sent: Cell::new(0),
-            connections_opened: Cell::new(0),
             metrics,
             epoch: Instant::now(),
         });
@@ -213,7 +208,6 @@ impl ProbePool {
                 Some(c) => c,
                 None => match ProbeConnection::open(server.addr, &self.helo_name, batch[0].profile.source_address, deadline).await {
                     Ok(c) => {
-                        self.connections_opened.set(self.connections_opened.get() + 1);
                         self.metrics.callahead_connection_opened();
                         c
                     }
@@ -232,7 +226,6 @@ impl ProbePool {
                 continue;
             }
             let addresses: Vec<String> = batch.iter().map(|j| j.address.clone()).collect();
-            self.probes_sent.set(self.probes_sent.get() + addresses.len() as u64);
             self.metrics.callahead_probes_sent(addresses.len() as u64);
             let verdicts = c.probe(&batch[0].profile.mail_from, &addresses, deadline).await;
             if !c.is_reusable() && reused && c.was_dead_before_use() && batch.iter().all(|j| !j.retried) {

@@ -52,7 +52,7 @@ fn callahead_on(mesh: &Rc<Mesh>, metrics: Arc<Metrics>) -> Rc<Callahead> {
 
 /// Store this shard's share of `KNOWN`: even ones accepted, odd ones unknown.
 fn seed(callahead: &Callahead, id: usize, shards: usize) -> usize {
-    let now = callahead.epoch.elapsed().as_millis() as u64;
+    let now = callahead.now_ms();
     let mut caches = callahead.caches.borrow_mut();
     let mut stored = 0;
     for (i, address) in KNOWN.iter().enumerate() {
@@ -239,7 +239,7 @@ fn a_query_peeks_without_making_the_entry_recently_used() {
                 .expect("some domain");
             let [first, second, third] = ["x", "y", "z"].map(|local| format!("{local}@{domain}"));
             let (first, second, third) = (first.as_str(), second.as_str(), third.as_str());
-            let now = callahead.epoch.elapsed().as_millis() as u64;
+            let now = callahead.now_ms();
             let accepted = Cached::Accepted(Reply::new(250, "2.1.5", "Ok"));
             {
                 let mut caches = callahead.caches.borrow_mut();
