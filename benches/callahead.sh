@@ -87,25 +87,13 @@ UNKNOWN_DOMAIN=unknown.test
 CLK_TCK=$(getconf CLK_TCK)
 RCPTS_TOTAL=$((MSGS * RCPTS))
 
-for tool in /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/sbin/postfix /usr/sbin/postconf; do
-    [[ -x $tool ]] || { echo "callahead.sh: $tool missing: run 'bash tests/run.sh' once (installs postfix)" >&2; exit 1; }
-done
+require_tools callahead.sh
 for leg in $LEGS; do
     [[ " $ALL_LEGS " == *" $leg "* ]] || { echo "callahead.sh: unknown leg $leg (legs: $ALL_LEGS)" >&2; exit 2; }
 done
 wants() { [[ " $LEGS " == *" $1 "* ]]; }
 
-mkdir -p "$BENCH_DIR"
-work=$(mktemp -d "$BENCH_DIR/callahead.XXXXXX")
-# Postfix daemons run as user postfix and must traverse down to their queue.
-chmod 0755 "$work"
-if [[ -d /dev/shm && -w /dev/shm ]]; then
-    dumps=$(mktemp -d /dev/shm/portcullis-cabench.XXXXXX)
-else
-    dumps=$work/dumps
-    mkdir -p "$dumps"
-fi
-chmod 0755 "$dumps"
+bench_dirs callahead
 
 deliver=$dumps/deliver
 probe=$work/probe-sink

@@ -10,6 +10,31 @@
 
 log() { printf '%s %s\n' "$(date +%T)" "$*" >&2; }
 
+# require_tools SCRIPT: the Postfix programs every leg needs, or exit.
+require_tools() {
+    local tool
+    for tool in /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/sbin/postfix /usr/sbin/postconf; do
+        [[ -x $tool ]] || { echo "$1: $tool missing: run 'bash tests/run.sh' once (installs postfix)" >&2; exit 1; }
+    done
+}
+
+# bench_dirs NAME: sets `work`, a run directory under BENCH_DIR (same disk
+# as a spool an operator would test), and `dumps`, where sinks dump mail
+# (tmpfs when there is one, so sinks never compete with spools for the disk).
+bench_dirs() {
+    mkdir -p "$BENCH_DIR"
+    work=$(mktemp -d "$BENCH_DIR/$1.XXXXXX")
+    # Postfix daemons run as user postfix and must traverse down to their queue.
+    chmod 0755 "$work"
+    if [[ -d /dev/shm && -w /dev/shm ]]; then
+        dumps=$(mktemp -d "/dev/shm/portcullis-$1.XXXXXX")
+    else
+        dumps=$work/dumps
+        mkdir -p "$dumps"
+    fi
+    chmod 0755 "$dumps"
+}
+
 # --- ports and readiness ----------------------------------------------------
 
 # Hex "0100007F:PPPP" entries in LISTEN state (0A) from the kernel table: a

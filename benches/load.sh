@@ -56,21 +56,9 @@ LEG_TIMEOUT=${LEG_TIMEOUT:-$((120 + MSGS / 20))}
 DOMAIN=example.test
 CLK_TCK=$(getconf CLK_TCK)
 
-for tool in /usr/sbin/smtp-sink /usr/sbin/smtp-source /usr/sbin/postfix /usr/sbin/postconf; do
-    [[ -x $tool ]] || { echo "load.sh: $tool missing: run 'bash tests/run.sh' once (installs postfix)" >&2; exit 1; }
-done
+require_tools load.sh
 
-mkdir -p "$BENCH_DIR"
-work=$(mktemp -d "$BENCH_DIR/run.XXXXXX")
-# Postfix daemons run as user postfix and must traverse down to their queue.
-chmod 0755 "$work"
-if [[ -d /dev/shm && -w /dev/shm ]]; then
-    dumps=$(mktemp -d /dev/shm/portcullis-bench.XXXXXX)
-else
-    dumps=$work/dumps
-    mkdir -p "$dumps"
-fi
-chmod 0755 "$dumps"
+bench_dirs run
 
 sink_pid=
 server_pid=
