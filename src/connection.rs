@@ -112,7 +112,7 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard, listener: &str) {
                 if let Err(e) = flush(&mut stream, &mut session, Duration::from_secs(t.command_secs)).await {
                     break format!("write: {e}");
                 }
-                let result = intake::accept_message(shard, &policy, message).await;
+                let result = intake::accept_message(shard, message).await;
                 if let Err(e) = &result {
                     shard.log.event("store-error", format_args!("conn={conn} error=\"{e:?}\""));
                 }

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::clock;
-use crate::config::Policy;
 use crate::delivery::DeliveryJob;
 use crate::message::{domain_of, Envelope, Message, QueueId};
 use crate::shard::Shard;
@@ -21,7 +20,7 @@ pub struct Stored {
 }
 
 /// Store `msg` durably and dispatch it. Ok means: safe to say 250.
-pub async fn accept_message(shard: &Shard, policy: &Policy, msg: Message) -> Result<QueueId, StoreError> {
+pub async fn accept_message(shard: &Shard, msg: Message) -> Result<QueueId, StoreError> {
     let queue_id = shard.spool.next_queue_id();
     let (secs, _) = clock::now();
     let header = received::header(&msg.envelope, &queue_id, &shard.settings.hostname, &clock::rfc5322(secs));
@@ -43,7 +42,7 @@ pub async fn accept_message(shard: &Shard, policy: &Policy, msg: Message) -> Res
     .await;
     let all: Vec<u32> = (0..msg.envelope.recipients.len() as u32).collect();
     let stored = Stored { body, data: Some(Arc::new(data)) };
-    dispatch(shard, policy, queue_id.clone(), Arc::new(msg.envelope), stored, &all, secs);
+    dispatch(shard, queue_id.clone(), Arc::new(msg.envelope), stored, &all, secs);
     Ok(queue_id)
 }
 
@@ -52,7 +51,7 @@ pub async fn accept_message(shard: &Shard, policy: &Policy, msg: Message) -> Res
 /// has, or will get, its 250). The group is per domain, not per route:
 /// a USEDNS or "*" route sends each domain to its own MX hosts, and
 /// delivery routes a domain afresh each round (`crate::routing`).
-pub fn dispatch(shard: &Shard, _policy: &Policy, queue_id: QueueId, envelope: Arc<Envelope>, stored: Stored, recipients: &[u32], accepted_secs: u64) {
+pub fn dispatch(shard: &Shard, queue_id: QueueId, envelope: Arc<Envelope>, stored: Stored, recipients: &[u32], accepted_secs: u64) {
     let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for &i in recipients {
         groups.entry(domain_of(&envelope.recipients[i as usize])).or_default().push(i);

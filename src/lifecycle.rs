@@ -281,7 +281,7 @@ async fn shard_body(id: usize, recovered: RecoveredShard, shared: Shared, log: R
         let envelope = Arc::new(m.envelope);
         // The bytes stay on disk: delivery reads them when it tries.
         let stored = Stored { body: m.body, data: None };
-        intake::dispatch(&shard, &first_policy, m.queue_id, envelope, stored, &m.remaining, m.accepted_secs);
+        intake::dispatch(&shard, m.queue_id, envelope, stored, &m.remaining, m.accepted_secs);
     }
     let accepting: Vec<_> = listeners
         .into_iter()

@@ -56,6 +56,6 @@ pub async fn decide(question: &Question, shard: &Shard, policy: &Policy, client:
                 }
             }
         }
-        Question::Rcpt { mailbox, mail_from } => recipient::decide(shard, policy, client, mailbox, mail_from).await,
+        Question::Rcpt { mailbox, mail_from } => recipient::decide(shard, client, mailbox, mail_from).await,
     }
 }

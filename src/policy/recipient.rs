@@ -12,15 +12,14 @@
 
 use crate::callahead;
 use crate::config::flow::Behavior;
-use crate::config::Policy;
 use crate::policy::client::Client;
 use crate::policy::{dhap, limits};
 use crate::shard::Shard;
 use crate::smtp::Decision;
 
-/// `_policy` is the session's snapshot: call-ahead will take its profile
-/// and routes from it (issue 7; the RAT lives in the listener already).
-pub async fn decide(shard: &Shard, _policy: &Policy, client: &Client, mailbox: &str, mail_from: &str) -> Decision {
+/// Everything it consults comes with the client: the listener (RAT,
+/// call-ahead profile) and the mail flow policy of the session's snapshot.
+pub async fn decide(shard: &Shard, client: &Client, mailbox: &str, mail_from: &str) -> Decision {
     if let Some(refusal) = dhap::refusal(shard, client).await {
         return refusal;
     }
