@@ -1,9 +1,27 @@
-//! LDAP routing and accept queries (issue 8; seed "Configuring LDAP
-//! Routing Query Settings").
+//! LDAP routing and accept queries (seed "Configuring LDAP Routing Query
+//! Settings"; ESA's LDAP Accept).
 //!
-//! Built so far, pure and not wired: `filter`, the query strings with
-//! `{a}`/`{u}`/`{d}` filled in and RFC 4515-escaped. To come: the ldap3
-//! client on its own thread, the routing and accept queries, their cache
-//! on the key's owner shard, `portcullis ldap test`.
+//! The flow: a listener names a routing query (`ldap_routing`) and/or an
+//! accept query (`ldap_accept`). At RCPT, the accept query runs after the
+//! RAT and before call-ahead; the routing query gives call-ahead the
+//! address to probe and its hosts, and delivery the address to deliver to
+//! and its mail hosts. Every lookup goes to the owner shard of its key
+//! (`lookup`: the domain when the filter uses only `{d}`, else the
+//! address), which answers from its cache or asks the LDAP thread
+//! (`client`: ldap3 on a tokio runtime of its own, off the shards).
+//!
+//! - `filter`: templates with `{a}`/`{u}`/`{d}`, RFC 4515-escaped;
+//! - `hosts`: host lists (`host[:port]`, comma-separated) from entries;
+//! - `query`: a compiled query and what its answer means;
+//! - `client`: the LDAP thread and its connection pools;
+//! - `lookup`: the owner shard's cache and single flight, and the call;
+//! - `accept`: the accept query's decision at RCPT.
 
+pub mod accept;
+pub mod client;
 pub mod filter;
+pub mod hosts;
+pub mod lookup;
+pub mod query;
+
+pub use query::{Query, Route};

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 use glommio::{LocalExecutorBuilder, Latency, Placement, Shares};
 
 use crate::callahead::Callahead;
+use crate::ldap::client::Directory;
+use crate::ldap::lookup::Lookups;
 use crate::config::reload::{self, ConfigSource, PolicyBoard, ReloadOutcome};
 use crate::config::{Config, PolicyCell, Settings};
 use crate::delivery::{Delivery, DeliveryJob};
@@ -66,6 +68,9 @@ struct Shared {
     /// The shards' end of the admin bridge (every shard polls it), when
     /// there is an admin listener.
     admin_inbox: Option<admin::bridge::BridgeInbox>,
+    /// The LDAP thread (started whether or not a query is configured yet:
+    /// a reload may add one); every shard sends it its searches.
+    directory: Directory,
 }
 
 /// Run until SIGTERM/SIGINT. `source` rebuilds the config on SIGHUP (the
@@ -119,6 +124,7 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
         nameservers,
         metrics,
         admin_inbox,
+        directory: Directory::start(),
     };
     let mut shards = Vec::new();
     for (id, rec) in recovered.into_iter().enumerate() {
@@ -269,7 +275,8 @@ async fn shard_body(id: usize, recovered: RecoveredShard, shared: Shared, log: R
     let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), resolver.clone(), mesh.clone(), log.clone(), metrics.clone(), queues.delivery);
     let counters = Counters::new(mesh.clone(), &settings.rate);
     let callahead = Callahead::new(mesh.clone(), resolver.clone(), counters.clone(), policy.clone(), &settings.hostname, metrics.clone());
-    let services = (resolver, counters, metrics, callahead);
+    let ldap = Lookups::new(shared.directory.clone(), mesh.clone(), metrics.clone());
+    let services = (resolver, counters, metrics, callahead, ldap);
     let shard = Rc::new(Shard::new(settings.clone(), policy, mesh.clone(), spool, delivery, log.clone(), services, queues, shared.connections.clone()));
     serve_requests(&shard);
     if let Some(inbox) = shared.admin_inbox.clone() {
@@ -319,6 +326,7 @@ fn serve_requests(shard: &Rc<Shard>) {
     });
     shard.counters.serve(&shard.mesh);
     shard.callahead.serve(&shard.mesh);
+    shard.ldap.serve(&shard.mesh);
     shard.mesh.open();
 }
 

@@ -312,3 +312,16 @@ pub const ADMIN_CLIENT_TIMEOUT_SECS: u64 = 10;
 /// How long a stopping shard waits for its mail log writer thread to write
 /// the last lines and end (a stuck stderr pipe must not hold the exit).
 pub const MAILLOG_CLOSE_WAIT_MS: u64 = 2_000;
+// ---- LDAP queries (ldap, config::ldap) ---------------------------------------
+/// The longest an operator may let one LDAP connect, bind or search take.
+pub const LDAP_TIMEOUT_SECS_MAX: u64 = 60;
+/// Connections kept to one LDAP server, at most.
+pub const LDAP_CONNECTIONS_MAX: usize = 64;
+/// Cached LDAP answers per shard, all queries together (least recently
+/// used evicted): a bound, not a goal; answers are small.
+pub const LDAP_CACHE_ENTRIES: usize = 100_000;
+/// Lookups waiting on one shard for the directory at once (single flight
+/// per key); past it a lookup is a temporary failure, not a queue.
+pub const LDAP_IN_FLIGHT_MAX: usize = 10_000;
+/// Slack over a query's timeout for the answer to cross the mesh.
+pub const LDAP_ANSWER_SLACK_MS: u64 = 500;

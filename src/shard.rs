@@ -13,6 +13,7 @@ use glommio::TaskQueueHandle;
 use crate::callahead::Callahead;
 use crate::config::{PolicyCell, Settings};
 use crate::delivery::Delivery;
+use crate::ldap::lookup::Lookups;
 use crate::dns::Resolver;
 use crate::metrics::Metrics;
 use crate::policy::rate::Counters;
@@ -50,6 +51,9 @@ pub struct Shard {
     /// Call-ahead: the verdict caches of the domains this shard owns and
     /// the probe pools of the servers it owns.
     pub callahead: Rc<Callahead>,
+    /// LDAP: the cached answers for the keys this shard owns, and the way
+    /// to the LDAP thread.
+    pub ldap: Rc<Lookups>,
     pub queues: TaskQueues,
     /// Open connections on all shards (max_connections is global and exact).
     pub connections: Arc<AtomicUsize>,
@@ -69,11 +73,11 @@ impl Shard {
         spool: Rc<Spool>,
         delivery: Rc<Delivery>,
         log: Rc<MailLog>,
-        services: (Rc<Resolver>, Rc<Counters>, Arc<Metrics>, Rc<Callahead>),
+        services: (Rc<Resolver>, Rc<Counters>, Arc<Metrics>, Rc<Callahead>, Rc<Lookups>),
         queues: TaskQueues,
         connections: Arc<AtomicUsize>,
     ) -> Shard {
-        let (resolver, counters, metrics, callahead) = services;
+        let (resolver, counters, metrics, callahead, ldap) = services;
         Shard {
             settings,
             policy,
@@ -83,6 +87,7 @@ impl Shard {
             log,
             resolver,
             callahead,
+            ldap,
             counters,
             metrics,
             queues,

@@ -33,6 +33,7 @@ use crate::limits::{CALLAHEAD_IN_FLIGHT_MAX, CALLAHEAD_TIMEOUT_SECS_MAX};
 use crate::message::domain_of;
 use crate::metrics::Metrics;
 use crate::policy::rate::Counters;
+use crate::ldap::hosts::{resolve_hosts, LdapHost};
 use crate::routing::{self, RouteError};
 use crate::shards::{Mesh, ShardRequest};
 
@@ -43,6 +44,9 @@ pub struct Validate {
     pub address: String,
     pub client_ip: IpAddr,
     pub deadline: Instant,
+    /// The hosts an LDAP routing query gave for the recipient (its
+    /// `callAhead`, else its `mailHost`); empty = the domain's route.
+    pub hosts: Vec<LdapHost>,
 }
 
 impl ShardRequest for Validate {
@@ -202,11 +206,11 @@ impl Callahead {
             in_flight.insert(flight.clone(), Vec::new());
         }
         let this = self.clone();
-        let (profile, address, deadline) = (request.profile.clone(), request.address.clone(), request.deadline);
+        let (profile, address, deadline, hosts) = (request.profile.clone(), request.address.clone(), request.deadline, request.hosts.clone());
         let key = key.to_string();
         glommio::spawn_local(async move {
             let budget = deadline.saturating_duration_since(Instant::now());
-            let resolution = match glommio::timer::timeout(budget, async { Ok(this.probe(&profile, &address, deadline).await) }).await {
+            let resolution = match glommio::timer::timeout(budget, async { Ok(this.probe(&profile, &address, &hosts, deadline).await) }).await {
                 Ok(resolution) => resolution,
                 Err(_) => this.resolution(of_fault(Stage::Rcpt, format!("validation timed out after {} ms", budget.as_millis())), Source::Probe, None),
             };
@@ -227,9 +231,9 @@ impl Callahead {
     }
 
     /// The probe itself: catch-all first when enabled, then the servers in order.
-    async fn probe(&self, profile: &Arc<Profile>, address: &str, deadline: Instant) -> Resolution {
+    async fn probe(&self, profile: &Arc<Profile>, address: &str, ldap_hosts: &[LdapHost], deadline: Instant) -> Resolution {
         let domain = domain_of(address);
-        let servers = match self.servers(profile, &domain).await {
+        let servers = match self.servers(profile, &domain, ldap_hosts).await {
             Ok(servers) => servers,
             Err(verdict) => return self.resolution(verdict, Source::Probe, None),
         };
@@ -278,12 +282,14 @@ impl Callahead {
         accepts
     }
 
-    /// The servers to probe for `domain`, in the order to try them: its
-    /// route (LDAP routing, SMTP routes, MX, A), or the static list
+    /// The servers to probe for `domain`, in the order to try them: the
+    /// hosts of its LDAP routing entry (with the seed's port rules), else
+    /// its route (SMTP routes, MX, A), or the static list
     /// resolved MX then A, rotated one further per probe (round robin
     /// from the first). A null MX refuses the recipient (RFC 7505).
-    async fn servers(&self, profile: &Profile, domain: &str) -> Result<Vec<SocketAddr>, Verdict> {
+    async fn servers(&self, profile: &Profile, domain: &str, ldap_hosts: &[LdapHost]) -> Result<Vec<SocketAddr>, Verdict> {
         let resolved = match &profile.servers {
+            Servers::DeliveryHost if !ldap_hosts.is_empty() => resolve_hosts(ldap_hosts, &self.policy.current().routes, &self.resolver).await,
             Servers::DeliveryHost => routing::resolve(domain, &self.policy.current().routes, &self.resolver).await,
             Servers::Static(list) => routing::resolve_static(list, &self.resolver).await.map(|mut servers| {
                 let mut rotation = self.rotation.borrow_mut();

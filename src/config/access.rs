@@ -55,6 +55,12 @@ pub struct ListenerConfig {
     /// `[callahead.NAME]` validating this listener's recipients; public only.
     #[serde(default)]
     pub callahead: Option<String>,
+    /// `[ldap.query."NAME"]` of kind routing: rewrite, mail host, call-ahead hosts.
+    #[serde(default)]
+    pub ldap_routing: Option<String>,
+    /// `[ldap.query."NAME"]` of kind accept: recipients without an entry are refused.
+    #[serde(default)]
+    pub ldap_accept: Option<String>,
 }
 
 impl ListenerConfig {
@@ -136,6 +142,8 @@ impl Config {
                 unmatched_policy: Some(SHORTHAND_POLICY.into()),
                 hostname: None,
                 callahead: None,
+                ldap_routing: None,
+                ldap_accept: None,
             })
             .collect()
     }

@@ -11,6 +11,7 @@
 pub mod access;
 pub mod callahead;
 pub mod flow;
+pub mod ldap;
 pub mod policy;
 pub mod reload;
 pub mod routes;
@@ -76,6 +77,9 @@ pub struct Config {
     pub rate_limits: crate::policy::rate::RateSettings,
     /// `[callahead.NAME]`: SMTP call-ahead profiles, enabled per public listener.
     pub callahead: BTreeMap<String, callahead::CallaheadConfig>,
+    /// `[ldap.server.NAME]`, `[ldap.query."NAME"]`: directory servers and
+    /// the routing and accept queries listeners name.
+    pub ldap: ldap::LdapConfig,
 }
 
 /// Per-session limits (HAT mail flow policies will refine these per sender group).
@@ -147,6 +151,7 @@ impl Default for Config {
             dns: crate::dns::DnsSettings::default(),
             rate_limits: crate::policy::rate::RateSettings::default(),
             callahead: BTreeMap::new(),
+            ldap: ldap::LdapConfig::default(),
         }
     }
 }

@@ -19,6 +19,8 @@ use crate::policy::hat::{HatGroupSpec, HatTable};
 use crate::policy::rat::Rat;
 use crate::policy::sender::SenderExceptions;
 use crate::callahead::Profile;
+use crate::config::ldap::QueryKind;
+use crate::ldap::Query;
 use crate::smtp::SessionConfig;
 
 /// One sender group of a listener's HAT.
@@ -48,6 +50,10 @@ pub struct ListenerPolicy {
     pub rat: Option<Rat>,
     /// The call-ahead profile validating this listener's recipients (public only).
     pub callahead: Option<Arc<Profile>>,
+    /// The LDAP routing query of this listener's recipients.
+    pub ldap_routing: Option<Arc<Query>>,
+    /// The LDAP accept query (after the RAT, before call-ahead).
+    pub ldap_accept: Option<Arc<Query>>,
 }
 
 /// The access part of a policy snapshot.
@@ -56,6 +62,8 @@ pub struct Access {
     pub listeners: Vec<Arc<ListenerPolicy>>,
     pub policies: BTreeMap<String, Arc<MailFlowPolicy>>,
     pub sender_exceptions: SenderExceptions,
+    /// Every `[ldap.query]` by name (delivery finds a message's routing query here).
+    pub ldap_queries: BTreeMap<String, Arc<Query>>,
 }
 
 /// A compile error: the key to point at (for the line) and why.
@@ -66,6 +74,7 @@ impl Access {
         let policies = compile_policies(config)?;
         let sender_exceptions = SenderExceptions::compile(&config.sender_verification_exception)
             .map_err(|why| ("sender_verification_exception".to_string(), why))?;
+        let ldap_queries = compile_ldap_queries(config)?;
         let mut listeners = Vec::new();
         for l in config.listeners() {
             let bad = |key: &str, why: String| (key.to_string(), format!("{why} (listener {})", l.name));
@@ -105,6 +114,16 @@ impl Access {
                     Some(Arc::new(Profile::compile(name, profile)))
                 }
             };
+            let ldap_query = |key: &str, name: &Option<String>, kind: QueryKind| match name {
+                None => Ok(None),
+                Some(name) => match ldap_queries.get(name) {
+                    Some(query) if query.kind == kind => Ok(Some(query.clone())),
+                    Some(_) => Err(bad(key, format!("[ldap.query.\"{name}\"] is not of kind {kind:?}"))),
+                    None => Err(bad(key, format!("no [ldap.query.\"{name}\"]"))),
+                },
+            };
+            let ldap_routing = ldap_query("ldap_routing", &l.ldap_routing, QueryKind::Routing)?;
+            let ldap_accept = ldap_query("ldap_accept", &l.ldap_accept, QueryKind::Accept)?;
             let hostname = l.hostname.clone().unwrap_or_else(|| config.hostname.clone());
             let session_config = Arc::new(SessionConfig { hostname: hostname.clone(), postmaster_domain: postmaster_domain(config) });
             listeners.push(Arc::new(ListenerPolicy {
@@ -118,15 +137,31 @@ impl Access {
                 unmatched,
                 rat,
                 callahead,
+                ldap_routing,
+                ldap_accept,
             }));
         }
-        Ok(Access { listeners, policies, sender_exceptions })
+        Ok(Access { listeners, policies, sender_exceptions, ldap_queries })
     }
 
     /// The listener bound to `address` (listeners are fixed at start).
     pub fn listener(&self, name: &str) -> Option<&Arc<ListenerPolicy>> {
         self.listeners.iter().find(|l| l.name == name)
     }
+}
+
+/// Every query compiled (the unused ones too: check-config finds their
+/// mistakes before a listener names them).
+fn compile_ldap_queries(config: &Config) -> Result<BTreeMap<String, Arc<Query>>, Invalid> {
+    let mut queries = BTreeMap::new();
+    for (name, server) in &config.ldap.server {
+        server.validate().map_err(|why| (why.split(':').next().unwrap_or("ldap").to_string(), format!("ldap.server.{name}: {why}")))?;
+    }
+    for name in config.ldap.query.keys() {
+        let query = Query::compile(name, &config.ldap).map_err(|why| (why.split(':').next().unwrap_or("ldap").to_string(), format!("ldap.query.\"{name}\": {why}")))?;
+        queries.insert(name.clone(), Arc::new(query));
+    }
+    Ok(queries)
 }
 
 /// The domain a bare `postmaster` recipient gets (RFC 5321 §4.5.1): the

@@ -2,7 +2,9 @@
 //! gets the DHAP reply whatever it asks), REJECT-at-RCPT policies, the RAT
 //! (Recipient Access Table; RELAY policies skip it), then the rate limits
 //! (recipients per hour per client, recipients per interval per envelope
-//! sender) unless the RAT row bypasses receiving control. Routing is not
+//! sender) unless the RAT row bypasses receiving control, the LDAP accept
+//! query, then call-ahead (with the LDAP routing query's address and
+//! hosts when the listener has one). Routing is not
 //! asked here: every domain routes somewhere (its SMTP route, else DNS),
 //! and delivery (and call-ahead) route it when they need the hosts.
 //!
@@ -11,6 +13,7 @@
 //! so the RAT judges the real final mailbox.
 
 use crate::callahead;
+use crate::ldap;
 use crate::config::flow::Behavior;
 use crate::policy::client::Client;
 use crate::policy::{dhap, limits};
@@ -54,15 +57,23 @@ pub async fn decide(shard: &Shard, client: &Client, mailbox: &str, mail_from: &s
             return refusal;
         }
     }
-    // Call-ahead last: a recipient the RAT refused, or a client over its
-    // rate limits, never costs the downstream a probe. RELAY skips it.
+    // The directory next (ESA's LDAP Accept): a recipient without an entry
+    // is refused here and never called ahead. RELAY skips it, as the RAT.
+    if let (Some(query), false) = (&client.listener.ldap_accept, flow.behavior() == Behavior::Relay) {
+        if let Some(refusal) = ldap::accept::refusal(shard, client, query, mailbox).await {
+            return refusal;
+        }
+    }
+    // Call-ahead last: a recipient the RAT or the directory refused, or a
+    // client over its rate limits, never costs the downstream a probe.
+    // RELAY skips it.
     match &client.listener.callahead {
         Some(profile) if flow.behavior() != Behavior::Relay => match bypass_callahead {
             true => {
                 callahead::validate::bypass(shard, client, mailbox);
                 Decision::Accept
             }
-            false => callahead::validate::validate(shard, client, profile, mailbox).await,
+            false => callahead::validate::validate(shard, client, profile, client.listener.ldap_routing.as_ref(), mailbox).await,
         },
         _ => Decision::Accept,
     }
