@@ -107,7 +107,10 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard, listener: &str) {
                     break why;
                 }
             }
-            Action::Store(message) => {
+            Action::Store(mut message) => {
+                if let Some(query) = &listener.ldap_routing {
+                    message.envelope.ldap_routing = query.name.clone();
+                }
                 // Replies to the commands before the final dot go out first.
                 if let Err(e) = flush(&mut stream, &mut session, Duration::from_secs(t.command_secs)).await {
                     break format!("write: {e}");

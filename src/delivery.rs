@@ -44,10 +44,14 @@ use crate::maillog::MailLog;
 use crate::metrics::Metrics;
 use crate::message::{Envelope, QueueId};
 use crate::pool::{OutboundEnvelope, Pool, RecipientOutcome};
-use crate::routing::{self, RouteError};
+use crate::ldap::lookup::Lookups;
+use crate::routing::RouteError;
 use crate::shards::{Mesh, ShardRequest};
 use crate::spool::done::MarkDone;
 use crate::spool::{self, BodyLocation};
+
+mod plan;
+use plan::Leg;
 
 /// The recipients of one message that share a domain, handed to the
 /// domain's owner shard.
@@ -81,6 +85,8 @@ pub struct Delivery {
     pool: Pool,
     /// The shard's resolver: every round routes the domain with it.
     resolver: Rc<Resolver>,
+    /// LDAP routing lookups (messages from listeners with `ldap_routing`).
+    ldap: Rc<Lookups>,
     mesh: Rc<Mesh>,
     log: Rc<MailLog>,
     metrics: Arc<Metrics>,
@@ -107,13 +113,14 @@ struct Held {
 
 impl Delivery {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, pool: Pool, resolver: Rc<Resolver>, mesh: Rc<Mesh>, log: Rc<MailLog>, metrics: Arc<Metrics>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
+    pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, pool: Pool, (resolver, ldap): (Rc<Resolver>, Rc<Lookups>), mesh: Rc<Mesh>, log: Rc<MailLog>, metrics: Arc<Metrics>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
         let memory = Rc::new(glommio::sync::Semaphore::new(memory_units(&settings)));
         Rc::new(Delivery {
             settings,
             policy,
             pool,
             resolver,
+            ldap,
             mesh,
             log,
             metrics,
@@ -186,18 +193,17 @@ impl Delivery {
         let mut delay = Duration::from_secs(retry.first_secs);
         let mut last_reason = String::from("not tried yet");
         while !pending.is_empty() && !self.is_stopping() {
-            let route = self.route(&job).await;
+            let legs = self.plan(&job, &pending).await;
             if self.is_stopping() {
-                break; // routing may have waited on DNS while shutdown began
+                break; // routing may have waited on DNS or LDAP while shutdown began
             }
-            // A DNS failure defers the round before the bytes are read.
-            let held = match &route {
-                Err(RouteError::TempFail(why)) => {
-                    last_reason = format!("routing {}: {why}", job.destination);
+            // A round where every leg is deferred (DNS, LDAP) reads no bytes.
+            let held = match legs.iter().all(|leg| matches!(leg.route, Err(RouteError::TempFail(_)))) {
+                true => {
                     job.data = None; // deferred mail waits on disk, not in memory
                     None
                 }
-                _ => match self.hold(&mut job).await {
+                false => match self.hold(&mut job).await {
                     Ok(held) => Some(held),
                     Err(reason) => {
                         last_reason = reason;
@@ -205,16 +211,25 @@ impl Delivery {
                     }
                 },
             };
-            // Without the message bytes there is nothing to attempt this round.
-            if let Some(held) = &held {
-                match route {
-                    Ok(hosts) => pending = self.attempt_each(&job, &held.data, &dlv, &hosts, pending, &mut last_reason).await,
-                    Err(refused) => {
-                        last_reason = refused.to_string();
-                        pending = self.refuse_unroutable(&job, &held.data, &dlv, &pending, &refused).await;
+            let mut still_pending = Vec::new();
+            for leg in legs {
+                // Without the message bytes there is nothing to attempt this round.
+                let (Some(held), Ok(hosts)) = (&held, &leg.route) else {
+                    match &leg.route {
+                        Err(RouteError::TempFail(why)) => last_reason = format!("routing {}: {why}", job.destination),
+                        Err(refused) if held.is_some() => {
+                            last_reason = refused.to_string();
+                            still_pending.extend(self.refuse_unroutable(&job, &held.as_ref().expect("checked").data, &dlv, &leg.recipients, refused).await);
+                            continue;
+                        }
+                        _ => {}
                     }
-                }
+                    still_pending.extend_from_slice(&leg.recipients);
+                    continue;
+                };
+                still_pending.extend(self.attempt_each(&job, &held.data, &dlv, hosts, &leg, &mut last_reason).await);
             }
+            pending = still_pending;
             if pending.is_empty() || self.is_stopping() {
                 break;
             }
@@ -274,22 +289,28 @@ impl Delivery {
         bytes.clamp(1, memory_units(&self.settings))
     }
 
-    /// The addresses to try this round: the job's domain routed by the
-    /// shard's current policy (see the module doc).
-    async fn route(&self, job: &DeliveryJob) -> Result<Vec<SocketAddr>, RouteError> {
-        let routes = &self.policy.current().routes;
-        routing::resolve(&job.destination, routes, &self.resolver).await
+    /// This round's legs: the job's recipients routed by the shard's
+    /// current policy, through the message's LDAP routing query if it has
+    /// one (`plan`).
+    async fn plan(&self, job: &DeliveryJob, pending: &[u32]) -> Vec<Leg> {
+        let policy = self.policy.current();
+        let query = match job.envelope.ldap_routing.as_str() {
+            "" => None,
+            name => policy.access.ldap_queries.get(name),
+        };
+        plan::plan(job, pending, query, &policy.routes, &self.resolver, &self.ldap).await
     }
 
     /// One round: each address in order until nothing is pending. Returns
     /// what is still pending; a failed connection's reason lands in `last_reason`.
-    async fn attempt_each(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, hosts: &[SocketAddr], mut pending: Vec<u32>, last_reason: &mut String) -> Vec<u32> {
+    async fn attempt_each(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, hosts: &[SocketAddr], leg: &Leg, last_reason: &mut String) -> Vec<u32> {
+        let mut pending = leg.recipients.clone();
         for &host in hosts {
             if pending.is_empty() || self.is_stopping() {
                 break;
             }
             self.attempting.set(self.attempting.get() + 1);
-            let outcome = self.attempt(job, data, dlv, host, &pending).await;
+            let outcome = self.attempt(job, data, dlv, host, leg, &pending).await;
             self.attempting.set(self.attempting.get() - 1);
             match outcome {
                 Ok(deferred) => pending = deferred,
@@ -314,11 +335,11 @@ impl Delivery {
 
     /// One transaction to one host. Ok(still deferred), or Err(reason) when
     /// the connection failed and nothing was decided.
-    async fn attempt(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, host: SocketAddr, pending: &[u32]) -> Result<Vec<u32>, String> {
+    async fn attempt(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, host: SocketAddr, leg: &Leg, pending: &[u32]) -> Result<Vec<u32>, String> {
         let env = &job.envelope;
         let outbound = OutboundEnvelope {
             mail_from: env.mail_from.clone(),
-            recipients: pending.iter().map(|&i| env.recipients[i as usize].clone()).collect(),
+            recipients: pending.iter().map(|&i| leg.address(job, i).to_string()).collect(),
             body_type: env.body_type,
             smtputf8: env.smtputf8,
         };
@@ -336,13 +357,18 @@ impl Delivery {
             self.metrics.message_delivered();
         }
         for (&index, outcome) in pending.iter().zip(outcomes.iter()) {
-            let rcpt = &env.recipients[index as usize];
+            let rcpt = leg.address(job, index);
+            // A recipient LDAP rewrote is logged as sent, with the address it came as.
+            let orig = match leg.rewrites.contains_key(&index) {
+                true => format!(" orig_to=<{}>", env.recipients[index as usize]),
+                false => String::new(),
+            };
             match outcome {
                 RecipientOutcome::Delivered(reply) => {
-                    self.log.event("delivered", format_args!("qid={} dlv={dlv} to=<{rcpt}> relay={host} reply=\"{reply}\"", job.queue_id));
+                    self.log.event("delivered", format_args!("qid={} dlv={dlv} to=<{rcpt}>{orig} relay={host} via={} reply=\"{reply}\"", job.queue_id, leg.via));
                 }
                 RecipientOutcome::Deferred(reply) => {
-                    self.log.event("deferred", format_args!("qid={} dlv={dlv} to=<{rcpt}> relay={host} reply=\"{reply}\"", job.queue_id));
+                    self.log.event("deferred", format_args!("qid={} dlv={dlv} to=<{rcpt}>{orig} relay={host} reply=\"{reply}\"", job.queue_id));
                     deferred.push(index);
                 }
                 RecipientOutcome::Failed(reply) => failures.push((index, format!("{host} said: {reply}"))),

@@ -272,10 +272,10 @@ async fn shard_body(id: usize, recovered: RecoveredShard, shared: Shared, log: R
     let metrics = shared.metrics[id].clone();
     let dns = &policy.current().dns;
     let resolver = Rc::new(Resolver::new(shared.nameservers.to_vec(), dns, metrics.clone()));
-    let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), resolver.clone(), mesh.clone(), log.clone(), metrics.clone(), queues.delivery);
+    let ldap = Lookups::new(shared.directory.clone(), mesh.clone(), metrics.clone());
+    let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), (resolver.clone(), ldap.clone()), mesh.clone(), log.clone(), metrics.clone(), queues.delivery);
     let counters = Counters::new(mesh.clone(), &settings.rate);
     let callahead = Callahead::new(mesh.clone(), resolver.clone(), counters.clone(), policy.clone(), &settings.hostname, metrics.clone());
-    let ldap = Lookups::new(shared.directory.clone(), mesh.clone(), metrics.clone());
     let services = (resolver, counters, metrics, callahead, ldap);
     let shard = Rc::new(Shard::new(settings.clone(), policy, mesh.clone(), spool, delivery, log.clone(), services, queues, shared.connections.clone()));
     serve_requests(&shard);

@@ -41,6 +41,9 @@ pub struct Envelope {
     pub smtputf8: bool,
     /// Forward-path mailboxes, final form (source routes removed), in RCPT order.
     pub recipients: Vec<String>,
+    /// The `[ldap.query]` that routes this message's recipients (the
+    /// listener's `ldap_routing` when it was received); "" = none.
+    pub ldap_routing: String,
 }
 
 impl Envelope {

@@ -49,6 +49,7 @@ mod tests {
             body_type: BodyType::SevenBit,
             smtputf8: false,
             recipients: vec!["u@example.test".into()],
+            ldap_routing: String::new(),
         };
         let h = String::from_utf8(header(&env, &QueueId("Q1".into()), "mx.test", "Sun, 22 Nov 2026 07:00:00 +0000")).unwrap();
         assert!(h.starts_with("Received: from client.testX-Evil: 1 ([127.0.0.1])\r\n"), "{h}");

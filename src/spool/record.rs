@@ -18,6 +18,9 @@ use crate::message::{BodyType, Envelope, QueueId};
 
 const KIND_MESSAGE: u8 = 1;
 const KIND_DONE: u8 = 2;
+/// A message whose envelope names an LDAP routing query: the message
+/// layout, then that name. Spools written before it still read the same.
+const KIND_MESSAGE_ROUTED: u8 = 3;
 const FRAME_BYTES: usize = 8;
 
 /// One decoded record.
@@ -36,7 +39,8 @@ pub fn encode_message(out: &mut Vec<u8>, queue_id: &QueueId, envelope: &Envelope
     let start = out.len();
     let mut data_at = 0;
     frame(out, |p| {
-        p.push(KIND_MESSAGE);
+        let routed = !envelope.ldap_routing.is_empty();
+        p.push(if routed { KIND_MESSAGE_ROUTED } else { KIND_MESSAGE });
         put_str(p, &queue_id.0);
         p.extend_from_slice(&accepted_secs.to_le_bytes());
         put_str(p, &envelope.connection_id);
@@ -53,6 +57,9 @@ pub fn encode_message(out: &mut Vec<u8>, queue_id: &QueueId, envelope: &Envelope
         p.extend_from_slice(&(envelope.recipients.len() as u32).to_le_bytes());
         for r in &envelope.recipients {
             put_str(p, r);
+        }
+        if routed {
+            put_str(p, &envelope.ldap_routing);
         }
         data_at = p.len() + 4 - start;
         put_bytes(p, data);
@@ -239,7 +246,7 @@ impl<R: BufRead> Payload<'_, R> {
 
 fn decode_payload<R: BufRead>(p: &mut Payload<'_, R>) -> Result<Record, Stop> {
     match p.byte()? {
-        KIND_MESSAGE => {
+        kind @ (KIND_MESSAGE | KIND_MESSAGE_ROUTED) => {
             let queue_id = QueueId(p.string()?);
             let accepted_secs = p.u64()?;
             let connection_id = p.string()?;
@@ -259,10 +266,11 @@ fn decode_payload<R: BufRead>(p: &mut Payload<'_, R>) -> Result<Record, Stop> {
             for _ in 0..n {
                 recipients.push(p.string()?);
             }
+            let ldap_routing = if kind == KIND_MESSAGE_ROUTED { p.string()? } else { String::new() };
             let body_len = p.u32()? as u64;
             let body_offset = p.offset();
             p.skip(body_len)?;
-            let envelope = Envelope { connection_id, peer, helo, esmtp, mail_from, body_type, smtputf8, recipients };
+            let envelope = Envelope { connection_id, peer, helo, esmtp, mail_from, body_type, smtputf8, recipients, ldap_routing };
             Ok(Record::Message { queue_id, envelope, accepted_secs, body_offset, body_len })
         }
         KIND_DONE => {
@@ -303,7 +311,28 @@ mod tests {
             body_type: BodyType::EightBitMime,
             smtputf8: true,
             recipients: vec!["a@example.test".into(), "b@example.test".into()],
+            ldap_routing: String::new(),
         }
+    }
+
+    #[test]
+    fn a_routed_envelope_keeps_its_query_and_a_plain_one_keeps_the_old_layout() {
+        let routed = Envelope { ldap_routing: "LDAP1.routing".into(), ..envelope() };
+        let mut seg = Vec::new();
+        encode_message(&mut seg, &QueueId("Q1".into()), &routed, 7, b"x");
+        assert_eq!(seg[FRAME_BYTES], KIND_MESSAGE_ROUTED);
+        let plain_at = seg.len();
+        encode_message(&mut seg, &QueueId("Q2".into()), &envelope(), 7, b"y");
+        assert_eq!(seg[plain_at + FRAME_BYTES], KIND_MESSAGE, "spools written before LDAP routing read the same");
+        let (records, _) = decode_all(&seg);
+        let queries: Vec<String> = records
+            .iter()
+            .map(|r| match r {
+                Record::Message { envelope, .. } => envelope.ldap_routing.clone(),
+                Record::Done { .. } => unreachable!(),
+            })
+            .collect();
+        assert_eq!(queries, ["LDAP1.routing", ""]);
     }
 
     #[test]

@@ -220,6 +220,7 @@ mod tests {
             body_type: BodyType::SevenBit,
             smtputf8: false,
             recipients: (0..rcpts).map(|i| format!("r{i}@example.test")).collect(),
+            ldap_routing: String::new(),
         }
     }
 

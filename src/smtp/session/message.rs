@@ -86,6 +86,7 @@ impl Session {
             body_type: tx.params.body.unwrap_or_default(),
             smtputf8: tx.params.smtputf8,
             recipients: tx.recipients,
+            ldap_routing: String::new(), // the listener's, set by the connection
         };
         self.state = State::AwaitStore { command, argument };
         Action::Store(Message { envelope, body })
