@@ -231,7 +231,10 @@ impl RawSmtp {
 
     /// Connects from a chosen loopback source address (127.0.0.x: the HAT
     /// sees that client) and reads the greeting.
-    pub fn connect_from(addr: SocketAddr, source: std::net::Ipv4Addr) -> io::Result<(RawSmtp, Reply)> {
+    pub fn connect_from(
+        addr: SocketAddr,
+        source: std::net::Ipv4Addr,
+    ) -> io::Result<(RawSmtp, Reply)> {
         RawSmtp::greeted(tcp_from(addr, source)?)
     }
 
@@ -365,7 +368,14 @@ impl RawSmtp {
             match self.reader.read_until(b'\n', &mut rest) {
                 Ok(0) => break true,
                 Ok(_) => continue,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break false,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break false
+                }
                 Err(_) => break true,
             }
         };
@@ -394,11 +404,15 @@ fn bad_reply(line: &str) -> io::Error {
 /// A TCP connection to `addr` from `source` (port chosen by the kernel).
 pub fn tcp_from(addr: SocketAddr, source: std::net::Ipv4Addr) -> io::Result<TcpStream> {
     use std::os::fd::FromRawFd;
-    let SocketAddr::V4(target) = addr else { return Err(io::Error::other("IPv4 only")) };
+    let SocketAddr::V4(target) = addr else {
+        return Err(io::Error::other("IPv4 only"));
+    };
     let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
         sin_zero: [0; 8],
     };
     let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;

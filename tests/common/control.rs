@@ -85,9 +85,7 @@ impl Portcullis {
     pub fn run_logs(&self) -> Vec<String> {
         let mut runs: Vec<String> = Vec::new();
         for line in self.log().lines() {
-            if runs.is_empty()
-                || line.starts_with("portcullis: starting ")
-            {
+            if runs.is_empty() || line.starts_with("portcullis: starting ") {
                 runs.push(String::new());
             }
             let run = runs.last_mut().expect("pushed above");

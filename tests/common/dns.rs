@@ -119,12 +119,16 @@ impl Zone {
     /// PTR of `ip` (v4 or v6) → `name`.
     pub fn ptr(mut self, ip: &str, name: &str) -> Zone {
         assert!(ip.parse::<IpAddr>().is_ok(), "PTR {ip}");
-        self.data.push(format!("local-data-ptr: \"{ip} {}\"", fqdn(name)));
+        self.data
+            .push(format!("local-data-ptr: \"{ip} {}\"", fqdn(name)));
         self
     }
     /// One TXT record of one string (no quotes inside).
     pub fn txt(self, name: &str, text: &str) -> Zone {
-        assert!(!text.contains(['"', '\'', '\\']), "TXT text with quotes: {text:?}");
+        assert!(
+            !text.contains(['"', '\'', '\\']),
+            "TXT text with quotes: {text:?}"
+        );
         self.record(name, "TXT", &format!("\"{text}\""))
     }
     /// `name` and everything below it answer NXDOMAIN.
@@ -144,8 +148,10 @@ impl Zone {
     }
 
     fn record(mut self, name: &str, rtype: &str, rdata: &str) -> Zone {
-        self.data
-            .push(format!("local-data: '{} {TTL_SECS} IN {rtype} {rdata}'", fqdn(name)));
+        self.data.push(format!(
+            "local-data: '{} {TTL_SECS} IN {rtype} {rdata}'",
+            fqdn(name)
+        ));
         self
     }
 
@@ -229,13 +235,20 @@ impl TestDns {
     /// answers a query. Panics with unbound's log if it does not.
     pub fn start(zone: &Zone) -> TestDns {
         let dir = TempDir::new("unbound");
-        let (config, log) = (dir.path().join("unbound.conf"), dir.path().join("unbound.log"));
+        let (config, log) = (
+            dir.path().join("unbound.conf"),
+            dir.path().join("unbound.log"),
+        );
         let mut last_error = String::new();
         // A port free for TCP may still be taken for UDP: try a few.
         for _ in 0..3 {
             let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
             let dead = SocketAddr::from(([127, 0, 0, 1], free_port()));
-            std::fs::write(&config, server_config(&dir, addr) + &zone.config_lines(dead)).expect("write unbound.conf");
+            std::fs::write(
+                &config,
+                server_config(&dir, addr) + &zone.config_lines(dead),
+            )
+            .expect("write unbound.conf");
             match spawn_unbound(&config, addr, &log) {
                 Ok(child) => {
                     return TestDns {
@@ -244,7 +257,12 @@ impl TestDns {
                         child: Some(child),
                     }
                 }
-                Err(why) => last_error = format!("{why}\n--- unbound log ---\n{}", std::fs::read_to_string(&log).unwrap_or_default()),
+                Err(why) => {
+                    last_error = format!(
+                        "{why}\n--- unbound log ---\n{}",
+                        std::fs::read_to_string(&log).unwrap_or_default()
+                    )
+                }
             }
         }
         panic!("unbound did not start: {last_error}");
@@ -280,7 +298,9 @@ fn spawn_unbound(config: &Path, addr: SocketAddr, log: &Path) -> Result<Child, S
         .stdout(log.try_clone().unwrap())
         .stderr(log)
         .spawn()
-        .map_err(|e| format!("spawn unbound: {e} (run `bash tests/run.sh`, it installs unbound)"))?;
+        .map_err(|e| {
+            format!("spawn unbound: {e} (run `bash tests/run.sh`, it installs unbound)")
+        })?;
     let ready = wait_listening(&mut child, addr.port(), START_TIMEOUT).and_then(|()| {
         // TCP listens; the resolver asks over UDP first: wait for that too.
         match wait_until(START_TIMEOUT, || answers_udp(addr)) {
@@ -348,7 +368,9 @@ fn answers_udp(addr: SocketAddr) -> bool {
     // A minimal query: id 0x7e57, RD, one question "localhost. A IN".
     let mut query = vec![0x7e, 0x57, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     query.extend_from_slice(b"\x09localhost\x00\x00\x01\x00\x01");
-    let Ok(socket) = UdpSocket::bind("127.0.0.1:0") else { return false };
+    let Ok(socket) = UdpSocket::bind("127.0.0.1:0") else {
+        return false;
+    };
     let _ = socket.set_read_timeout(Some(Duration::from_millis(200)));
     if socket.send_to(&query, addr).is_err() {
         return false;

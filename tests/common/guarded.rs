@@ -43,6 +43,9 @@ validation_timeout_secs = 5
 "#,
         sink = sink.host_port()
     ));
-    let server = Portcullis::builder().listeners_file(&file, port).routes_from_config().start();
+    let server = Portcullis::builder()
+        .listeners_file(&file, port)
+        .routes_from_config()
+        .start();
     (server, file)
 }

@@ -58,7 +58,10 @@ impl Portcullis {
             }
             let _ = client.cmd("QUIT");
         }
-        panic!("no connection from {source} landed on shard {shard} in {PLACEMENT_TRIES} tries\n{}", self.log());
+        panic!(
+            "no connection from {source} landed on shard {shard} in {PLACEMENT_TRIES} tries\n{}",
+            self.log()
+        );
     }
 
     /// The shards that logged a `connect` from `source` so far.
@@ -67,7 +70,13 @@ impl Portcullis {
         self.event_lines("connect")
             .iter()
             .filter(|l| l.contains(&needle))
-            .filter_map(|l| l.split_whitespace().nth(1)?.strip_prefix("shard=")?.parse().ok())
+            .filter_map(|l| {
+                l.split_whitespace()
+                    .nth(1)?
+                    .strip_prefix("shard=")?
+                    .parse()
+                    .ok()
+            })
             .collect()
     }
 }
