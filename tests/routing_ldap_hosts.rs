@@ -381,3 +381,16 @@ fn an_address_reached_twice_is_tried_once() {
         Ok(addrs(&[&format!("{A_ONLY_IP}:25"), "127.0.0.82:25"]))
     );
 }
+
+#[test]
+fn a_route_entry_without_an_address_waits_for_the_operator() {
+    let dns = TestDns::start(&zone());
+    // The LDAP host's own route names a host that does not exist: a
+    // mistake in the route, so the mail waits rather than bounces.
+    let table = routes(&[(ROUTED, &["nohost.example.test:2525"])]);
+    let result = resolve(&dns, table, &[ROUTED]);
+    assert!(
+        matches!(&result, Err(RouteError::TempFail(why)) if why.contains("nohost.example.test") && why.contains(ROUTED)),
+        "{result:?}"
+    );
+}
