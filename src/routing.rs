@@ -6,8 +6,11 @@
 //! their snapshot's `[routes]` and the shard's `dns::Resolver`.
 //!
 //! The order, as ESA checks it:
-//! 1. LDAP routing (issue 8): a placeholder, first in line, that routes
-//!    nothing yet;
+//! 1. LDAP routing: the hosts of the recipient's directory entry
+//!    (`mailHost` for delivery, `callAhead` for call-ahead), looked up by
+//!    the caller (`delivery::plan`, `callahead::validate`), read by
+//!    `ldap::hosts` and resolved by [`resolve_hosts`] (below); a recipient
+//!    without an entry goes on to step 2 with its domain (`resolve`);
 //! 2. the SMTP route of the domain (`config::routes`: exact, `.suffix`,
 //!    `*`), its entries in order: an IP as written, a host name as its A
 //!    then AAAA addresses with the entry's port, USEDNS as step 3;
@@ -23,6 +26,23 @@
 //!
 //! Static call-ahead servers take no route: `resolve_static` resolves
 //! their names MX first, then A/AAAA, keeping each entry's port.
+//!
+//! Hosts from LDAP (seed, "SMTP Call-Ahead Query Routing", its three port
+//! rules made precise), each in the order the directory gave them:
+//! - an IP literal is that address, on the host's port, else 25;
+//! - a name with an SMTP route of its own (exact or `.suffix` key, never
+//!   `*`: `Routes::lookup_host`) is that route's entries in order, each on
+//!   the LDAP host's port when it has one ("the port returned by the LDAP
+//!   query is used over any ports specified in SMTP routes"), else on the
+//!   entry's own port; an entry that is a name is its A then AAAA, USEDNS
+//!   is DNS (MX, then A) of the LDAP host's name;
+//! - a name without a route is DNS: its MX hosts, else its own A/AAAA
+//!   (the implicit MX), on the LDAP port or 25. A null MX there is "not
+//!   found" for that host only: it says nothing of the recipient's domain.
+//! A host's port comes from `ldap::hosts::parse_hosts`, which gives a
+//! list's port to the hosts written without one (`a,b:9025`: both on
+//! 9025); so a single host without a port keeps the routes' ports, and a
+//! host with a port, or a list with one, replaces them.
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
@@ -31,6 +51,7 @@ use rand::seq::SliceRandom;
 
 use crate::config::routes::{RouteHost, Routes};
 use crate::dns::{Lookup, Mx, Resolver};
+use crate::ldap::hosts::LdapHost;
 use crate::limits::{ROUTE_ADDRESSES_MAX, ROUTE_MX_HOSTS_MAX, SMTP_PORT};
 use crate::smtp::Reply;
 
@@ -76,8 +97,8 @@ impl fmt::Display for RouteError {
     }
 }
 
-/// The addresses to try for `domain`, in order: LDAP routing (not yet),
-/// then its SMTP route, else DNS.
+/// The addresses to try for `domain`, in order: its SMTP route, else DNS
+/// (a caller with an LDAP answer uses [`resolve_hosts`] instead).
 pub async fn resolve(
     domain: &str,
     routes: &Routes,
@@ -87,20 +108,84 @@ pub async fn resolve(
         .strip_suffix('.')
         .unwrap_or(domain)
         .to_ascii_lowercase();
-    if let Some(addresses) = ldap_routing(&domain) {
-        return Ok(addresses);
-    }
     match routes.lookup(&domain) {
-        Some((_, hosts)) => resolve_route(&domain, hosts, resolver).await,
+        Some((_, hosts)) => resolve_route(&domain, hosts, None, resolver).await,
         // ESA: wherever no SMTP route is present, a DNS lookup is performed.
-        None => resolve_by_dns(&domain, resolver).await,
+        None => resolve_by_dns(&domain, SMTP_PORT, resolver).await,
     }
 }
 
-/// LDAP routing (issue 8, `ldap_routing` on a listener): the mailHost of
-/// the recipient's entry comes first. Nothing routes by LDAP yet.
-fn ldap_routing(_domain: &str) -> Option<Vec<SocketAddr>> {
-    None
+/// The addresses for the hosts an LDAP routing query returned
+/// (`ldap::hosts::parse_hosts` of `mailHost` or `callAhead`), in order,
+/// per the seed's rules (module doc): an IP literal on the host's port or
+/// 25; a name with an SMTP route of its own (`Routes::lookup_host`, never
+/// the `*` default) as that route's entries with the LDAP port replacing
+/// theirs when the host has one; a name without a route by DNS, MX then
+/// A/AAAA, on the LDAP port or 25.
+///
+/// The hosts are resolved at once (each its own task on this shard) and
+/// taken in their order; at most `ROUTE_ADDRESSES_MAX` hosts, addresses
+/// deduplicated and bounded the same. A host that fails is skipped when
+/// another resolves; when none does, a temporary failure wins over "not
+/// found" (a host's null MX counts as its "not found", never as the
+/// recipient domain's `NullMx`). No hosts at all is `NotFound` (a caller
+/// with an empty answer goes to the next stage instead).
+pub async fn resolve_hosts(
+    hosts: &[LdapHost],
+    routes: &Routes,
+    resolver: &Resolver,
+) -> Result<Vec<SocketAddr>, RouteError> {
+    let lookups: Vec<_> = hosts
+        .iter()
+        .take(ROUTE_ADDRESSES_MAX)
+        .map(|host| {
+            let route = match host.ip() {
+                Some(_) => None,
+                None => routes
+                    .lookup_host(&host.host)
+                    .map(|(_, entries)| entries.to_vec()),
+            };
+            let (host, resolver) = (host.clone(), resolver.clone());
+            glommio::spawn_local(async move {
+                resolve_ldap_host(&host, route.as_deref(), &resolver).await
+            })
+        })
+        .collect();
+    let mut found = Found::default();
+    for lookup in lookups {
+        match lookup.await {
+            Ok(addresses) => addresses.into_iter().for_each(|a| found.push(a)),
+            Err(e) => found.absorb(e),
+        }
+    }
+    if hosts.is_empty() {
+        found.not_found("the LDAP routing answer named no host".into());
+    }
+    found.finish()
+}
+
+/// One host from LDAP: an IP literal as is, else its own SMTP route
+/// (`route`) with the LDAP port over the entries' ports, else DNS.
+/// Failures name the LDAP host, for the log.
+async fn resolve_ldap_host(
+    host: &LdapHost,
+    route: Option<&[RouteHost]>,
+    resolver: &Resolver,
+) -> Result<Vec<SocketAddr>, RouteError> {
+    if let Some(ip) = host.ip() {
+        return Ok(vec![SocketAddr::new(ip, host.port.unwrap_or(SMTP_PORT))]);
+    }
+    let name = host.host.as_str();
+    let resolved = match route {
+        Some(entries) => resolve_route(name, entries, host.port, resolver).await,
+        None => resolve_by_dns(name, host.port.unwrap_or(SMTP_PORT), resolver).await,
+    };
+    resolved.map_err(|error| match error {
+        // The host's null MX: that host takes no mail, the domain may elsewhere.
+        RouteError::NullMx => RouteError::NotFound(format!("LDAP host {name} has a null MX")),
+        RouteError::NotFound(why) => RouteError::NotFound(format!("LDAP host {name}: {why}")),
+        RouteError::TempFail(why) => RouteError::TempFail(format!("LDAP host {name}: {why}")),
+    })
 }
 
 /// The addresses of static call-ahead servers, in the order written: an
@@ -127,12 +212,16 @@ pub async fn resolve_static(
     found.finish()
 }
 
-/// The entries of the domain's SMTP route, in order. A host name without
-/// an address is a mistake in the route, not in the recipient's domain:
-/// its mail waits (TempFail) for the operator rather than bouncing.
+/// The entries of the SMTP route of `domain` (a recipient domain, or a
+/// host LDAP named), in order, each on `port_override` when given (the
+/// LDAP host's port), else on the entry's own port; USEDNS is DNS of
+/// `domain`. A host name without an address is a mistake in the route,
+/// not in the recipient's domain: its mail waits (TempFail) for the
+/// operator rather than bouncing.
 async fn resolve_route(
     domain: &str,
     hosts: &[RouteHost],
+    port_override: Option<u16>,
     resolver: &Resolver,
 ) -> Result<Vec<SocketAddr>, RouteError> {
     let mut found = Found::default();
@@ -141,30 +230,40 @@ async fn resolve_route(
             break;
         }
         match entry {
-            RouteHost::Addr(addr) => found.push(*addr),
+            RouteHost::Addr(addr) => {
+                found.push(SocketAddr::new(addr.ip(), port_override.unwrap_or(addr.port())))
+            }
             RouteHost::Name { host, port } => match resolver.addresses(host).await {
-                Lookup::Found(ips) => found.push_all(&ips, *port),
+                Lookup::Found(ips) => found.push_all(&ips, port_override.unwrap_or(*port)),
                 Lookup::NotFound => {
                     found.temp_fail(format!("route host {host} has no A/AAAA record"))
                 }
                 Lookup::TempFail(why) => found.temp_fail(format!("route host {host}: {why}")),
             },
-            RouteHost::UseDns => match resolve_by_dns(domain, resolver).await {
-                Ok(addresses) => addresses.into_iter().for_each(|a| found.push(a)),
-                Err(e) => found.absorb(e),
-            },
+            RouteHost::UseDns => {
+                let port = port_override.unwrap_or(SMTP_PORT);
+                match resolve_by_dns(domain, port, resolver).await {
+                    Ok(addresses) => addresses.into_iter().for_each(|a| found.push(a)),
+                    Err(e) => found.absorb(e),
+                }
+            }
         }
     }
     found.finish()
 }
 
-/// DNS routing of a recipient domain: MX, then the implicit MX.
-async fn resolve_by_dns(domain: &str, resolver: &Resolver) -> Result<Vec<SocketAddr>, RouteError> {
+/// DNS routing of a recipient domain (or of a host LDAP named): MX, then
+/// the implicit MX, every address on `port` (25, or the LDAP host's port).
+async fn resolve_by_dns(
+    domain: &str,
+    port: u16,
+    resolver: &Resolver,
+) -> Result<Vec<SocketAddr>, RouteError> {
     let mut found = Found::default();
     match resolver.mx(domain).await {
         Lookup::Found(mxs) if is_null_mx(&mxs) => return Err(RouteError::NullMx),
         Lookup::Found(mxs) => {
-            exchanges_addresses(order_exchanges(mxs), SMTP_PORT, resolver, &mut found).await;
+            exchanges_addresses(order_exchanges(mxs), port, resolver, &mut found).await;
             if found.addresses.is_empty() && found.temp_fail.is_none() {
                 return Err(RouteError::NotFound(format!(
                     "no MX host of {domain} has an address"
@@ -173,7 +272,7 @@ async fn resolve_by_dns(domain: &str, resolver: &Resolver) -> Result<Vec<SocketA
         }
         // RFC 5321 §5.1: no MX, so the domain itself is the only host.
         Lookup::NotFound => match resolver.addresses(domain).await {
-            Lookup::Found(ips) => found.push_all(&ips, SMTP_PORT),
+            Lookup::Found(ips) => found.push_all(&ips, port),
             Lookup::NotFound => {
                 return Err(RouteError::NotFound(format!(
                     "domain {domain} not found: no MX and no A/AAAA record"

@@ -33,7 +33,7 @@ use crate::limits::{CALLAHEAD_IN_FLIGHT_MAX, CALLAHEAD_TIMEOUT_SECS_MAX};
 use crate::message::domain_of;
 use crate::metrics::Metrics;
 use crate::policy::rate::Counters;
-use crate::ldap::hosts::{resolve_hosts, LdapHost};
+use crate::ldap::hosts::LdapHost;
 use crate::routing::{self, RouteError};
 use crate::shards::{Mesh, ShardRequest};
 
@@ -289,7 +289,7 @@ impl Callahead {
     /// from the first). A null MX refuses the recipient (RFC 7505).
     async fn servers(&self, profile: &Profile, domain: &str, ldap_hosts: &[LdapHost]) -> Result<Vec<SocketAddr>, Verdict> {
         let resolved = match &profile.servers {
-            Servers::DeliveryHost if !ldap_hosts.is_empty() => resolve_hosts(ldap_hosts, &self.policy.current().routes, &self.resolver).await,
+            Servers::DeliveryHost if !ldap_hosts.is_empty() => routing::resolve_hosts(ldap_hosts, &self.policy.current().routes, &self.resolver).await,
             Servers::DeliveryHost => routing::resolve(domain, &self.policy.current().routes, &self.resolver).await,
             Servers::Static(list) => routing::resolve_static(list, &self.resolver).await.map(|mut servers| {
                 let mut rotation = self.rotation.borrow_mut();

@@ -195,6 +195,20 @@ impl Routes {
     /// key, else `"*"`. Returns the key as written in the file (lower
     /// case) and its hosts; None means "no route: use DNS".
     pub fn lookup(&self, domain: &str) -> Option<(&str, &[RouteHost])> {
+        self.lookup_host(domain)
+            .or_else(|| self.default.as_deref().map(|hosts| (DEFAULT_ROUTE, hosts)))
+    }
+
+    /// The route of a host an LDAP routing query named (`mailHost`,
+    /// `callAhead`): its exact key, else the longest `.suffix` key — never
+    /// `"*"`. The default route is for recipient domains no other route
+    /// names; applied to LDAP hosts it would replace every directory
+    /// answer with the default route's hosts (a site with `"*" =
+    /// ["smarthost"]` could then never route by LDAP), so an LDAP host
+    /// without a route of its own goes by DNS, as the seed says ("in any
+    /// case where there is no SMTP Route present, a DNS lookup is
+    /// performed").
+    pub fn lookup_host(&self, domain: &str) -> Option<(&str, &[RouteHost])> {
         let domain = domain.strip_suffix('.').unwrap_or(domain);
         let lowered;
         let domain = if domain.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -216,7 +230,7 @@ impl Routes {
                 return Some((key.as_str(), hosts.as_slice()));
             }
         }
-        self.default.as_deref().map(|hosts| (DEFAULT_ROUTE, hosts))
+        None
     }
 
     /// Whether no route is configured at all (everything goes by DNS).

@@ -10,8 +10,9 @@
 //! - an entry: its rewritten address (if any) is what is sent, to its mail
 //!   hosts with the seed's port rules (`routing::resolve_hosts`), or,
 //!   without mail hosts, by the rewritten address's domain;
-//! - the directory cannot be asked: the recipient is deferred (TempFail),
-//!   never sent somewhere the directory might not have said.
+//! - the directory cannot be asked, or the entry holds a value that cannot
+//!   be used: the recipient is deferred (TempFail), never sent somewhere
+//!   the directory might not have said.
 //! Recipients that end up with the same hosts share a leg (one transaction).
 
 use std::collections::BTreeMap;
@@ -21,7 +22,6 @@ use std::sync::Arc;
 use super::DeliveryJob;
 use crate::config::Routes;
 use crate::dns::Resolver;
-use crate::ldap::hosts::resolve_hosts;
 use crate::ldap::lookup::Lookups;
 use crate::ldap::Query;
 use crate::message::domain_of;
@@ -42,7 +42,10 @@ pub struct Leg {
 impl Leg {
     /// The address recipient `index` is sent as.
     pub fn address<'a>(&'a self, job: &'a DeliveryJob, index: u32) -> &'a str {
-        self.rewrites.get(&index).map_or(job.envelope.recipients[index as usize].as_str(), String::as_str)
+        self.rewrites.get(&index).map_or(
+            job.envelope.recipients[index as usize].as_str(),
+            String::as_str,
+        )
     }
 }
 
@@ -55,12 +58,31 @@ enum Way {
 }
 
 /// The legs of this round for `pending`.
-pub async fn plan(job: &DeliveryJob, pending: &[u32], query: Option<&Arc<Query>>, routes: &Routes, resolver: &Resolver, ldap: &Lookups) -> Vec<Leg> {
+pub async fn plan(
+    job: &DeliveryJob,
+    pending: &[u32],
+    query: Option<&Arc<Query>>,
+    routes: &Routes,
+    resolver: &Resolver,
+    ldap: &Lookups,
+) -> Vec<Leg> {
     let Some(query) = query else {
         let route = routing::resolve(&job.destination, routes, resolver).await;
-        return vec![Leg { recipients: pending.to_vec(), rewrites: BTreeMap::new(), route, via: "domain" }];
+        return vec![Leg {
+            recipients: pending.to_vec(),
+            rewrites: BTreeMap::new(),
+            route,
+            via: "domain",
+        }];
     };
-    let mut ways: BTreeMap<Way, (Vec<u32>, BTreeMap<u32, String>, Vec<crate::ldap::hosts::LdapHost>)> = BTreeMap::new();
+    let mut ways: BTreeMap<
+        Way,
+        (
+            Vec<u32>,
+            BTreeMap<u32, String>,
+            Vec<crate::ldap::hosts::LdapHost>,
+        ),
+    > = BTreeMap::new();
     let mut by_key: BTreeMap<String, crate::ldap::lookup::Answer> = BTreeMap::new();
     for &index in pending {
         let recipient = &job.envelope.recipients[index as usize];
@@ -74,17 +96,29 @@ pub async fn plan(job: &DeliveryJob, pending: &[u32], query: Option<&Arc<Query>>
             }
         };
         let (way, rewrite, hosts) = match answer {
-            Err(why) => (Way::Deferred(format!("LDAP routing query {}: {why}", query.name)), None, Vec::new()),
+            Err(why) => (
+                Way::Deferred(format!("LDAP routing query {}: {why}", query.name)),
+                None,
+                Vec::new(),
+            ),
             Ok(None) => (Way::Domain(job.destination.clone()), None, Vec::new()),
-            Ok(Some(entry)) => {
-                let route = query.route(&entry);
-                let sent_as = route.rewrite.clone().unwrap_or_else(|| recipient.clone());
-                let way = match route.mailhosts.is_empty() {
-                    true => Way::Domain(domain_of(&sent_as)),
-                    false => Way::MailHosts(route.mailhosts.iter().map(ToString::to_string).collect()),
-                };
-                (way, route.rewrite, route.mailhosts)
-            }
+            Ok(Some(entry)) => match query.route(&entry).usable() {
+                Err(why) => (
+                    Way::Deferred(format!("LDAP routing query {}: {why}", query.name)),
+                    None,
+                    Vec::new(),
+                ),
+                Ok(route) => {
+                    let sent_as = route.rewrite.clone().unwrap_or_else(|| recipient.clone());
+                    let way = match route.mailhosts.is_empty() {
+                        true => Way::Domain(domain_of(&sent_as)),
+                        false => Way::MailHosts(
+                            route.mailhosts.iter().map(ToString::to_string).collect(),
+                        ),
+                    };
+                    (way, route.rewrite, route.mailhosts)
+                }
+            },
         };
         let leg = ways.entry(way).or_default();
         leg.0.push(index);
@@ -97,10 +131,18 @@ pub async fn plan(job: &DeliveryJob, pending: &[u32], query: Option<&Arc<Query>>
     for (way, (recipients, rewrites, hosts)) in ways {
         let (route, via) = match way {
             Way::Domain(domain) => (routing::resolve(&domain, routes, resolver).await, "domain"),
-            Way::MailHosts(_) => (resolve_hosts(&hosts, routes, resolver).await, "ldap"),
+            Way::MailHosts(_) => (
+                routing::resolve_hosts(&hosts, routes, resolver).await,
+                "ldap",
+            ),
             Way::Deferred(why) => (Err(RouteError::TempFail(why)), "ldap-error"),
         };
-        legs.push(Leg { recipients, rewrites, route, via });
+        legs.push(Leg {
+            recipients,
+            rewrites,
+            route,
+            via,
+        });
     }
     legs
 }

@@ -46,11 +46,21 @@ pub struct Route {
     pub mailhosts: Vec<LdapHost>,
     /// Call-ahead's hosts (callAhead); empty = the mail hosts.
     pub callahead: Vec<LdapHost>,
-    /// Values that could not be used, for the log (`ldap test` prints them).
+    /// Values that could not be used. An entry with any is not used at
+    /// all (delivery defers, call-ahead fails): routing on half an entry
+    /// could send mail to the domain's MX, which may be us.
     pub ignored: Vec<String>,
 }
 
 impl Route {
+    /// Err(why) when the entry holds a value that cannot be used.
+    pub fn usable(self) -> Result<Route, String> {
+        match self.ignored.first() {
+            None => Ok(self),
+            Some(why) => Err(format!("unusable directory entry: {why}")),
+        }
+    }
+
     /// The hosts call-ahead asks: the call-ahead attribute's, else the mail host's.
     pub fn callahead_hosts(&self) -> &[LdapHost] {
         match self.callahead.is_empty() {

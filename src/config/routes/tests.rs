@@ -206,3 +206,14 @@ fn the_same_key_twice_in_other_case_is_refused() {
     assert_eq!(key, "routes");
     assert!(why.contains("twice"), "{why}");
 }
+
+#[test]
+fn a_host_from_ldap_takes_its_own_route_but_never_the_default() {
+    let routes = compiled(&["*", ".example.net", "mx.example.org"]);
+    let key_of_host = |name: &str| routes.lookup_host(name).map(|(key, _)| key);
+    assert_eq!(key_of_host("Smtp2.Example.Net."), Some(".example.net"));
+    assert_eq!(key_of_host("mx.example.org"), Some("mx.example.org"));
+    // `lookup` would give "*": an LDAP host without a route goes by DNS.
+    assert_eq!(key_of(&routes, "other.test"), Some("*"));
+    assert_eq!(key_of_host("other.test"), None);
+}
