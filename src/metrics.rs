@@ -18,6 +18,7 @@
 mod board;
 mod callahead;
 mod connections;
+mod ldap;
 mod snapshot;
 #[cfg(test)]
 mod tests;
@@ -28,10 +29,14 @@ pub use callahead::{ServerGauge,
     PROBE_LATENCY_BUCKETS_SECONDS,
 };
 pub use connections::ConnectionLabels;
+pub use ldap::{
+    LdapSnapshot, LDAP_ACCEPT_RESULTS, LDAP_LOOKUP_RESULTS, LDAP_QUERY_LATENCY_BUCKETS_SECONDS,
+};
 pub use snapshot::Snapshot;
 
 use callahead::CallaheadMetrics;
 use connections::ConnectionCounts;
+use ldap::LdapMetrics;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +92,7 @@ pub struct Metrics {
     /// one shard and closed on another; only the sum means anything.
     open_connections: AtomicI64,
     callahead: CallaheadMetrics,
+    ldap: LdapMetrics,
 }
 
 impl Metrics {
@@ -177,6 +183,26 @@ impl Metrics {
         self.callahead.set_servers(servers);
     }
 
+    /// One lookup answered on the key's owner shard: result is "hit" (from
+    /// the cache), "entry", "no-entry" (asked the directory), "error" (the
+    /// directory could not answer: queue full, down, timeout…).
+    pub fn ldap_lookup(&self, result: &str) {
+        self.ldap.lookup(result);
+    }
+    /// The time one directory search took (not cache hits), success or not.
+    pub fn ldap_query_latency(&self, latency: Duration) {
+        self.ldap.query_latency(latency);
+    }
+    /// This shard's cached LDAP answers (a gauge, set by the shard).
+    pub fn set_ldap_cache_entries(&self, entries: usize) {
+        self.ldap.set_cache_entries(entries);
+    }
+    /// One accept-query decision at RCPT: "accepted", "rejected" (no
+    /// entry), "failure-rejected", "failure-accepted".
+    pub fn ldap_accept(&self, result: &str) {
+        self.ldap.accept(result);
+    }
+
     /// A copy of this shard's values, for summing (relaxed reads: each value
     /// is exact, values of different families may be a few events apart).
     pub fn snapshot(&self) -> Snapshot {
@@ -192,6 +218,7 @@ impl Metrics {
             messages_delivered: self.messages_delivered.load(Relaxed),
             open_connections: self.open_connections.load(Relaxed),
             callahead: self.callahead.snapshot(),
+            ldap: self.ldap.snapshot(),
         }
     }
 }

@@ -114,7 +114,8 @@ impl Collector for Summed {
             MetricType::Gauge,
         )?;
         ConstGauge::new(sum.open_connections).encode(open)?;
-        super::callahead::encode(&mut encoder, &sum.callahead)
+        super::callahead::encode(&mut encoder, &sum.callahead)?;
+        super::ldap::encode(&mut encoder, &sum.ldap)
     }
 }
 
@@ -201,7 +202,7 @@ pub(super) type NoExemplars = &'static StdHashMap<usize, Exemplar<Vec<(String, S
 
 /// A counter family over a fixed label set; the catch-all value (last) is
 /// shown only once something was counted under it.
-fn encode_labelled(
+pub(super) fn encode_labelled(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,

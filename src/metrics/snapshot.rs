@@ -4,6 +4,7 @@
 //! counts its own connections).
 
 use super::callahead::CallaheadSnapshot;
+use super::ldap::LdapSnapshot;
 use super::connections::ConnectionLabels;
 use super::{DNS_LATENCY_SLOTS, DNS_RECORD_TYPES, DNS_RESULTS, RATE_LIMIT_KINDS};
 use hashbrown::HashMap;
@@ -24,6 +25,7 @@ pub struct Snapshot {
     pub messages_delivered: u64,
     pub open_connections: i64,
     pub callahead: CallaheadSnapshot,
+    pub ldap: LdapSnapshot,
 }
 
 impl Snapshot {
@@ -54,6 +56,7 @@ impl Snapshot {
             .wrapping_add(other.messages_delivered);
         self.open_connections = self.open_connections.wrapping_add(other.open_connections);
         self.callahead.add(&other.callahead);
+        self.ldap.add(&other.ldap);
     }
 
     /// DNS queries that went to the network, all types and results.

@@ -101,7 +101,7 @@ fn the_page_has_help_type_and_summed_values() {
         !page.contains(r#""other""#),
         "no catch-all series while nothing fell into it"
     );
-    assert_eq!(page.matches(r#"le="+Inf""#).count(), 2, "one +Inf bucket per histogram (DNS, call-ahead probes)");
+    assert_eq!(page.matches(r#"le="+Inf""#).count(), 3, "one +Inf bucket per histogram (DNS, call-ahead probes, LDAP searches)");
     check_exposition_format(&page);
 }
 
@@ -110,7 +110,7 @@ fn an_empty_board_still_renders_every_family() {
     let (_, board) = MetricsBoard::for_shards(3);
     let page = board.render();
     check_exposition_format(&page);
-    assert_eq!(page.matches("# TYPE ").count(), 9 + 10, "{page}");
+    assert_eq!(page.matches("# TYPE ").count(), 9 + 10 + 4, "{page}");
     assert!(page.lines().any(|l| l == "portcullis_callahead_cache_entries 0"));
     assert!(page.lines().any(|l| l == r#"portcullis_callahead_verdicts_total{source="cache",result="accepted"} 0"#));
     assert!(page.lines().any(|l| l == "portcullis_open_connections 0"));
@@ -327,7 +327,7 @@ fn callahead_families_are_summed_and_encoded() {
 /// The Prometheus text format 0.0.4, line by line: `# HELP name text`,
 /// `# TYPE name type` once per family before its samples, and samples
 /// `name{label="value",...} number` whose name belongs to the declared family.
-fn check_exposition_format(page: &str) {
+pub(super) fn check_exposition_format(page: &str) {
     assert!(page.ends_with('\n'), "the last line ends with a line feed");
     let mut family: Option<(String, String)> = None;
     let mut seen = Vec::new();
