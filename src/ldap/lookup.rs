@@ -167,6 +167,7 @@ impl Lookups {
                 if !query.cache_ttl.is_zero() {
                     let expires = this.now_ms() + query.cache_ttl.as_millis() as u64;
                     this.cache.borrow_mut().put(slot.clone(), (expires, entry.clone()));
+                    this.metrics.set_ldap_cache_entries(this.cached());
                 }
             }
             let looked = Looked { answer, cached: false, shard: this.mesh.id(), filter };
@@ -179,6 +180,12 @@ impl Lookups {
 
     /// Drop the cached answers of `query` ("" = all) on this shard.
     pub fn purge(&self, query: &str) -> usize {
+        let purged = self.purge_cache(query);
+        self.metrics.set_ldap_cache_entries(self.cached());
+        purged
+    }
+
+    fn purge_cache(&self, query: &str) -> usize {
         let mut cache = self.cache.borrow_mut();
         if query.is_empty() {
             let n = cache.len();
@@ -220,12 +227,4 @@ impl Lookups {
             async move { purged }
         });
     }
-}
-
-// TEMPORARY until the metrics family lands.
-impl Metrics {
-    pub fn ldap_lookup(&self, _result: &str) {}
-    pub fn ldap_query_latency(&self, _latency: Duration) {}
-    pub fn set_ldap_cache_entries(&self, _entries: usize) {}
-    pub fn ldap_accept(&self, _result: &str) {}
 }
