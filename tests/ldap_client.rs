@@ -47,19 +47,38 @@ fn route_query(directory: &Directory, server: &ServerSpec, filter: &str) -> Answ
 }
 
 fn domain_filter() -> String {
-    Template::parse("(mail={d})").unwrap().fill(&format!("postmaster@{DOMAIN}"))
+    Template::parse("(mail={d})")
+        .unwrap()
+        .fill(&format!("postmaster@{DOMAIN}"))
 }
 
 fn assert_seed_entry(answer: Answer) {
-    let entry = answer.expect("search succeeds").expect("the seed entry is found");
-    assert_eq!(entry.get("mailhost"), Some(&vec![MAIL_HOST.to_string()]), "{entry:?}");
-    assert_eq!(entry.get("callahead"), Some(&vec![CALL_AHEAD.to_string()]), "{entry:?}");
-    assert!(!entry.contains_key("mail"), "only the attributes asked for: {entry:?}");
+    let entry = answer
+        .expect("search succeeds")
+        .expect("the seed entry is found");
+    assert_eq!(
+        entry.get("mailhost"),
+        Some(&vec![MAIL_HOST.to_string()]),
+        "{entry:?}"
+    );
+    assert_eq!(
+        entry.get("callahead"),
+        Some(&vec![CALL_AHEAD.to_string()]),
+        "{entry:?}"
+    );
+    assert!(
+        !entry.contains_key("mail"),
+        "only the attributes asked for: {entry:?}"
+    );
 }
 
 /// A URL where nothing listens: connecting is refused at once.
 fn dead_url() -> String {
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     format!("ldap://127.0.0.1:{port}/")
 }
 
@@ -67,14 +86,22 @@ fn dead_url() -> String {
 fn the_seed_entry_is_found_with_its_attributes() {
     let ldap = seeded();
     let directory = Directory::start();
-    assert_seed_entry(route_query(&directory, &spec_for(&ldap, vec![ldap.url()]), &domain_filter()));
+    assert_seed_entry(route_query(
+        &directory,
+        &spec_for(&ldap, vec![ldap.url()]),
+        &domain_filter(),
+    ));
 }
 
 #[test]
 fn no_entry_is_none_not_an_error() {
     let ldap = seeded();
     let directory = Directory::start();
-    let answer = route_query(&directory, &spec_for(&ldap, vec![ldap.url()]), "(mail=unknown.example.test)");
+    let answer = route_query(
+        &directory,
+        &spec_for(&ldap, vec![ldap.url()]),
+        "(mail=unknown.example.test)",
+    );
     assert_eq!(answer, Ok(None));
 }
 
@@ -84,21 +111,36 @@ fn an_escaped_injection_finds_nothing() {
     let directory = Directory::start();
     let server = spec_for(&ldap, vec![ldap.url()]);
     // Unescaped, the wildcard would match the seed entry ...
-    assert!(matches!(route_query(&directory, &server, "(mail=*)"), Ok(Some(_))));
+    assert!(matches!(
+        route_query(&directory, &server, "(mail=*)"),
+        Ok(Some(_))
+    ));
     // ... escaped (RFC 4515 §3) it is a literal "*)(mail=*" that nothing has.
     let injected = Template::parse("(mail={a})").unwrap().fill("*)(mail=*");
-    assert_eq!(route_query(&directory, &server, &injected), Ok(None), "filter {injected}");
+    assert_eq!(
+        route_query(&directory, &server, &injected),
+        Ok(None),
+        "filter {injected}"
+    );
 }
 
 #[test]
 fn more_than_one_match_answers_the_first() {
     let ldap = seeded();
-    ldap.add(&route_entry("other.example.test", "mx.other.example.test", None));
+    ldap.add(&route_entry(
+        "other.example.test",
+        "mx.other.example.test",
+        None,
+    ));
     let directory = Directory::start();
     // The server stops at our size limit of one (result code 4): still an answer.
-    let entry = route_query(&directory, &spec_for(&ldap, vec![ldap.url()]), "(mail=*.example.test)")
-        .expect("sizeLimitExceeded with an entry is an answer")
-        .expect("an entry");
+    let entry = route_query(
+        &directory,
+        &spec_for(&ldap, vec![ldap.url()]),
+        "(mail=*.example.test)",
+    )
+    .expect("sizeLimitExceeded with an entry is an answer")
+    .expect("an entry");
     assert!(entry.contains_key("mailhost"), "{entry:?}");
 }
 
@@ -109,7 +151,10 @@ fn a_wrong_password_is_a_failure_that_does_not_show_it() {
     let mut server = spec_for(&ldap, vec![ldap.url()]);
     server.bind_password = "not-the-password".into();
     let failure = route_query(&directory, &server, &domain_filter()).unwrap_err();
-    assert!(failure.contains("bind as cn=portcullis,dc=example,dc=com refused"), "{failure}");
+    assert!(
+        failure.contains("bind as cn=portcullis,dc=example,dc=com refused"),
+        "{failure}"
+    );
     assert!(!failure.contains("not-the-password"), "{failure}");
 }
 
@@ -150,7 +195,11 @@ fn a_full_queue_answers_at_once() {
     let ldap = seeded();
     // Capacity 0: no search ever waits in the queue (see Directory::with_queue).
     let directory = Directory::with_queue(0);
-    let answer = route_query(&directory, &spec_for(&ldap, vec![ldap.url()]), &domain_filter());
+    let answer = route_query(
+        &directory,
+        &spec_for(&ldap, vec![ldap.url()]),
+        &domain_filter(),
+    );
     assert_eq!(answer, Err("LDAP request queue full".to_string()));
 }
 
@@ -175,7 +224,11 @@ fn two_hundred_searches_at_once_are_all_answered() {
     // the thread, over the pool's two connections.
     let searches: Vec<_> = (0..200)
         .map(|i| {
-            let filter = if i % 2 == 0 { domain_filter() } else { format!("(mail=absent{i}.example.test)") };
+            let filter = if i % 2 == 0 {
+                domain_filter()
+            } else {
+                format!("(mail=absent{i}.example.test)")
+            };
             directory.search(&server, filter, attributes.clone())
         })
         .collect();
@@ -223,5 +276,8 @@ fn ldaps_and_starttls_verify_the_server_with_ca_file() {
     untrusted.name = "LDAP3".into();
     untrusted.ca_file = None;
     let failure = route_query(&directory, &untrusted, &domain_filter()).unwrap_err();
-    assert!(failure.contains("invalid peer certificate: UnknownIssuer"), "{failure}");
+    assert!(
+        failure.contains("invalid peer certificate: UnknownIssuer"),
+        "{failure}"
+    );
 }

@@ -226,7 +226,12 @@ impl Directory {
         self.handle.stop();
     }
 
-    fn submit(&self, server: Arc<ServerSpec>, filter: String, attributes: Vec<String>) -> Result<oneshot::Receiver<Answer>, String> {
+    fn submit(
+        &self,
+        server: Arc<ServerSpec>,
+        filter: String,
+        attributes: Vec<String>,
+    ) -> Result<oneshot::Receiver<Answer>, String> {
         if self.handle.shared.is_stopped() {
             return Err(STOPPED.to_string());
         }
@@ -258,7 +263,10 @@ impl Directory {
 /// runtime and its tasks, and with them every pending reply sender; jobs
 /// still queued are answered "stopped".
 fn run(jobs: Receiver<Job>, shared: Arc<Shared>, jobs_max: usize) {
-    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         let local = tokio::task::LocalSet::new();
         local.block_on(&runtime, serve(&jobs, &shared, jobs_max));
     }
@@ -288,12 +296,19 @@ async fn serve(jobs: &Receiver<Job>, shared: &Shared, jobs_max: usize) {
     }
 }
 
-fn dispatch(job: Job, pools: &mut HashMap<String, Rc<ServerPool>>, in_flight: &Rc<Cell<usize>>, jobs_max: usize) {
+fn dispatch(
+    job: Job,
+    pools: &mut HashMap<String, Rc<ServerPool>>,
+    in_flight: &Rc<Cell<usize>>,
+    jobs_max: usize,
+) {
     if job.reply.is_canceled() {
         return; // the caller gave up waiting: nobody reads the answer
     }
     if in_flight.get() >= jobs_max {
-        let _ = job.reply.send(Err(format!("LDAP thread busy: {jobs_max} searches in flight")));
+        let _ = job.reply.send(Err(format!(
+            "LDAP thread busy: {jobs_max} searches in flight"
+        )));
         return;
     }
     let pool = pool_for(pools, &job.server);

@@ -106,7 +106,9 @@ impl ServerPool {
     async fn connection(&self, slot: usize) -> Result<(u64, Ldap), String> {
         let name = &self.spec.name;
         let Ok(mut held) = timeout(self.spec.timeout, self.slots[slot].lock()).await else {
-            return Err(format!("LDAP server {name}: timed out waiting for a connection"));
+            return Err(format!(
+                "LDAP server {name}: timed out waiting for a connection"
+            ));
         };
         if let Some(pooled) = held.as_mut() {
             if !pooled.ldap.is_closed() {
@@ -128,7 +130,10 @@ impl ServerPool {
     /// slot being (re)connected right now is left to that.
     fn discard(&self, slot: usize, generation: u64) {
         if let Ok(mut held) = self.slots[slot].try_lock() {
-            if held.as_ref().is_some_and(|pooled| pooled.generation == generation) {
+            if held
+                .as_ref()
+                .is_some_and(|pooled| pooled.generation == generation)
+            {
                 *held = None;
             }
         }
@@ -137,7 +142,10 @@ impl ServerPool {
     /// A bound connection to the first of `urls` that takes one; every
     /// URL's reason when none does.
     async fn open(&self) -> Result<Ldap, String> {
-        let tls = self.tls.clone().map_err(|why| format!("LDAP server {}: {why}", self.spec.name))?;
+        let tls = self
+            .tls
+            .clone()
+            .map_err(|why| format!("LDAP server {}: {why}", self.spec.name))?;
         let mut reasons = Vec::new();
         for url in &self.spec.urls {
             match connect_and_bind(&self.spec, tls.clone(), url).await {
@@ -148,12 +156,17 @@ impl ServerPool {
         if reasons.is_empty() {
             reasons.push("no urls configured".to_string());
         }
-        Err(format!("LDAP server {}: {}", self.spec.name, reasons.join("; ")))
+        Err(format!(
+            "LDAP server {}: {}",
+            self.spec.name,
+            reasons.join("; ")
+        ))
     }
 }
 
 fn is_ldaps(url: &str) -> bool {
-    url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("ldaps://"))
+    url.get(..8)
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("ldaps://"))
 }
 
 fn needs_tls(spec: &ServerSpec) -> bool {
@@ -162,7 +175,11 @@ fn needs_tls(spec: &ServerSpec) -> bool {
 
 /// Connects to `url` (TLS as the URL and `starttls` say; the whole of it
 /// within the timeout) and binds as `bind_dn` unless anonymous.
-async fn connect_and_bind(spec: &ServerSpec, tls: Option<Arc<ClientConfig>>, url: &str) -> Result<Ldap, String> {
+async fn connect_and_bind(
+    spec: &ServerSpec,
+    tls: Option<Arc<ClientConfig>>,
+    url: &str,
+) -> Result<Ldap, String> {
     if !spec.bind_dn.is_empty() && spec.bind_password.is_empty() {
         // RFC 4513 §5.1.2, §6.3.1: a DN with an empty password is an
         // "unauthenticated bind" that servers may take as anonymous;
@@ -171,7 +188,9 @@ async fn connect_and_bind(spec: &ServerSpec, tls: Option<Arc<ClientConfig>>, url
     }
     let mut settings = LdapConnSettings::new().set_conn_timeout(spec.timeout);
     if let Some(config) = tls {
-        settings = settings.set_config(config).set_starttls(spec.starttls && !is_ldaps(url));
+        settings = settings
+            .set_config(config)
+            .set_starttls(spec.starttls && !is_ldaps(url));
     }
     let (connection, mut ldap) = LdapConnAsync::with_settings(settings, url)
         .await
@@ -194,11 +213,18 @@ async fn connect_and_bind(spec: &ServerSpec, tls: Option<Arc<ClientConfig>>, url
 /// The search itself: the first entry, `None` for no match. Result codes
 /// other than success, size limit and noSuchObject are failures of the
 /// query, not of the connection.
-async fn search_first(ldap: &mut Ldap, spec: &ServerSpec, filter: &str, attributes: &[String]) -> Result<Option<Entry>, Failure> {
+async fn search_first(
+    ldap: &mut Ldap,
+    spec: &ServerSpec,
+    filter: &str,
+    attributes: &[String],
+) -> Result<Option<Entry>, Failure> {
     // RFC 4511 §4.5.1.5 timeLimit in whole seconds, at least one: the
     // server gives up too, not only us.
     let time_limit = spec.timeout.as_secs_f64().ceil().max(1.0) as i32;
-    let options = SearchOptions::new().sizelimit(ENTRIES_WANTED).timelimit(time_limit);
+    let options = SearchOptions::new()
+        .sizelimit(ENTRIES_WANTED)
+        .timelimit(time_limit);
     let searched = ldap
         .with_search_options(options)
         .with_timeout(spec.timeout)
@@ -206,7 +232,9 @@ async fn search_first(ldap: &mut Ldap, spec: &ServerSpec, filter: &str, attribut
         .await;
     let ldap3::SearchResult(entries, result) = match searched {
         Ok(searched) => searched,
-        Err(LdapError::FilterParsing) => return Err(Failure::query(format!("filter does not parse: {filter}"))),
+        Err(LdapError::FilterParsing) => {
+            return Err(Failure::query(format!("filter does not parse: {filter}")))
+        }
         Err(e) => return Err(Failure::connection(format!("search: {e}"))),
     };
     match result.rc {

@@ -31,7 +31,11 @@ fn closed_port_url() -> String {
 }
 
 fn search(directory: &Directory, server: &Arc<ServerSpec>) -> impl Future<Output = Answer> {
-    directory.search(server, "(mail=x.example.test)".into(), vec!["mailHost".into()])
+    directory.search(
+        server,
+        "(mail=x.example.test)".into(),
+        vec!["mailHost".into()],
+    )
 }
 
 #[test]
@@ -62,7 +66,10 @@ fn the_queue_refuses_at_once_past_its_capacity() {
     let server = spec(vec![closed_port_url()]);
     let first = search(&directory, &server);
     let second = search(&directory, &server);
-    assert_eq!(block_on(search(&directory, &server)), Err(QUEUE_FULL.to_string()));
+    assert_eq!(
+        block_on(search(&directory, &server)),
+        Err(QUEUE_FULL.to_string())
+    );
     assert_eq!(directory.handle.leftovers.len(), 2);
     // Stopping answers what the stuck thread never took: no hang.
     directory.stop();
@@ -81,11 +88,17 @@ fn jobs_past_the_bound_are_refused_and_stop_answers_the_rest() {
     let first = search(&directory, &server);
     let second = search(&directory, &server);
     let third = block_on(search(&directory, &server));
-    assert_eq!(third, Err("LDAP thread busy: 2 searches in flight".to_string()));
+    assert_eq!(
+        third,
+        Err("LDAP thread busy: 2 searches in flight".to_string())
+    );
     directory.stop();
     assert_eq!(block_on(first), Err(STOPPED.to_string()));
     assert_eq!(block_on(second), Err(STOPPED.to_string()));
-    assert_eq!(block_on(search(&directory, &server)), Err(STOPPED.to_string()));
+    assert_eq!(
+        block_on(search(&directory, &server)),
+        Err(STOPPED.to_string())
+    );
 }
 
 #[test]
@@ -107,14 +120,18 @@ fn every_unreachable_url_is_named_in_the_failure() {
     let directory = Directory::start();
     let failure = block_on(search(&directory, &spec(vec![a.clone(), b.clone()]))).unwrap_err();
     assert!(failure.starts_with("LDAP server LDAP1: "), "{failure}");
-    assert!(failure.contains(&format!("{a}: connect")) && failure.contains(&format!("{b}: connect")), "{failure}");
+    assert!(
+        failure.contains(&format!("{a}: connect")) && failure.contains(&format!("{b}: connect")),
+        "{failure}"
+    );
     assert!(!failure.contains("s3cret-password"), "{failure}");
 }
 
 #[test]
 fn a_dn_with_an_empty_password_is_refused_before_any_connection() {
     let silent = TcpListener::bind("127.0.0.1:0").unwrap();
-    let mut unauthenticated = (*spec(vec![format!("ldap://{}/", silent.local_addr().unwrap())])).clone();
+    let mut unauthenticated =
+        (*spec(vec![format!("ldap://{}/", silent.local_addr().unwrap())])).clone();
     unauthenticated.bind_password.clear();
     let failure = block_on(search(&Directory::start(), &Arc::new(unauthenticated))).unwrap_err();
     assert!(failure.contains("password is empty"), "{failure}");
@@ -125,7 +142,10 @@ fn an_unreadable_ca_file_fails_every_tls_search() {
     let mut tls = (*spec(vec!["ldaps://127.0.0.1:1/".into()])).clone();
     tls.ca_file = Some("/nonexistent/portcullis-ca.pem".into());
     let failure = block_on(search(&Directory::start(), &Arc::new(tls))).unwrap_err();
-    assert!(failure.contains("ca_file /nonexistent/portcullis-ca.pem"), "{failure}");
+    assert!(
+        failure.contains("ca_file /nonexistent/portcullis-ca.pem"),
+        "{failure}"
+    );
 }
 
 #[test]
@@ -146,10 +166,20 @@ fn a_changed_spec_gets_a_new_pool_and_an_unchanged_one_keeps_it() {
 
 #[test]
 fn entries_are_bounded_and_their_names_lower_cased() {
-    use crate::limits::{LDAP_ATTRIBUTE_VALUES_MAX, LDAP_ENTRY_ATTRIBUTES_MAX, LDAP_VALUE_BYTES_MAX};
+    use crate::limits::{
+        LDAP_ATTRIBUTE_VALUES_MAX, LDAP_ENTRY_ATTRIBUTES_MAX, LDAP_VALUE_BYTES_MAX,
+    };
     let mut attrs = std::collections::HashMap::new();
-    attrs.insert("mailHost".to_string(), vec!["x".repeat(LDAP_VALUE_BYTES_MAX + 10)]);
-    attrs.insert("callAhead".to_string(), (0..LDAP_ATTRIBUTE_VALUES_MAX + 5).map(|i| format!("h{i}")).collect());
+    attrs.insert(
+        "mailHost".to_string(),
+        vec!["x".repeat(LDAP_VALUE_BYTES_MAX + 10)],
+    );
+    attrs.insert(
+        "callAhead".to_string(),
+        (0..LDAP_ATTRIBUTE_VALUES_MAX + 5)
+            .map(|i| format!("h{i}"))
+            .collect(),
+    );
     for i in 0..LDAP_ENTRY_ATTRIBUTES_MAX + 5 {
         attrs.insert(format!("zz{i:03}"), vec!["v".to_string()]);
     }
@@ -161,7 +191,10 @@ fn entries_are_bounded_and_their_names_lower_cased() {
     assert_eq!(entry.len(), LDAP_ENTRY_ATTRIBUTES_MAX);
     assert_eq!(entry["mailhost"][0].len(), LDAP_VALUE_BYTES_MAX);
     assert_eq!(entry["callahead"].len(), LDAP_ATTRIBUTE_VALUES_MAX);
-    assert_eq!(entry["callahead"][0], "h0", "values keep the server's order");
+    assert_eq!(
+        entry["callahead"][0], "h0",
+        "values keep the server's order"
+    );
 }
 
 #[test]
@@ -170,4 +203,14 @@ fn truncation_stays_on_a_character_boundary() {
     assert_eq!(truncated_for_test("abcdef", 3), "abc");
     // "é" is two bytes: cutting inside it keeps the character out whole.
     assert_eq!(truncated_for_test("aé", 2), "a");
+}
+
+#[test]
+fn a_server_that_never_answers_fails_at_the_timeout() {
+    // Connects (the kernel's backlog accepts), then the bind is never answered.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut slow = (*spec(vec![format!("ldap://{}/", silent.local_addr().unwrap())])).clone();
+    slow.timeout = Duration::from_millis(200);
+    let failure = block_on(search(&Directory::start(), &Arc::new(slow))).unwrap_err();
+    assert!(failure.contains("bind: timeout"), "{failure}");
 }
