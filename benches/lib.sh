@@ -138,6 +138,24 @@ sink_sessions_closed() {
     { tail -c 100 "$1.counters" 2>/dev/null || true; } | tr '\r' '\n' | sed -n 's/.*sess=\([0-9]*\).*/\1/p' | tail -1
 }
 
+# start_sink DIR PORT [-d]: smtp-sink with running counters in DIR.counters;
+# with -d it dumps each transaction into DIR. Sets started_pid. (callahead.sh
+# still has its own copy of the same function, which overrides this one.)
+started_pid=
+start_sink() {
+    local dir=$1 port=$2 user=() dump=()
+    # smtp-sink refuses to run as root without -u.
+    ((EUID == 0)) && user=(-u nobody)
+    if [[ ${3:-} == -d ]]; then
+        mkdir -p "$dir"
+        chmod 1777 "$dir"
+        dump=(-d "$dir/")
+    fi
+    /usr/sbin/smtp-sink "${user[@]}" -c "${dump[@]}" "127.0.0.1:$port" 1024 >"$dir.counters" 2>"$dir.err" &
+    started_pid=$!
+    wait_listening "$port" "$started_pid" 10 || { cat "$dir.err" >&2; return 1; }
+}
+
 # Recipients in the transactions dumped to DIR (smtp-sink -d).
 dumped_recipients() {
     { find "$1" -type f -print0 | xargs -0 -r grep -h '^X-Rcpt-Args:' || true; } | wc -l
