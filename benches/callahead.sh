@@ -132,23 +132,6 @@ trap 'exit 130' INT TERM
 
 # --- downstreams ------------------------------------------------------------
 
-# start_sink DIR PORT [-d]: smtp-sink with running counters in DIR.counters;
-# with -d it dumps each transaction into DIR. Sets started_pid.
-started_pid=
-start_sink() {
-    local dir=$1 port=$2 user=() dump=()
-    # smtp-sink refuses to run as root without -u.
-    ((EUID == 0)) && user=(-u nobody)
-    if [[ ${3:-} == -d ]]; then
-        mkdir -p "$dir"
-        chmod 1777 "$dir"
-        dump=(-d "$dir/")
-    fi
-    /usr/sbin/smtp-sink "${user[@]}" -c "${dump[@]}" "127.0.0.1:$port" 1024 >"$dir.counters" 2>"$dir.err" &
-    started_pid=$!
-    wait_listening "$port" "$started_pid" 10 || { cat "$dir.err" >&2; return 1; }
-}
-
 setup_rejector() {
     pf_write "$rejector" "$rejector_port" bench-rejector.test
     : >"$rejector/etc/relay_recipients"
@@ -322,7 +305,7 @@ settled_count() {
 # percentiles FILE SOURCE: "p50/p99" of the ms= of callahead lines with
 # source=SOURCE in FILE (nearest rank), "-" if none.
 percentiles() {
-    awk -v s="source=$2" '{ for (i = 1; i < NF; i++) if ($i == s && $NF ~ /^ms=/) { print substr($NF, 4); next } }' "$1" |
+    awk -v s="source=$2" '{ ms = ""; hit = 0; for (i = 1; i <= NF; i++) { if ($i == s) hit = 1; if ($i ~ /^ms=/) ms = substr($i, 4) } if (hit && ms != "") print ms }' "$1" |
         sort -n | awk '{ v[NR] = $1 } END { if (!NR) { print "-"; exit }
                        print v[int((NR * 50 + 99) / 100)] "/" v[int((NR * 99 + 99) / 100)] }'
 }

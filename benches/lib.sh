@@ -139,8 +139,7 @@ sink_sessions_closed() {
 }
 
 # start_sink DIR PORT [-d]: smtp-sink with running counters in DIR.counters;
-# with -d it dumps each transaction into DIR. Sets started_pid. (callahead.sh
-# still has its own copy of the same function, which overrides this one.)
+# with -d it dumps each transaction into DIR. Sets started_pid.
 started_pid=
 start_sink() {
     local dir=$1 port=$2 user=() dump=()

@@ -39,6 +39,11 @@ pub async fn validate(shard: &Shard, client: &Client, profile: &Arc<Profile>, ro
         Some(query) => ldap_target(shard, query, mailbox).await,
         None => Ok(Target { address: mailbox.to_string(), hosts: Vec::new(), ldap: "off" }),
     };
+    // The routing lookup's share of the wait ("-" without one).
+    let ldap_ms = match routing {
+        Some(_) => format!("{:.3}", started.elapsed().as_secs_f64() * 1000.0),
+        None => "-".to_string(),
+    };
     let (resolution, probed, ldap) = match target {
         Err(why) => (unanswered(shard, format!("LDAP routing: {why}")), mailbox.to_string(), "error"),
         Ok(target) => {
@@ -59,7 +64,7 @@ pub async fn validate(shard: &Shard, client: &Client, profile: &Arc<Profile>, ro
     if enforce && resolution.verdict.is_invalid_recipient() {
         dhap::count_invalid(shard, client).await;
     }
-    log(shard, client, mailbox, &resolution, &answer, enforce, started, (ldap, &probed));
+    log(shard, client, mailbox, &resolution, &answer, enforce, started, (ldap, &probed, &ldap_ms));
     match answer {
         Answer::Refuse(reply) if enforce => Decision::Refuse(reply),
         _ => Decision::Accept,
@@ -69,7 +74,7 @@ pub async fn validate(shard: &Shard, client: &Client, profile: &Arc<Profile>, ro
 /// A RAT row with `bypass_callahead`: accepted without a probe, and said so.
 pub fn bypass(shard: &Shard, client: &Client, mailbox: &str) {
     let resolution = Resolution { verdict: Verdict::Accepted(Reply::new(250, "2.1.5", "bypass")), source: Source::Bypass, server: None, shard: shard.mesh.id() };
-    log(shard, client, mailbox, &resolution, &Answer::Accept, true, Instant::now(), ("off", mailbox));
+    log(shard, client, mailbox, &resolution, &Answer::Accept, true, Instant::now(), ("off", mailbox, "-"));
 }
 
 /// The address and hosts the recipient's LDAP routing entry gives; no
@@ -91,9 +96,9 @@ fn unanswered(shard: &Shard, why: String) -> Resolution {
 }
 
 /// The one log line of a call-ahead decision; `ldap`: what the routing
-/// query found and the address probed.
+/// query found, the address probed, and the lookup's milliseconds.
 #[allow(clippy::too_many_arguments)]
-fn log(shard: &Shard, client: &Client, mailbox: &str, r: &Resolution, answer: &Answer, enforce: bool, started: Instant, ldap: (&str, &str)) {
+fn log(shard: &Shard, client: &Client, mailbox: &str, r: &Resolution, answer: &Answer, enforce: bool, started: Instant, ldap: (&str, &str, &str)) {
     let action = match (answer, enforce) {
         (Answer::Accept, _) => "accept",
         (Answer::Refuse(_), true) => "reject",
@@ -103,9 +108,9 @@ fn log(shard: &Shard, client: &Client, mailbox: &str, r: &Resolution, answer: &A
     let (reply, why) = describe(&r.verdict);
     shard.metrics.callahead_verdict(r.source.name(), verdict_name(&r.verdict));
     shard.log.event("callahead", format_args!(
-        "conn={} ip={} {} rcpt=<{mailbox}> source={} verdict={} action={action} server={server} reply=\"{}\" why=\"{}\" owner={} ms={:.3} ldap={} probed=<{}>",
+        "conn={} ip={} {} rcpt=<{mailbox}> source={} verdict={} action={action} server={server} reply=\"{}\" why=\"{}\" owner={} ms={:.3} ldap={} probed=<{}> ldap_ms={}",
         client.peer.connection_id, client.ip, client.label(), r.source.name(), verdict_name(&r.verdict),
-        reply.escape_debug(), why.escape_debug(), r.shard, started.elapsed().as_secs_f64() * 1000.0, ldap.0, ldap.1
+        reply.escape_debug(), why.escape_debug(), r.shard, started.elapsed().as_secs_f64() * 1000.0, ldap.0, ldap.1, ldap.2
     ));
 }
 

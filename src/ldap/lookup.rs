@@ -138,8 +138,10 @@ impl Lookups {
             waiters.push(tell);
             waiters.len() == 1
         };
-        if first {
-            self.start_search(query.clone(), slot, filter.clone());
+        match first {
+            true => self.start_search(query.clone(), slot, filter.clone()),
+            // Joined a search in flight: counted, the search itself counts once.
+            false => self.metrics.ldap_lookup("shared"),
         }
         answer.await.unwrap_or_else(|_| Looked { answer: Err("LDAP lookup abandoned".into()), cached: false, shard: self.mesh.id(), filter })
     }

@@ -21,9 +21,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// `result` of `portcullis_ldap_lookups_total`: answered from the owner's
-/// cache, or asked the directory and found an entry, found none, or got
-/// no answer (queue full, server down, timeout); the last is the catch-all.
-pub const LDAP_LOOKUP_RESULTS: [&str; 5] = ["hit", "entry", "no-entry", "error", "other"];
+/// cache, joined a search already in flight for the same key, or asked
+/// the directory and found an entry, found none, or got no answer (queue
+/// full, server down, timeout); the last is the catch-all.
+pub const LDAP_LOOKUP_RESULTS: [&str; 6] = ["hit", "shared", "entry", "no-entry", "error", "other"];
 /// `result` of `portcullis_ldap_accept_total`: an entry (accepted), no
 /// entry (rejected, 550 5.1.1), or the directory did not answer and the
 /// query's failure action rejected (451 4.4.3 by default) or accepted;

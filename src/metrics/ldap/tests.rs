@@ -33,8 +33,8 @@ fn lookups_and_accept_decisions_land_under_their_labels() {
     let ldap = metrics.snapshot().ldap;
     assert_eq!(
         ldap.lookups,
-        [3, 1, 2, 1, 0],
-        "hit, entry, no-entry, error, other"
+        [3, 0, 1, 2, 1, 0],
+        "hit, shared, entry, no-entry, error, other"
     );
     assert_eq!(
         ldap.accepts,
@@ -70,7 +70,7 @@ fn unknown_results_count_as_other() {
     metrics.ldap_lookup("HIT");
     metrics.ldap_accept("tempfail");
     let ldap = metrics.snapshot().ldap;
-    assert_eq!(ldap.lookups, [0, 0, 0, 0, 2], "labels are matched exactly");
+    assert_eq!(ldap.lookups, [0, 0, 0, 0, 0, 2], "labels are matched exactly");
     assert_eq!(ldap.accepts, [0, 0, 0, 0, 1]);
     let page = MetricsBoard::new(vec![Arc::new(metrics)]).render();
     assert!(
@@ -177,7 +177,7 @@ fn two_shards_snapshots_add_up() {
     expected.add(&second);
     let sum = board.summed().ldap;
     assert_eq!(sum, expected);
-    assert_eq!(sum.lookups, [2, 1, 0, 1, 1]);
+    assert_eq!(sum.lookups, [2, 0, 1, 0, 1, 1]);
     assert_eq!(sum.accepts, [0, 2, 0, 1, 0]);
     assert_eq!(sum.query_latency_nanos_sum, 3_000_000);
     assert_eq!(
