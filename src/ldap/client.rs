@@ -144,6 +144,8 @@ struct Handle {
     jobs: Sender<Job>,
     leftovers: Receiver<Job>,
     shared: Arc<Shared>,
+    /// The thread, for `stop_and_wait`.
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Handle {
@@ -188,12 +190,14 @@ impl Directory {
         let spawned = std::thread::Builder::new()
             .name("portcullis-ldap".into())
             .spawn(move || run(thread_receiver, thread_shared, jobs_max));
+        let failed = spawned.is_err();
         let handle = Handle {
             jobs,
             leftovers: receiver,
             shared,
+            thread: std::sync::Mutex::new(spawned.ok()),
         };
-        if spawned.is_err() {
+        if failed {
             handle.stop(); // every search answers "stopped", no panic
         }
         Directory {
@@ -224,6 +228,27 @@ impl Directory {
     /// done when the last clone drops. Does not wait for the thread.
     pub fn stop(&self) {
         self.handle.stop();
+    }
+
+    /// Stop, then wait (at most `wait`) for the thread to have ended: the
+    /// process must not exit while it still tears its runtime down (the
+    /// allocator's exit hook racing a live thread ends in SIGSEGV, as the
+    /// mail log's writer threads once did). True when it has ended.
+    pub fn stop_and_wait(&self, wait: std::time::Duration) -> bool {
+        self.stop();
+        let deadline = std::time::Instant::now() + wait;
+        let mut thread = self.handle.thread.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while let Some(running) = thread.as_ref() {
+            if running.is_finished() {
+                let _ = thread.take().map(|t| t.join());
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        true
     }
 
     fn submit(

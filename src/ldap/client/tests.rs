@@ -61,6 +61,7 @@ fn the_queue_refuses_at_once_past_its_capacity() {
             jobs,
             leftovers,
             shared: Arc::new(Shared::default()),
+            thread: std::sync::Mutex::new(None),
         }),
     };
     let server = spec(vec![closed_port_url()]);
@@ -213,4 +214,13 @@ fn a_server_that_never_answers_fails_at_the_timeout() {
     slow.timeout = Duration::from_millis(200);
     let failure = block_on(search(&Directory::start(), &Arc::new(slow))).unwrap_err();
     assert!(failure.contains("bind: timeout"), "{failure}");
+}
+
+#[test]
+fn stop_and_wait_returns_once_the_thread_has_ended() {
+    let directory = Directory::start();
+    assert!(directory.stop_and_wait(std::time::Duration::from_secs(5)), "the idle thread ends at once");
+    assert!(directory.handle.thread.lock().unwrap().is_none(), "joined");
+    assert!(block_on(search(&directory, &spec(vec![closed_port_url()]))).is_err(), "a stopped directory answers Err");
+    assert!(directory.stop_and_wait(std::time::Duration::from_millis(1)), "again: nothing to wait for");
 }
