@@ -325,3 +325,7 @@ pub const LDAP_CACHE_ENTRIES: usize = 100_000;
 pub const LDAP_IN_FLIGHT_MAX: usize = 10_000;
 /// Slack over a query's timeout for the answer to cross the mesh.
 pub const LDAP_ANSWER_SLACK_MS: u64 = 500;
+// ---- Operating LDAP (ldap test, ldap purge, admin::ldap) ---------------------
+/// The longest `[ldap.query."NAME"]` name the admin's `/ldap/purge?query=`
+/// takes: a name an operator typed, not data; anything longer is a 400.
+pub const LDAP_QUERY_NAME_BYTES_MAX: usize = 256;
