@@ -47,6 +47,12 @@ pub struct CallaheadSetup {
     dhap_max_invalid: u32,
     cores: usize,
     dns: Option<SocketAddr>,
+    /// More `key = value` lines of the listener (e.g. `ldap_routing`).
+    listener_keys: Vec<(String, String)>,
+    /// More TOML at the end (e.g. `[ldap.*]` tables).
+    extra: String,
+    /// The listener validates with `[callahead.probe]` (default true).
+    callahead: bool,
 }
 
 impl Default for CallaheadSetup {
@@ -58,6 +64,9 @@ impl Default for CallaheadSetup {
             dhap_max_invalid: 0,
             cores: 1,
             dns: None,
+            listener_keys: Vec::new(),
+            extra: String::new(),
+            callahead: true,
         }
     }
 }
@@ -112,10 +121,34 @@ impl CallaheadSetup {
         self
     }
 
+    /// `key = value` (TOML) in the listener's table.
+    pub fn listener_key(mut self, key: &str, toml_value: &str) -> Self {
+        self.listener_keys.push((key.to_owned(), toml_value.to_owned()));
+        self
+    }
+    /// TOML appended to the config (whole tables).
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push_str(toml);
+        self.extra.push('\n');
+        self
+    }
+    /// The listener does no call-ahead (the profile is still defined).
+    pub fn without_callahead(mut self) -> Self {
+        self.callahead = false;
+        self
+    }
+
     pub fn render(&self, port: u16) -> String {
+        let mut listener = String::new();
+        if self.callahead {
+            listener.push_str("callahead = \"probe\"\n");
+        }
+        for (key, value) in &self.listener_keys {
+            listener.push_str(&format!("{key} = {value}\n"));
+        }
         let mut text = format!(
             "[[listener]]\nname = \"inbound\"\naddress = \"127.0.0.1:{port}\"\ntype = \"public\"\n\
-             hat = \"inbound\"\nrat = \"inbound\"\ncallahead = \"probe\"\n\n\
+             hat = \"inbound\"\nrat = \"inbound\"\n{listener}\n\
              [[hat.inbound]]\ngroup = \"RELAYERS\"\nsenders = [\"{RELAY_CLIENT}\"]\npolicy = \"RELAYED\"\n\n\
              [[hat.inbound]]\ngroup = \"HARVESTERS\"\nsenders = [\"{HARVEST_CLIENT}\"]\npolicy = \"HARVEST\"\n\n\
              [[hat.inbound]]\ngroup = \"ALL\"\nsenders = [\"ALL\"]\npolicy = \"OPEN\"\n\n\
@@ -148,6 +181,8 @@ impl CallaheadSetup {
         for (key, value) in &self.profile {
             text.push_str(&format!("{key} = {value}\n"));
         }
+        text.push('\n');
+        text.push_str(&self.extra);
         text
     }
 

@@ -85,3 +85,28 @@ fn mistakes_are_refused_with_their_key() {
     c.server.get_mut("LDAP1").unwrap().bind_password_file = "/nonexistent/ldap.pw".into();
     assert!(Query::compile("q", &c).unwrap_err().contains("bind_password_file"));
 }
+
+fn listener_config(keys: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+    crate::config::Config::from_toml(&format!(
+        "hostname = \"mx.test\"\n[[listener]]\nname = \"in\"\naddress = \"127.0.0.1:2525\"\ntype = \"public\"\nrat = \"in\"\n{keys}\n\
+         [[rat.in]]\nrecipient = \"example.test\"\naction = \"accept\"\n\
+         [routes]\n\"example.test\" = [\"127.0.0.1:26\"]\n\
+         [ldap.server.LDAP1]\nurls = [\"ldap://127.0.0.1:3389\"]\nbase = \"dc=example,dc=com\"\n\
+         [ldap.query.\"R\"]\nserver = \"LDAP1\"\nkind = \"routing\"\nfilter = \"(mail={{d}})\"\nmailhost_attribute = \"mailHost\"\n\
+         [ldap.query.\"A\"]\nserver = \"LDAP1\"\nkind = \"accept\"\nfilter = \"(mail={{a}})\"\n"
+    ))
+}
+
+#[test]
+fn a_listener_names_existing_queries_of_the_right_kind() {
+    let config = listener_config("ldap_routing = \"R\"\nldap_accept = \"A\"").unwrap();
+    let policy = crate::config::Policy::compile(&config, 0);
+    let listener = policy.access.listener("in").unwrap();
+    assert_eq!(listener.ldap_routing.as_ref().map(|q| q.name.as_str()), Some("R"));
+    assert_eq!(listener.ldap_accept.as_ref().map(|q| q.name.as_str()), Some("A"));
+    assert_eq!(policy.access.ldap_queries.len(), 2);
+    for (keys, why) in [("ldap_routing = \"A\"", "kind"), ("ldap_accept = \"R\"", "kind"), ("ldap_accept = \"nope\"", "no [ldap.query")] {
+        let err = listener_config(keys).unwrap_err().0;
+        assert!(err.contains(why), "{keys}: {err}");
+    }
+}
