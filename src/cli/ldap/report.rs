@@ -170,10 +170,10 @@ pub fn render(report: &Report, routes: &Routes) -> String {
         }
         (QueryKind::Routing, Some((plan, delivery, callahead))) => {
             render_route(&mut out, plan, &report.answer);
-            render_side(&mut out, "5. delivery", &plan.delivery, delivery, routes);
+            render_side(&mut out, (5, "delivery"), &plan.delivery, delivery, routes);
             render_side(
                 &mut out,
-                "6. call-ahead",
+                (6, "call-ahead"),
                 &plan.callahead,
                 callahead,
                 routes,
@@ -287,8 +287,16 @@ fn render_route(out: &mut String, plan: &Plan, answer: &Answer) {
     }
 }
 
-fn render_side(out: &mut String, title: &str, way: &Way, resolved: &Resolved, routes: &Routes) {
-    let side = title.split_once(' ').map_or(title, |(_, side)| side);
+/// One side's step: where it goes, each host's stage and addresses, and
+/// the addresses it would try, in order.
+fn render_side(
+    out: &mut String,
+    (step, side): (u8, &str),
+    way: &Way,
+    resolved: &Resolved,
+    routes: &Routes,
+) {
+    let title = format!("{step}. {side}");
     match way {
         Way::Nowhere { why } => {
             let _ = writeln!(out, "{title}: nowhere: {why}");

@@ -270,7 +270,9 @@ fn an_unusable_entry_or_a_directory_error_routes_nowhere() {
     };
     let text = render(&report, &routes(&[]));
     assert!(
-        text.contains("3. result: error: connection refused\n4. routing: the directory could not be asked\n"),
+        text.contains(
+            "3. result: error: connection refused\n4. routing: the directory could not be asked\n"
+        ),
         "{text}"
     );
     assert!(
