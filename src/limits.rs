@@ -315,7 +315,8 @@ pub const MAILLOG_CLOSE_WAIT_MS: u64 = 2_000;
 // ---- LDAP queries (ldap, config::ldap) ---------------------------------------
 /// The longest an operator may let one LDAP connect, bind or search take.
 pub const LDAP_TIMEOUT_SECS_MAX: u64 = 60;
-/// Connections kept to one LDAP server, at most.
+/// Bound connections kept per LDAP server, at most (config refuses more;
+/// the client clamps to it too).
 pub const LDAP_CONNECTIONS_MAX: usize = 64;
 /// Cached LDAP answers per shard, all queries together (least recently
 /// used evicted): a bound, not a goal; answers are small.
@@ -325,6 +326,28 @@ pub const LDAP_CACHE_ENTRIES: usize = 100_000;
 pub const LDAP_IN_FLIGHT_MAX: usize = 10_000;
 /// Slack over a query's timeout for the answer to cross the mesh.
 pub const LDAP_ANSWER_SLACK_MS: u64 = 500;
+// ---- LDAP client (ldap::client): ldap3 on its own thread -------------------
+/// Searches waiting for the LDAP thread (shards → thread, crossbeam); past
+/// it a search answers "temporary failure" at once instead of queueing
+/// behind a thread that is far behind or stuck.
+pub const LDAP_QUEUE_MAX: usize = 4_096;
+/// Searches the LDAP thread works on at once, all servers; past it a
+/// search answers "temporary failure" at once.
+pub const LDAP_JOBS_MAX: usize = 4_096;
+/// Searches in flight on one server per pooled connection (ldap3
+/// multiplexes operations over one connection, RFC 4511 §3.1 message
+/// IDs); more wait for a turn, at most the server's timeout.
+pub const LDAP_IN_FLIGHT_PER_CONNECTION: usize = 16;
+/// Attributes kept from one entry; the rest are dropped (a query names
+/// the few it reads, so only a server ignoring the list sends more).
+pub const LDAP_ENTRY_ATTRIBUTES_MAX: usize = 32;
+/// Values kept per attribute, in the order the server sent them; the rest
+/// are dropped (a callAhead or mailHost list longer than this is a
+/// mistake in the directory, ROUTE_HOSTS_MAX bounds what routing uses).
+pub const LDAP_ATTRIBUTE_VALUES_MAX: usize = 64;
+/// Bytes kept per value, cut at a character boundary: a host list or an
+/// address is far shorter (RFC 5321 §4.5.3.1.3: paths are 256 octets).
+pub const LDAP_VALUE_BYTES_MAX: usize = 4_096;
 // ---- Operating LDAP (ldap test, ldap purge, admin::ldap) ---------------------
 /// The longest `[ldap.query."NAME"]` name the admin's `/ldap/purge?query=`
 /// takes: a name an operator typed, not data; anything longer is a 400.

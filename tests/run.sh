@@ -21,6 +21,8 @@ declare -A probe=(
     [swaks]=/usr/bin/swaks
     [openssl]=/usr/bin/openssl
     [unbound]=/usr/sbin/unbound      # the tests' DNS server (tests/common/dns.rs)
+    [slapd]=/usr/sbin/slapd          # the tests' LDAP server (tests/common/slapd.rs)
+    [ldap-utils]=/usr/bin/ldapadd    # ldapadd/ldapmodify/ldapsearch for the slapd harness
 )
 
 missing=()
@@ -46,18 +48,27 @@ if ((${#missing[@]})); then
             'postfix postfix/mailname string portcullis-test.invalid' |
             "${sudo[@]}" debconf-set-selections
     fi
+    # The same for slapd: no database, no admin password asked, no
+    # directory the tests could depend on; the tests write their own
+    # config (tests/common/slapd.rs).
+    if [[ " ${missing[*]} " == *" slapd "* ]]; then
+        echo 'slapd slapd/no_configuration boolean true' |
+            "${sudo[@]}" debconf-set-selections
+    fi
     log=$(mktemp)
     trap 'rm -f "$log"' EXIT
     # unbound's postinst starts the system resolver service (on port 53)
-    # where it can; the tests start their own on a free port, so keep the
-    # package from starting one: a policy-rc.d that denies every start
+    # where it can, and slapd's the system directory (on port 389); the
+    # tests start their own on free ports, so keep the packages from
+    # starting one: a policy-rc.d that denies every start
     # (exit 101), only for this install and only if the machine has none.
-    # Its postinst ignores a refused or failed start (`|| true`).
+    # Their postinsts tolerate the denied start (unbound's `|| true`,
+    # slapd's `|| ignore_init_failure`).
     # Removed right after the install (the EXIT trap covers a failed one;
     # it never runs after the final exec).
     policy=/usr/sbin/policy-rc.d
     made_policy=
-    if [[ " ${missing[*]} " == *" unbound "* && ! -e $policy ]]; then
+    if [[ ( " ${missing[*]} " == *" unbound "* || " ${missing[*]} " == *" slapd "* ) && ! -e $policy ]]; then
         printf '#!/bin/sh\nexit 101\n' | "${sudo[@]}" tee "$policy" >/dev/null
         "${sudo[@]}" chmod 755 "$policy"
         made_policy=1

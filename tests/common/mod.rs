@@ -24,6 +24,8 @@
 //!   program makes (garbage, endless lines, a stall mid-reply).
 //! - [`callahead`]: a public listener with a call-ahead profile in front of
 //!   a test downstream; its decision log lines, CLI and metrics.
+//! - [`slapd`]: OpenLDAP's `slapd` with the mail-routing schema, the bind
+//!   user and the seed's example entry, for the LDAP queries.
 //! - [`conncount`]: connections to a port sampled from /proc/net/tcp, for
 //!   servers that do not log them (smtp-sink).
 //!
@@ -45,6 +47,7 @@ pub mod postfix;
 pub mod process;
 pub mod server;
 pub mod sink;
+pub mod slapd;
 pub mod spread;
 
 pub use admin::{sample, scrape};
@@ -58,6 +61,7 @@ pub use process::{
 };
 pub use server::{portcullis_bin, run_portcullis, Portcullis, PortcullisBuilder};
 pub use sink::{Sink, SinkBuilder, SinkMessage};
+pub use slapd::Slapd;
 pub use spread::{owner_of, Placement};
 
 use std::time::Duration;
