@@ -7,14 +7,18 @@
 //! `--config FILE` finds the admin listener in the file the server runs,
 //! and a dead admin port fails with exit 1 and the address in the reason.
 //! `portcullis ldap test` needs no running appliance: without a query in
-//! the config it is a config error (exit 2).
-//!
-//! Not here yet: `ldap test` against a real slapd (the seed's entry, the
-//! call-ahead port 9025, no entry, filter injection, slapd killed), which
-//! needs the real LDAP client and `tests/common/slapd.rs`.
+//! the config it is a config error (exit 2). Against a real slapd holding
+//! the seed's entry and the test DNS server (tests/common/slapd.rs, dns.rs)
+//! it prints the filter as sent, the entry, the mail and call-ahead hosts
+//! and their addresses — call-ahead on the LDAP port 9025, delivery on 25;
+//! no entry → the domain's MX; an injection attempt (`*)(mail=*`) stays one
+//! escaped value and finds nothing (exit 0); slapd killed → exit 1 with
+//! the reason.
 
 mod common;
 
+use common::dns::{TestDns, Zone};
+use common::slapd::route_entry;
 use common::*;
 
 use std::net::SocketAddr;
@@ -109,4 +113,114 @@ fn test_without_a_query_is_a_config_error() {
     let (code, _, stderr) = ldap(&["test", "LDAP1.accept", "a@example.test", "--config", &path]);
     assert_eq!(code, Some(2));
     assert!(stderr.contains("LDAP1.routing"), "names the queries there are: {stderr}");
+}
+
+// ---- ldap test against a real slapd --------------------------------------
+
+/// The seed's entry under the test zone, as `ldap test` must explain it.
+const SEED_DOMAIN: &str = "cisco.example.test";
+const SEED_MAILHOST: &str = "smtp.mydomain.example.test";
+const SEED_CALLAHEAD: &str = "smtp2.mydomain.example.test,smtp3.mydomain.example.test:9025";
+/// A domain without an entry: its MX decides ("*" = USEDNS).
+const NO_ENTRY_DOMAIN: &str = "nomatch.example.test";
+
+fn zone() -> Zone {
+    Zone::standard()
+        .a(SEED_MAILHOST, "127.0.0.71")
+        .a("smtp2.mydomain.example.test", "127.0.0.72")
+        .a("smtp3.mydomain.example.test", "127.0.0.73")
+        .mx(NO_ENTRY_DOMAIN, 10, "mx.nomatch.example.test")
+        .a("mx.nomatch.example.test", "127.0.0.74")
+}
+
+/// The directory (with the seed's entry), the test DNS, and a config file
+/// with a routing query on `{d}` and an accept query on `{a}`.
+struct Site {
+    slapd: Slapd,
+    dns: TestDns,
+    file: ConfigFile,
+}
+
+fn site() -> Site {
+    let slapd = Slapd::start();
+    slapd.add(&route_entry(SEED_DOMAIN, SEED_MAILHOST, Some(SEED_CALLAHEAD)));
+    let dns = TestDns::start(&zone());
+    let text = format!(
+        r#"[routes]
+"*" = ["USEDNS"]
+
+{server}
+[ldap.query."LDAP1.routing"]
+server = "LDAP1"
+kind = "routing"
+filter = "(mail={{d}})"
+mailhost_attribute = "mailHost"
+callahead_attribute = "callAhead"
+
+[ldap.query."LDAP1.accept"]
+server = "LDAP1"
+kind = "accept"
+filter = "(mail={{a}})"
+"#,
+        server = slapd.server_toml("LDAP1")
+    );
+    Site { slapd, dns, file: ConfigFile::with_text(&text) }
+}
+
+/// `portcullis ldap test QUERY ADDR --config FILE --dns DNS`.
+fn test_query(d: &Site, query: &str, address: &str) -> (Option<i32>, String, String) {
+    let (config, dns) = (d.file.path().display().to_string(), d.dns.addr().to_string());
+    ldap(&["test", query, address, "--config", &config, "--dns", &dns])
+}
+
+/// The value of the line that starts with `label` (after it).
+fn line<'a>(stdout: &'a str, label: &str) -> &'a str {
+    stdout.lines().find_map(|l| l.trim_start().strip_prefix(label)).unwrap_or_else(|| panic!("no {label:?} line in\n{stdout}"))
+}
+
+#[test]
+fn test_explains_the_seeds_entry_no_entry_and_an_injection() {
+    let d = site();
+    let (code, stdout, stderr) = test_query(&d, "LDAP1.routing", &format!("user@{SEED_DOMAIN}"));
+    assert_eq!(code, Some(0), "{stdout}{stderr}\n{}", d.slapd.log());
+    assert_eq!(line(&stdout, "2. filter: "), format!("(mail={SEED_DOMAIN})"));
+    assert_eq!(line(&stdout, "3. result: "), "entry found", "{stdout}");
+    assert_eq!(line(&stdout, "callahead: "), SEED_CALLAHEAD, "the attribute as stored");
+    assert_eq!(line(&stdout, "mail hosts: "), SEED_MAILHOST);
+    assert_eq!(line(&stdout, "call-ahead hosts: "), "smtp2.mydomain.example.test:9025, smtp3.mydomain.example.test:9025", "the list's port for both");
+    // The seed's port rules: call-ahead on the LDAP port, delivery on 25.
+    assert_eq!(line(&stdout, "call-ahead addresses: "), "127.0.0.72:9025, 127.0.0.73:9025", "{stdout}");
+    assert_eq!(line(&stdout, "delivery addresses: "), "127.0.0.71:25", "{stdout}");
+
+    let (code, stdout, stderr) = test_query(&d, "LDAP1.routing", &format!("user@{NO_ENTRY_DOMAIN}"));
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(line(&stdout, "3. result: "), "no entry");
+    assert!(line(&stdout, "5. delivery of ").ends_with(&format!("no entry → DNS MX (then A/AAAA) for {NO_ENTRY_DOMAIN}")), "{stdout}");
+    assert_eq!(line(&stdout, "delivery addresses: "), "127.0.0.74:25");
+    assert_eq!(line(&stdout, "call-ahead addresses: "), "127.0.0.74:25");
+
+    // The accept query on {a}: the entry's own mail value is found; an
+    // injection that would match every entry unescaped finds nothing.
+    let (code, stdout, _) = test_query(&d, "LDAP1.accept", SEED_DOMAIN);
+    assert_eq!((code, line(&stdout, "3. result: ")), (Some(0), "entry found"), "{stdout}");
+    assert!(line(&stdout, "4. accept: ").starts_with("accept "), "{stdout}");
+    let (code, stdout, stderr) = test_query(&d, "LDAP1.accept", "*)(mail=*");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(line(&stdout, "2. filter: "), r"(mail=\2a\29\28mail=\2a)");
+    assert_eq!(line(&stdout, "3. result: "), "no entry");
+    assert!(line(&stdout, "4. accept: ").starts_with("refuse \"550 5.1.1 <*)(mail=*>: User unknown\""), "{stdout}");
+    let (code, stdout, _) = test_query(&d, "LDAP1.routing", "x@*)(mail=*");
+    assert_eq!((code, line(&stdout, "3. result: ")), (Some(0), "no entry"), "{stdout}");
+}
+
+#[test]
+fn test_with_the_directory_down_is_exit_1_with_the_reason() {
+    let mut d = site();
+    d.slapd.kill();
+    let (code, stdout, stderr) = test_query(&d, "LDAP1.routing", &format!("user@{SEED_DOMAIN}"));
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(line(&stdout, "3. result: ").starts_with("error: "), "{stdout}");
+    assert!(line(&stdout, "3. result: ").contains("Connection refused"), "the reason: {stdout}");
+    assert!(stderr.contains("could not be asked") && stderr.contains("Connection refused"), "{stderr}");
+    assert!(line(&stdout, "5. delivery: ").contains("defers"), "{stdout}");
 }

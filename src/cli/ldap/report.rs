@@ -81,8 +81,9 @@ pub struct Report<'a> {
 /// `callahead::validate`, written out.
 pub fn plan(query: &Query, address: &str, answer: &Answer) -> Plan {
     let entry = match answer {
-        Err(why) => {
-            let why = format!("the directory cannot be asked ({why})");
+        Err(_) => {
+            // The reason is step 3's; each side says what it does about it.
+            let why = "the directory cannot be asked";
             return Plan {
                 route: None,
                 delivery: Way::Nowhere {

@@ -61,7 +61,7 @@ pub fn run(query: &str, address: &str, config: Option<&Path>, dns: &[SocketAddr]
         }
     };
     if let Err(why) = &answer {
-        eprintln!("portcullis: LDAP server {}: {why}", setup.query.server.name);
+        eprintln!("portcullis: the directory could not be asked: {why}");
     }
     let failed = answer.is_err();
     let filter = setup.query.template.fill(address);
