@@ -6,6 +6,8 @@
 //! NAME` ask every shard (`LdapPurge` over the mesh) and print `purged=N`,
 //! `--config FILE` finds the admin listener in the file the server runs,
 //! and a dead admin port fails with exit 1 and the address in the reason.
+//! With slapd behind an accept query, two RCPTs leave one cached answer on
+//! each shard, and `--query` purges both (`purged=2`).
 //! `portcullis ldap test` needs no running appliance: without a query in
 //! the config it is a config error (exit 2). Against a real slapd holding
 //! the seed's entry and the test DNS server (tests/common/slapd.rs, dns.rs)
@@ -223,4 +225,47 @@ fn test_with_the_directory_down_is_exit_1_with_the_reason() {
     assert!(line(&stdout, "3. result: ").contains("Connection refused"), "the reason: {stdout}");
     assert!(stderr.contains("could not be asked") && stderr.contains("Connection refused"), "{stderr}");
     assert!(line(&stdout, "5. delivery: ").contains("defers"), "{stdout}");
+}
+
+#[test]
+fn purge_forgets_what_the_shards_cached() {
+    let slapd = Slapd::start();
+    slapd.add(&route_entry(SEED_DOMAIN, SEED_MAILHOST, Some(SEED_CALLAHEAD)));
+    let (port, admin) = (free_port(), SocketAddr::from(([127, 0, 0, 1], free_port())));
+    let text = format!(
+        "admin_listen = \"{admin}\"\n\n[[listener]]\nname = \"inbound\"\naddress = \"127.0.0.1:{port}\"\ntype = \"public\"\nhat = \"inbound\"\nrat = \"inbound\"\nldap_accept = \"LDAP1.accept\"\n\n\
+         [[hat.inbound]]\ngroup = \"ALL\"\nsenders = [\"ALL\"]\npolicy = \"ACCEPTED\"\n\n[[rat.inbound]]\nrecipient = \"ALL\"\naction = \"accept\"\n\n\
+         {server}\n[ldap.query.\"LDAP1.accept\"]\nserver = \"LDAP1\"\nkind = \"accept\"\nfilter = \"(mail={{d}})\"\n",
+        server = slapd.server_toml("LDAP1")
+    );
+    let file = ConfigFile::with_text(&text);
+    let mut server = Portcullis::builder().listeners_file(&file, port).cores(SHARDS).admin_listen(&admin.to_string()).start();
+    server.wait_every_shard_serving(SHARDS, WAIT);
+    assert!(wait_until(WAIT, || is_listening(admin.port())), "admin port\n{}", server.log());
+
+    // Two answers cached, each on the owner shard of its domain: an entry
+    // and "no entry", for a domain the other shard owns.
+    let elsewhere = (0..100).map(|i| format!("absent{i}.example.test")).find(|d| owner_of(d, SHARDS) != owner_of(SEED_DOMAIN, SHARDS)).expect("a domain on the other shard");
+    let (mut smtp, greeting) = RawSmtp::connect(server.addr()).expect("connect");
+    assert_eq!(greeting.code, 220, "{greeting:?}");
+    assert_eq!(smtp.cmd("EHLO client.test").unwrap().code, 250);
+    assert_eq!(smtp.cmd("MAIL FROM:<sender@client.test>").unwrap().code, 250);
+    assert_eq!(smtp.cmd(&format!("RCPT TO:<user@{SEED_DOMAIN}>")).unwrap().code, 250, "{}", server.log());
+    assert_eq!(smtp.cmd(&format!("RCPT TO:<user@{elsewhere}>")).unwrap().code, 550, "{}", server.log());
+    let _ = smtp.cmd("QUIT");
+
+    let admin_flag = admin.to_string();
+    let purge = |args: &[&str]| {
+        let mut all = vec!["purge"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--admin", &admin_flag]);
+        let (code, stdout, stderr) = ldap(&all);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        stdout
+    };
+    assert_eq!(purge(&["--query", "LDAP1.other"]), "purged=0\n", "another query's answers");
+    assert_eq!(purge(&["--query", "LDAP1.accept"]), "purged=2\n", "one from each shard");
+    assert_eq!(purge(&["--all"]), "purged=0\n");
+    let status = server.stop(WAIT).expect("it was running");
+    assert!(status.success(), "{status:?}\n{}", server.log());
 }
