@@ -1,8 +1,8 @@
 # shellcheck shell=bash
-# Helpers shared by the load benchmarks (sourced by benches/load.sh and
-# benches/callahead.sh, never run): loopback ports and readiness, process
-# CPU accounting, smtp-sink counters and dumps, and private Postfix
-# instances. Callers set `set -euo pipefail` and LEG_TIMEOUT.
+# Helpers shared by the load benchmarks (sourced by benches/load.sh,
+# benches/callahead.sh and benches/ldap.sh, never run): loopback ports and
+# readiness, process CPU accounting, smtp-sink counters and dumps, private
+# Postfix instances and a private slapd. Callers set `set -euo pipefail` and LEG_TIMEOUT.
 #
 # Everything listens on 127.0.0.1 only. A private Postfix instance lives in
 # one directory (etc/, queue/, data/, maillog) with its own master: the
@@ -138,6 +138,24 @@ sink_sessions_closed() {
     { tail -c 100 "$1.counters" 2>/dev/null || true; } | tr '\r' '\n' | sed -n 's/.*sess=\([0-9]*\).*/\1/p' | tail -1
 }
 
+# start_sink DIR PORT [-d]: smtp-sink with running counters in DIR.counters;
+# with -d it dumps each transaction into DIR. Sets started_pid. (callahead.sh
+# still has its own copy of the same function, which overrides this one.)
+started_pid=
+start_sink() {
+    local dir=$1 port=$2 user=() dump=()
+    # smtp-sink refuses to run as root without -u.
+    ((EUID == 0)) && user=(-u nobody)
+    if [[ ${3:-} == -d ]]; then
+        mkdir -p "$dir"
+        chmod 1777 "$dir"
+        dump=(-d "$dir/")
+    fi
+    /usr/sbin/smtp-sink "${user[@]}" -c "${dump[@]}" "127.0.0.1:$port" 1024 >"$dir.counters" 2>"$dir.err" &
+    started_pid=$!
+    wait_listening "$port" "$started_pid" 10 || { cat "$dir.err" >&2; return 1; }
+}
+
 # Recipients in the transactions dumped to DIR (smtp-sink -d).
 dumped_recipients() {
     { find "$1" -type f -print0 | xargs -0 -r grep -h '^X-Rcpt-Args:' || true; } | wc -l
@@ -271,4 +289,115 @@ pf_stop() {
     for pid in ${master:+"$master"} "${children[@]}"; do
         wait_gone "$pid" 15 || kill -KILL "$pid" 2>/dev/null || true
     done
+}
+
+# --- slapd (LDAP) -------------------------------------------------------------
+
+# A private OpenLDAP slapd in one directory (slapd.conf, schema, mdb data,
+# log), on 127.0.0.1 only, anonymous read: the directory of the LDAP
+# benchmark. The schema is the one of tests/common/slapd.rs (same private
+# OIDs under 1.3.6.1.4.1.99999), so an entry written for the tests loads here.
+SLAPD_BASE="dc=example,dc=com"
+SLAPD_DOMAINS="ou=domains,$SLAPD_BASE"
+SLAPD_PEOPLE="ou=people,$SLAPD_BASE"
+
+slapd_write_schema() {
+    cat >"$1/portcullis.schema" <<'SCHEMA'
+attributetype ( 1.3.6.1.4.1.99999.1.1 NAME 'mailHost'
+  DESC 'Portcullis test: the host(s) delivery uses'
+  EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )
+attributetype ( 1.3.6.1.4.1.99999.1.2 NAME 'callAhead'
+  DESC 'Portcullis test: the host(s) call-ahead probes, host[:port],...'
+  EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{1024} )
+attributetype ( 1.3.6.1.4.1.99999.1.3 NAME 'mailRoutingAddress'
+  DESC 'Portcullis test: the envelope recipient rewritten for delivery'
+  EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )
+attributetype ( 1.3.6.1.4.1.99999.1.4 NAME 'mailAlternateAddress'
+  DESC 'Portcullis test: another address of the same mailbox'
+  EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch
+  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )
+objectclass ( 1.3.6.1.4.1.99999.2.1 NAME 'portcullisMailRoute'
+  DESC 'Portcullis test: a domain or address with its routing'
+  SUP top STRUCTURAL
+  MUST mail
+  MAY ( mailHost $ callAhead $ mailRoutingAddress $ mailAlternateAddress $ cn $ uid ) )
+SCHEMA
+}
+
+# slapd_write_conf DIR: slapd.conf for an mdb under SLAPD_BASE. `mail` is
+# indexed (equality), so a search is an index lookup however many entries
+# are loaded, as in any real directory; the map may grow to 1 GiB (sparse).
+# loglevel 0: slapd's own per-operation logging would measure syslog.
+slapd_write_conf() {
+    local dir=$1
+    mkdir -p "$dir/data"
+    cat >"$dir/slapd.conf" <<CONF
+include /etc/ldap/schema/core.schema
+include /etc/ldap/schema/cosine.schema
+include /etc/ldap/schema/inetorgperson.schema
+include $dir/portcullis.schema
+pidfile $dir/slapd.pid
+argsfile $dir/slapd.args
+modulepath /usr/lib/ldap
+moduleload back_mdb
+loglevel 0
+
+database mdb
+maxsize 1073741824
+suffix "$SLAPD_BASE"
+rootdn "cn=admin,$SLAPD_BASE"
+directory $dir/data
+index objectClass eq
+index mail eq
+access to * by * read
+CONF
+}
+
+# slapd_base_ldif: the suffix and the two OUs the entries live under.
+slapd_base_ldif() {
+    cat <<LDIF
+dn: $SLAPD_BASE
+objectClass: dcObject
+objectClass: organization
+dc: example
+o: Portcullis benchmark directory
+
+dn: $SLAPD_DOMAINS
+objectClass: organizationalUnit
+ou: domains
+
+dn: $SLAPD_PEOPLE
+objectClass: organizationalUnit
+ou: people
+
+LDIF
+}
+
+# slapd_start DIR PORT [LDIF]: write the config into DIR, load the base
+# entries and LDIF (a file, e.g. thousands of entries) with slapadd before
+# the first start (offline, much faster than ldapadd), run slapd in the
+# foreground of a background job (`-d 0`: no fork, so $! is slapd) on
+# ldap://127.0.0.1:PORT/ and wait until it listens. Sets slapd_pid.
+slapd_pid=
+slapd_start() {
+    local dir=$1 port=$2 ldif=${3:-}
+    mkdir -p "$dir"
+    slapd_write_schema "$dir"
+    slapd_write_conf "$dir"
+    slapd_base_ldif >"$dir/base.ldif"
+    if [[ -n $ldif ]]; then cat "$ldif" >>"$dir/base.ldif"; fi
+    # -q: no consistency checks while loading (the LDIF is ours).
+    /usr/sbin/slapadd -q -f "$dir/slapd.conf" -l "$dir/base.ldif" >"$dir/slapadd.log" 2>&1 ||
+        { tail -5 "$dir/slapadd.log" >&2; return 1; }
+    /usr/sbin/slapd -d 0 -h "ldap://127.0.0.1:$port/" -f "$dir/slapd.conf" >"$dir/slapd.log" 2>&1 &
+    slapd_pid=$!
+    wait_listening "$port" "$slapd_pid" 20 || { tail -5 "$dir/slapd.log" >&2; return 1; }
+}
+
+slapd_stop() {
+    stop_pid "$slapd_pid"
+    slapd_pid=
 }

@@ -156,6 +156,8 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), String> {
     let deadline = Duration::from_secs(shared.settings.shutdown_grace_secs + 2 + 2 + 10) + Duration::from_millis(4 * limits::SHUTDOWN_DRAIN_MS);
     let errors = wait_for_shards(shards, deadline);
     drop(admin);
+    // No shard asks any more: the LDAP thread answers what is left with errors and ends.
+    shared.directory.stop();
     if errors.is_empty() && !shared.failed.load(Ordering::SeqCst) {
         eprintln!("portcullis: stopped");
         Ok(())

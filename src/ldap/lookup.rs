@@ -71,9 +71,9 @@ pub struct Lookups {
     directory: Directory,
     mesh: Rc<Mesh>,
     metrics: Arc<Metrics>,
-    /// "query\0key" → (expires at, ms on `epoch`; the answer).
+    /// "query\0fingerprint\0key" → (expires at, ms on `epoch`; the answer).
     cache: RefCell<lru::LruCache<String, (u64, Option<Arc<Entry>>)>>,
-    /// "query\0key" being searched, and who waits for it.
+    /// "query\0fingerprint\0key" being searched, and who waits for it.
     in_flight: RefCell<HashMap<String, Vec<oneshot::Sender<Looked>>>>,
     epoch: Instant,
 }
@@ -108,7 +108,7 @@ impl Lookups {
     async fn answer(self: &Rc<Self>, request: LdapLookup) -> Looked {
         let query = &request.query;
         let filter = query.template.fill(&request.address);
-        let slot = format!("{}\0{}", query.name, query.key(&request.address));
+        let slot = format!("{}\0{:x}\0{}", query.name, query.fingerprint, query.key(&request.address));
         let now = self.now_ms();
         let hit = {
             let mut cache = self.cache.borrow_mut();

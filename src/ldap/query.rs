@@ -23,6 +23,10 @@ use crate::smtp::Reply;
 #[derive(Debug)]
 pub struct Query {
     pub name: String,
+    /// A hash of what decides an answer (filter, attributes, server, base):
+    /// part of the cache key, so a reload that changes the query never
+    /// serves answers of the old one.
+    pub fingerprint: u64,
     pub kind: QueryKind,
     pub server: Arc<ServerSpec>,
     pub template: Template,
@@ -89,8 +93,15 @@ impl Query {
             connections: s.connections,
         };
         let attribute = |a: &str| (!a.is_empty()).then(|| a.to_ascii_lowercase());
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&q.filter, &q.rewrite_attribute, &q.mailhost_attribute, &q.callahead_attribute, &s.urls, &s.base, &s.bind_dn).hash(&mut h);
+            h.finish()
+        };
         Ok(Query {
             name: name.to_string(),
+            fingerprint,
             kind: q.kind,
             server: Arc::new(server),
             template,
