@@ -1,7 +1,7 @@
 //! The admin listener: `GET /metrics` (Prometheus text of every shard's
-//! metrics, summed) and the call-ahead cache commands (`callahead.rs`,
-//! answered by the shards over `bridge.rs`) over a minimal HTTP/1.1, off
-//! the shards.
+//! metrics, summed), the call-ahead cache commands (`callahead.rs`) and the
+//! LDAP cache purge (`ldap.rs`), answered by the shards over `bridge.rs`,
+//! over a minimal HTTP/1.1, off the shards.
 //!
 //! It sits beside the mail flow, not in it: one dedicated std thread with a
 //! blocking `TcpListener`, so a scrape never runs on (or blocks) a shard; the
@@ -20,6 +20,7 @@
 pub mod bridge;
 mod callahead;
 mod http;
+mod ldap;
 #[cfg(test)]
 mod tests;
 

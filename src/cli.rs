@@ -1,7 +1,9 @@
 //! Command-line interface (clap). Flags override the config file; a list
 //! flag given at least once replaces the file's list.
 
+pub mod admin_client;
 pub mod callahead;
+pub mod ldap;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +34,8 @@ pub enum Command {
     },
     /// Query or purge the call-ahead verdict cache of the running appliance (through its admin listener).
     Callahead(callahead::CallaheadArgs),
+    /// LDAP queries: `test QUERY ADDR` runs one against its directory and explains the answer (offline); `purge` forgets cached answers in the running appliance (through its admin listener).
+    Ldap(ldap::LdapArgs),
 }
 
 #[derive(Args, Debug, Default, Clone)]

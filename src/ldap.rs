@@ -15,13 +15,15 @@
 //! - `query`: a compiled query and what its answer means;
 //! - `client`: the LDAP thread and its connection pools;
 //! - `lookup`: the owner shard's cache and single flight, and the call;
-//! - `accept`: the accept query's decision at RCPT.
+//! - `accept`: the accept query's decision at RCPT;
+//! - `operate`: the operator's purge of the cache, on every shard.
 
 pub mod accept;
 pub mod client;
 pub mod filter;
 pub mod hosts;
 pub mod lookup;
+pub mod operate;
 pub mod query;
 
 pub use query::{Query, Route};

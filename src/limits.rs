@@ -348,3 +348,7 @@ pub const LDAP_ATTRIBUTE_VALUES_MAX: usize = 64;
 /// Bytes kept per value, cut at a character boundary: a host list or an
 /// address is far shorter (RFC 5321 §4.5.3.1.3: paths are 256 octets).
 pub const LDAP_VALUE_BYTES_MAX: usize = 4_096;
+// ---- Operating LDAP (ldap test, ldap purge, admin::ldap) ---------------------
+/// The longest `[ldap.query."NAME"]` name the admin's `/ldap/purge?query=`
+/// takes: a name an operator typed, not data; anything longer is a 400.
+pub const LDAP_QUERY_NAME_BYTES_MAX: usize = 256;

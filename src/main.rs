@@ -1,4 +1,5 @@
-//! The `portcullis` binary: parse the CLI, then run or check the config.
+//! The `portcullis` binary: parse the CLI, then run, check the config, or
+//! run an operator's command (`callahead`, `ldap`).
 
 use clap::Parser;
 use mimalloc::MiMalloc;
@@ -22,6 +23,7 @@ fn main() {
             }
         },
         Some(Command::Callahead(args)) => portcullis::cli::callahead::run(args),
+        Some(Command::Ldap(args)) => portcullis::cli::ldap::run(args),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     };

@@ -335,6 +335,38 @@ async fn bounded<T>(limit: Duration, to: usize, work: impl Future<Output = Resul
     futures_lite::future::or(work, timer).await
 }
 
+/// Await every future, concurrently (a slow shard does not hold up the
+/// question to the next): what asking every shard at once needs
+/// (`callahead::operate`, `ldap::operate`).
+pub(crate) async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pending: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
+    futures_lite::future::poll_fn(|cx| {
+        let mut all_done = true;
+        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
+            if let Some(future) = slot {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => {
+                        *output = Some(value);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs
+        .into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}
+
 /// CPUs this process may run on, in order (respects taskset/cgroups).
 pub fn online_cpus() -> Vec<usize> {
     unsafe {

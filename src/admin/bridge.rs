@@ -6,7 +6,7 @@
 //!
 //! Every shard polls the one channel (`serve`, started by `lifecycle`), so
 //! whichever shard is free first takes a request and asks the owner shards
-//! over the mesh (`callahead::operate`). Nothing can hang the admin thread:
+//! over the mesh (`callahead::operate`, `ldap::operate`). Nothing can hang the admin thread:
 //! a full channel is `Busy` at once, and no answer within
 //! `limits::ADMIN_BRIDGE_TIMEOUT_MS` (shards stopping, stuck, or gone) is
 //! `NoAnswer`; both become HTTP 503.
@@ -27,6 +27,8 @@ use crate::shards::Mesh;
 pub enum AdminRequest {
     CallaheadQuery { address: String },
     CallaheadPurge(PurgeTarget),
+    /// Drop the LDAP answers cached for `query` ("" = every query) on every shard.
+    LdapPurge { query: String },
 }
 
 /// What a shard answers.
@@ -140,6 +142,10 @@ async fn answer(envelope: Envelope, mesh: Rc<Mesh>) {
             Err(gone) => AdminReply::Failed(gone.to_string()),
         },
         AdminRequest::CallaheadPurge(what) => match operate::purge(&mesh, what).await {
+            Ok(count) => AdminReply::Purged(count),
+            Err(gone) => AdminReply::Failed(gone.to_string()),
+        },
+        AdminRequest::LdapPurge { query } => match crate::ldap::operate::purge_everywhere(&mesh, &query).await {
             Ok(count) => AdminReply::Purged(count),
             Err(gone) => AdminReply::Failed(gone.to_string()),
         },

@@ -70,7 +70,7 @@ pub fn route(method: &str, path: &str, query: &str, bridge: Option<&Bridge>) -> 
 }
 
 /// RFC 9110 §15.6.4: 503, the shards could not answer now.
-fn unavailable(why: &str) -> Response {
+pub(super) fn unavailable(why: &str) -> Response {
     Response::text(
         503,
         "Service Unavailable",
@@ -297,7 +297,7 @@ mod tests {
             }
             AdminRequest::CallaheadQuery { .. } => AdminReply::Cached(Vec::new()),
             AdminRequest::CallaheadPurge(PurgeTarget::Domain(_)) => AdminReply::Purged(3),
-            AdminRequest::CallaheadPurge(_) => {
+            AdminRequest::CallaheadPurge(_) | AdminRequest::LdapPurge { .. } => {
                 AdminReply::Failed("shard 1 did not answer in time".into())
             }
         });

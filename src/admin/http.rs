@@ -1,7 +1,8 @@
 //! The admin listener's HTTP, without I/O: a request head in (parsed by
 //! `httparse`), an answer out. Only what a Prometheus scraper and an
 //! operator's curl need: `GET`/`HEAD /metrics`, the call-ahead endpoints
-//! (`callahead.rs`, through the shards' bridge), everything else refused
+//! (`callahead.rs`) and the LDAP purge (`ldap.rs`), through the shards'
+//! bridge; everything else refused
 //! with the status RFC 9110 gives it, and every answer closes the connection.
 
 use super::bridge::Bridge;
@@ -84,6 +85,9 @@ pub fn route(head: &Head, board: &MetricsBoard) -> Response {
 /// call-ahead endpoints; without a bridge they answer 503).
 pub fn route_with(head: &Head, query: &str, board: &MetricsBoard, bridge: Option<&Bridge>) -> Response {
     if let Some(response) = super::callahead::route(&head.method, &head.path, query, bridge) {
+        return response;
+    }
+    if let Some(response) = super::ldap::route(&head.method, &head.path, query, bridge) {
         return response;
     }
     if head.path != "/metrics" {

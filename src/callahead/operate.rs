@@ -23,7 +23,7 @@ use super::owner::Callahead;
 use crate::limits::{CALLAHEAD_GAUGES_MS, CALLAHEAD_OPERATION_TIMEOUT_MS};
 use crate::message::domain_of;
 use crate::metrics::ServerGauge;
-use crate::shards::{Mesh, ShardGone, ShardRequest};
+use crate::shards::{join_all, Mesh, ShardGone, ShardRequest};
 
 /// What is cached for `address` (sent to the owner shard of its domain).
 #[derive(Debug)]
@@ -123,37 +123,6 @@ pub async fn purge(mesh: &Mesh, what: PurgeTarget) -> Result<usize, ShardGone> {
             Ok(total)
         }
     }
-}
-
-/// Await every future, concurrently (a slow shard does not hold up the
-/// question to the next).
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut pending: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
-    let mut outputs: Vec<Option<F::Output>> = pending.iter().map(|_| None).collect();
-    futures_lite::future::poll_fn(|cx| {
-        let mut all_done = true;
-        for (slot, output) in pending.iter_mut().zip(outputs.iter_mut()) {
-            if let Some(future) = slot {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => {
-                        *output = Some(value);
-                        *slot = None;
-                    }
-                    std::task::Poll::Pending => all_done = false,
-                }
-            }
-        }
-        if all_done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs
-        .into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
 }
 
 impl Callahead {
