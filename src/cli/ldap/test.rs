@@ -52,7 +52,8 @@ pub fn run(query: &str, address: &str, config: Option<&Path>, dns: &[SocketAddr]
     };
     let directory = Directory::start();
     let outcome = ask_and_resolve(&setup, &directory, address);
-    directory.stop();
+    // Ended before the process exits (see `Directory::stop_and_wait`).
+    directory.stop_and_wait(std::time::Duration::from_millis(crate::limits::MAILLOG_CLOSE_WAIT_MS));
     let (answer, routing) = match outcome {
         Ok(outcome) => outcome,
         Err(why) => {
