@@ -64,6 +64,10 @@ pub struct LdapPurge {
 
 impl ShardRequest for LdapPurge {
     type Reply = usize;
+    /// A map walk on the shard: longer means it is stuck (the admin gives up at 3 s anyway).
+    fn timeout() -> Duration {
+        Duration::from_millis(crate::limits::CALLAHEAD_OPERATION_TIMEOUT_MS)
+    }
 }
 
 /// One shard's part: the answers for the keys it owns.
