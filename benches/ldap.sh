@@ -296,11 +296,11 @@ count_in() {
     if [[ -f $1 ]]; then grep -cF -- "$2" "$1" || true; else echo 0; fi
 }
 
-# percentiles FILE: "p50/p99" of the ms= fields of FILE's lines (nearest
-# rank), "-" if none. The last ms= of a line: a quoted reason before it may
-# hold anything.
+# percentiles FILE [FIELD]: "p50/p99" of the FIELD= (default ms=) values
+# of FILE's lines (nearest rank), "-" if none. The last one of a line: a
+# quoted reason before it may hold anything.
 percentiles() {
-    awk '{ v = ""; for (i = 1; i <= NF; i++) if ($i ~ /^ms=[0-9.]+$/) v = substr($i, 4); if (v != "") print v }' "$1" |
+    awk -v f="${2:-ms}=" '{ v = ""; for (i = 1; i <= NF; i++) if (index($i, f) == 1 && substr($i, length(f) + 1) ~ /^[0-9.]+$/) v = substr($i, length(f) + 1); if (v != "") print v }' "$1" |
         sort -n | awk '{ v[NR] = $1 } END { if (!NR) { print "-"; exit }
                        print v[int((NR * 50 + 99) / 100)] "/" v[int((NR * 99 + 99) / 100)] }'
 }
@@ -323,7 +323,7 @@ leg_segment() {
 
 # --- one leg --------------------------------------------------------------------
 
-declare -A rate secs cpu slapd_cpu searches hits accept_ms cached_share ca_ms note
+declare -A rate secs cpu slapd_cpu searches hits accept_ms cached_share ca_ms routing_ms note
 failures=()
 
 # fail LEG WHAT: the leg did not do what it says.
@@ -376,6 +376,7 @@ run_leg() {
     searches[$leg]=$(per_1k_rcpts $((s1 - s0)))
     hits[$leg]=$(per_1k_rcpts $((h1 - h0)))
     ca_ms[$leg]=$(percentiles "$work/$leg.callahead")
+    routing_ms[$leg]=$(percentiles "$work/$leg.callahead" ldap_ms)
     accept_ms[$leg]=$(percentiles "$work/$leg.accept")
     check_leg "$leg" $((s1 - s0)) $((h1 - h0))
 }
@@ -455,13 +456,13 @@ printf 'call-ahead on every leg (a fresh profile each: every RCPT probed), max_c
     "$CA_MAX_CONNECTIONS" "$(/usr/sbin/slapd -VV 2>&1 | sed -n '1s/.*slapd \([^ ]*\).*/\1/p')" "$LDAP_CONNECTIONS"
 # Other work on the box shows here (msgs/s suffers; CPU-s per message less).
 printf 'load average (1/5/15 min) at the start: %s, at the end: %s\n' "$load_start" "$(cut -d' ' -f1-3 /proc/loadavg)"
-row() { printf '%-18s %7s %6s %7s %7s %9s %9s %15s %7s %15s  %s\n' "$@"; }
-row leg msg/s 'vs off' 'cpu' 'slapd' 'searches' 'hits' 'accept ms' 'cached' 'callahead ms' notes
-row '' '' '' 's/10k' 's/10k' '/1k rcpt' '/1k rcpt' 'p50/p99' '' 'p50/p99' ''
+row() { printf '%-18s %7s %6s %7s %7s %9s %9s %15s %7s %15s %15s  %s\n' "$@"; }
+row leg msg/s 'vs off' 'cpu' 'slapd' 'searches' 'hits' 'accept ms' 'cached' 'routing ms' 'callahead ms' notes
+row '' '' '' 's/10k' 's/10k' '/1k rcpt' '/1k rcpt' 'p50/p99' '' 'p50/p99' 'p50/p99' ''
 for leg in $ALL_LEGS; do
     wants "$leg" || continue
     row "$leg" "${rate[$leg]}" "$(ratio "${rate[$leg]}" "${rate[ldap-off]:--}")" "${cpu[$leg]:--}" "${slapd_cpu[$leg]:--}" \
-        "${searches[$leg]:--}" "${hits[$leg]:--}" "${accept_ms[$leg]:--}" "${cached_share[$leg]:--}" "${ca_ms[$leg]:--}" \
+        "${searches[$leg]:--}" "${hits[$leg]:--}" "${accept_ms[$leg]:--}" "${cached_share[$leg]:--}" "${routing_ms[$leg]:--}" "${ca_ms[$leg]:--}" \
         "${note[$leg]:+${note[$leg]# }}"
 done
 
