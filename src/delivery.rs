@@ -44,6 +44,7 @@ use crate::maillog::MailLog;
 use crate::metrics::Metrics;
 use crate::message::{Envelope, QueueId};
 use crate::pool::{OutboundEnvelope, Pool, RecipientOutcome};
+use crate::config::ldap::QueryKind;
 use crate::ldap::lookup::Lookups;
 use crate::routing::RouteError;
 use crate::shards::{Mesh, ShardRequest};
@@ -296,7 +297,12 @@ impl Delivery {
         let policy = self.policy.current();
         let query = match job.envelope.ldap_routing.as_str() {
             "" => None,
-            name => policy.access.ldap_queries.get(name),
+            name => match policy.access.ldap_queries.get(name) {
+                Some(query) if query.kind == QueryKind::Routing => Some(query),
+                // Removed or changed by a reload while mail that names it is
+                // queued: it waits (and says why), never routed without it.
+                _ => return vec![plan::Leg::deferred(pending, format!("LDAP routing query {name} is not configured (any more)"))],
+            },
         };
         plan::plan(job, pending, query, &policy.routes, &self.resolver, &self.ldap).await
     }

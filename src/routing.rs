@@ -126,10 +126,12 @@ pub async fn resolve(
 /// The hosts are resolved at once (each its own task on this shard) and
 /// taken in their order; at most `ROUTE_ADDRESSES_MAX` hosts, addresses
 /// deduplicated and bounded the same. A host that fails is skipped when
-/// another resolves; when none does, a temporary failure wins over "not
-/// found" (a host's null MX counts as its "not found", never as the
-/// recipient domain's `NullMx`). No hosts at all is `NotFound` (a caller
-/// with an empty answer goes to the next stage instead).
+/// another resolves; when none does, the answer is always `TempFail` (the
+/// first reason: a temporary one before "not found"; a host's null MX is
+/// never the recipient domain's `NullMx`): what the directory names is
+/// fixed by an operator, so its mail waits instead of bouncing. No hosts
+/// at all is the same (a caller with an empty answer goes to the next
+/// stage instead of asking).
 pub async fn resolve_hosts(
     hosts: &[LdapHost],
     routes: &Routes,
@@ -161,7 +163,13 @@ pub async fn resolve_hosts(
     if hosts.is_empty() {
         found.not_found("the LDAP routing answer named no host".into());
     }
-    found.finish()
+    // A directory's host that does not resolve is a mistake an operator
+    // can fix (a typo in the entry, a zone not yet updated), like a route
+    // host without an address: its mail waits rather than bouncing.
+    found.finish().map_err(|error| match error {
+        RouteError::NotFound(why) | RouteError::TempFail(why) => RouteError::TempFail(why),
+        RouteError::NullMx => RouteError::TempFail("every LDAP host has a null MX".into()),
+    })
 }
 
 /// One host from LDAP: an IP literal as is, else its own SMTP route

@@ -159,13 +159,20 @@ fn a_wrong_password_is_a_failure_that_does_not_show_it() {
 }
 
 #[test]
-fn without_a_bind_the_acl_shows_nothing() {
+fn without_a_bind_the_hidden_base_is_a_failure_not_no_entry() {
     let ldap = seeded();
     let directory = Directory::start();
     let mut server = spec_for(&ldap, vec![ldap.url()]);
     server.bind_dn.clear();
     server.bind_password.clear();
-    assert_eq!(route_query(&directory, &server, &domain_filter()), Ok(None));
+    // slapd hides the base from anonymous (noSuchObject): "no entry" here
+    // would refuse every recipient of an accept query.
+    let failure = route_query(&directory, &server, &domain_filter()).unwrap_err();
+    assert!(failure.contains("noSuchObject"), "{failure}");
+    // A base that does not exist is the same failure, for the bind user too.
+    let mut typo = spec_for(&ldap, vec![ldap.url()]);
+    typo.base = "ou=nothere,dc=example,dc=com".into();
+    assert!(route_query(&directory, &typo, &domain_filter()).unwrap_err().contains("noSuchObject"));
 }
 
 #[test]

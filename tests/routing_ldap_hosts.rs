@@ -335,7 +335,7 @@ fn a_failing_host_among_good_ones_is_skipped() {
 }
 
 #[test]
-fn when_no_host_resolves_a_temporary_failure_wins_and_a_null_mx_is_only_not_found() {
+fn when_no_host_resolves_the_mail_waits_with_the_first_reason_and_a_null_mx_never_bounces() {
     let dns = TestDns::start(&zone());
     let results = resolve_each(
         &dns,
@@ -353,18 +353,19 @@ fn when_no_host_resolves_a_temporary_failure_wins_and_a_null_mx_is_only_not_foun
         results[0]
     );
     assert!(
-        matches!(&results[1], Err(RouteError::NotFound(why)) if why.contains(NXDOMAIN_DOMAIN)),
+        matches!(&results[1], Err(RouteError::TempFail(why)) if why.contains(NXDOMAIN_DOMAIN)),
         "{:?}",
         results[1]
     );
-    // The host's null MX is not the recipient domain's (no 556 5.1.10).
+    // The host's null MX is not the recipient domain's (no 556 5.1.10):
+    // a directory naming hosts that take no mail is fixed by an operator.
     assert!(
-        matches!(&results[2], Err(RouteError::NotFound(why)) if why.contains("null MX") && why.contains(NULL_MX_HOST)),
+        matches!(&results[2], Err(RouteError::TempFail(why)) if why.contains("null MX") && why.contains(NULL_MX_HOST)),
         "{:?}",
         results[2]
     );
     assert!(
-        matches!(&results[3], Err(RouteError::NotFound(_))),
+        matches!(&results[3], Err(RouteError::TempFail(_))),
         "{:?}",
         results[3]
     );

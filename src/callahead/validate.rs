@@ -84,7 +84,7 @@ async fn ldap_target(shard: &Shard, query: &Arc<Query>, mailbox: &str) -> Result
     match looked.answer? {
         None => Ok(Target { address: mailbox.to_string(), hosts: Vec::new(), ldap: "no-entry" }),
         Some(entry) => {
-            let route = query.route(&entry).usable()?;
+            let route = query.route(&entry).usable_for_callahead()?;
             let address = route.rewrite.clone().unwrap_or_else(|| mailbox.to_string());
             Ok(Target { address, hosts: route.callahead_hosts().to_vec(), ldap: "entry" })
         }

@@ -40,6 +40,11 @@ pub struct Leg {
 }
 
 impl Leg {
+    /// Every one of `recipients` waits this round, for `why`.
+    pub fn deferred(recipients: &[u32], why: String) -> Leg {
+        Leg { recipients: recipients.to_vec(), rewrites: BTreeMap::new(), route: Err(RouteError::TempFail(why)), via: "ldap-error" }
+    }
+
     /// The address recipient `index` is sent as.
     pub fn address<'a>(&'a self, job: &'a DeliveryJob, index: u32) -> &'a str {
         self.rewrites.get(&index).map_or(
@@ -84,13 +89,21 @@ pub async fn plan(
         ),
     > = BTreeMap::new();
     let mut by_key: BTreeMap<String, crate::ldap::lookup::Answer> = BTreeMap::new();
+    // After one failure the directory is not asked again this round: a
+    // server that does not answer would otherwise cost each recipient in
+    // turn its whole timeout.
+    let mut failed: Option<String> = None;
     for &index in pending {
         let recipient = &job.envelope.recipients[index as usize];
         let key = query.key(recipient);
-        let answer = match by_key.get(&key) {
-            Some(answer) => answer.clone(),
-            None => {
+        let answer = match (by_key.get(&key), &failed) {
+            (Some(answer), _) => answer.clone(),
+            (None, Some(why)) => Err(why.clone()),
+            (None, None) => {
                 let answer = ldap.lookup(query, recipient).await.answer;
+                if let Err(why) = &answer {
+                    failed = Some(why.clone());
+                }
                 by_key.insert(key, answer.clone());
                 answer
             }

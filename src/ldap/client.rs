@@ -88,6 +88,10 @@ impl fmt::Debug for ServerSpec {
 /// `LDAP_VALUE_BYTES_MAX`.
 pub type Entry = BTreeMap<String, Vec<String>>;
 
+/// The key under which an entry lists what the client cut to its bounds
+/// (not an attribute name LDAP allows, so it never collides with one).
+pub const CUT_MARK: &str = "<cut>";
+
 /// What a search answers: the first entry, `None` when nothing matches,
 /// or why it failed (a temporary failure for the caller).
 pub type Answer = Result<Option<Entry>, String>;

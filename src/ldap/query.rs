@@ -50,17 +50,31 @@ pub struct Route {
     pub mailhosts: Vec<LdapHost>,
     /// Call-ahead's hosts (callAhead); empty = the mail hosts.
     pub callahead: Vec<LdapHost>,
-    /// Values that could not be used. An entry with any is not used at
-    /// all (delivery defers, call-ahead fails): routing on half an entry
+    /// Values that could not be used: the rewrite, the mail hosts, or an
+    /// entry the client had to cut to its bounds. An entry with any is not
+    /// used (delivery defers, call-ahead fails): routing on half an entry
     /// could send mail to the domain's MX, which may be us.
     pub ignored: Vec<String>,
+    /// The call-ahead hosts that could not be used: only call-ahead fails
+    /// (delivery never reads them).
+    pub ignored_callahead: Vec<String>,
 }
 
 impl Route {
-    /// Err(why) when the entry holds a value that cannot be used.
+    /// For delivery: Err(why) when the entry holds a rewrite or mail host
+    /// value that cannot be used, or was cut.
     pub fn usable(self) -> Result<Route, String> {
         match self.ignored.first() {
             None => Ok(self),
+            Some(why) => Err(format!("unusable directory entry: {why}")),
+        }
+    }
+
+    /// For call-ahead: `usable`, and its own hosts usable too.
+    pub fn usable_for_callahead(self) -> Result<Route, String> {
+        let route = self.usable()?;
+        match route.ignored_callahead.first() {
+            None => Ok(route),
             Some(why) => Err(format!("unusable directory entry: {why}")),
         }
     }
@@ -152,15 +166,18 @@ impl Query {
                 _ => route.ignored.push(format!("rewrite {rewrite:?} is not an address")),
             }
         }
-        let mut hosts = |attribute: &Option<String>| match parse_hosts(&values(attribute)) {
+        if let Some(cut) = entry.get(super::client::CUT_MARK) {
+            route.ignored.push(format!("the directory's entry exceeds the client's bounds ({})", cut.join(", ")));
+        }
+        let hosts = |attribute: &Option<String>, ignored: &mut Vec<String>| match parse_hosts(&values(attribute)) {
             Ok(hosts) => hosts,
             Err(why) => {
-                route.ignored.push(why);
+                ignored.push(why);
                 Vec::new()
             }
         };
-        route.mailhosts = hosts(&self.mailhost_attribute);
-        route.callahead = hosts(&self.callahead_attribute);
+        route.mailhosts = hosts(&self.mailhost_attribute, &mut route.ignored);
+        route.callahead = hosts(&self.callahead_attribute, &mut route.ignored_callahead);
         route
     }
 }

@@ -18,9 +18,6 @@ use crate::message::{BodyType, Envelope, QueueId};
 
 const KIND_MESSAGE: u8 = 1;
 const KIND_DONE: u8 = 2;
-/// A message whose envelope names an LDAP routing query: the message
-/// layout, then that name. Spools written before it still read the same.
-const KIND_MESSAGE_ROUTED: u8 = 3;
 const FRAME_BYTES: usize = 8;
 
 /// One decoded record.
@@ -39,8 +36,7 @@ pub fn encode_message(out: &mut Vec<u8>, queue_id: &QueueId, envelope: &Envelope
     let start = out.len();
     let mut data_at = 0;
     frame(out, |p| {
-        let routed = !envelope.ldap_routing.is_empty();
-        p.push(if routed { KIND_MESSAGE_ROUTED } else { KIND_MESSAGE });
+        p.push(KIND_MESSAGE);
         put_str(p, &queue_id.0);
         p.extend_from_slice(&accepted_secs.to_le_bytes());
         put_str(p, &envelope.connection_id);
@@ -58,11 +54,13 @@ pub fn encode_message(out: &mut Vec<u8>, queue_id: &QueueId, envelope: &Envelope
         for r in &envelope.recipients {
             put_str(p, r);
         }
-        if routed {
-            put_str(p, &envelope.ldap_routing);
-        }
         data_at = p.len() + 4 - start;
         put_bytes(p, data);
+        // Appended after the body: a reader that predates it skips it (the
+        // CRC covers it), so spools move between versions both ways.
+        if !envelope.ldap_routing.is_empty() {
+            put_str(p, &envelope.ldap_routing);
+        }
     });
     data_at
 }
@@ -246,7 +244,7 @@ impl<R: BufRead> Payload<'_, R> {
 
 fn decode_payload<R: BufRead>(p: &mut Payload<'_, R>) -> Result<Record, Stop> {
     match p.byte()? {
-        kind @ (KIND_MESSAGE | KIND_MESSAGE_ROUTED) => {
+        KIND_MESSAGE => {
             let queue_id = QueueId(p.string()?);
             let accepted_secs = p.u64()?;
             let connection_id = p.string()?;
@@ -266,10 +264,11 @@ fn decode_payload<R: BufRead>(p: &mut Payload<'_, R>) -> Result<Record, Stop> {
             for _ in 0..n {
                 recipients.push(p.string()?);
             }
-            let ldap_routing = if kind == KIND_MESSAGE_ROUTED { p.string()? } else { String::new() };
             let body_len = p.u32()? as u64;
             let body_offset = p.offset();
             p.skip(body_len)?;
+            // The LDAP routing query, if the writer appended one.
+            let ldap_routing = if p.remaining > 0 { p.string()? } else { String::new() };
             let envelope = Envelope { connection_id, peer, helo, esmtp, mail_from, body_type, smtputf8, recipients, ldap_routing };
             Ok(Record::Message { queue_id, envelope, accepted_secs, body_offset, body_len })
         }
@@ -316,14 +315,16 @@ mod tests {
     }
 
     #[test]
-    fn a_routed_envelope_keeps_its_query_and_a_plain_one_keeps_the_old_layout() {
+    fn a_routed_envelope_keeps_its_query_after_the_body_and_a_plain_one_keeps_the_old_layout() {
         let routed = Envelope { ldap_routing: "LDAP1.routing".into(), ..envelope() };
         let mut seg = Vec::new();
-        encode_message(&mut seg, &QueueId("Q1".into()), &routed, 7, b"x");
-        assert_eq!(seg[FRAME_BYTES], KIND_MESSAGE_ROUTED);
+        let data_at = encode_message(&mut seg, &QueueId("Q1".into()), &routed, 7, b"x");
+        // The query's name comes last: an older reader skips it as trailing bytes.
+        assert_eq!(&seg[data_at..data_at + 1], b"x");
+        assert!(seg.ends_with(b"LDAP1.routing"));
         let plain_at = seg.len();
-        encode_message(&mut seg, &QueueId("Q2".into()), &envelope(), 7, b"y");
-        assert_eq!(seg[plain_at + FRAME_BYTES], KIND_MESSAGE, "spools written before LDAP routing read the same");
+        let plain_data_at = encode_message(&mut seg, &QueueId("Q2".into()), &envelope(), 7, b"y");
+        assert_eq!(seg.len(), plain_at + plain_data_at + 1, "nothing after a plain message's body");
         let (records, _) = decode_all(&seg);
         let queries: Vec<String> = records
             .iter()

@@ -135,7 +135,11 @@ pub fn plan(query: &Query, address: &str, answer: &Answer) -> Plan {
             hosts: route.mailhosts.clone(),
         },
     };
+    let callahead_unusable = route.clone().usable_for_callahead().err();
     let callahead = match (route.callahead.is_empty(), route.mailhosts.is_empty()) {
+        _ if callahead_unusable.is_some() => Way::Nowhere {
+            why: format!("{}: the call-ahead profile's failure action", callahead_unusable.unwrap_or_default()),
+        },
         (false, _) => Way::Hosts {
             address: routed.clone(),
             from: attribute(&query.callahead_attribute),
@@ -283,7 +287,7 @@ fn render_route(out: &mut String, plan: &Plan, answer: &Answer) {
         false => host_list(&route.callahead),
     };
     let _ = writeln!(out, "   call-ahead hosts: {callahead}");
-    for why in &route.ignored {
+    for why in route.ignored.iter().chain(&route.ignored_callahead) {
         let _ = writeln!(out, "   unusable: {why}");
     }
 }

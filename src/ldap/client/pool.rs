@@ -210,8 +210,8 @@ async fn connect_and_bind(
     Ok(ldap)
 }
 
-/// The search itself: the first entry, `None` for no match. Result codes
-/// other than success, size limit and noSuchObject are failures of the
+/// The search itself: the first entry, `None` for no match. Other result
+/// codes (noSuchObject included: the base is missing) are failures of the
 /// query, not of the connection.
 async fn search_first(
     ldap: &mut Ldap,
@@ -242,7 +242,11 @@ async fn search_first(
             Some(raw) => parse_entry(raw).map(Some),
             None => Ok(None),
         },
-        RC_NO_SUCH_OBJECT => Ok(None),
+        // The search base itself is missing or hidden (a typo in `base`, an
+        // empty replica, an ACL): a directory that cannot answer, never "no
+        // entry", which would refuse every recipient (accept) or route by
+        // the domain (routing).
+        RC_NO_SUCH_OBJECT => Err(Failure::query(format!("search base {:?} does not exist or cannot be read (noSuchObject): {result}", spec.base))),
         _ => Err(Failure::query(format!("search: {result}"))),
     }
 }
@@ -262,20 +266,31 @@ fn parse_entry(raw: ldap3::ResultEntry) -> Result<Entry, Failure> {
 /// addresses, which are text.
 pub(super) fn bounded_entry(entry: SearchEntry) -> Entry {
     let mut bounded = Entry::new();
+    let mut cut = Vec::new();
     let mut attributes: Vec<_> = entry.attrs.into_iter().collect();
     attributes.sort_by(|a, b| a.0.cmp(&b.0)); // which are kept must not depend on hashing
     for (name, values) in attributes {
         let name = name.to_ascii_lowercase();
         if !bounded.contains_key(&name) && bounded.len() >= LDAP_ENTRY_ATTRIBUTES_MAX {
+            cut.push(format!("attribute {name} dropped"));
             continue;
         }
-        let kept = bounded.entry(name).or_default();
+        let kept = bounded.entry(name.clone()).or_default();
         for value in values {
             if kept.len() >= LDAP_ATTRIBUTE_VALUES_MAX {
+                cut.push(format!("{name}: values past {LDAP_ATTRIBUTE_VALUES_MAX} dropped"));
                 break;
+            }
+            if value.len() > LDAP_VALUE_BYTES_MAX {
+                cut.push(format!("{name}: a value cut to {LDAP_VALUE_BYTES_MAX} bytes"));
             }
             kept.push(truncated(value, LDAP_VALUE_BYTES_MAX));
         }
+    }
+    // Said in the entry itself, so whoever reads a value knows it may be
+    // partial (routing refuses such an entry rather than use half a list).
+    if !cut.is_empty() {
+        bounded.insert(super::CUT_MARK.to_string(), cut);
     }
     bounded
 }

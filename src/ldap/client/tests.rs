@@ -189,7 +189,12 @@ fn entries_are_bounded_and_their_names_lower_cased() {
         attrs,
         bin_attrs: std::collections::HashMap::new(),
     });
-    assert_eq!(entry.len(), LDAP_ENTRY_ATTRIBUTES_MAX);
+    // The kept attributes, and the mark that says what was cut.
+    assert_eq!(entry.len(), LDAP_ENTRY_ATTRIBUTES_MAX + 1);
+    let cut = &entry[super::CUT_MARK];
+    assert!(cut.iter().any(|c| c.contains("mailhost: a value cut")), "{cut:?}");
+    assert!(cut.iter().any(|c| c.contains("callahead: values past")), "{cut:?}");
+    assert!(cut.iter().any(|c| c.contains("dropped") && c.starts_with("attribute zz")), "{cut:?}");
     assert_eq!(entry["mailhost"][0].len(), LDAP_VALUE_BYTES_MAX);
     assert_eq!(entry["callahead"].len(), LDAP_ATTRIBUTE_VALUES_MAX);
     assert_eq!(

@@ -47,9 +47,14 @@ fn a_rewrite_must_be_an_address_and_garbage_makes_the_entry_unusable() {
     let q = Query::compile("q", &config(routing("(mail={a})"))).unwrap();
     let good = q.route(&entry(&[("mailRoutingAddress", &["real@inside.test"])])).usable().unwrap();
     assert_eq!(good.rewrite.as_deref(), Some("real@inside.test"));
-    for bad in [entry(&[("mailRoutingAddress", &["not an address"])]), entry(&[("mailHost", &["bad host name"])]), entry(&[("callAhead", &["h.test:99999"])])] {
+    for bad in [entry(&[("mailRoutingAddress", &["not an address"])]), entry(&[("mailHost", &["bad host name"])]), entry(&[("<cut>", &["mailhost: a value cut"])])] {
         assert!(q.route(&bad).usable().is_err(), "{bad:?}");
+        assert!(q.route(&bad).usable_for_callahead().is_err(), "{bad:?}");
     }
+    // A bad call-ahead host stops call-ahead only: delivery never reads it.
+    let bad_callahead = entry(&[("mailHost", &["mh.test"]), ("callAhead", &["h.test:99999"])]);
+    assert!(q.route(&bad_callahead).usable().is_ok());
+    assert!(q.route(&bad_callahead).usable_for_callahead().is_err());
 }
 
 #[test]
