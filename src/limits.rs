@@ -267,8 +267,8 @@ pub const CALLAHEAD_RESETS_PER_CONNECTION_MAX: usize = 50;
 /// table); past it a validation gets the failure action at once.
 pub const CALLAHEAD_IN_FLIGHT_MAX: usize = 10_000;
 // ---- Call-ahead probe connections (callahead::connection) -----------------
-/// QUIT on a probe connection we close: written within this long, then the
-/// socket is closed without waiting for the 221 (RFC 5321 §4.1.1.10).
+/// QUIT on a probe connection we close: written, and the server's close
+/// awaited, within this long; then the socket is closed regardless.
 pub const CALLAHEAD_QUIT_TIMEOUT_MS: u64 = 1_000;
 /// Commands in one pipelined group (RFC 2920) of a probe batch: a batch
 /// larger than this goes out in groups, the next once the replies to the

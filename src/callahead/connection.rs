@@ -135,13 +135,26 @@ impl ProbeConnection {
         ready
     }
 
-    /// QUIT and close, waiting for neither the 221 (RFC 5321 §4.1.1.10
-    /// asks the server to reply, not the client to wait) nor a slow
-    /// socket longer than `CALLAHEAD_QUIT_TIMEOUT_MS`.
+    /// QUIT, then wait (at most `CALLAHEAD_QUIT_TIMEOUT_MS`) for the
+    /// server to close its end (its 221, then EOF) before the connection
+    /// slot is given back: a server still tearing a session down counts it
+    /// as open, and `max_connections_per_server` is what the server sees.
     pub async fn quit(mut self) {
         self.prober.quit();
         let deadline = Instant::now() + Duration::from_millis(CALLAHEAD_QUIT_TIMEOUT_MS);
-        let _ = self.flush(deadline).await;
+        if self.flush(deadline).await.is_err() {
+            return;
+        }
+        loop {
+            let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
+                return;
+            };
+            let _ = self.stream.set_read_timeout(Some(left));
+            match self.stream.read(&mut self.read_buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue, // the 221 (and anything before it): not needed
+            }
+        }
     }
 
     /// Ready for another batch.

@@ -186,7 +186,12 @@ async fn connect_and_bind(
         // refuse it rather than silently search as nobody.
         return Err("bind_dn set but the password is empty".to_string());
     }
-    let mut settings = LdapConnSettings::new().set_conn_timeout(spec.timeout);
+    // The URLs share one timeout for connecting: a first URL that never
+    // answers must leave the second time to connect, bind and search
+    // while the shard still waits (its wait is one timeout plus slack).
+    let urls = u32::try_from(spec.urls.len().max(1)).unwrap_or(u32::MAX);
+    let connect_timeout = (spec.timeout / urls).max(std::time::Duration::from_millis(500));
+    let mut settings = LdapConnSettings::new().set_conn_timeout(connect_timeout);
     if let Some(config) = tls {
         settings = settings
             .set_config(config)
