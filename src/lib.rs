@@ -7,15 +7,17 @@
 //! the client, with `dns` lookups only as far as the match needs, and picks
 //! its mail flow policy; TCPREFUSE resets here), MAIL and RCPT decisions
 //! from `policy` (sender verification, DHAP, the RAT, rate limits on the
-//! appliance-wide counters of `policy::rate`, then `callahead`: the
-//! recipient domain's owner shard answers from its verdict cache or probes
-//! the downstream through the probe pool of the server's owner shard), and
+//! appliance-wide counters of `policy::rate`, the `ldap` accept query, then
+//! `callahead`: the recipient domain's owner shard answers from its verdict
+//! cache or probes the downstream through the probe pool of the server's
+//! owner shard; `ldap` lookups go to the owner shard of their key, which
+//! answers from its cache or asks the LDAP thread), and
 //! at the end of data
 //! `intake`, which stores the message durably in `spool` (group commit,
 //! then 250) and hands its recipients to `delivery`
 //! on the owner shard of each recipient domain, which finds the hosts with
-//! `routing` (SMTP routes, then MX, then A/AAAA; call-ahead routes the same
-//! way), sends them downstream
+//! `routing` (the LDAP routing query's hosts, else SMTP routes, then MX,
+//! then A/AAAA; call-ahead routes the same way), sends them downstream
 //! through `pool` (the pure `smtp::client` on a socket) and tells the spool
 //! shard they are done. `lifecycle` starts and stops the shards and serves
 //! signals (SIGHUP reload); `shard` is one shard's context; `shards` holds
