@@ -35,38 +35,46 @@ pub fn route(method: &str, path: &str, query: &str, bridge: Option<&Bridge>) -> 
         "/callahead/purge" => ("POST", purge_request),
         _ => return None,
     };
+    Some(operate(method, allowed, query, build, bridge, "call-ahead"))
+}
+
+/// One admin operation on the shards, for `/callahead/…` and `/ldap/…`
+/// alike: `allowed` is the only method (else 405), the query string is
+/// parsed and `build` makes the request (else 400), the bridge carries it
+/// (none, busy or no answer: 503), and the reply becomes the body.
+/// `subsystem` names what this admin listener does not serve without a bridge.
+pub(super) fn operate(
+    method: &str,
+    allowed: &'static str,
+    query: &str,
+    build: fn(&[(String, String)]) -> Result<AdminRequest, String>,
+    bridge: Option<&Bridge>,
+    subsystem: &str,
+) -> Response {
     if method != allowed {
-        return Some(Response {
+        return Response {
             allow: Some(allowed),
             ..Response::text(
                 405,
                 "Method Not Allowed",
                 format!("405 Method Not Allowed: use {allowed}\n"),
             )
-        });
+        };
     }
     let request = match parse_query(query).and_then(|pairs| build(&pairs)) {
         Ok(request) => request,
-        Err(why) => {
-            return Some(Response::text(
-                400,
-                "Bad Request",
-                format!("400 Bad Request: {why}\n"),
-            ))
-        }
+        Err(why) => return Response::text(400, "Bad Request", format!("400 Bad Request: {why}\n")),
     };
     let Some(bridge) = bridge else {
-        return Some(unavailable(
-            "call-ahead operations are not served by this admin listener",
-        ));
+        return unavailable(&format!("{subsystem} operations are not served by this admin listener"));
     };
-    Some(match bridge.call(request) {
+    match bridge.call(request) {
         Ok(AdminReply::Cached(entries)) => Response::text(200, "OK", render_entries(&entries)),
         Ok(AdminReply::Purged(count)) => Response::text(200, "OK", format!("purged={count}\n")),
         Ok(AdminReply::Failed(why)) => unavailable(&why),
         Err(BridgeError::Busy) => unavailable("too many admin requests are waiting for the shards"),
         Err(BridgeError::NoAnswer) => unavailable("no shard answered in time"),
-    })
+    }
 }
 
 /// RFC 9110 §15.6.4: 503, the shards could not answer now.

@@ -13,8 +13,8 @@
 //! answers are still worth purging. The shards do the work through the
 //! bridge (`ldap::operate`); no answer in time is a 503.
 
-use super::bridge::{AdminReply, AdminRequest, Bridge, BridgeError};
-use super::callahead::{parse_query, unavailable};
+use super::bridge::{AdminRequest, Bridge};
+use super::callahead::operate;
 use super::http::Response;
 use crate::limits::LDAP_QUERY_NAME_BYTES_MAX;
 
@@ -26,35 +26,7 @@ pub fn route(method: &str, path: &str, query: &str, bridge: Option<&Bridge>) -> 
     if path != PURGE_PATH {
         return None;
     }
-    if method != PURGE_METHOD {
-        let body = format!("405 Method Not Allowed: use {PURGE_METHOD}\n");
-        return Some(Response {
-            allow: Some(PURGE_METHOD),
-            ..Response::text(405, "Method Not Allowed", body)
-        });
-    }
-    let request = match parse_query(query).and_then(|pairs| purge_request(&pairs)) {
-        Ok(request) => request,
-        Err(why) => {
-            return Some(Response::text(
-                400,
-                "Bad Request",
-                format!("400 Bad Request: {why}\n"),
-            ))
-        }
-    };
-    let Some(bridge) = bridge else {
-        return Some(unavailable(
-            "LDAP operations are not served by this admin listener",
-        ));
-    };
-    Some(match bridge.call(request) {
-        Ok(AdminReply::Purged(count)) => Response::text(200, "OK", format!("purged={count}\n")),
-        Ok(AdminReply::Failed(why)) => unavailable(&why),
-        Ok(other) => unavailable(&format!("unexpected answer from the shards: {other:?}")),
-        Err(BridgeError::Busy) => unavailable("too many admin requests are waiting for the shards"),
-        Err(BridgeError::NoAnswer) => unavailable("no shard answered in time"),
-    })
+    Some(operate(method, PURGE_METHOD, query, purge_request, bridge, "LDAP"))
 }
 
 /// `query=NAME` → that query's answers; `all=1` → every query's ("").
@@ -86,7 +58,8 @@ fn query_name(value: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::bridge::channel_with_timeout;
+    use super::super::bridge::{channel_with_timeout, AdminReply};
+    use super::super::callahead::parse_query;
     use super::*;
     use std::time::Duration;
 
