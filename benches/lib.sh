@@ -294,36 +294,15 @@ pf_stop() {
 
 # A private OpenLDAP slapd in one directory (slapd.conf, schema, mdb data,
 # log), on 127.0.0.1 only, anonymous read: the directory of the LDAP
-# benchmark. The schema is the one of tests/common/slapd.rs (same private
-# OIDs under 1.3.6.1.4.1.99999), so an entry written for the tests loads here.
+# benchmark. The schema is the tests' own file, tests/slapd/portcullis.schema
+# (private OIDs under 1.3.6.1.4.1.99999), so an entry written for the tests
+# loads here.
 SLAPD_BASE="dc=example,dc=com"
 SLAPD_DOMAINS="ou=domains,$SLAPD_BASE"
 SLAPD_PEOPLE="ou=people,$SLAPD_BASE"
 
 slapd_write_schema() {
-    cat >"$1/portcullis.schema" <<'SCHEMA'
-attributetype ( 1.3.6.1.4.1.99999.1.1 NAME 'mailHost'
-  DESC 'Portcullis test: the host(s) delivery uses'
-  EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch
-  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )
-attributetype ( 1.3.6.1.4.1.99999.1.2 NAME 'callAhead'
-  DESC 'Portcullis test: the host(s) call-ahead probes, host[:port],...'
-  EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch
-  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{1024} )
-attributetype ( 1.3.6.1.4.1.99999.1.3 NAME 'mailRoutingAddress'
-  DESC 'Portcullis test: the envelope recipient rewritten for delivery'
-  EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch
-  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )
-attributetype ( 1.3.6.1.4.1.99999.1.4 NAME 'mailAlternateAddress'
-  DESC 'Portcullis test: another address of the same mailbox'
-  EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch
-  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )
-objectclass ( 1.3.6.1.4.1.99999.2.1 NAME 'portcullisMailRoute'
-  DESC 'Portcullis test: a domain or address with its routing'
-  SUP top STRUCTURAL
-  MUST mail
-  MAY ( mailHost $ callAhead $ mailRoutingAddress $ mailAlternateAddress $ cn $ uid ) )
-SCHEMA
+    cp "$(dirname "${BASH_SOURCE[0]}")/../tests/slapd/portcullis.schema" "$1/portcullis.schema"
 }
 
 # slapd_write_conf DIR: slapd.conf for an mdb under SLAPD_BASE. `mail` is

@@ -104,46 +104,28 @@ fn tls_listeners_serve_the_bind_user() {
     let ldap = Slapd::start_tls();
     ldap.add(&seed_entry());
     let url = ldap.ldaps_url();
-    let mut cmd = std::process::Command::new(common::process::program("ldapsearch"));
-    cmd.env("LDAPTLS_CACERT", ldap.ca_file())
-        .args([
-            "-x",
-            "-LLL",
-            "-H",
-            &url,
-            "-b",
-            ldap.base(),
-            "-D",
-            ldap.bind_dn(),
-            "-y",
-        ])
-        .arg(ldap.password_file())
-        .arg(FILTER);
-    let out = common::run_with_timeout(&mut cmd, common::WAIT);
+    let out = tls_search(&ldap, &url, &[]);
     assert!(
         out.stdout.contains("mailHost: smtp.mydomain.example.test"),
         "{url}: {out:?}"
     );
     // StartTLS (-ZZ: fail unless it succeeds) on the plain port.
-    let mut cmd = std::process::Command::new(common::process::program("ldapsearch"));
-    cmd.env("LDAPTLS_CACERT", ldap.ca_file())
-        .args([
-            "-x",
-            "-ZZ",
-            "-LLL",
-            "-H",
-            &ldap.url(),
-            "-b",
-            ldap.base(),
-            "-D",
-            ldap.bind_dn(),
-            "-y",
-        ])
-        .arg(ldap.password_file())
-        .arg(FILTER);
-    let out = common::run_with_timeout(&mut cmd, common::WAIT);
+    let out = tls_search(&ldap, &ldap.url(), &["-ZZ"]);
     assert!(
         out.stdout.contains("mailHost: smtp.mydomain.example.test"),
         "StartTLS: {out:?}"
     );
+}
+
+/// ldapsearch of the seed entry at `url` as the bind user, trusting the
+/// test CA, with `extra` options (e.g. `-ZZ` for StartTLS).
+fn tls_search(ldap: &Slapd, url: &str, extra: &[&str]) -> common::CmdOutput {
+    let mut cmd = std::process::Command::new(common::process::program("ldapsearch"));
+    cmd.env("LDAPTLS_CACERT", ldap.ca_file())
+        .arg("-x")
+        .args(extra)
+        .args(["-LLL", "-H", url, "-b", ldap.base(), "-D", ldap.bind_dn(), "-y"])
+        .arg(ldap.password_file())
+        .arg(FILTER);
+    common::run_with_timeout(&mut cmd, common::WAIT)
 }

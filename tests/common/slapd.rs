@@ -60,29 +60,9 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(20);
 /// The attributes and the class of a mail route, as a site's own schema
 /// would define them: IA5 strings compared without case, with substring
 /// matching (for `mailAlternateAddress=*@domain` style filters).
-pub const SCHEMA: &str = "\
-attributetype ( 1.3.6.1.4.1.99999.1.1 NAME 'mailHost'
-  DESC 'Portcullis test: the host(s) delivery uses'
-  EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch
-  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )
-attributetype ( 1.3.6.1.4.1.99999.1.2 NAME 'callAhead'
-  DESC 'Portcullis test: the host(s) call-ahead probes, host[:port],...'
-  EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch
-  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{1024} )
-attributetype ( 1.3.6.1.4.1.99999.1.3 NAME 'mailRoutingAddress'
-  DESC 'Portcullis test: the envelope recipient rewritten for delivery'
-  EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch
-  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )
-attributetype ( 1.3.6.1.4.1.99999.1.4 NAME 'mailAlternateAddress'
-  DESC 'Portcullis test: another address of the same mailbox'
-  EQUALITY caseIgnoreIA5Match SUBSTR caseIgnoreIA5SubstringsMatch
-  SYNTAX 1.3.6.1.4.1.1466.115.121.1.26{256} )
-objectclass ( 1.3.6.1.4.1.99999.2.1 NAME 'portcullisMailRoute'
-  DESC 'Portcullis test: a domain or address with its routing'
-  SUP top STRUCTURAL
-  MUST mail
-  MAY ( mailHost $ callAhead $ mailRoutingAddress $ mailAlternateAddress $ cn $ uid ) )
-";
+/// The file is shared with the LDAP benchmark (`benches/lib.sh`), so an
+/// entry written for the tests loads there too.
+pub const SCHEMA: &str = include_str!("../slapd/portcullis.schema");
 
 /// The seed's example routing entry for `domain` under `ou=domains`:
 /// `mail: DOMAIN`, `mailHost`, and `callAhead` when given.
