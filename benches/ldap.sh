@@ -127,12 +127,7 @@ cleanup() {
     slapd_stop
     stop_pid "$deliver_pid"
     stop_pid "$probe_pid"
-    rm -rf "$dumps"
-    if [[ -n ${KEEP:-} ]]; then
-        log "kept $work"
-    else
-        rm -rf "$work"
-    fi
+    remove_run_dirs
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -155,6 +155,17 @@ start_sink() {
     wait_listening "$port" "$started_pid" 10 || { cat "$dir.err" >&2; return 1; }
 }
 
+# The end of a run (the scripts' cleanup): the sink dumps go, and the run
+# directory $work too unless KEEP is set.
+remove_run_dirs() {
+    rm -rf "$dumps"
+    if [[ -n ${KEEP:-} ]]; then
+        log "kept $work"
+    else
+        rm -rf "$work"
+    fi
+}
+
 # Recipients in the transactions dumped to DIR (smtp-sink -d).
 dumped_recipients() {
     { find "$1" -type f -print0 | xargs -0 -r grep -h '^X-Rcpt-Args:' || true; } | wc -l

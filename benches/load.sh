@@ -204,12 +204,7 @@ cleanup() {
     stop_postfix
     stop_pid "$server_pid"
     stop_pid "$sink_pid"
-    rm -rf "$dumps"
-    if [[ -n ${KEEP:-} ]]; then
-        log "kept $work"
-    else
-        rm -rf "$work"
-    fi
+    remove_run_dirs
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
