@@ -67,3 +67,4 @@ pub mod pool;
 pub mod routing;
 pub mod smtp;
 pub mod spool;
+pub mod tls;

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod reload;
 pub mod routes;
 pub mod settings;
+pub mod tls;
 
 pub use policy::{Policy, PolicyCell};
 pub use routes::{RouteHost, Routes};
@@ -80,6 +81,8 @@ pub struct Config {
     /// `[ldap.server.NAME]`, `[ldap.query."NAME"]`: directory servers and
     /// the routing and accept queries listeners name.
     pub ldap: ldap::LdapConfig,
+    /// `[tls]`: our certificate and key, and the CA for client certificates.
+    pub tls: tls::TlsConfig,
 }
 
 /// Per-session limits (HAT mail flow policies will refine these per sender group).
@@ -152,6 +155,7 @@ impl Default for Config {
             rate_limits: crate::policy::rate::RateSettings::default(),
             callahead: BTreeMap::new(),
             ldap: ldap::LdapConfig::default(),
+            tls: tls::TlsConfig::default(),
         }
     }
 }

@@ -36,6 +36,7 @@
 
 pub mod admin;
 pub mod callahead;
+pub mod certs;
 pub mod clients;
 pub mod config;
 pub mod conncount;

@@ -108,7 +108,7 @@ impl Slapd {
         let dir = TempDir::new("slapd");
         let tls = with_tls.then(|| Tls {
             ldaps_port: free_port(),
-            ca_file: make_certificates(&dir),
+            ca_file: super::certs::TestPki::new(dir.path(), &[]).ca(),
         });
         let mut slapd = Slapd {
             port: free_port(),
@@ -359,91 +359,3 @@ impl Drop for Slapd {
     }
 }
 
-/// A test CA and a server certificate for 127.0.0.1 and `localhost`
-/// signed by it, as `ca.pem`, `server.pem`, `server.key` in `dir`.
-/// Not a self-signed leaf: webpki (rustls) refuses a CA certificate used
-/// as the end entity, and `openssl req -x509` marks its output CA:TRUE.
-/// Returns the CA file.
-fn make_certificates(dir: &TempDir) -> PathBuf {
-    let home = dir.path();
-    let ext = home.join("server.ext");
-    std::fs::write(
-        &ext,
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("write server.ext");
-    let p256 = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-    ];
-    openssl(
-        home,
-        &[
-            &["req", "-x509"][..],
-            &p256,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=Portcullis Test CA",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        home,
-        &[
-            &["req"][..],
-            &p256,
-            &[
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        ]
-        .concat(),
-    );
-    openssl(
-        home,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "server.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "server.ext",
-        ],
-    );
-    home.join("ca.pem")
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let mut cmd = Command::new(program("openssl"));
-    cmd.current_dir(dir).args(args);
-    let out = run_with_timeout(&mut cmd, TOOL_TIMEOUT);
-    assert!(
-        out.success(),
-        "openssl {args:?} failed: {}{}",
-        out.stdout,
-        out.stderr
-    );
-}
