@@ -17,12 +17,7 @@ fn config() -> Arc<SessionConfig> {
 }
 
 fn policy() -> Arc<ConnectionPolicy> {
-    Arc::new(ConnectionPolicy {
-        banner: Banner::standard("mx.example.test"),
-        message_bytes_max: portcullis::limits::MESSAGE_BYTES_MAX,
-        recipients_max: portcullis::limits::RECIPIENTS_PER_MESSAGE_MAX,
-        messages_per_connection_max: portcullis::limits::MESSAGES_PER_CONNECTION_MAX,
-    })
+    Arc::new(ConnectionPolicy::plain(Banner::standard("mx.example.test"), portcullis::limits::MESSAGE_BYTES_MAX, portcullis::limits::RECIPIENTS_PER_MESSAGE_MAX, portcullis::limits::MESSAGES_PER_CONNECTION_MAX))
 }
 
 fn peer() -> Peer {
@@ -81,7 +76,7 @@ fn transaction(config: &Arc<SessionConfig>, policy: &Arc<ConnectionPolicy>, writ
             Action::Ask { ticket, question } => {
                 let decision = match black_box(question) {
                     Question::Connect => Decision::Admit(policy.clone()),
-                    Question::Mail { .. } | Question::Rcpt { .. } => Decision::Accept,
+                    Question::Mail { .. } | Question::Rcpt { .. } | Question::Auth { .. } => Decision::Accept,
                 };
                 asked.push((ticket, decision));
             }
@@ -91,7 +86,7 @@ fn transaction(config: &Arc<SessionConfig>, policy: &Arc<ConnectionPolicy>, writ
                 stored += 1;
                 session.stored(Ok(QueueId(format!("Q{stored}"))));
             }
-            Action::Close => break,
+            Action::Close | Action::StartTls => break,
         }
         session.drain_events().for_each(|e| {
             black_box(e);

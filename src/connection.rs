@@ -12,11 +12,19 @@
 //! `Action::AwaitAnswers` the driver waits for whichever decision completes
 //! first, reading ahead meanwhile only while `Session::wants_input` (the
 //! back-pressure that bounds the session's input buffer).
+//!
+//! TLS (`tls.rs`): the socket is a `tls::Stream`. On `Action::StartTls`
+//! the 220 is flushed and the handshake runs in place on the same socket
+//! (`handshake.rs`); implicit TLS listeners run it right after the connect
+//! decision, before the greeting. A handshake that fails or stalls past
+//! the command timeout ends the connection; the shard never waits on it.
 
 use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+
+use crate::tls::Stream;
 
 use crate::intake;
 use crate::policy::{self, connect::Admission, Client};
@@ -25,6 +33,7 @@ use crate::smtp::session::Event;
 use crate::smtp::{Action, Decision, Peer, Phase, Question, Session, Ticket};
 
 mod decisions;
+mod handshake;
 use decisions::Decisions;
 
 const READ_BYTES: usize = 16 * 1024;
@@ -38,13 +47,13 @@ enum ReadOutcome {
     Error(std::io::Error),
 }
 
-pub async fn serve(mut stream: TcpStream, shard: &Shard, listener: &str) {
+pub async fn serve(tcp: TcpStream, shard: &Shard, listener: &str) {
     let conn = shard.next_connection_id();
-    let (peer, local) = match (stream.peer_addr(), stream.local_addr()) {
+    let (peer, local) = match (tcp.peer_addr(), tcp.local_addr()) {
         (Ok(p), Ok(l)) => (p, l),
         _ => return,
     };
-    let _ = stream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
     // The policy this connection lives under, to its end (a reload does not change it).
     let policy = shard.policy.current();
     shard.log.event("connect", format_args!("conn={conn} peer={peer} local={local} listener={listener} policy={}", policy.generation));
@@ -60,16 +69,27 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard, listener: &str) {
         unreachable!("a new session asks Connect first")
     };
     let client = match policy::connect::admit(shard, &policy, &listener, &peer).await {
-        Admission::TcpRefuse => return refuse_tcp(stream, shard, &conn).await,
-        Admission::Answer { decision, client } => {
-            session.answer(ticket, decision);
-            client
-        }
+        Admission::TcpRefuse => return refuse_tcp(tcp, shard, &conn).await,
+        Admission::Answer { decision, client } => (decision, client),
     };
+    let (decision, client) = client;
+    let mut stream = Stream::Plain(tcp);
+    let t = &policy.timeouts;
+    if listener.implicit_tls {
+        // RFC 8314 §3.3: TLS first, then the greeting inside it.
+        let wait = Duration::from_secs(t.command_secs);
+        match handshake::run(&mut stream, shard, &policy, &client, wait).await {
+            Ok(info) => session.tls_started(info),
+            Err(why) => {
+                shard.log.event("disconnect", format_args!("conn={conn} reason=\"{why}\""));
+                return;
+            }
+        }
+    }
+    session.answer(ticket, decision);
     let mut decisions = Decisions::default();
     let mut buf = vec![0u8; READ_BYTES];
     let mut rate = DataRate::default();
-    let t = &policy.timeouts;
     let why_closed = loop {
         let action = session.next_action();
         log_events(shard, &conn, &mut session, &client);
@@ -120,6 +140,19 @@ pub async fn serve(mut stream: TcpStream, shard: &Shard, listener: &str) {
                     shard.log.event("store-error", format_args!("conn={conn} error=\"{e:?}\""));
                 }
                 session.stored(result);
+            }
+            Action::StartTls => {
+                let wait = Duration::from_secs(t.command_secs);
+                if let Err(e) = flush(&mut stream, &mut session, wait).await {
+                    break format!("write: {e}");
+                }
+                match handshake::run(&mut stream, shard, &policy, &client, wait).await {
+                    Ok(info) => session.tls_started(info),
+                    Err(why) => {
+                        session.tls_failed();
+                        break why;
+                    }
+                }
             }
             Action::Close => {
                 let _ = flush(&mut stream, &mut session, Duration::from_secs(t.command_secs)).await;
@@ -174,13 +207,17 @@ fn session_limit(e: &Event, client: &Client) -> Option<(&'static str, u64)> {
 
 /// Write all pending output, or fail after `wait`: a client that never
 /// reads is disconnected, not buffered for.
-async fn flush(stream: &mut TcpStream, session: &mut Session, wait: Duration) -> std::io::Result<()> {
+async fn flush(stream: &mut Stream, session: &mut Session, wait: Duration) -> std::io::Result<()> {
     let out = session.output();
     if out.is_empty() {
         return Ok(());
     }
     let n = out.len();
-    let write = async { stream.write_all(out).await.map_err(glommio::GlommioError::from) };
+    // TLS: flush pushes the records rustls holds to the socket.
+    let write = async {
+        stream.write_all(out).await?;
+        stream.flush().await.map_err(glommio::GlommioError::from)
+    };
     glommio::timer::timeout(wait, write).await.map_err(std::io::Error::from)?;
     session.consume_output(n);
     Ok(())
@@ -204,7 +241,7 @@ fn take_read(session: &mut Session, outcome: ReadOutcome, buf: &[u8]) -> Result<
 
 /// Read once, bounded by `wait` and by the end of the shutdown grace.
 /// Cancel-safe: glommio reads on readiness, a dropped read loses no octet.
-async fn read(stream: &mut TcpStream, buf: &mut [u8], wait: Duration, shard: &Shard) -> ReadOutcome {
+async fn read(stream: &mut Stream, buf: &mut [u8], wait: Duration, shard: &Shard) -> ReadOutcome {
     let reading = async {
         match glommio::timer::timeout(wait, async { Ok(stream.read(buf).await?) }).await {
             Ok(0) => ReadOutcome::Closed,
@@ -242,7 +279,7 @@ enum Awaited {
 /// can be asked at once), all bounded by `wait`: a policy that never answers
 /// ends in a 421 like a silent client. Err: why the connection ends.
 async fn await_answer(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     session: &mut Session,
     buf: &mut [u8],
     decisions: &mut Decisions<'_>,

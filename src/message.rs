@@ -44,16 +44,30 @@ pub struct Envelope {
     /// The `[ldap.query]` that routes this message's recipients (the
     /// listener's `ldap_routing` when it was received); "" = none.
     pub ldap_routing: String,
+    /// How the session was protected, for the Received header and the mail
+    /// log. Not spooled: the header is written before the message is stored.
+    pub secured: Secured,
+}
+
+/// TLS and SMTP AUTH of the session a message came in on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Secured {
+    pub tls: Option<crate::tls::TlsInfo>,
+    /// The user name that authenticated (RFC 4954), if any.
+    pub authenticated: Option<String>,
 }
 
 impl Envelope {
-    /// The RFC 5321 §4.4 "with" protocol name for the Received header.
-    pub fn protocol(&self) -> &'static str {
-        match (self.esmtp, self.smtputf8) {
-            (false, _) => "SMTP",
-            (true, false) => "ESMTP",
-            (true, true) => "UTF8SMTP",
+    /// The RFC 5321 §4.4 "with" protocol name for the Received header,
+    /// with RFC 3848's S (TLS) and A (authenticated) and RFC 6531's UTF8.
+    pub fn protocol(&self) -> String {
+        if !self.esmtp {
+            return "SMTP".into();
         }
+        let base = if self.smtputf8 { "UTF8SMTP" } else { "ESMTP" };
+        let s = if self.secured.tls.is_some() { "S" } else { "" };
+        let a = if self.secured.authenticated.is_some() { "A" } else { "" };
+        format!("{base}{s}{a}")
     }
 }
 

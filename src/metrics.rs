@@ -18,6 +18,7 @@
 mod board;
 mod callahead;
 mod connections;
+mod handshakes;
 mod ldap;
 mod snapshot;
 #[cfg(test)]
@@ -29,6 +30,7 @@ pub use callahead::{ServerGauge,
     PROBE_LATENCY_BUCKETS_SECONDS,
 };
 pub use connections::ConnectionLabels;
+pub use handshakes::{HandshakeSnapshot, HANDSHAKE_RESULTS, HANDSHAKE_VERSIONS};
 pub use ldap::{
     LdapSnapshot, LDAP_ACCEPT_RESULTS, LDAP_LOOKUP_RESULTS, LDAP_QUERY_LATENCY_BUCKETS_SECONDS,
 };
@@ -36,6 +38,7 @@ pub use snapshot::Snapshot;
 
 use callahead::CallaheadMetrics;
 use connections::ConnectionCounts;
+use handshakes::HandshakeMetrics;
 use ldap::LdapMetrics;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -93,6 +96,7 @@ pub struct Metrics {
     open_connections: AtomicI64,
     callahead: CallaheadMetrics,
     ldap: LdapMetrics,
+    handshakes: HandshakeMetrics,
 }
 
 impl Metrics {
@@ -203,6 +207,11 @@ impl Metrics {
         self.ldap.accept(result);
     }
 
+    /// One inbound TLS handshake (`connection::handshake`).
+    pub fn tls_handshake(&self, result: &str, version: &str) {
+        self.handshakes.count(result, version);
+    }
+
     /// A copy of this shard's values, for summing (relaxed reads: each value
     /// is exact, values of different families may be a few events apart).
     pub fn snapshot(&self) -> Snapshot {
@@ -219,6 +228,7 @@ impl Metrics {
             open_connections: self.open_connections.load(Relaxed),
             callahead: self.callahead.snapshot(),
             ldap: self.ldap.snapshot(),
+            handshakes: self.handshakes.snapshot(),
         }
     }
 }

@@ -14,7 +14,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# package -> a file that proves it is installed. Add peers here (slapd,
+# package -> a file that proves it is installed (a program, or a module's file). Add peers here (slapd,
 # a DNS server, ...) as the tests grow.
 declare -A probe=(
     [postfix]=/usr/sbin/smtp-sink   # also ships smtp-source and postfix (bench)
@@ -23,11 +23,13 @@ declare -A probe=(
     [unbound]=/usr/sbin/unbound      # the tests' DNS server (tests/common/dns.rs)
     [slapd]=/usr/sbin/slapd          # the tests' LDAP server (tests/common/slapd.rs)
     [ldap-utils]=/usr/bin/ldapadd    # ldapadd/ldapmodify/ldapsearch for the slapd harness
+    [libnet-ssleay-perl]=/usr/lib/x86_64-linux-gnu/perl5/5.36/Net/SSLeay.pm   # swaks --tls
+    [testssl.sh]=/usr/bin/testssl    # rates the STARTTLS port (tests/e2e_testssl.rs)
 )
 
 missing=()
 for pkg in "${!probe[@]}"; do
-    [[ -x ${probe[$pkg]} ]] || missing+=("$pkg")
+    [[ -e ${probe[$pkg]} ]] || missing+=("$pkg")
 done
 
 if ((${#missing[@]})); then
@@ -88,7 +90,7 @@ if ((${#missing[@]})); then
         "${sudo[@]}" rm -f "$policy"
     fi
     for pkg in "${missing[@]}"; do
-        [[ -x ${probe[$pkg]} ]] || { echo "run.sh: $pkg installed but ${probe[$pkg]} missing" >&2; exit 1; }
+        [[ -e ${probe[$pkg]} ]] || { echo "run.sh: $pkg installed but ${probe[$pkg]} missing" >&2; exit 1; }
     done
 fi
 

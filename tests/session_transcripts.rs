@@ -97,12 +97,7 @@ impl Runner {
         Runner {
             feeding,
             config: SessionConfig { hostname: "mx.example.test".into(), postmaster_domain: "example.test".into() },
-            policy: ConnectionPolicy {
-                banner: Banner::standard("mx.example.test"),
-                message_bytes_max: portcullis::limits::MESSAGE_BYTES_MAX,
-                recipients_max: portcullis::limits::RECIPIENTS_PER_MESSAGE_MAX,
-                messages_per_connection_max: portcullis::limits::MESSAGES_PER_CONNECTION_MAX,
-            },
+            policy: ConnectionPolicy::plain(Banner::standard("mx.example.test"), portcullis::limits::MESSAGE_BYTES_MAX, portcullis::limits::RECIPIENTS_PER_MESSAGE_MAX, portcullis::limits::MESSAGES_PER_CONNECTION_MAX),
             session: None,
             pending_input: Vec::new(),
             output: Vec::new(),
@@ -173,6 +168,9 @@ impl Runner {
                     self.messages.push_back(message);
                     s.stored(answer);
                 }
+                // The transcripts' policy does not offer STARTTLS (its
+                // transcripts are in the session's unit tests).
+                Action::StartTls => return Err("StartTls under a policy without TLS".into()),
             }
         }
         Ok(())
@@ -199,7 +197,8 @@ impl Runner {
                 self.mail_checks.push_back(summary);
                 self.mail_answers.pop_front().unwrap_or(Decision::Accept)
             }
-            Question::Rcpt { mailbox, mail_from } => {
+            Question::Auth { .. } => Decision::Refuse(Reply::new(503, "5.5.1", "AUTH is not offered in transcripts")),
+            Question::Rcpt { mailbox, mail_from, .. } => {
                 let answer = self.rcpt_answers.pop_front().unwrap_or_else(|| {
                     if domain_of(&mailbox) == "example.test" {
                         Decision::Accept

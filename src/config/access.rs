@@ -61,6 +61,10 @@ pub struct ListenerConfig {
     /// `[ldap.query."NAME"]` of kind accept: recipients without an entry are refused.
     #[serde(default)]
     pub ldap_accept: Option<String>,
+    /// RFC 8314 implicit TLS (submissions, port 465): TLS from the first
+    /// octet, with `[tls]`'s certificate; STARTTLS is then not offered.
+    #[serde(default)]
+    pub implicit_tls: bool,
 }
 
 impl ListenerConfig {
@@ -144,6 +148,7 @@ impl Config {
                 callahead: None,
                 ldap_routing: None,
                 ldap_accept: None,
+                implicit_tls: false,
             })
             .collect()
     }

@@ -34,6 +34,42 @@ pub enum RejectAt {
     Rcpt,
 }
 
+/// STARTTLS per mail flow policy (seed 003, "Encryption and
+/// authentication"). With the `-verify` tiers the client is asked for a
+/// certificate, checked against `[tls] client_ca`: an invalid one fails
+/// the handshake; without one, `preferred-verify` goes on (even in clear)
+/// and `required-verify` refuses MAIL.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsTier {
+    Off,
+    Preferred,
+    Required,
+    PreferredVerify,
+    RequiredVerify,
+}
+
+impl TlsTier {
+    pub fn offered(self) -> bool {
+        self != TlsTier::Off
+    }
+    pub fn required(self) -> bool {
+        matches!(self, TlsTier::Required | TlsTier::RequiredVerify)
+    }
+    pub fn verify_client(self) -> bool {
+        matches!(self, TlsTier::PreferredVerify | TlsTier::RequiredVerify)
+    }
+}
+
+/// SMTP AUTH per mail flow policy.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthTier {
+    Off,
+    Preferred,
+    Required,
+}
+
 /// Every parameter of one mail flow policy (CONFIG.md, `[default_policy]`).
 /// Counts of 0 mean "unlimited" where CONFIG.md says so.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -73,9 +109,11 @@ pub struct FlowParams {
     pub sender_servfail_code: u16,
     pub sender_servfail_text: String,
     pub use_sender_verification_exceptions: bool,
-    /// TLS and AUTH tiers land with the TLS issue: only "off" for now.
-    pub tls: String,
-    pub smtp_auth: String,
+    /// STARTTLS offered, required, and whether a client certificate is asked for.
+    pub tls: TlsTier,
+    /// SMTP AUTH (RFC 4954) offered or required.
+    pub smtp_auth: AuthTier,
+    /// AUTH only after STARTTLS (not advertised, 538 5.7.11 in clear).
     pub require_tls_for_auth: bool,
     /// Content scanning (milters) is not built: only `[]`.
     pub scan: Vec<String>,
@@ -119,8 +157,8 @@ impl Default for FlowParams {
             sender_servfail_code: 451,
             sender_servfail_text: "Domain of sender address <$EnvelopeSender> does not resolve".into(),
             use_sender_verification_exceptions: true,
-            tls: "off".into(),
-            smtp_auth: "off".into(),
+            tls: TlsTier::Off,
+            smtp_auth: AuthTier::Off,
             require_tls_for_auth: true,
             scan: Vec::new(),
         }
@@ -218,9 +256,6 @@ impl FlowParams {
         ] {
             check_reply_text(text).map_err(|why| format!("{key}: {why}"))?;
         }
-        if self.tls != "off" || self.smtp_auth != "off" {
-            return Err("tls, smtp_auth: only \"off\" until TLS and AUTH are built".into());
-        }
         if !self.scan.is_empty() {
             return Err("scan: content scanning is not built yet".into());
         }
@@ -268,7 +303,8 @@ mod tests {
         let err = resolve("X", &toml::Table::new(), Some(&table("behavior = \"maybe\"\n"))).unwrap_err();
         assert!(err.contains("maybe"), "{err}");
         assert!(resolve("X", &toml::Table::new(), Some(&table("banner_code = 554\n"))).is_err());
-        assert!(resolve("X", &toml::Table::new(), Some(&table("tls = \"required\"\n"))).is_err());
+        assert!(resolve("X", &toml::Table::new(), Some(&table("tls = \"sometimes\"\n"))).is_err());
+        assert_eq!(resolve("X", &toml::Table::new(), Some(&table("tls = \"required-verify\"\n"))).unwrap().tls, TlsTier::RequiredVerify);
         // Below 100 recipients per message is a policy's right.
         assert_eq!(resolve("X", &toml::Table::new(), Some(&table("max_recipients_per_message = 5\n"))).unwrap().max_recipients_per_message, 5);
     }

@@ -319,6 +319,10 @@ impl Config {
         }
         self.dns.validate()?;
         self.rate_limits.validate()?;
+        self.tls.validate()?;
+        // Reading the files is the check (an unreadable key, a certificate
+        // that does not parse, a key that does not fit it).
+        crate::tls::ServerTls::load(&self.tls).map_err(|why| (why.split(' ').next().unwrap_or("tls").to_string(), why))?;
         for (name, profile) in &self.callahead {
             profile.validate().map_err(|why| {
                 let key = why.split(':').next().unwrap_or("callahead").to_string();
@@ -342,6 +346,9 @@ impl Config {
             }
             if listeners[..i].iter().any(|o| o.address == l.address) {
                 return Err(("address".into(), format!("listener {:?}: address {} is used twice", l.name, l.address)));
+            }
+            if l.implicit_tls && !self.tls.enabled() {
+                return Err(("implicit_tls".into(), format!("listener {:?}: implicit_tls needs [tls] certificate and private_key", l.name)));
             }
             if let Some(h) = &l.hostname {
                 if !is_domain(h) {

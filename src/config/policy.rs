@@ -46,15 +46,26 @@ pub struct Policy {
     pub access: Arc<Access>,
     /// `[dns]` (the timeouts reload; servers and cache size need a restart).
     pub dns: crate::dns::DnsSettings,
+    /// `[tls]` compiled: the server configs STARTTLS and implicit TLS
+    /// listeners use; None without a certificate. A reload reads the files
+    /// again, so a renewed certificate needs no restart.
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 impl Policy {
     /// Compile the policy part of a validated config.
     pub fn compile(config: &Config, generation: u64) -> Policy {
+        Policy::try_compile(config, generation).expect("compile() takes a validated config")
+    }
+
+    /// Compile, reading the files the policy names (certificates): a file
+    /// that changed since the config was validated is an error, not a panic.
+    pub fn try_compile(config: &Config, generation: u64) -> Result<Policy, String> {
         let t = &config.timeouts;
         let d = &config.delivery;
-        Policy {
+        Ok(Policy {
             generation,
+            tls: crate::tls::ServerTls::load(&config.tls)?,
             access: Arc::new(Access::compile(config).expect("compile() takes a validated config")),
             dns: config.dns.clone(),
             routes: Routes::compile(&config.routes).expect("compile() takes a validated config"),
@@ -69,7 +80,7 @@ impl Policy {
                 max_secs: d.retry_max_secs,
                 queue_lifetime_secs: d.queue_lifetime_secs,
             },
-        }
+        })
     }
 
     /// The route of a recipient domain: its exact key, else the longest

@@ -78,7 +78,11 @@ pub fn reload(source: &ConfigSource, running: &Settings, board: &PolicyBoard) ->
     // HELO): the policy is compiled with the running one until a restart.
     config.hostname = running.hostname.clone();
     let generation = board.generation() + 1;
-    board.publish(Arc::new(Policy::compile(&config, generation)));
+    let policy = match Policy::try_compile(&config, generation) {
+        Ok(policy) => policy,
+        Err(why) => return ReloadOutcome::Refused(why),
+    };
+    board.publish(Arc::new(policy));
     ReloadOutcome::Published { generation, needs_restart: settings.needing_restart(running) }
 }
 

@@ -26,6 +26,7 @@ pub struct Snapshot {
     pub open_connections: i64,
     pub callahead: CallaheadSnapshot,
     pub ldap: LdapSnapshot,
+    pub handshakes: super::HandshakeSnapshot,
 }
 
 impl Snapshot {
@@ -57,6 +58,7 @@ impl Snapshot {
         self.open_connections = self.open_connections.wrapping_add(other.open_connections);
         self.callahead.add(&other.callahead);
         self.ldap.add(&other.ldap);
+        self.handshakes.add(&other.handshakes);
     }
 
     /// DNS queries that went to the network, all types and results.

@@ -54,6 +54,8 @@ pub struct ListenerPolicy {
     pub ldap_routing: Option<Arc<Query>>,
     /// The LDAP accept query (after the RAT, before call-ahead).
     pub ldap_accept: Option<Arc<Query>>,
+    /// RFC 8314 implicit TLS (port 465): the handshake before the greeting.
+    pub implicit_tls: bool,
 }
 
 /// The access part of a policy snapshot.
@@ -139,6 +141,7 @@ impl Access {
                 callahead,
                 ldap_routing,
                 ldap_accept,
+                implicit_tls: l.implicit_tls,
             }));
         }
         Ok(Access { listeners, policies, sender_exceptions, ldap_queries })
@@ -185,12 +188,29 @@ fn compile_policies(config: &Config) -> Result<BTreeMap<String, Arc<MailFlowPoli
         }
         let params = flow::resolve(name, &config.default_policy, config.policy.get(name))
             .map_err(|why| (why.split(':').next().unwrap_or("policy").to_string(), format!("policy {name}: {why}")))?;
+        check_tls_tiers(name, &params, config)?;
         let compiled = MailFlowPolicy::compile(name, params).map_err(|why| ("sender_rate_limit_exceptions".to_string(), format!("policy {name}: {why}")))?;
         policies.insert(name.to_string(), Arc::new(compiled));
     }
     let shorthand = MailFlowPolicy::compile(SHORTHAND_POLICY, shorthand_params(config)).expect("the shorthand policy is valid");
     policies.insert(SHORTHAND_POLICY.to_string(), Arc::new(shorthand));
     Ok(policies)
+}
+
+/// A policy may offer STARTTLS only with a certificate, ask for client
+/// certificates only with a CA to check them against, and offer AUTH only
+/// where it can be used.
+fn check_tls_tiers(name: &str, params: &FlowParams, config: &Config) -> Result<(), Invalid> {
+    if params.tls.offered() && !config.tls.enabled() {
+        return Err(("tls".into(), format!("policy {name}: tls = {:?} needs [tls] certificate and private_key", params.tls)));
+    }
+    if params.tls.verify_client() && config.tls.client_ca.is_empty() {
+        return Err(("tls".into(), format!("policy {name}: tls = {:?} needs [tls] client_ca", params.tls)));
+    }
+    if params.smtp_auth != crate::config::flow::AuthTier::Off && params.require_tls_for_auth && !params.tls.offered() {
+        return Err(("smtp_auth".into(), format!("policy {name}: AUTH only over TLS (require_tls_for_auth) needs tls other than \"off\"")));
+    }
+    Ok(())
 }
 
 /// The shorthand's permissive policy: the `[session]` limits and the
@@ -205,6 +225,8 @@ fn shorthand_params(config: &Config) -> FlowParams {
         banner_text: "$Hostname ESMTP Portcullis".into(),
         dhap_max_invalid_per_hour: 0,
         use_sender_verification_exceptions: false,
+        // With a certificate, the shorthand offers STARTTLS (never requires it).
+        tls: if config.tls.enabled() { crate::config::flow::TlsTier::Preferred } else { crate::config::flow::TlsTier::Off },
         ..FlowParams::default()
     }
 }

@@ -75,6 +75,9 @@ impl MailFlowPolicy {
             message_bytes_max: p.max_message_size as usize,
             recipients_max: p.max_recipients_per_message as usize,
             messages_per_connection_max: p.max_messages_per_connection,
+            tls: p.tls,
+            auth: p.smtp_auth,
+            auth_needs_tls: p.require_tls_for_auth,
         })
     }
 

@@ -56,6 +56,8 @@ pub async fn decide(question: &Question, shard: &Shard, policy: &Policy, client:
                 }
             }
         }
-        Question::Rcpt { mailbox, mail_from } => recipient::decide(shard, client, mailbox, mail_from).await,
+        Question::Rcpt { mailbox, mail_from, authenticated } => recipient::decide(shard, client, mailbox, mail_from, *authenticated).await,
+        // Wired to the AUTH backends next (issue 9): until then no AUTH succeeds.
+        Question::Auth { .. } => Decision::Refuse(crate::smtp::Reply::new(454, "4.7.0", "Temporary authentication failure")),
     }
 }

@@ -1,6 +1,7 @@
 //! Recipient decision, in the order ESA applies it: DHAP (a harvesting host
 //! gets the DHAP reply whatever it asks), REJECT-at-RCPT policies, the RAT
-//! (Recipient Access Table; RELAY policies skip it), then the rate limits
+//! (Recipient Access Table; RELAY policies and authenticated sessions,
+//! RFC 4954 "may relay", skip it), then the rate limits
 //! (recipients per hour per client, recipients per interval per envelope
 //! sender) unless the RAT row bypasses receiving control, the LDAP accept
 //! query, then call-ahead (with the LDAP routing query's address and
@@ -22,7 +23,9 @@ use crate::smtp::Decision;
 
 /// Everything it consults comes with the client: the listener (RAT,
 /// call-ahead profile) and the mail flow policy of the session's snapshot.
-pub async fn decide(shard: &Shard, client: &Client, mailbox: &str, mail_from: &str) -> Decision {
+/// `authenticated`: the session passed SMTP AUTH, so it relays like a
+/// RELAY policy (no RAT, no LDAP accept, no call-ahead) under the same limits.
+pub async fn decide(shard: &Shard, client: &Client, mailbox: &str, mail_from: &str, authenticated: bool) -> Decision {
     if let Some(refusal) = dhap::refusal(shard, client).await {
         return refusal;
     }
@@ -30,9 +33,10 @@ pub async fn decide(shard: &Shard, client: &Client, mailbox: &str, mail_from: &s
     if flow.rejects_at_rcpt() {
         return Decision::Refuse(flow.reject_rcpt(&client.banner_vars()));
     }
+    let relay = flow.behavior() == Behavior::Relay || authenticated;
     let mut bypass_limits = false;
     let mut bypass_callahead = false;
-    if flow.behavior() != Behavior::Relay {
+    if !relay {
         let verdict = match &client.listener.rat {
             Some(rat) => rat.check(mailbox),
             // A private listener has no RAT: only RELAY policies send through it.
@@ -59,7 +63,7 @@ pub async fn decide(shard: &Shard, client: &Client, mailbox: &str, mail_from: &s
     }
     // The directory next (ESA's LDAP Accept): a recipient without an entry
     // is refused here and never called ahead. RELAY skips it, as the RAT.
-    if let (Some(query), false) = (&client.listener.ldap_accept, flow.behavior() == Behavior::Relay) {
+    if let (Some(query), false) = (&client.listener.ldap_accept, relay) {
         if let Some(refusal) = ldap::accept::refusal(shard, client, query, mailbox).await {
             return refusal;
         }
@@ -68,7 +72,7 @@ pub async fn decide(shard: &Shard, client: &Client, mailbox: &str, mail_from: &s
     // client over its rate limits, never costs the downstream a probe.
     // RELAY skips it.
     match &client.listener.callahead {
-        Some(profile) if flow.behavior() != Behavior::Relay => match bypass_callahead {
+        Some(profile) if !relay => match bypass_callahead {
             true => {
                 callahead::validate::bypass(shard, client, mailbox);
                 Decision::Accept

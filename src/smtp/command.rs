@@ -26,6 +26,10 @@ pub enum Command<'a> {
     Help,
     Vrfy(&'a str),
     Expn(&'a str),
+    /// RFC 3207 §4: no parameters.
+    StartTls,
+    /// RFC 4954 §4: `AUTH mechanism [initial-response]`.
+    Auth { mechanism: &'a str, initial: Option<&'a str> },
 }
 
 /// Why a BDAT line could not be parsed: the octet count is unknown, so the
@@ -41,12 +45,17 @@ pub fn verb(line: &[u8]) -> String {
         .collect()
 }
 
-/// The argument of a line as given, trimmed, for the mail log.
+/// The argument of a line as given, trimmed, for the mail log. AUTH keeps
+/// only its mechanism: an initial response carries credentials.
 pub fn argument(line: &[u8]) -> String {
-    match line.iter().position(|&b| b == b' ') {
+    let argument = match line.iter().position(|&b| b == b' ') {
         Some(sp) => String::from_utf8_lossy(&line[sp + 1..]).trim().to_string(),
         None => String::new(),
+    };
+    if verb(line) == "AUTH" {
+        return argument.split(' ').next().unwrap_or_default().to_string();
     }
+    argument
 }
 
 /// Parse one command line (CRLF removed).
@@ -89,6 +98,8 @@ pub fn parse(line: &[u8]) -> Result<Command<'_>, Reply> {
         _ if is("QUIT") => no_arg(Command::Quit),
         _ if is("VRFY") => need_arg(arg, "VRFY address").map(Command::Vrfy),
         _ if is("EXPN") => need_arg(arg, "EXPN list").map(Command::Expn),
+        _ if is("STARTTLS") => no_arg(Command::StartTls),
+        _ if is("AUTH") => parse_auth(arg),
         _ => Err(Reply::new(500, "5.5.2", "Error: command not recognized")),
     }
 }
@@ -151,6 +162,19 @@ fn path_end(s: &[u8]) -> Option<usize> {
     None
 }
 
+/// `AUTH mechanism [initial-response]` (RFC 4954 §4); the mechanism is
+/// case-insensitive and checked by the session.
+fn parse_auth(arg: &str) -> Result<Command<'_>, Reply> {
+    let syntax = || Reply::new(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]");
+    let mut words = arg.split(' ').filter(|w| !w.is_empty());
+    let mechanism = words.next().ok_or_else(syntax)?;
+    let initial = words.next();
+    if words.next().is_some() {
+        return Err(syntax());
+    }
+    Ok(Command::Auth { mechanism, initial })
+}
+
 fn parse_bdat(arg: &str) -> Result<Command<'static>, Reply> {
     let syntax = || Reply::new(501, "5.5.4", BDAT_SYNTAX);
     let mut words = arg.split(' ').filter(|w| !w.is_empty());
@@ -205,6 +229,13 @@ pub fn parse_mail_params(params: &str) -> Result<MailParams, Reply> {
             };
             if out.body.replace(body).is_some() {
                 return Err(bad("BODY"));
+            }
+        } else if key.eq_ignore_ascii_case("AUTH") {
+            // RFC 4954 §5: the identity a relaying client vouches for. We
+            // do not trust it from anyone and do not relay it (as if
+            // AUTH=<>), but a client that saw AUTH advertised may send it.
+            if value.is_none_or(|v| v.is_empty()) {
+                return Err(bad("AUTH"));
             }
         } else if key.eq_ignore_ascii_case("SMTPUTF8") {
             // RFC 6531 §3.4: the parameter has no value.
@@ -280,10 +311,20 @@ mod tests {
 
     #[test]
     fn unknown_and_non_ascii() {
-        assert_eq!(parse(b"STARTTLS").unwrap_err().code, 500);
+        assert_eq!(parse(b"XYZZY").unwrap_err().code, 500);
         assert_eq!(parse(b"").unwrap_err().code, 500);
         assert_eq!(parse("EHLO bücher.test".as_bytes()).unwrap_err().code, 500);
         assert_eq!(parse(b"NOOP \xff").unwrap_err().code, 500);
+    }
+
+    #[test]
+    fn starttls_and_auth() {
+        assert_eq!(parse(b"starttls"), Ok(Command::StartTls));
+        assert_eq!(parse(b"STARTTLS now").unwrap_err().code, 501);
+        assert_eq!(parse(b"AUTH PLAIN"), Ok(Command::Auth { mechanism: "PLAIN", initial: None }));
+        assert_eq!(parse(b"auth login dXNlcg=="), Ok(Command::Auth { mechanism: "login", initial: Some("dXNlcg==") }));
+        assert_eq!(parse(b"AUTH").unwrap_err().code, 501);
+        assert_eq!(parse(b"AUTH PLAIN a b").unwrap_err().code, 501);
     }
 
     #[test]
@@ -306,7 +347,8 @@ mod tests {
             assert_eq!(parse_mail_params(bad).unwrap_err().code, 501, "{bad}");
         }
         assert_eq!(parse_mail_params("RET=FULL").unwrap_err().code, 555);
-        assert_eq!(parse_mail_params("AUTH=<>").unwrap_err().code, 555);
+        assert_eq!(parse_mail_params("AUTH=<>").unwrap(), MailParams::default());
+        assert_eq!(parse_mail_params("AUTH").unwrap_err().code, 501);
     }
 
     #[test]
@@ -314,5 +356,6 @@ mod tests {
         assert_eq!(verb(b"mail FROM:<a@b>"), "MAIL");
         assert_eq!(argument(b"mail FROM:<a@b>  "), "FROM:<a@b>");
         assert_eq!(verb(b"\x01bad"), "?BAD");
+        assert_eq!(argument(b"AUTH PLAIN AHVzZXIAc2VjcmV0"), "PLAIN", "credentials never reach the log");
     }
 }

@@ -8,6 +8,7 @@ pub mod client;
 pub mod command;
 pub mod received;
 pub mod reply;
+pub mod sasl;
 pub mod session;
 
 pub use reply::Reply;

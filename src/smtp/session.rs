@@ -10,7 +10,10 @@
 //! Flow: the first action asks `Question::Connect`; the greeting goes out with
 //! the answer. Then `next_action` runs `step` until the input holds no
 //! complete unit (command line, DATA octets, BDAT chunk), a question is to be
-//! asked, or it must wait for answers. Replies take a slot per command
+//! asked, or it must wait for answers. STARTTLS (`session/starttls.rs`)
+//! hands the driver `Action::StartTls` and starts over when it calls
+//! `tls_started`; AUTH (`session/auth.rs`) reads its SASL responses in
+//! `State::Auth` and asks `Question::Auth`. Replies take a slot per command
 //! (`session/replies.rs`), so they leave strictly in order however the
 //! answers come. The commands live in `session/commands.rs`, the questions in
 //! `session/questions.rs`, the end of a message in `session/message.rs`; this
@@ -25,15 +28,19 @@ use crate::smtp::body::{ChunkedBody, DataReceiver};
 use crate::smtp::command::{self, MailParams};
 use crate::smtp::reply::Reply;
 
+mod auth;
 mod commands;
 mod message;
 mod policy;
 mod questions;
 mod replies;
+mod starttls;
 #[cfg(test)]
 mod tests;
 
-pub use policy::{Banner, ConnectionPolicy};
+pub use policy::{AuthTier, Banner, ConnectionPolicy, TlsTier};
+pub use crate::tls::TlsInfo;
+use auth::AuthStep;
 pub use questions::{Decision, Question, Ticket};
 use questions::{Admission, Pending};
 use replies::Replies;
@@ -78,6 +85,9 @@ pub enum Action {
     AwaitAnswers,
     /// Store this message durably, then call `stored`.
     Store(Message),
+    /// Flush pending output (the 220 to STARTTLS), run the TLS handshake
+    /// (RFC 3207), then call `tls_started` or `tls_failed`.
+    StartTls,
     /// Flush pending output and close the connection.
     Close,
 }
@@ -117,6 +127,10 @@ enum State {
     Chunk { size: u64, remaining: u64, last: bool, refusal: Option<Reply>, argument: String },
     /// Store was returned; `stored` comes next.
     AwaitStore { command: &'static str, argument: String },
+    /// StartTls was returned; `tls_started` or `tls_failed` comes next.
+    Handshake,
+    /// AUTH sent a 334 challenge; the next line is the client's response.
+    Auth(AuthStep),
     /// A final reply (221/421) is queued, perhaps behind replies that wait
     /// for answers; everything else is ignored.
     Closing,
@@ -168,6 +182,10 @@ pub struct Session {
     helo: Option<String>,
     esmtp: bool,
     tx: Option<Transaction>,
+    /// Set once the TLS handshake is done (STARTTLS or implicit TLS).
+    tls: Option<TlsInfo>,
+    /// The user who authenticated with AUTH, if any.
+    authenticated: Option<String>,
     /// 4xx/5xx replies since the last stored message (Postfix's hard error
     /// limit); policy refusals are not counted here.
     errors: u32,
@@ -195,6 +213,8 @@ impl Session {
             helo: None,
             esmtp: false,
             tx: None,
+            tls: None,
+            authenticated: None,
             errors: 0,
             messages: 0,
         };
@@ -263,7 +283,7 @@ impl Session {
             return Phase::Waiting;
         }
         match self.state {
-            State::Command | State::DiscardLine { .. } | State::Closing => Phase::Command,
+            State::Command | State::DiscardLine { .. } | State::Closing | State::Handshake | State::Auth(_) => Phase::Command,
             State::Data(_) | State::Chunk { .. } => Phase::Data,
             State::AwaitStore { .. } => Phase::Waiting,
         }
@@ -368,6 +388,11 @@ impl Session {
                 };
                 self.finish_chunk(size, last, refusal, argument)
             }
+            State::Auth(_) => self.step_auth(),
+            State::Handshake => {
+                debug_assert!(false, "next_action before tls_started or tls_failed");
+                Step::Act(Action::StartTls)
+            }
             State::AwaitStore { .. } | State::Closing => {
                 unreachable!("run() does not step while waiting or closing")
             }
@@ -377,30 +402,47 @@ impl Session {
     /// Take one command line off the input (RFC 5321 §2.3.8: CRLF only).
     /// With questions in flight only a RCPT may run ahead (`questions.rs`).
     fn step_command(&mut self) -> Step {
-        let rest = &self.input[self.consumed..];
-        let window = &rest[..rest.len().min(limits::COMMAND_LINE_BYTES_MAX)];
-        let lf = window.iter().position(|&b| b == b'\n');
-        let waiting = !self.questions.is_empty();
-        if waiting && !lf.is_some_and(|lf| self.may_run_ahead(&rest[..=lf])) {
-            return Step::Act(Action::AwaitAnswers);
-        }
-        let Some(lf) = lf else {
-            if rest.len() < limits::COMMAND_LINE_BYTES_MAX {
-                return Step::NeedInput;
+        let found = self.find_line();
+        if !self.questions.is_empty() {
+            let runs_ahead = match found {
+                Some(lf) => self.may_run_ahead(&self.input[self.consumed..=self.consumed + lf]),
+                None => false,
+            };
+            if !runs_ahead {
+                return Step::Act(Action::AwaitAnswers);
             }
-            // RFC 5321 §4.5.3.1.4: 512 octets incl. CRLF. Never buffer more.
-            let verb = command::verb(rest);
-            self.consumed += window.len();
-            self.state = State::DiscardLine { verb };
-            return Step::Continue;
-        };
+        }
+        let Some(lf) = found else { return self.no_line() };
         let mut line = std::mem::take(&mut self.line);
         line.clear();
-        line.extend_from_slice(&rest[..=lf]);
+        line.extend_from_slice(&self.input[self.consumed..=self.consumed + lf]);
         self.consumed += lf + 1;
         let step = self.handle_line(&line);
         self.line = line;
         step
+    }
+
+    /// Where the next LF is, within `COMMAND_LINE_BYTES_MAX` octets of input.
+    fn find_line(&self) -> Option<usize> {
+        let rest = &self.input[self.consumed..];
+        rest[..rest.len().min(limits::COMMAND_LINE_BYTES_MAX)].iter().position(|&b| b == b'\n')
+    }
+
+    /// No complete line: wait for more, or past the bound throw the line
+    /// away up to its LF and refuse it.
+    fn no_line(&mut self) -> Step {
+        let rest = &self.input[self.consumed..];
+        if rest.len() < limits::COMMAND_LINE_BYTES_MAX {
+            return Step::NeedInput;
+        }
+        // RFC 5321 §4.5.3.1.4: 512 octets incl. CRLF. Never buffer more.
+        let verb = match self.state {
+            State::Auth(_) => "AUTH".to_string(),
+            _ => command::verb(rest),
+        };
+        self.consumed += limits::COMMAND_LINE_BYTES_MAX;
+        self.state = State::DiscardLine { verb };
+        Step::Continue
     }
 
     fn step_discard(&mut self) -> Step {

@@ -269,7 +269,8 @@ fn decode_payload<R: BufRead>(p: &mut Payload<'_, R>) -> Result<Record, Stop> {
             p.skip(body_len)?;
             // The LDAP routing query, if the writer appended one.
             let ldap_routing = if p.remaining > 0 { p.string()? } else { String::new() };
-            let envelope = Envelope { connection_id, peer, helo, esmtp, mail_from, body_type, smtputf8, recipients, ldap_routing };
+            let secured = Default::default(); // not spooled (message.rs)
+            let envelope = Envelope { connection_id, peer, helo, esmtp, mail_from, body_type, smtputf8, recipients, ldap_routing, secured };
             Ok(Record::Message { queue_id, envelope, accepted_secs, body_offset, body_len })
         }
         KIND_DONE => {
@@ -311,6 +312,7 @@ mod tests {
             smtputf8: true,
             recipients: vec!["a@example.test".into(), "b@example.test".into()],
             ldap_routing: String::new(),
+            secured: Default::default(),
         }
     }
 

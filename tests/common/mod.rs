@@ -43,6 +43,7 @@ pub mod conncount;
 pub mod control;
 pub mod dns;
 pub mod guarded;
+pub mod openssl;
 pub mod fake_smtp;
 pub mod postfix;
 pub mod process;

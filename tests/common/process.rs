@@ -218,8 +218,13 @@ impl CmdOutput {
 /// Runs `cmd` with stdin closed and stdout/stderr captured; kills it at
 /// `timeout` so a hung client fails the test instead of hanging it.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> CmdOutput {
+    run_with_stdin(cmd, Stdio::null(), timeout)
+}
+
+/// `run_with_timeout` with the child's standard input from `stdin`.
+pub fn run_with_stdin(cmd: &mut Command, stdin: Stdio, timeout: Duration) -> CmdOutput {
     let mut child = cmd
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

@@ -2,7 +2,7 @@
 //! extensions we advertise). The machine in `session.rs` hands over one
 //! checked command line; the reply, state change or question comes back.
 
-use super::{Admission, Pending, Session, State, Step, Transaction};
+use super::{Admission, AuthStep, Pending, Session, State, Step, Transaction};
 use crate::smtp::address::{self, ForwardPath, PathError};
 use crate::smtp::body::{ChunkedBody, DataReceiver};
 use crate::smtp::command::{self, Command};
@@ -10,7 +10,7 @@ use crate::smtp::reply::Reply;
 use crate::message::BodyType;
 
 /// What a command asks the machine to do after it was executed.
-enum Outcome {
+pub(super) enum Outcome {
     Reply(Reply),
     /// Ask the policy (MAIL, RCPT); the reply comes with the answer.
     Ask(Pending),
@@ -20,6 +20,10 @@ enum Outcome {
     Chunk { size: u64, last: bool, refusal: Option<Reply> },
     /// Reply, then close (221 after QUIT, 421).
     Close(Reply),
+    /// 220, then the TLS handshake (RFC 3207).
+    StartTls,
+    /// A 334 challenge; the next line is the client's SASL response.
+    Challenge(Reply, AuthStep),
 }
 
 impl Session {
@@ -54,6 +58,11 @@ impl Session {
                 self.tx = None;
                 self.state = State::Closing;
             }
+            Outcome::StartTls => return self.start_tls(&verb, argument),
+            Outcome::Challenge(reply, step) => {
+                self.send(&verb, argument, reply);
+                self.state = State::Auth(step);
+            }
         }
         Step::Continue
     }
@@ -76,6 +85,8 @@ impl Session {
             Command::Vrfy(_) => Outcome::Reply(Reply::new(252, "2.5.0", "Cannot VRFY user; send RCPT to attempt delivery")),
             Command::Expn(_) => Outcome::Reply(Reply::new(502, "5.5.1", "Error: EXPN not available")),
             Command::Quit => Outcome::Close(Reply::new(221, "2.0.0", "Bye")),
+            Command::StartTls => self.starttls(),
+            Command::Auth { mechanism, initial } => self.auth(mechanism, initial),
         }
     }
 
@@ -96,6 +107,12 @@ impl Session {
                 "ENHANCEDSTATUSCODES".to_string(),
                 "CHUNKING".to_string(),
             ]);
+            if self.policy().tls.offered() && self.tls.is_none() {
+                reply.lines.push("STARTTLS".to_string());
+            }
+            if self.auth_offered() {
+                reply.lines.push(format!("AUTH {}", crate::smtp::sasl::MECHANISMS));
+            }
         }
         Outcome::Reply(reply)
     }
@@ -107,6 +124,9 @@ impl Session {
         }
         if self.tx.is_some() {
             return bad_sequence("Error: nested MAIL command");
+        }
+        if let Some(refusal) = self.tls_refusal().or_else(|| self.auth_refusal()) {
+            return Outcome::Reply(refusal);
         }
         if self.messages >= self.policy().messages_per_connection_max {
             return Outcome::Close(self.closing_reply("4.7.0", "Error: too many messages in one connection"));

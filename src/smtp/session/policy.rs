@@ -6,6 +6,7 @@
 //! per connection (our hostname, the postmaster domain) stays in
 //! `SessionConfig`.
 
+pub use crate::config::flow::{AuthTier, TlsTier};
 use crate::smtp::reply::Reply;
 
 /// What one admitted connection may do.
@@ -19,6 +20,27 @@ pub struct ConnectionPolicy {
     pub recipients_max: usize,
     /// Messages per connection; past it 421 4.7.0 and close.
     pub messages_per_connection_max: u32,
+    /// STARTTLS offered / required (RFC 3207), client certificate asked for.
+    pub tls: TlsTier,
+    /// SMTP AUTH offered / required (RFC 4954).
+    pub auth: AuthTier,
+    /// AUTH only under TLS: not advertised in clear, 538 5.7.11 if tried.
+    pub auth_needs_tls: bool,
+}
+
+impl ConnectionPolicy {
+    /// Limits only: no TLS, no AUTH (tests and the shorthand's defaults).
+    pub fn plain(banner: Banner, message_bytes_max: usize, recipients_max: usize, messages_per_connection_max: u32) -> ConnectionPolicy {
+        ConnectionPolicy {
+            banner,
+            message_bytes_max,
+            recipients_max,
+            messages_per_connection_max,
+            tls: TlsTier::Off,
+            auth: AuthTier::Off,
+            auth_needs_tls: true,
+        }
+    }
 }
 
 /// The 220 greeting: a code and a text, no enhanced status code (RFC 5321

@@ -21,6 +21,7 @@ use crate::limits;
 use crate::message::BodyType;
 use crate::smtp::command;
 use crate::smtp::reply::Reply;
+use crate::smtp::sasl::Secret;
 
 /// Names one question in flight; `answer` takes it back.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -37,8 +38,12 @@ pub enum Question {
     /// RCPT TO passed syntax, the relay guard and the recipient limit: may
     /// mail go to this final mailbox (source route removed; a bare postmaster
     /// already has `postmaster_domain`)? `mail_from` is the transaction's.
-    Rcpt { mailbox: String, mail_from: String },
-    // AUTH comes with TLS/AUTH.
+    /// `authenticated`: the session authenticated (RFC 4954), so it may
+    /// relay like a RELAY policy, under the same limits.
+    Rcpt { mailbox: String, mail_from: String, authenticated: bool },
+    /// AUTH PLAIN or LOGIN: are these credentials right? Accept is 235,
+    /// a refusal is 535 5.7.8 (or 454 / 421 as the policy says).
+    Auth { user: String, password: Secret },
 }
 
 /// The policy's answer to one question.
@@ -69,6 +74,7 @@ pub(super) enum Pending {
     /// accept must not add it twice (checked only then: the scan is the
     /// costliest part of an accept).
     Rcpt { mailbox: String, twin: bool },
+    Auth { user: String, password: Secret },
 }
 
 impl Session {
@@ -87,6 +93,9 @@ impl Session {
             (Pending::Connect, decision) => self.admit(decision),
             (Pending::Mail(tx), decision) => self.start_transaction(tx, decision),
             (Pending::Rcpt { mailbox, twin }, decision) => self.add_recipient(ticket, mailbox, twin, decision),
+            (Pending::Auth { user, .. }, Decision::Accept) => self.authenticated_as(user),
+            (Pending::Auth { .. }, Decision::Refuse(reply)) => reply,
+            (Pending::Auth { .. }, Decision::Admit(_)) => unreachable!("fitting() maps Admit"),
         };
         self.replies.fill(ticket, reply);
         self.release();
@@ -105,8 +114,9 @@ impl Session {
             Pending::Rcpt { mailbox, .. } => {
                 let tx = self.tx.as_mut().expect("RCPT is asked inside a transaction");
                 tx.asked += 1; // reserves a recipient: recipients_max holds with questions in flight
-                Question::Rcpt { mailbox: mailbox.clone(), mail_from: tx.mail_from.clone() }
+                Question::Rcpt { mailbox: mailbox.clone(), mail_from: tx.mail_from.clone(), authenticated: self.authenticated.is_some() }
             }
+            Pending::Auth { user, password } => Question::Auth { user: user.clone(), password: password.clone() },
         };
         let ticket = self.replies.ask(command, argument);
         self.questions.push((ticket, pending));

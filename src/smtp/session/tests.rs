@@ -9,12 +9,7 @@ fn config() -> Arc<SessionConfig> {
 }
 
 fn policy() -> Arc<ConnectionPolicy> {
-    Arc::new(ConnectionPolicy {
-        banner: Banner::standard("mx.example.test"),
-        message_bytes_max: 1000,
-        recipients_max: 3,
-        messages_per_connection_max: 10,
-    })
+    Arc::new(ConnectionPolicy::plain(Banner::standard("mx.example.test"), 1000, 3, 10))
 }
 
 /// A session whose connection was admitted under `policy()`.
@@ -37,7 +32,9 @@ fn admitted(policy: Arc<ConnectionPolicy>) -> Session {
 /// The default policy: MAIL accepted, RCPT only for example.test.
 fn decide(question: &Question) -> Decision {
     match question {
-        Question::Rcpt { mailbox, .. } if domain_of(mailbox) != "example.test" => {
+        Question::Auth { user, password } if user == "alice" && password.expose() == "right" => Decision::Accept,
+        Question::Auth { .. } => Decision::Refuse(Reply::new(535, "5.7.8", "Error: authentication failed")),
+        Question::Rcpt { mailbox, authenticated: false, .. } if domain_of(mailbox) != "example.test" => {
             Decision::Refuse(Reply::new(550, "5.7.1", "Relaying denied"))
         }
         _ => Decision::Accept,
@@ -67,6 +64,8 @@ fn run(s: &mut Session, input: &[u8], checks: &mut Vec<String>) -> (String, bool
                 }
             }
             Action::Store(_) => s.stored(Ok(QueueId("Q1".into()))),
+            // The driver's handshake, as if it succeeded.
+            Action::StartTls => s.tls_started(secure::tls_info(None)),
         }
     };
     let out = String::from_utf8(s.output().to_vec()).unwrap();
@@ -325,3 +324,5 @@ fn excessive_pipelining_output_is_cut_off() {
     assert!(out.ends_with("421 4.7.0 mx.example.test Error: too much pipelined input\r\n"));
     assert!(out.len() < limits::SESSION_OUTPUT_BYTES_MAX + 1024);
 }
+
+mod secure;
