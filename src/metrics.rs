@@ -20,6 +20,7 @@ mod callahead;
 mod connections;
 mod ldap;
 mod snapshot;
+mod tls;
 #[cfg(test)]
 mod tests;
 
@@ -33,6 +34,7 @@ pub use ldap::{
     LdapSnapshot, LDAP_ACCEPT_RESULTS, LDAP_LOOKUP_RESULTS, LDAP_QUERY_LATENCY_BUCKETS_SECONDS,
 };
 pub use snapshot::Snapshot;
+pub use tls::{OutboundTlsLabels, OUTBOUND_TLS_RESULTS, OUTBOUND_TLS_SIDES};
 
 use callahead::CallaheadMetrics;
 use connections::ConnectionCounts;
@@ -93,6 +95,7 @@ pub struct Metrics {
     open_connections: AtomicI64,
     callahead: CallaheadMetrics,
     ldap: LdapMetrics,
+    outbound_tls: tls::OutboundTlsCounts,
 }
 
 impl Metrics {
@@ -203,6 +206,13 @@ impl Metrics {
         self.ldap.accept(result);
     }
 
+    /// One outbound connection that wanted TLS: `side` delivery |
+    /// callahead, `destination` the `[destination.*]` name or "default"
+    /// (call-ahead: the profile's name), `result` tls | clear | failed.
+    pub fn outbound_tls(&self, side: &str, destination: &str, result: &str) {
+        self.outbound_tls.count(side, destination, result);
+    }
+
     /// A copy of this shard's values, for summing (relaxed reads: each value
     /// is exact, values of different families may be a few events apart).
     pub fn snapshot(&self) -> Snapshot {
@@ -219,6 +229,7 @@ impl Metrics {
             open_connections: self.open_connections.load(Relaxed),
             callahead: self.callahead.snapshot(),
             ldap: self.ldap.snapshot(),
+            outbound_tls: self.outbound_tls.copy(),
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Policy {
     pub access: Arc<Access>,
     /// `[dns]` (the timeouts reload; servers and cache size need a restart).
     pub dns: crate::dns::DnsSettings,
+    /// `[destination.*]` TLS and the call-ahead probe config (`tls::outbound`).
+    pub outbound_tls: Arc<crate::tls::outbound::OutboundTls>,
 }
 
 impl Policy {
@@ -57,6 +59,7 @@ impl Policy {
             generation,
             access: Arc::new(Access::compile(config).expect("compile() takes a validated config")),
             dns: config.dns.clone(),
+            outbound_tls: Arc::new(crate::tls::outbound::OutboundTls::compile(config)),
             routes: Routes::compile(&config.routes).expect("compile() takes a validated config"),
             timeouts: ServerTimeouts {
                 command_secs: t.command_secs,

@@ -26,6 +26,7 @@ pub struct Snapshot {
     pub open_connections: i64,
     pub callahead: CallaheadSnapshot,
     pub ldap: LdapSnapshot,
+    pub outbound_tls: HashMap<super::tls::OutboundTlsLabels, u64>,
 }
 
 impl Snapshot {
@@ -57,6 +58,7 @@ impl Snapshot {
         self.open_connections = self.open_connections.wrapping_add(other.open_connections);
         self.callahead.add(&other.callahead);
         self.ldap.add(&other.ldap);
+        super::tls::add(&mut self.outbound_tls, &other.outbound_tls);
     }
 
     /// DNS queries that went to the network, all types and results.
