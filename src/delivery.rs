@@ -27,12 +27,20 @@
 //! refused for it. A fresh message's bytes from intake are used for its
 //! first round when there is room, else dropped and read back later.
 //!
+//! TLS (RFC 3207, issue 9 item 5): every attempt asks the current
+//! policy's destination controls for the recipient domain
+//! (`tls::outbound`: its `[destination."DOMAIN"]`, else the default) and
+//! hands the pool a plan per host, named as the route or MX gave it. A
+//! required TLS that cannot be had defers the recipients on that host
+//! (never sent in clear), logs one `tls-alert` line and counts
+//! `portcullis_outbound_tls_total{result="failed"}`. The delivered and
+//! deferred lines say `tls=VERSION/CIPHER` or `tls=none`.
+//!
 //! Shutdown (`stop`): no new attempt starts, retry waits end, and `stopped`
 //! resolves once the attempts in progress have finished (their done markers
 //! sent), so the spool shards can drain them before they exit.
 
 use std::cell::Cell;
-use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,7 +54,9 @@ use crate::message::{Envelope, QueueId};
 use crate::pool::{OutboundEnvelope, Pool, RecipientOutcome};
 use crate::config::ldap::QueryKind;
 use crate::ldap::lookup::Lookups;
-use crate::routing::RouteError;
+use crate::routing::{RouteError, Target};
+use crate::smtp::client::StartTls;
+use crate::tls::outbound::Destination;
 use crate::shards::{Mesh, ShardRequest};
 use crate::spool::done::MarkDone;
 use crate::spool::{self, BodyLocation};
@@ -309,9 +319,9 @@ impl Delivery {
 
     /// One round: each address in order until nothing is pending. Returns
     /// what is still pending; a failed connection's reason lands in `last_reason`.
-    async fn attempt_each(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, hosts: &[SocketAddr], leg: &Leg, last_reason: &mut String) -> Vec<u32> {
+    async fn attempt_each(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, hosts: &[Target], leg: &Leg, last_reason: &mut String) -> Vec<u32> {
         let mut pending = leg.recipients.clone();
-        for &host in hosts {
+        for host in hosts {
             if pending.is_empty() || self.is_stopping() {
                 break;
             }
@@ -341,7 +351,16 @@ impl Delivery {
 
     /// One transaction to one host. Ok(still deferred), or Err(reason) when
     /// the connection failed and nothing was decided.
-    async fn attempt(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, host: SocketAddr, leg: &Leg, pending: &[u32]) -> Result<Vec<u32>, String> {
+    async fn attempt(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, target: &Target, leg: &Leg, pending: &[u32]) -> Result<Vec<u32>, String> {
+        let host = target.address;
+        let destination = self.policy.current().outbound_tls.destination(&job.destination);
+        let plan = match destination.plan(target.name.as_deref(), host.ip()) {
+            Ok(plan) => plan,
+            Err(why) => {
+                let reason = format!("{host}: no TLS client config for destination {}: {why}", destination.label);
+                return Err(self.tls_refused(job, dlv, &destination, target, pending, reason));
+            }
+        };
         let env = &job.envelope;
         let outbound = OutboundEnvelope {
             mail_from: env.mail_from.clone(),
@@ -349,13 +368,19 @@ impl Delivery {
             body_type: env.body_type,
             smtputf8: env.smtputf8,
         };
-        let outcomes = match self.pool.send(host, &outbound, data).await {
-            Ok(o) => o,
+        let sent = match self.pool.send_with(host, &plan, &outbound, data).await {
+            Ok(sent) => sent,
+            Err(e) if e.tls_refused => return Err(self.tls_refused(job, dlv, &destination, target, pending, e.reason)),
             Err(e) => {
                 self.log.event("deferred", format_args!("qid={} dlv={dlv} relay={host} rcpts={} reason=\"{}\"", job.queue_id, pending.len(), e.reason));
                 return Err(e.reason);
             }
         };
+        if plan.starttls != StartTls::Off {
+            self.metrics.outbound_tls("delivery", &destination.label, if sent.tls.is_some() { "tls" } else { "clear" });
+        }
+        let tls = sent.tls.as_ref().map_or_else(|| "none".to_string(), |t| format!("{}/{}", t.version, t.cipher));
+        let outcomes = sent.outcomes;
         let mut failures = Vec::new();
         let mut deferred = Vec::new();
         // One message handed over, whatever the number of its recipients the downstream took.
@@ -371,10 +396,10 @@ impl Delivery {
             };
             match outcome {
                 RecipientOutcome::Delivered(reply) => {
-                    self.log.event("delivered", format_args!("qid={} dlv={dlv} to=<{rcpt}>{orig} relay={host} via={} reply=\"{reply}\"", job.queue_id, leg.via));
+                    self.log.event("delivered", format_args!("qid={} dlv={dlv} to=<{rcpt}>{orig} relay={host} via={} tls={tls} reply=\"{reply}\"", job.queue_id, leg.via));
                 }
                 RecipientOutcome::Deferred(reply) => {
-                    self.log.event("deferred", format_args!("qid={} dlv={dlv} to=<{rcpt}>{orig} relay={host} reply=\"{reply}\"", job.queue_id));
+                    self.log.event("deferred", format_args!("qid={} dlv={dlv} to=<{rcpt}>{orig} relay={host} tls={tls} reply=\"{reply}\"", job.queue_id));
                     deferred.push(index);
                 }
                 RecipientOutcome::Failed(reply) => failures.push((index, format!("{host} said: {reply}"))),
@@ -391,6 +416,21 @@ impl Delivery {
         let finished: Vec<u32> = indices_not_in(pending, &deferred).collect();
         self.finish(job, finished).await;
         Ok(deferred)
+    }
+
+    /// A required TLS was not to be had at `target`: the recipients wait
+    /// (the caller moves on to the next host, then retries), one alert
+    /// line and the failed count (issue 9 item 5). Returns the reason.
+    fn tls_refused(&self, job: &DeliveryJob, dlv: &str, destination: &Destination, target: &Target, pending: &[u32], reason: String) -> String {
+        let host = target.address;
+        let name = target.name.as_deref().unwrap_or("-");
+        self.metrics.outbound_tls("delivery", &destination.label, "failed");
+        self.log.event("tls-alert", format_args!(
+            "qid={} dlv={dlv} domain={} destination={} tls={} relay={host} host={name} rcpts={} reason=\"{}\"",
+            job.queue_id, job.destination, destination.label, destination.tls.name(), pending.len(), reason.escape_debug()
+        ));
+        self.log.event("deferred", format_args!("qid={} dlv={dlv} relay={host} rcpts={} reason=\"{}\"", job.queue_id, pending.len(), reason.escape_debug()));
+        reason
     }
 
     /// Keep the message as failed for `pending` (retries exhausted, or a

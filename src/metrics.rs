@@ -21,6 +21,7 @@ mod connections;
 mod handshakes;
 mod ldap;
 mod snapshot;
+mod tls;
 #[cfg(test)]
 mod tests;
 
@@ -35,6 +36,7 @@ pub use ldap::{
     LdapSnapshot, LDAP_ACCEPT_RESULTS, LDAP_LOOKUP_RESULTS, LDAP_QUERY_LATENCY_BUCKETS_SECONDS,
 };
 pub use snapshot::Snapshot;
+pub use tls::{OutboundTlsLabels, OUTBOUND_TLS_RESULTS, OUTBOUND_TLS_SIDES};
 
 use callahead::CallaheadMetrics;
 use connections::ConnectionCounts;
@@ -97,6 +99,7 @@ pub struct Metrics {
     callahead: CallaheadMetrics,
     ldap: LdapMetrics,
     handshakes: HandshakeMetrics,
+    outbound_tls: tls::OutboundTlsCounts,
 }
 
 impl Metrics {
@@ -212,6 +215,13 @@ impl Metrics {
         self.handshakes.count(result, version);
     }
 
+    /// One outbound connection that wanted TLS: `side` delivery |
+    /// callahead, `destination` the `[destination.*]` name or "default"
+    /// (call-ahead: the profile's name), `result` tls | clear | failed.
+    pub fn outbound_tls(&self, side: &str, destination: &str, result: &str) {
+        self.outbound_tls.count(side, destination, result);
+    }
+
     /// A copy of this shard's values, for summing (relaxed reads: each value
     /// is exact, values of different families may be a few events apart).
     pub fn snapshot(&self) -> Snapshot {
@@ -229,6 +239,7 @@ impl Metrics {
             callahead: self.callahead.snapshot(),
             ldap: self.ldap.snapshot(),
             handshakes: self.handshakes.snapshot(),
+            outbound_tls: self.outbound_tls.copy(),
         }
     }
 }

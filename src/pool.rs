@@ -7,6 +7,12 @@
 //! `messages_per_connection_max` transactions. A connection that saw any
 //! error or timeout is dropped, never reused. Single-threaded: one pool per
 //! shard, used through `&self` by many tasks of one executor.
+//!
+//! TLS (RFC 3207, issue 9 item 5): the key is the host address with the
+//! TLS level the connection was opened under (and, for `required-verify`,
+//! the name it was verified as), so a connection never carries mail of a
+//! destination that asks for more than it was opened with — nor, more
+//! simply, for anything else; the per-host limit holds per key.
 
 mod connection;
 
@@ -20,6 +26,9 @@ use hashbrown::HashMap;
 
 // The transaction types belong to the pure client; the pool re-exports them for its callers.
 pub use crate::smtp::client::{OutboundEnvelope, RecipientOutcome};
+use crate::config::destination::DestinationTls;
+use crate::tls::outbound::TlsPlan;
+use crate::tls::TlsInfo;
 use connection::{Connection, Step};
 
 #[derive(Clone, Debug, PartialEq)]
@@ -42,6 +51,33 @@ pub struct PoolConfig {
 pub struct TransportError {
     pub host: SocketAddr,
     pub reason: String,
+    /// The TLS the destination requires was not to be had (not offered,
+    /// refused, handshake failed): defer, never send in clear, alert.
+    pub tls_refused: bool,
+}
+
+/// A transaction's outcomes, and how its connection was protected.
+#[derive(Clone, Debug)]
+pub struct Sent {
+    /// One per recipient, in order.
+    pub outcomes: Vec<RecipientOutcome>,
+    /// What STARTTLS negotiated; None in clear.
+    pub tls: Option<TlsInfo>,
+}
+
+/// Connections are pooled per host and TLS level (and verified name).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Key {
+    host: SocketAddr,
+    level: DestinationTls,
+    verified_as: Option<String>,
+}
+
+impl Key {
+    fn of(host: SocketAddr, plan: &TlsPlan) -> Key {
+        let verified_as = (plan.level == DestinationTls::RequiredVerify).then(|| plan.name.to_str().into_owned());
+        Key { host, level: plan.level, verified_as }
+    }
 }
 
 /// The idle connections and the connection limit of one downstream host.
@@ -54,7 +90,7 @@ struct Host {
 
 struct Inner {
     config: PoolConfig,
-    hosts: RefCell<HashMap<SocketAddr, Rc<Host>>>,
+    hosts: RefCell<HashMap<Key, Rc<Host>>>,
     reaper_started: Cell<bool>,
 }
 
@@ -94,12 +130,26 @@ impl Pool {
         envelope: &OutboundEnvelope,
         body: &[u8],
     ) -> Result<Vec<RecipientOutcome>, TransportError> {
+        let sent = self.send_with(host, &TlsPlan::none(host.ip()), envelope, body).await?;
+        Ok(sent.outcomes)
+    }
+
+    /// `send` with STARTTLS as `plan` says (RFC 3207); the outcomes come
+    /// with what TLS the connection had. A `TransportError` with
+    /// `tls_refused` is a required TLS that was not to be had.
+    pub async fn send_with(
+        &self,
+        host: SocketAddr,
+        plan: &TlsPlan,
+        envelope: &OutboundEnvelope,
+        body: &[u8],
+    ) -> Result<Sent, TransportError> {
         if envelope.recipients.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Sent { outcomes: Vec::new(), tls: None });
         }
         self.start_reaper();
         let config = &self.inner.config;
-        let entry = self.host(host);
+        let entry = self.host(Key::of(host, plan));
         let _permit = entry
             .permits
             .acquire_static_permit(1)
@@ -107,22 +157,24 @@ impl Pool {
             .map_err(|e| TransportError {
                 host,
                 reason: format!("connection pool closed: {e}"),
+                tls_refused: false,
             })?;
         let mut retried = false;
         loop {
             let (mut conn, reused) = match self.take_idle(&entry).await {
                 Some(conn) => (conn, true),
                 None => {
-                    let conn = Connection::open(host, config)
+                    let conn = Connection::open(host, plan, config)
                         .await
-                        .map_err(|reason| TransportError { host, reason })?;
+                        .map_err(|failed| TransportError { host, reason: failed.reason, tls_refused: failed.tls_refused })?;
                     (conn, false)
                 }
             };
             match conn.transact(config, envelope, body).await {
                 Step::Done(outcomes) => {
+                    let tls = conn.tls.clone();
                     self.put_back(&entry, conn).await;
-                    return Ok(outcomes);
+                    return Ok(Sent { outcomes, tls });
                 }
                 Step::Failed(_) if reused && !retried && conn.was_dead_before_use() => {
                     retried = true
@@ -131,6 +183,7 @@ impl Pool {
                     return Err(TransportError {
                         host,
                         reason: format!("{host}: {reason}"),
+                        tls_refused: false,
                     })
                 }
                 Step::Ready => unreachable!("a transaction ends in Done or Failed"),
@@ -143,8 +196,10 @@ impl Pool {
         self.inner
             .hosts
             .borrow()
-            .get(&host)
-            .map_or(0, |h| h.idle.borrow().len())
+            .iter()
+            .filter(|(key, _)| key.host == host)
+            .map(|(_, h)| h.idle.borrow().len())
+            .sum()
     }
 
     /// QUIT every idle connection (shutdown); connections in use finish
@@ -162,7 +217,7 @@ impl Pool {
         }
     }
 
-    fn host(&self, host: SocketAddr) -> Rc<Host> {
+    fn host(&self, host: Key) -> Rc<Host> {
         let max = self.inner.config.connections_per_host_max.max(1) as u64;
         let mut hosts = self.inner.hosts.borrow_mut();
         hosts

@@ -97,6 +97,20 @@ impl fmt::Display for RouteError {
     }
 }
 
+/// One address to try, with the host name it was found under (a route's
+/// host, an MX exchange, the domain itself as its implicit MX, an LDAP
+/// host): the TLS identity of the peer (RFC 7672 §3.2.2 and Postfix's
+/// `secure` level check the MX host name). None for an IP literal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub address: SocketAddr,
+    pub name: Option<String>,
+}
+
+fn addresses_of(targets: Vec<Target>) -> Vec<SocketAddr> {
+    targets.into_iter().map(|t| t.address).collect()
+}
+
 /// The addresses to try for `domain`, in order: its SMTP route, else DNS
 /// (a caller with an LDAP answer uses [`resolve_hosts`] instead).
 pub async fn resolve(
@@ -104,6 +118,15 @@ pub async fn resolve(
     routes: &Routes,
     resolver: &Resolver,
 ) -> Result<Vec<SocketAddr>, RouteError> {
+    resolve_targets(domain, routes, resolver).await.map(addresses_of)
+}
+
+/// [`resolve`], each address with the host name it came from.
+pub async fn resolve_targets(
+    domain: &str,
+    routes: &Routes,
+    resolver: &Resolver,
+) -> Result<Vec<Target>, RouteError> {
     let domain = domain
         .strip_suffix('.')
         .unwrap_or(domain)
@@ -137,6 +160,15 @@ pub async fn resolve_hosts(
     routes: &Routes,
     resolver: &Resolver,
 ) -> Result<Vec<SocketAddr>, RouteError> {
+    resolve_host_targets(hosts, routes, resolver).await.map(addresses_of)
+}
+
+/// [`resolve_hosts`], each address with the host name it came from.
+pub async fn resolve_host_targets(
+    hosts: &[LdapHost],
+    routes: &Routes,
+    resolver: &Resolver,
+) -> Result<Vec<Target>, RouteError> {
     let lookups: Vec<_> = hosts
         .iter()
         .take(ROUTE_ADDRESSES_MAX)
@@ -156,7 +188,7 @@ pub async fn resolve_hosts(
     let mut found = Found::default();
     for lookup in lookups {
         match lookup.await {
-            Ok(addresses) => addresses.into_iter().for_each(|a| found.push(a)),
+            Ok(targets) => targets.into_iter().for_each(|t| found.push_target(t)),
             Err(e) => found.absorb(e),
         }
     }
@@ -179,9 +211,9 @@ async fn resolve_ldap_host(
     host: &LdapHost,
     route: Option<&[RouteHost]>,
     resolver: &Resolver,
-) -> Result<Vec<SocketAddr>, RouteError> {
+) -> Result<Vec<Target>, RouteError> {
     if let Some(ip) = host.ip() {
-        return Ok(vec![SocketAddr::new(ip, host.port.unwrap_or(SMTP_PORT))]);
+        return Ok(vec![Target { address: SocketAddr::new(ip, host.port.unwrap_or(SMTP_PORT)), name: None }]);
     }
     let name = host.host.as_str();
     let resolved = match route {
@@ -217,7 +249,7 @@ pub async fn resolve_static(
             RouteHost::UseDns => found.not_found("USEDNS is not a call-ahead server".into()),
         }
     }
-    found.finish()
+    found.finish().map(addresses_of)
 }
 
 /// The entries of the SMTP route of `domain` (a recipient domain, or a
@@ -231,7 +263,7 @@ async fn resolve_route(
     hosts: &[RouteHost],
     port_override: Option<u16>,
     resolver: &Resolver,
-) -> Result<Vec<SocketAddr>, RouteError> {
+) -> Result<Vec<Target>, RouteError> {
     let mut found = Found::default();
     for entry in hosts {
         if found.is_full() {
@@ -242,7 +274,7 @@ async fn resolve_route(
                 found.push(SocketAddr::new(addr.ip(), port_override.unwrap_or(addr.port())))
             }
             RouteHost::Name { host, port } => match resolver.addresses(host).await {
-                Lookup::Found(ips) => found.push_all(&ips, port_override.unwrap_or(*port)),
+                Lookup::Found(ips) => found.push_all(&ips, port_override.unwrap_or(*port), host),
                 Lookup::NotFound => {
                     found.temp_fail(format!("route host {host} has no A/AAAA record"))
                 }
@@ -251,7 +283,7 @@ async fn resolve_route(
             RouteHost::UseDns => {
                 let port = port_override.unwrap_or(SMTP_PORT);
                 match resolve_by_dns(domain, port, resolver).await {
-                    Ok(addresses) => addresses.into_iter().for_each(|a| found.push(a)),
+                    Ok(targets) => targets.into_iter().for_each(|t| found.push_target(t)),
                     Err(e) => found.absorb(e),
                 }
             }
@@ -266,7 +298,7 @@ async fn resolve_by_dns(
     domain: &str,
     port: u16,
     resolver: &Resolver,
-) -> Result<Vec<SocketAddr>, RouteError> {
+) -> Result<Vec<Target>, RouteError> {
     let mut found = Found::default();
     match resolver.mx(domain).await {
         Lookup::Found(mxs) if is_null_mx(&mxs) => return Err(RouteError::NullMx),
@@ -280,7 +312,7 @@ async fn resolve_by_dns(
         }
         // RFC 5321 §5.1: no MX, so the domain itself is the only host.
         Lookup::NotFound => match resolver.addresses(domain).await {
-            Lookup::Found(ips) => found.push_all(&ips, port),
+            Lookup::Found(ips) => found.push_all(&ips, port, domain),
             Lookup::NotFound => {
                 return Err(RouteError::NotFound(format!(
                     "domain {domain} not found: no MX and no A/AAAA record"
@@ -301,7 +333,7 @@ async fn static_server(host: &str, port: u16, resolver: &Resolver, found: &mut F
         }
         Lookup::TempFail(why) => found.temp_fail(format!("MX of {host}: {why}")),
         Lookup::Found(_) | Lookup::NotFound => match resolver.addresses(host).await {
-            Lookup::Found(ips) => found.push_all(&ips, port),
+            Lookup::Found(ips) => found.push_all(&ips, port, host),
             Lookup::NotFound => found.not_found(format!("call-ahead server {host} not found")),
             Lookup::TempFail(why) => found.temp_fail(format!("A/AAAA of {host}: {why}")),
         },
@@ -352,7 +384,7 @@ async fn exchanges_addresses(
         .collect();
     for (name, lookup) in exchanges.iter().zip(lookups) {
         match lookup.await {
-            Lookup::Found(ips) => found.push_all(&ips, port),
+            Lookup::Found(ips) => found.push_all(&ips, port, name),
             Lookup::NotFound => found.not_found(format!("MX host {name} has no A/AAAA record")),
             Lookup::TempFail(why) => found.temp_fail(format!("MX host {name}: {why}")),
         }
@@ -364,6 +396,8 @@ async fn exchanges_addresses(
 #[derive(Default)]
 struct Found {
     addresses: Vec<SocketAddr>,
+    /// The host name of each address (same index), None for an IP literal.
+    names: Vec<Option<String>>,
     temp_fail: Option<String>,
     null_mx: bool,
     not_found: Option<String>,
@@ -376,14 +410,22 @@ impl Found {
 
     /// Keeps the first place of an address given twice; drops it past the bound.
     fn push(&mut self, address: SocketAddr) {
-        if !self.is_full() && !self.addresses.contains(&address) {
-            self.addresses.push(address);
+        self.push_target(Target { address, name: None });
+    }
+
+    fn push_target(&mut self, target: Target) {
+        if !self.is_full() && !self.addresses.contains(&target.address) {
+            self.addresses.push(target.address);
+            self.names.push(target.name);
         }
     }
 
-    fn push_all(&mut self, ips: &[IpAddr], port: u16) {
+    /// The addresses of host `name` (DNS names are case-insensitive:
+    /// kept lower case, without the root dot).
+    fn push_all(&mut self, ips: &[IpAddr], port: u16, name: &str) {
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
         ips.iter()
-            .for_each(|&ip| self.push(SocketAddr::new(ip, port)));
+            .for_each(|&ip| self.push_target(Target { address: SocketAddr::new(ip, port), name: Some(name.clone()) }));
     }
 
     /// The first reason of each kind is the one reported.
@@ -405,9 +447,10 @@ impl Found {
 
     /// The addresses; without any, the failure that leaves the most hope:
     /// a temporary one, then a null MX, then "not found".
-    fn finish(self) -> Result<Vec<SocketAddr>, RouteError> {
+    fn finish(self) -> Result<Vec<Target>, RouteError> {
         if !self.addresses.is_empty() {
-            return Ok(self.addresses);
+            let targets = self.addresses.into_iter().zip(self.names).map(|(address, name)| Target { address, name });
+            return Ok(targets.collect());
         }
         if let Some(why) = self.temp_fail {
             return Err(RouteError::TempFail(why));

@@ -7,7 +7,8 @@
 //! config it started with); `stream` is the socket `connection` drives,
 //! plain until STARTTLS (RFC 3207) or implicit TLS (RFC 8314) upgrades it;
 //! `pem` reads certificates and keys. The call-ahead and delivery clients
-//! upgrade their sockets with the same `Stream`.
+//! upgrade their sockets with the same `Stream`, with the configs of
+//! `client` (encrypt-only or verified, built once per policy snapshot).
 //!
 //! Why futures-rustls and not rustls's sans-IO `Connection` in the driver:
 //! glommio's `TcpStream` already implements the futures-io traits, so the
@@ -16,6 +17,8 @@
 //! and encrypted sessions. The benchmark (benches/tls.sh) measures what TLS
 //! costs per session.
 
+pub mod client;
+pub mod outbound;
 pub mod pem;
 pub mod server;
 pub mod stream;

@@ -1,4 +1,4 @@
-//! One call-ahead probe connection: a glommio `TcpStream` carrying out what
+//! One call-ahead probe connection: a `tls::Stream` carrying out what
 //! the pure `smtp::client::probe::Prober` asks, and the downstream's
 //! answers turned into `Verdict`s (issue 7 items 4 and 6). The probe pool
 //! (to come) keeps these open per downstream server and reuses them:
@@ -8,6 +8,15 @@
 //! `deadline`, the profile's `validation_timeout_secs` for the whole
 //! validation request, so a downstream that stalls anywhere costs the
 //! client session at most that. A timeout's `why` names what we waited for.
+//!
+//! TLS (issue 9 item 4): with a profile's `tls` not off, the prober asks
+//! for STARTTLS (RFC 3207) and the handshake runs here under the same
+//! deadline, encrypt-only (the certificate is not checked; ours is
+//! presented when `[tls]` has one). The peer's name is its address: probe
+//! servers come as addresses, and nothing is verified against a name. A
+//! handshake that fails under `preferred` leaves the socket in an unknown
+//! state, so the probe goes on over a new connection in clear; under
+//! `required` it fails at Hello (nothing about the recipient).
 //!
 //! The socket is made here (socket2), not by `TcpStream::connect`, because
 //! a profile's `source_address` must be bound before connecting and
@@ -21,18 +30,44 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use rustls::pki_types::ServerName;
+use rustls::ClientConfig;
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
 
 use super::verdict::{of_fault, of_rcpt, of_refusal, Stage, Verdict};
 use crate::limits::{CALLAHEAD_QUIT_TIMEOUT_MS, CLIENT_READ_BUFFER_BYTES};
 use crate::smtp::client::probe::{ProbeAction, Prober, RcptAnswer};
+use crate::smtp::client::StartTls;
 use crate::smtp::Reply;
+use crate::tls::{Stream, TlsInfo};
+
+/// How a probe connection asks for TLS: the mode, and the client config
+/// (None: none could be built, so `Required` fails and `Preferred` stays
+/// in clear).
+#[derive(Clone, Debug, Default)]
+pub struct ProbeTlsSetup {
+    pub mode: StartTls,
+    pub config: Option<Arc<ClientConfig>>,
+}
+
+/// Why a probe connection could not be opened.
+#[derive(Debug)]
+pub struct OpenFailed {
+    /// What every recipient of the request gets (Connect, Greeting or Hello).
+    pub verdict: Verdict,
+    /// The TLS handshake failed (the socket is unusable).
+    pub handshake: bool,
+    /// The TLS the mode requires was not to be had: the alert case.
+    pub tls_refused: bool,
+}
 
 /// A probe connection, Ready between uses.
 pub struct ProbeConnection {
-    stream: TcpStream,
+    stream: Stream,
     prober: Prober,
     server: SocketAddr,
     read_buf: Box<[u8]>,
@@ -44,6 +79,9 @@ pub struct ProbeConnection {
     /// sent: the pool retires it before the server's own error limits bite.
     pub refusals: usize,
     pub resets: usize,
+    /// What the STARTTLS handshake negotiated; None in clear.
+    pub tls: Option<TlsInfo>,
+    tls_config: Option<Arc<ClientConfig>>,
 }
 
 impl ProbeConnection {
@@ -57,28 +95,69 @@ impl ProbeConnection {
         source: Option<IpAddr>,
         deadline: Instant,
     ) -> Result<ProbeConnection, Verdict> {
+        ProbeConnection::open_with(server, helo, source, deadline, &ProbeTlsSetup::default()).await.map_err(|failed| failed.verdict)
+    }
+
+    /// `open`, asking for STARTTLS as `tls` says. A handshake that fails
+    /// under `Preferred` is followed by one more connection, in clear.
+    pub async fn open_with(
+        server: SocketAddr,
+        helo: &str,
+        source: Option<IpAddr>,
+        deadline: Instant,
+        tls: &ProbeTlsSetup,
+    ) -> Result<ProbeConnection, OpenFailed> {
+        match ProbeConnection::open_once(server, helo, source, deadline, tls).await {
+            // The handshake failed and left the socket unusable: without TLS, anew.
+            Err(failed) if failed.handshake && tls.mode == StartTls::Preferred => {
+                let clear = ProbeTlsSetup::default();
+                ProbeConnection::open_once(server, helo, source, deadline, &clear).await
+            }
+            other => other,
+        }
+    }
+
+    /// One connection, no second try.
+    async fn open_once(
+        server: SocketAddr,
+        helo: &str,
+        source: Option<IpAddr>,
+        deadline: Instant,
+        tls: &ProbeTlsSetup,
+    ) -> Result<ProbeConnection, OpenFailed> {
         let stream = connect(server, source, deadline).await.map_err(|e| {
             let why = if e.kind() == io::ErrorKind::TimedOut {
                 format!("downstream {server} timed out: no answer to our connect")
             } else {
                 format!("cannot connect to {server}: {e}")
             };
-            of_fault(Stage::Connect, why)
+            OpenFailed { verdict: of_fault(Stage::Connect, why), handshake: false, tls_refused: false }
         })?;
+        // Without a config, `Required` must fail: it asks, and fails at the handshake.
+        let mode = match (tls.mode, &tls.config) {
+            (StartTls::Preferred, None) => StartTls::Off,
+            (mode, _) => mode,
+        };
         let mut conn = ProbeConnection {
-            stream,
-            prober: Prober::new(helo),
+            stream: Stream::Plain(stream),
+            prober: Prober::with_tls(helo, mode),
             server,
             read_buf: vec![0; CLIENT_READ_BUFFER_BYTES].into_boxed_slice(),
             idle_since: Instant::now(),
             timed_out: false,
             refusals: 0,
             resets: 0,
+            tls: None,
+            tls_config: tls.config.clone(),
         };
         match conn.drive(deadline).await {
             ProbeAction::Ready => Ok(conn),
             ProbeAction::Failed { stage, reply, why } => {
-                Err(verdict_of_failure(stage, reply, &conn.name(&why)))
+                Err(OpenFailed {
+                    verdict: verdict_of_failure(stage, reply, &conn.name(&why)),
+                    handshake: matches!(conn.stream, Stream::Closed),
+                    tls_refused: conn.prober.tls_refused(),
+                })
             }
             other => unreachable!("no batch before EHLO: {other:?}"),
         }
@@ -149,7 +228,7 @@ impl ProbeConnection {
             let Some(left) = deadline.checked_duration_since(Instant::now()).filter(|d| !d.is_zero()) else {
                 return;
             };
-            let _ = self.stream.set_read_timeout(Some(left));
+            set_timeouts(&self.stream, Some(left));
             match self.stream.read(&mut self.read_buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => continue, // the 221 (and anything before it): not needed
@@ -184,6 +263,11 @@ impl ProbeConnection {
         self.server
     }
 
+    /// The prober failed because the TLS its mode requires was not to be had.
+    pub fn tls_refused(&self) -> bool {
+        self.prober.tls_refused()
+    }
+
     /// "why (server)": log lines and verdicts say which server.
     fn name(&self, why: &str) -> String {
         format!("{why} ({})", self.server)
@@ -194,8 +278,36 @@ impl ProbeConnection {
         loop {
             match self.prober.next_action() {
                 ProbeAction::Read(_) => self.read_reply(deadline).await,
+                ProbeAction::StartTls => self.start_tls(deadline).await,
                 done => return done,
             }
+        }
+    }
+
+    /// STARTTLS was answered 220: write what is pending, then the
+    /// handshake under the deadline (the socket's timeouts bound each read
+    /// and write of it).
+    async fn start_tls(&mut self, deadline: Instant) {
+        if let Err(e) = self.flush(deadline).await {
+            return self.broken(e);
+        }
+        let Some(config) = self.tls_config.clone() else {
+            return self.prober.tls_failed("no TLS client config (see the reload log)");
+        };
+        let Some(left) = remaining(deadline) else {
+            return self.broken(io::ErrorKind::TimedOut.into());
+        };
+        set_timeouts(&self.stream, Some(left));
+        match self.stream.connect(config, ServerName::IpAddress(self.server.ip().into())).await {
+            Ok(info) => {
+                self.tls = Some(info);
+                self.prober.tls_started();
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                self.timed_out = true;
+                self.prober.tls_failed("timed out");
+            }
+            Err(e) => self.prober.tls_failed(&e.to_string()),
         }
     }
 
@@ -205,7 +317,7 @@ impl ProbeConnection {
         }
         let read = match remaining(deadline) {
             Some(left) => {
-                let _ = self.stream.set_read_timeout(Some(left));
+                set_timeouts(&self.stream, Some(left));
                 self.stream.read(&mut self.read_buf).await
             }
             None => Err(io::ErrorKind::TimedOut.into()),
@@ -227,8 +339,10 @@ impl ProbeConnection {
             return Ok(());
         }
         let left = remaining(deadline).ok_or(io::ErrorKind::TimedOut)?;
-        let _ = self.stream.set_write_timeout(Some(left));
+        set_timeouts(&self.stream, Some(left));
         self.stream.write_all(self.prober.output()).await?;
+        // rustls holds written records until flushed.
+        self.stream.flush().await?;
         self.prober.consume_output(self.prober.output().len());
         Ok(())
     }
@@ -243,6 +357,15 @@ impl ProbeConnection {
             format!("connection to downstream broken while we waited for {awaiting}: {e}")
         };
         self.prober.lost(&why);
+    }
+}
+
+/// Bound the next reads and writes of the socket under `stream` (clear or
+/// TLS: rustls reads and writes through it).
+fn set_timeouts(stream: &Stream, left: Option<Duration>) {
+    if let Some(tcp) = stream.tcp() {
+        let _ = tcp.set_read_timeout(left);
+        let _ = tcp.set_write_timeout(left);
     }
 }
 

@@ -23,6 +23,7 @@ use futures_channel::oneshot;
 use hashbrown::HashMap;
 
 use super::cache::{Cached, Lookup, VerdictCache};
+use super::connection::ProbeTlsSetup;
 use super::pool::{ProbePool, ProbeRequest};
 use super::profile::Servers;
 use super::verdict::{of_fault, Stage, Verdict};
@@ -89,6 +90,8 @@ pub struct Resolution {
     pub server: Option<SocketAddr>,
     /// The shard that owns the domain.
     pub shard: usize,
+    /// "TLSv1.3/CIPHER" when the answering probe ran over TLS.
+    pub tls: Option<String>,
 }
 
 /// One shard's call-ahead state: the cache partitions of the domains it
@@ -135,7 +138,7 @@ impl Callahead {
     }
 
     fn resolution(&self, verdict: Verdict, source: Source, server: Option<SocketAddr>) -> Resolution {
-        Resolution { verdict, source, server, shard: self.mesh.id() }
+        Resolution { verdict, source, server, shard: self.mesh.id(), tls: None }
     }
 
     /// Answer a validation request for a domain this shard owns.
@@ -247,19 +250,32 @@ impl Callahead {
     /// recipient (a failure moves on to the next).
     async fn ask_servers(&self, profile: &Arc<Profile>, address: &str, servers: &[SocketAddr], deadline: Instant) -> Resolution {
         let mut last = self.resolution(of_fault(Stage::Connect, "no server to ask"), Source::Probe, None);
+        let tls = self.probe_tls(profile);
         for &server in servers {
-            let request = ProbeRequest { server, profile: profile.clone(), address: address.to_string(), deadline };
+            let request = ProbeRequest { server, profile: profile.clone(), address: address.to_string(), deadline, tls: tls.clone() };
             let probed = match self.mesh.ask_owner(&server.to_string(), request).await {
                 Ok(probed) => probed,
-                Err(gone) => super::pool::Probed { verdict: of_fault(Stage::Connect, format!("{server}: {gone}")), by_breaker: false },
+                Err(gone) => super::pool::Probed { verdict: of_fault(Stage::Connect, format!("{server}: {gone}")), by_breaker: false, tls: None },
             };
             let source = if probed.by_breaker { Source::Breaker } else { Source::Probe };
             last = self.resolution(probed.verdict, source, Some(server));
+            last.tls = probed.tls;
             if !last.verdict.is_server_failure() {
                 break;
             }
         }
         last
+    }
+
+    /// STARTTLS as the profile wants it, with this snapshot's probe config
+    /// (none if it could not be built: `required` then fails, `preferred`
+    /// stays in clear).
+    fn probe_tls(&self, profile: &Profile) -> ProbeTlsSetup {
+        let config = match profile.tls {
+            crate::smtp::client::StartTls::Off => None,
+            _ => self.policy.current().outbound_tls.probe().ok(),
+        };
+        ProbeTlsSetup { mode: profile.tls, config }
     }
 
     /// Does the domain's server accept a random local part? Asked once per
@@ -326,7 +342,7 @@ impl Callahead {
             async move {
                 match this {
                     Some(this) => this.validate(request).await,
-                    None => Resolution { verdict: of_fault(Stage::Connect, "shard stopping"), source: Source::Probe, server: None, shard: usize::MAX },
+                    None => Resolution { verdict: of_fault(Stage::Connect, "shard stopping"), source: Source::Probe, server: None, shard: usize::MAX, tls: None },
                 }
             }
         });
@@ -336,7 +352,7 @@ impl Callahead {
             async move {
                 match pool {
                     Some(pool) => pool.probe(request).await,
-                    None => super::pool::Probed { verdict: of_fault(Stage::Connect, "shard stopping"), by_breaker: false },
+                    None => super::pool::Probed { verdict: of_fault(Stage::Connect, "shard stopping"), by_breaker: false, tls: None },
                 }
             }
         });

@@ -12,6 +12,12 @@
 //! (`CALLAHEAD_IDLE_SECS`). So RCPTs of many client sessions share one
 //! probe transaction, and a burst opens at most the cap.
 //!
+//! TLS (RFC 3207): a request carries how its profile wants STARTTLS; the
+//! connections of a server are kept apart by that mode (a connection in
+//! clear never answers a probe that requires TLS), so the cap holds per
+//! server and mode. The verdict says how the answering connection was
+//! protected (`Probed::tls`, for the call-ahead log line).
+//!
 //! A reused connection found dead before it answered anything (the server
 //! timed it out while idle) is replaced once, unseen. Every wait is bounded
 //! by the earliest deadline of the batch: the profile's validation timeout
@@ -28,7 +34,7 @@ use futures_channel::oneshot;
 use hashbrown::HashMap;
 
 use super::breaker::Breaker;
-use super::connection::ProbeConnection;
+use super::connection::{ProbeConnection, ProbeTlsSetup};
 use super::verdict::{of_fault, Stage, Verdict};
 use super::Profile;
 use crate::metrics::Metrics;
@@ -37,6 +43,7 @@ use crate::limits::{
     CALLAHEAD_TIMEOUT_SECS_MAX,
 };
 use crate::shards::ShardRequest;
+use crate::smtp::client::StartTls;
 
 /// Probe `address` at `server` (sent to the server's owner shard).
 #[derive(Debug)]
@@ -45,6 +52,8 @@ pub struct ProbeRequest {
     pub profile: Arc<Profile>,
     pub address: String,
     pub deadline: Instant,
+    /// STARTTLS as the profile wants it (`ProbeTlsSetup::default()`: off).
+    pub tls: ProbeTlsSetup,
 }
 
 /// What the server said, or why it was not asked.
@@ -53,6 +62,8 @@ pub struct Probed {
     pub verdict: Verdict,
     /// The breaker answered: no probe was sent.
     pub by_breaker: bool,
+    /// "TLSv1.3/CIPHER" when the answering connection ran over TLS.
+    pub tls: Option<String>,
 }
 
 impl ShardRequest for ProbeRequest {
@@ -66,7 +77,7 @@ struct Job {
     address: String,
     profile: Arc<Profile>,
     deadline: Instant,
-    reply: oneshot::Sender<Verdict>,
+    reply: oneshot::Sender<(Verdict, Option<String>)>,
     /// Already repeated once after a stale connection.
     retried: bool,
 }
@@ -74,6 +85,7 @@ struct Job {
 /// One server: its queue, its connections, its breaker.
 struct Server {
     addr: SocketAddr,
+    tls: ProbeTlsSetup,
     queue: RefCell<VecDeque<Job>>,
     idle: RefCell<Vec<ProbeConnection>>,
     /// Connections open (busy or idle): never above the cap.
@@ -85,7 +97,7 @@ struct Server {
 
 pub struct ProbePool {
     helo_name: String,
-    servers: RefCell<HashMap<SocketAddr, Rc<Server>>>,
+    servers: RefCell<HashMap<(SocketAddr, StartTls), Rc<Server>>>,
     /// The shard's metrics: probes sent, connections opened, probe latency.
     metrics: Arc<Metrics>,
     epoch: Instant,
@@ -109,36 +121,36 @@ impl ProbePool {
 
     /// Answer one probe request (on the server's owner shard).
     pub async fn probe(self: &Rc<Self>, request: ProbeRequest) -> Probed {
-        let server = self.server(request.server);
+        let server = self.server(request.server, &request.tls);
         let profile = request.profile.clone();
         if !server.breaker.borrow_mut().admit(profile.breaker_failures, self.now_ms()) {
             let why = format!("{}: circuit breaker open after {} consecutive failures", server.addr, profile.breaker_failures);
-            return Probed { verdict: of_fault(Stage::Connect, why), by_breaker: true };
+            return Probed { verdict: of_fault(Stage::Connect, why), by_breaker: true, tls: None };
         }
         if server.queue.borrow().len() >= CALLAHEAD_QUEUE_MAX {
             let why = format!("{}: {} probes already wait for this server", server.addr, CALLAHEAD_QUEUE_MAX);
-            return Probed { verdict: of_fault(Stage::Connect, why), by_breaker: false };
+            return Probed { verdict: of_fault(Stage::Connect, why), by_breaker: false, tls: None };
         }
         let (reply, answered) = oneshot::channel();
         let reached = Instant::now();
         server.queue.borrow_mut().push_back(Job { address: request.address, profile, deadline: request.deadline, reply, retried: false });
         self.dispatch(&server);
-        let verdict = answered.await.unwrap_or_else(|_| of_fault(Stage::Connect, "probe pool stopped"));
+        let (verdict, tls) = answered.await.unwrap_or_else(|_| (of_fault(Stage::Connect, "probe pool stopped"), None));
         self.metrics.callahead_probe_latency(reached.elapsed());
         let failures = request.profile.breaker_failures;
         let open_ms = request.profile.breaker_open.as_millis() as u64;
         server.breaker.borrow_mut().record(verdict.is_server_failure(), failures, open_ms, self.now_ms());
-        Probed { verdict, by_breaker: false }
+        Probed { verdict, by_breaker: false, tls }
     }
 
     /// Connections open to `server` from the whole appliance (this shard owns it).
     pub fn open_connections(&self, server: SocketAddr) -> usize {
-        self.servers.borrow().get(&server).map_or(0, |s| s.open.get())
+        self.servers.borrow().values().filter(|s| s.addr == server).map(|s| s.open.get()).sum()
     }
 
     /// Is `server`'s breaker refusing probes?
     pub fn breaker_open(&self, server: SocketAddr) -> bool {
-        self.servers.borrow().get(&server).is_some_and(|s| s.breaker.borrow().is_open())
+        self.servers.borrow().values().any(|s| s.addr == server && s.breaker.borrow().is_open())
     }
 
     /// Every server this shard owns with its open connections and breaker state.
@@ -154,13 +166,14 @@ impl ProbePool {
         }
     }
 
-    fn server(&self, addr: SocketAddr) -> Rc<Server> {
+    fn server(&self, addr: SocketAddr, tls: &ProbeTlsSetup) -> Rc<Server> {
         self.servers
             .borrow_mut()
-            .entry(addr)
+            .entry((addr, tls.mode))
             .or_insert_with(|| {
                 Rc::new(Server {
                     addr,
+                    tls: tls.clone(),
                     queue: RefCell::new(VecDeque::new()),
                     idle: RefCell::new(Vec::new()),
                     open: Cell::new(0),
@@ -206,13 +219,19 @@ impl ProbePool {
             let reused = conn.is_some();
             let mut c = match conn.take() {
                 Some(c) => c,
-                None => match ProbeConnection::open(server.addr, &self.helo_name, batch[0].profile.source_address, deadline).await {
+                None => match ProbeConnection::open_with(server.addr, &self.helo_name, batch[0].profile.source_address, deadline, &server.tls).await {
                     Ok(c) => {
                         self.metrics.callahead_connection_opened();
+                        if server.tls.mode != StartTls::Off {
+                            self.metrics.outbound_tls("callahead", &batch[0].profile.name, if c.tls.is_some() { "tls" } else { "clear" });
+                        }
                         c
                     }
-                    Err(verdict) => {
-                        answer_all(batch, &verdict);
+                    Err(failed) => {
+                        if failed.tls_refused {
+                            self.metrics.outbound_tls("callahead", &batch[0].profile.name, "failed");
+                        }
+                        answer_all(batch, &failed.verdict, None);
                         server.open.set(server.open.get() - 1);
                         return self.dispatch(&server);
                     }
@@ -234,8 +253,9 @@ impl ProbePool {
                 continue;
             }
             c.refusals += verdicts.iter().filter(|v| !matches!(v, Verdict::Accepted(_))).count();
+            let tls = c.tls.as_ref().map(|t| format!("{}/{}", t.version, t.cipher));
             for (job, verdict) in batch.into_iter().zip(verdicts) {
-                let _ = job.reply.send(verdict);
+                let _ = job.reply.send((verdict, tls.clone()));
             }
             if c.is_reusable() && !is_worn(&c) {
                 conn = Some(c);
@@ -267,7 +287,7 @@ fn take_batch(server: &Server, conn: Option<&ProbeConnection>) -> Option<Vec<Job
     let now = Instant::now();
     while queue.front().is_some_and(|j| j.deadline <= now) {
         let job = queue.pop_front().expect("checked");
-        let _ = job.reply.send(of_fault(Stage::Connect, format!("{}: validation timed out waiting for a probe connection", server.addr)));
+        let _ = job.reply.send((of_fault(Stage::Connect, format!("{}: validation timed out waiting for a probe connection", server.addr)), None));
     }
     let first = queue.front()?;
     let mail_from = first.profile.mail_from.clone();
@@ -303,9 +323,9 @@ fn is_worn(conn: &ProbeConnection) -> bool {
     conn.refusals >= CALLAHEAD_REFUSALS_PER_CONNECTION_MAX || conn.resets >= CALLAHEAD_RESETS_PER_CONNECTION_MAX
 }
 
-fn answer_all(batch: Vec<Job>, verdict: &Verdict) {
+fn answer_all(batch: Vec<Job>, verdict: &Verdict, tls: Option<String>) {
     for job in batch {
-        let _ = job.reply.send(verdict.clone());
+        let _ = job.reply.send((verdict.clone(), tls.clone()));
     }
 }
 
@@ -356,9 +376,10 @@ mod tests {
         Arc::new(Profile::compile("p", &config))
     }
 
-    fn server_with(jobs: Vec<(&str, Arc<Profile>, Instant)>) -> (Server, Vec<oneshot::Receiver<Verdict>>) {
+    fn server_with(jobs: Vec<(&str, Arc<Profile>, Instant)>) -> (Server, Vec<oneshot::Receiver<(Verdict, Option<String>)>>) {
         let server = Server {
             addr: "127.0.0.1:25".parse().unwrap(),
+            tls: ProbeTlsSetup::default(),
             queue: RefCell::new(VecDeque::new()),
             idle: RefCell::new(Vec::new()),
             open: Cell::new(0),
@@ -414,7 +435,7 @@ mod tests {
         let (server, mut answers) = server_with(vec![("late@d", p.clone(), past), ("fine@d", p, later)]);
         let batch = take_batch(&server, None).unwrap();
         assert_eq!(addresses(&batch), ["fine@d"]);
-        let verdict = answers[0].try_recv().unwrap().expect("answered at once");
+        let (verdict, _) = answers[0].try_recv().unwrap().expect("answered at once");
         assert!(verdict.is_server_failure() && !verdict.is_cacheable(), "{verdict:?}");
     }
 }

@@ -51,6 +51,8 @@ pub struct Profile {
     pub probes_per_client_per_minute: u32,
     pub catch_all_detection: bool,
     pub source_address: Option<IpAddr>,
+    /// STARTTLS to the servers (`[callahead.NAME] tls`).
+    pub tls: crate::smtp::client::StartTls,
 }
 
 /// What the client is told, and why (for the log).
@@ -92,6 +94,11 @@ impl Profile {
             probes_per_client_per_minute: c.probes_per_client_per_minute,
             catch_all_detection: c.catch_all_detection,
             source_address: c.source_address.parse().ok(),
+            tls: match c.tls {
+                crate::config::callahead::ProbeTls::Off => crate::smtp::client::StartTls::Off,
+                crate::config::callahead::ProbeTls::Preferred => crate::smtp::client::StartTls::Preferred,
+                crate::config::callahead::ProbeTls::Required => crate::smtp::client::StartTls::Required,
+            },
         }
     }
 

@@ -73,7 +73,7 @@ pub async fn validate(shard: &Shard, client: &Client, profile: &Arc<Profile>, ro
 
 /// A RAT row with `bypass_callahead`: accepted without a probe, and said so.
 pub fn bypass(shard: &Shard, client: &Client, mailbox: &str) {
-    let resolution = Resolution { verdict: Verdict::Accepted(Reply::new(250, "2.1.5", "bypass")), source: Source::Bypass, server: None, shard: shard.mesh.id() };
+    let resolution = Resolution { verdict: Verdict::Accepted(Reply::new(250, "2.1.5", "bypass")), source: Source::Bypass, server: None, shard: shard.mesh.id(), tls: None };
     log(shard, client, mailbox, &resolution, &Answer::Accept, true, Instant::now(), ("off", mailbox, "-"));
 }
 
@@ -92,7 +92,7 @@ async fn ldap_target(shard: &Shard, query: &Arc<Query>, mailbox: &str) -> Result
 }
 
 fn unanswered(shard: &Shard, why: String) -> Resolution {
-    Resolution { verdict: of_fault(Stage::Connect, why), source: Source::Probe, server: None, shard: shard.mesh.id() }
+    Resolution { verdict: of_fault(Stage::Connect, why), source: Source::Probe, server: None, shard: shard.mesh.id(), tls: None }
 }
 
 /// The one log line of a call-ahead decision; `ldap`: what the routing
@@ -108,10 +108,22 @@ fn log(shard: &Shard, client: &Client, mailbox: &str, r: &Resolution, answer: &A
     let (reply, why) = describe(&r.verdict);
     shard.metrics.callahead_verdict(r.source.name(), verdict_name(&r.verdict));
     shard.log.event("callahead", format_args!(
-        "conn={} ip={} {} rcpt=<{mailbox}> source={} verdict={} action={action} server={server} reply=\"{}\" why=\"{}\" owner={} ms={:.3} ldap={} probed=<{}> ldap_ms={}",
+        "conn={} ip={} {} rcpt=<{mailbox}> source={} verdict={} action={action} server={server} reply=\"{}\" why=\"{}\" owner={} ms={:.3} ldap={} probed=<{}> ldap_ms={} tls={}",
         client.peer.connection_id, client.ip, client.label(), r.source.name(), verdict_name(&r.verdict),
-        reply.escape_debug(), why.escape_debug(), r.shard, started.elapsed().as_secs_f64() * 1000.0, ldap.0, ldap.1, ldap.2
+        reply.escape_debug(), why.escape_debug(), r.shard, started.elapsed().as_secs_f64() * 1000.0, ldap.0, ldap.1, ldap.2,
+        tls_label(r)
     ));
+}
+
+/// `tls=` of the log line: how the answering probe connection was
+/// protected; "none" in clear, "-" when no probe answered (cache, breaker,
+/// bypass, a failure before any connection).
+fn tls_label(r: &Resolution) -> &str {
+    match (&r.tls, r.server, r.source.name()) {
+        (Some(tls), _, _) => tls,
+        (None, Some(_), "probe") => "none",
+        _ => "-",
+    }
 }
 
 pub fn verdict_name(verdict: &Verdict) -> &'static str {

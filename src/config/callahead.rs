@@ -33,7 +33,11 @@ pub enum Mode {
     Warn,
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+/// STARTTLS to the call-ahead server (RFC 3207): never, when offered
+/// (else clear), or always (else the probe fails: nothing about the
+/// recipient). The certificate is not checked; ours is presented when
+/// `[tls]` has one.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeTls {
     Off,
@@ -144,9 +148,6 @@ impl CallaheadConfig {
         }
         if let Some(bad) = self.static_servers.iter().find(|s| !s.is_static_server()) {
             return Err(format!("static_servers: {bad} is not a host (USEDNS is for routes)"));
-        }
-        if self.tls != ProbeTls::Off {
-            return Err("tls: only \"off\" until TLS is built".into());
         }
         Ok(())
     }

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod callahead;
+pub mod destination;
 pub mod flow;
 pub mod ldap;
 pub mod policy;
@@ -83,6 +84,9 @@ pub struct Config {
     pub ldap: ldap::LdapConfig,
     /// `[tls]`: our certificate and key, and the CA for client certificates.
     pub tls: tls::TlsConfig,
+    /// `[destination.default]`, `[destination."DOMAIN"]`: delivery's
+    /// destination controls (TLS for now; `destination.rs`).
+    pub destination: BTreeMap<String, destination::DestinationConfig>,
 }
 
 /// Per-session limits (HAT mail flow policies will refine these per sender group).
@@ -156,6 +160,7 @@ impl Default for Config {
             callahead: BTreeMap::new(),
             ldap: ldap::LdapConfig::default(),
             tls: tls::TlsConfig::default(),
+            destination: BTreeMap::new(),
         }
     }
 }
@@ -329,6 +334,7 @@ impl Config {
                 (key, format!("callahead.{name}: {why}"))
             })?;
         }
+        destination::validate(&self.destination)?;
         // Compiling the access tables is their validation (HAT, RAT, policies).
         crate::policy::access::Access::compile(self)?;
         Ok(())

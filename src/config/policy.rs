@@ -50,6 +50,8 @@ pub struct Policy {
     /// listeners use; None without a certificate. A reload reads the files
     /// again, so a renewed certificate needs no restart.
     pub tls: Option<Arc<crate::tls::ServerTls>>,
+    /// `[destination.*]` TLS and the call-ahead probe config (`tls::outbound`).
+    pub outbound_tls: Arc<crate::tls::outbound::OutboundTls>,
 }
 
 impl Policy {
@@ -68,6 +70,7 @@ impl Policy {
             tls: crate::tls::ServerTls::load(&config.tls)?,
             access: Arc::new(Access::compile(config).expect("compile() takes a validated config")),
             dns: config.dns.clone(),
+            outbound_tls: Arc::new(crate::tls::outbound::OutboundTls::compile(config)),
             routes: Routes::compile(&config.routes).expect("compile() takes a validated config"),
             timeouts: ServerTimeouts {
                 command_secs: t.command_secs,

@@ -16,7 +16,6 @@
 //! Recipients that end up with the same hosts share a leg (one transaction).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::DeliveryJob;
@@ -25,7 +24,7 @@ use crate::dns::Resolver;
 use crate::ldap::lookup::Lookups;
 use crate::ldap::Query;
 use crate::message::domain_of;
-use crate::routing::{self, RouteError};
+use crate::routing::{self, RouteError, Target};
 
 /// Recipients that go the same way this round.
 #[derive(Debug)]
@@ -34,7 +33,9 @@ pub struct Leg {
     pub recipients: Vec<u32>,
     /// The address each recipient is sent as, where LDAP rewrote it.
     pub rewrites: BTreeMap<u32, String>,
-    pub route: Result<Vec<SocketAddr>, RouteError>,
+    /// The addresses to try, each with the host name it came from (the
+    /// peer's TLS identity).
+    pub route: Result<Vec<Target>, RouteError>,
     /// What the hosts came from, for the log ("domain", "ldap", "ldap-error").
     pub via: &'static str,
 }
@@ -72,7 +73,7 @@ pub async fn plan(
     ldap: &Lookups,
 ) -> Vec<Leg> {
     let Some(query) = query else {
-        let route = routing::resolve(&job.destination, routes, resolver).await;
+        let route = routing::resolve_targets(&job.destination, routes, resolver).await;
         return vec![Leg {
             recipients: pending.to_vec(),
             rewrites: BTreeMap::new(),
@@ -143,9 +144,9 @@ pub async fn plan(
     let mut legs = Vec::with_capacity(ways.len());
     for (way, (recipients, rewrites, hosts)) in ways {
         let (route, via) = match way {
-            Way::Domain(domain) => (routing::resolve(&domain, routes, resolver).await, "domain"),
+            Way::Domain(domain) => (routing::resolve_targets(&domain, routes, resolver).await, "domain"),
             Way::MailHosts(_) => (
-                routing::resolve_hosts(&hosts, routes, resolver).await,
+                routing::resolve_host_targets(&hosts, routes, resolver).await,
                 "ldap",
             ),
             Way::Deferred(why) => (Err(RouteError::TempFail(why)), "ldap-error"),

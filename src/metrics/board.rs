@@ -116,7 +116,8 @@ impl Collector for Summed {
         ConstGauge::new(sum.open_connections).encode(open)?;
         super::callahead::encode(&mut encoder, &sum.callahead)?;
         super::ldap::encode(&mut encoder, &sum.ldap)?;
-        super::handshakes::encode(&mut encoder, &sum.handshakes)
+        super::handshakes::encode(&mut encoder, &sum.handshakes)?;
+        super::tls::encode(&mut encoder, &sum.outbound_tls)
     }
 }
 

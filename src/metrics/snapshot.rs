@@ -27,6 +27,7 @@ pub struct Snapshot {
     pub callahead: CallaheadSnapshot,
     pub ldap: LdapSnapshot,
     pub handshakes: super::HandshakeSnapshot,
+    pub outbound_tls: HashMap<super::tls::OutboundTlsLabels, u64>,
 }
 
 impl Snapshot {
@@ -59,6 +60,7 @@ impl Snapshot {
         self.callahead.add(&other.callahead);
         self.ldap.add(&other.ldap);
         self.handshakes.add(&other.handshakes);
+        super::tls::add(&mut self.outbound_tls, &other.outbound_tls);
     }
 
     /// DNS queries that went to the network, all types and results.

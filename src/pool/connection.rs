@@ -1,6 +1,13 @@
-//! One downstream connection: a glommio `TcpStream` carrying out what the
-//! pure `smtp::client::Client` asks, with the RFC 5321 §4.5.3.2 client
+//! One downstream connection: a `tls::Stream` carrying out what the pure
+//! `smtp::client::Client` asks, with the RFC 5321 §4.5.3.2 client
 //! timeouts from `PoolConfig` applied to every read and write.
+//!
+//! TLS (issue 9 item 5): the connection's `TlsPlan` says how much STARTTLS
+//! it wants; the handshake runs under the command timeout with the plan's
+//! config and the host's name. A handshake that fails under `preferred`
+//! leaves the socket in an unknown state, so `open` tries once more on a
+//! new connection in clear (as Postfix does at its `may` level); under
+//! `required` it fails the connection (the mail is deferred).
 
 use std::io;
 use std::net::SocketAddr;
@@ -8,6 +15,10 @@ use std::time::{Duration, Instant};
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+
+use crate::smtp::client::StartTls;
+use crate::tls::outbound::TlsPlan;
+use crate::tls::{Stream, TlsInfo};
 
 use super::{OutboundEnvelope, PoolConfig, RecipientOutcome};
 use crate::limits::{CLIENT_BODY_COPY_BYTES_MAX, CLIENT_READ_BUFFER_BYTES};
@@ -22,7 +33,7 @@ pub(super) enum Step {
 }
 
 pub(super) struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     client: Client,
     read_buf: Box<[u8]>,
     /// Small body pieces gathered into one write.
@@ -32,6 +43,16 @@ pub(super) struct Connection {
     pub idle_since: Instant,
     /// The last failure was a timeout (a slow server, not a dead socket).
     timed_out: bool,
+    plan: TlsPlan,
+    /// What the STARTTLS handshake negotiated; None in clear.
+    pub tls: Option<TlsInfo>,
+}
+
+/// Why a connection could not be opened.
+pub(super) struct OpenFailed {
+    pub reason: String,
+    /// The TLS the plan requires was not to be had (the alert case).
+    pub tls_refused: bool,
 }
 
 /// glommio refuses a zero timeout; zero means "none" in our config.
@@ -40,28 +61,52 @@ fn limit(d: Duration) -> Option<Duration> {
 }
 
 impl Connection {
-    /// Connect, read the greeting, say EHLO: a connection ready for MAIL.
-    pub async fn open(host: SocketAddr, config: &PoolConfig) -> Result<Connection, String> {
+    /// Connect, read the greeting, say EHLO (and STARTTLS, EHLO again, as
+    /// `plan` wants): a connection ready for MAIL.
+    pub async fn open(host: SocketAddr, plan: &TlsPlan, config: &PoolConfig) -> Result<Connection, OpenFailed> {
+        match Connection::open_once(host, plan, config).await {
+            // The handshake failed and left the socket unusable: anew, in clear.
+            Err((_, true)) if plan.starttls == StartTls::Preferred => {
+                let clear = TlsPlan { starttls: StartTls::Off, config: None, ..plan.clone() };
+                Connection::open_once(host, &clear, config).await.map_err(|(failed, _)| failed)
+            }
+            other => other.map_err(|(failed, _)| failed),
+        }
+    }
+
+    /// One connection; Err also says whether the handshake was what failed.
+    async fn open_once(host: SocketAddr, plan: &TlsPlan, config: &PoolConfig) -> Result<Connection, (OpenFailed, bool)> {
         let connect = match limit(config.connect_timeout) {
             Some(t) => TcpStream::connect_timeout(host, t).await,
             None => TcpStream::connect(host).await,
         };
-        let stream = connect.map_err(|e| format!("cannot connect to {host}: {e}"))?;
+        let stream = connect.map_err(|e| (OpenFailed { reason: format!("cannot connect to {host}: {e}"), tls_refused: false }, false))?;
         // Commands and replies are small and latency-bound (RFC 2920 §3.2
         // batches them for us already): no Nagle delay.
         let _ = stream.set_nodelay(true);
+        // Without a config `Preferred` stays in clear; `Required` asks and
+        // fails at the handshake.
+        let starttls = match (plan.starttls, &plan.config) {
+            (StartTls::Preferred, None) => StartTls::Off,
+            (mode, _) => mode,
+        };
         let mut conn = Connection {
-            stream,
-            client: Client::new(&config.helo_name),
+            stream: Stream::Plain(stream),
+            client: Client::with_tls(&config.helo_name, starttls),
             read_buf: vec![0; CLIENT_READ_BUFFER_BYTES].into_boxed_slice(),
             write_buf: Vec::new(),
             messages: 0,
             idle_since: Instant::now(),
             timed_out: false,
+            plan: plan.clone(),
+            tls: None,
         };
         match conn.drive(config, &[]).await {
             Step::Ready => Ok(conn),
-            Step::Failed(reason) => Err(format!("{host}: {reason}")),
+            Step::Failed(reason) => {
+                let handshake = matches!(conn.stream, Stream::Closed);
+                Err((OpenFailed { reason: format!("{host}: {reason}"), tls_refused: conn.client.tls_refused() }, handshake))
+            }
             Step::Done(_) => unreachable!("no transaction before EHLO"),
         }
     }
@@ -104,10 +149,42 @@ impl Connection {
                     Ok(()) => self.client.body_sent(),
                     Err(e) => self.broken(e),
                 },
+                Action::StartTls => self.start_tls(config).await,
                 Action::Ready => return Step::Ready,
                 Action::Done(outcomes) => return Step::Done(outcomes),
                 Action::Failed(reason) => return Step::Failed(reason),
             }
+        }
+    }
+
+    /// 220 to STARTTLS: the handshake, each of its reads and writes under
+    /// the command timeout, for the plan's name.
+    async fn start_tls(&mut self, config: &PoolConfig) {
+        if let Err(e) = self.flush(config.command_timeout).await {
+            return self.broken(e);
+        }
+        let Some(tls) = self.plan.config.clone() else {
+            return self.client.tls_failed("no TLS client config for this destination");
+        };
+        self.set_timeouts(config.command_timeout, config.command_timeout);
+        match self.stream.connect(tls, self.plan.name.clone()).await {
+            Ok(info) => {
+                self.tls = Some(info);
+                self.client.tls_started();
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                self.timed_out = true;
+                self.client.tls_failed("timed out");
+            }
+            Err(e) => self.client.tls_failed(&e.to_string()),
+        }
+    }
+
+    /// Bound the next reads and writes of the TCP socket (clear or under TLS).
+    fn set_timeouts(&self, read: Duration, write: Duration) {
+        if let Some(tcp) = self.stream.tcp() {
+            let _ = tcp.set_read_timeout(limit(read));
+            let _ = tcp.set_write_timeout(limit(write));
         }
     }
 
@@ -120,7 +197,9 @@ impl Connection {
             Wait::Command => config.command_timeout,
             Wait::DataTermination => config.data_termination_timeout,
         };
-        let _ = self.stream.set_read_timeout(limit(timeout));
+        if let Some(tcp) = self.stream.tcp() {
+            let _ = tcp.set_read_timeout(limit(timeout));
+        }
         match self.stream.read(&mut self.read_buf).await {
             Ok(0) => {
                 let awaiting = self.client.awaiting();
@@ -149,8 +228,12 @@ impl Connection {
         if self.client.output().is_empty() {
             return Ok(());
         }
-        let _ = self.stream.set_write_timeout(limit(timeout));
+        if let Some(tcp) = self.stream.tcp() {
+            let _ = tcp.set_write_timeout(limit(timeout));
+        }
         self.stream.write_all(self.client.output()).await?;
+        // rustls holds records until flushed.
+        self.stream.flush().await?;
         let n = self.client.output().len();
         self.client.consume_output(n);
         Ok(())
@@ -162,9 +245,9 @@ impl Connection {
     /// timeout applies to each block written).
     async fn send_body(&mut self, config: &PoolConfig, body: &[u8]) -> io::Result<()> {
         self.flush(config.command_timeout).await?;
-        let _ = self
-            .stream
-            .set_write_timeout(limit(config.data_block_timeout));
+        if let Some(tcp) = self.stream.tcp() {
+            let _ = tcp.set_write_timeout(limit(config.data_block_timeout));
+        }
         self.write_buf.clear();
         for piece in Stuffed::new(body) {
             if piece.len() >= CLIENT_BODY_COPY_BYTES_MAX {
@@ -185,6 +268,6 @@ impl Connection {
             self.stream.write_all(&self.write_buf).await?;
             self.write_buf.clear();
         }
-        Ok(())
+        self.stream.flush().await
     }
 }

@@ -68,9 +68,12 @@ fn found_keeps_the_first_place_of_a_duplicate_and_stops_at_the_bound() {
         ]
     );
     let ips: Vec<IpAddr> = (0..40).map(|i| IpAddr::from([10, 0, 0, i])).collect();
-    found.push_all(&ips, 25);
+    found.push_all(&ips, 25, "Many.Example.");
     assert!(found.is_full());
     assert_eq!(found.addresses.len(), ROUTE_ADDRESSES_MAX);
+    assert_eq!(found.names.len(), ROUTE_ADDRESSES_MAX, "one name per address");
+    assert_eq!(found.names[3].as_deref(), Some("many.example"), "names kept lower case, without the root dot");
+    assert_eq!(found.names[0], None, "an IP literal has no name");
 }
 
 #[test]
@@ -79,7 +82,7 @@ fn addresses_win_over_any_failure() {
     found.temp_fail("MX host a: timeout".into());
     found.absorb(RouteError::NullMx);
     found.push(addr("127.0.0.1:25"));
-    assert_eq!(found.finish(), Ok(vec![addr("127.0.0.1:25")]));
+    assert_eq!(found.finish(), Ok(vec![Target { address: addr("127.0.0.1:25"), name: None }]));
 }
 
 #[test]

@@ -7,15 +7,24 @@
 //! then any number of transactions, each leaving the connection Ready again.
 //! With PIPELINING (RFC 2920) MAIL, every RCPT and DATA go out in one write and
 //! the replies are read in order; without it, one command per reply.
+//!
+//! STARTTLS (RFC 3207, `starttls`): with a mode that wants TLS and a
+//! server that offers it, the client sends STARTTLS after EHLO, asks the
+//! driver for the handshake (`Action::StartTls`), and says EHLO again once
+//! it is told `tls_started`; what the server offered before is forgotten.
 
 mod parse;
+mod starttls;
 mod stuff;
 pub mod probe;
 #[cfg(test)]
 mod tests;
 
 pub use parse::{Extensions, ReplyError, ReplyParser};
+pub use starttls::StartTls;
 pub use stuff::Stuffed;
+
+use starttls::{after_hello, after_starttls, AfterHello, AfterStartTls, STARTTLS_COMMAND};
 
 use crate::message::BodyType;
 use crate::smtp::Reply;
@@ -60,6 +69,9 @@ pub enum Action {
     /// Write `output()`, then the pieces of `Stuffed::new(body)`
     /// (§4.5.3.2.5 data block timeout), then call `body_sent`.
     SendBody,
+    /// Write `output()`, then run the TLS handshake on the socket and call
+    /// `tls_started` (or `tls_failed`). Nothing read before it counts.
+    StartTls,
     /// Idle and usable: `start` a transaction or `quit`.
     Ready,
     /// The transaction is over: one outcome per recipient, in order. The
@@ -75,6 +87,10 @@ enum State {
     Greeting,
     Ehlo,
     Helo,
+    /// STARTTLS sent, its reply awaited.
+    StartTls,
+    /// 220 to STARTTLS: the driver runs the handshake.
+    Handshake,
     Ready,
     Mail,
     Rcpt(usize),
@@ -114,6 +130,11 @@ pub struct Client {
     extensions: Extensions,
     parser: ReplyParser,
     output: Vec<u8>,
+    tls: StartTls,
+    /// The handshake is done: the session runs over TLS.
+    encrypted: bool,
+    /// The connection died because the TLS it required was not to be had.
+    tls_refused: bool,
     /// Rendered commands of the transaction (MAIL, each RCPT, DATA) and where
     /// each ends, so lock-step mode can send them one by one without
     /// keeping the envelope.
@@ -129,14 +150,23 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client on a just-opened connection, waiting for the greeting.
+    /// A client on a just-opened connection, waiting for the greeting;
+    /// no TLS.
     pub fn new(helo_name: &str) -> Client {
+        Client::with_tls(helo_name, StartTls::Off)
+    }
+
+    /// A client that asks for STARTTLS as `tls` says.
+    pub fn with_tls(helo_name: &str, tls: StartTls) -> Client {
         Client {
             helo_name: helo_name.to_string(),
             state: State::Greeting,
             extensions: Extensions::default(),
             parser: ReplyParser::default(),
             output: Vec::with_capacity(256),
+            tls,
+            encrypted: false,
+            tls_refused: false,
             script: Vec::with_capacity(256),
             script_ends: Vec::new(),
             slots: Vec::new(),
@@ -150,6 +180,35 @@ impl Client {
 
     pub fn extensions(&self) -> &Extensions {
         &self.extensions
+    }
+
+    /// The session runs over TLS (the handshake after STARTTLS is done).
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// The connection failed because the TLS its mode requires could not be
+    /// had (not offered, refused, handshake failed): the alert case.
+    pub fn tls_refused(&self) -> bool {
+        self.tls_refused
+    }
+
+    /// The driver finished the handshake: say EHLO again over TLS, having
+    /// forgotten the extensions offered in clear (RFC 3207 §4.2).
+    pub fn tls_started(&mut self) {
+        debug_assert_eq!(self.state, State::Handshake);
+        self.encrypted = true;
+        self.extensions = Extensions::default();
+        self.parser = ReplyParser::default();
+        self.output.extend_from_slice(format!("EHLO {}\r\n", self.helo_name).as_bytes());
+        self.state = State::Ehlo;
+    }
+
+    /// The handshake failed: the connection is unusable (its bytes are no
+    /// longer SMTP), and the TLS was not to be had on it.
+    pub fn tls_failed(&mut self, why: &str) {
+        self.tls_refused = self.tls == StartTls::Required;
+        self.lose(format!("TLS handshake with the downstream failed: {why}"), None);
     }
 
     /// Commands to write before the next read.
@@ -182,6 +241,8 @@ impl Client {
             State::Greeting => "the greeting",
             State::Ehlo => "the reply to EHLO",
             State::Helo => "the reply to HELO",
+            State::StartTls => "the reply to STARTTLS",
+            State::Handshake => "the TLS handshake",
             State::Mail => "the reply to MAIL",
             State::Rcpt(_) => "the reply to RCPT",
             State::Data => "the reply to DATA",
@@ -200,12 +261,14 @@ impl Client {
             State::Greeting => Action::Read(Wait::Greeting),
             State::Ehlo
             | State::Helo
+            | State::StartTls
             | State::Mail
             | State::Rcpt(_)
             | State::Data
             | State::Rset => Action::Read(Wait::Command),
             State::Dot | State::LoneDot => Action::Read(Wait::DataTermination),
             State::Body => Action::SendBody,
+            State::Handshake => Action::StartTls,
             State::Ready => Action::Ready,
             State::Dead(reason) => Action::Failed(reason.clone()),
         }
@@ -230,9 +293,11 @@ impl Client {
                 return;
             }
         }
-        if self.state == State::Ready && !self.parser.is_empty() {
+        if matches!(self.state, State::Ready | State::Handshake) && !self.parser.is_empty() {
             // Bytes after the last reply we asked for would be taken for the
-            // reply to our next command.
+            // reply to our next command; after the 220 to STARTTLS they
+            // would be clear text injected into the TLS session (RFC 3207
+            // §4.2, CVE-2011-0411 in reverse).
             self.lose("downstream sent bytes nobody asked for".to_string(), None);
         }
     }
@@ -375,8 +440,9 @@ impl Client {
         match self.state.clone() {
             State::Greeting => self.on_greeting(reply),
             State::Ehlo => self.on_ehlo(reply),
-            State::Helo if reply.code / 100 == 2 => self.state = State::Ready,
+            State::Helo if reply.code / 100 == 2 => self.hello_done(),
             State::Helo => self.lose(format!("downstream refused EHLO and HELO: {reply}"), None),
+            State::StartTls => self.on_starttls(reply),
             State::Mail => self.on_mail(reply),
             State::Rcpt(i) => self.on_rcpt(i, reply),
             State::Data => self.on_data(reply),
@@ -388,7 +454,7 @@ impl Client {
             }
             State::Rset if reply.code / 100 == 2 => self.finish(None),
             State::Rset => self.finish(Some(format!("downstream refused RSET: {reply}"))),
-            State::Ready | State::Body | State::Dead(_) => self.lose(
+            State::Ready | State::Body | State::Handshake | State::Dead(_) => self.lose(
                 format!("downstream sent a reply nobody asked for: {reply}"),
                 None,
             ),
@@ -408,7 +474,7 @@ impl Client {
     fn on_ehlo(&mut self, reply: Reply) {
         if reply.code / 100 == 2 {
             self.extensions = Extensions::from_ehlo(&reply);
-            self.state = State::Ready;
+            self.hello_done();
         } else if reply.is_permanent() {
             // An old server that does not know EHLO (RFC 5321 §3.2).
             self.output
@@ -417,6 +483,39 @@ impl Client {
         } else {
             self.lose(format!("downstream refused EHLO: {reply}"), None);
         }
+    }
+
+    /// EHLO or HELO was accepted: ready, or STARTTLS first, or (TLS
+    /// required and not offered) QUIT and fail.
+    fn hello_done(&mut self) {
+        match after_hello(self.tls, self.encrypted, &self.extensions) {
+            AfterHello::Ready => self.state = State::Ready,
+            AfterHello::StartTls => {
+                self.output.extend_from_slice(STARTTLS_COMMAND);
+                self.state = State::StartTls;
+            }
+            AfterHello::Refuse(why) => self.refuse_clear(why),
+        }
+    }
+
+    fn on_starttls(&mut self, reply: Reply) {
+        if reply.code == 421 {
+            // RFC 5321 §3.8: the server is closing the channel.
+            return self.lose(format!("downstream closing the connection: {reply}"), None);
+        }
+        match after_starttls(self.tls, &reply) {
+            AfterStartTls::Handshake => self.state = State::Handshake,
+            AfterStartTls::Clear => self.state = State::Ready,
+            AfterStartTls::Refuse(why) => self.refuse_clear(why),
+        }
+    }
+
+    /// TLS is required and not to be had here: QUIT politely and fail the
+    /// connection, nothing sent in clear.
+    fn refuse_clear(&mut self, why: String) {
+        self.output.extend_from_slice(b"QUIT\r\n");
+        self.tls_refused = true;
+        self.lose(why, None);
     }
 
     fn on_mail(&mut self, reply: Reply) {

@@ -38,6 +38,13 @@
 //!   counters below read smtpd's own `connect from` / `disconnect from …
 //!   rcpt=N/M` lines: that is "counted at the server".
 //!
+//! - TLS (`start_tls`): STARTTLS with a certificate of the test PKI
+//!   (`common::certs`), `smtpd_tls_security_level = may` (offered) or
+//!   `encrypt` (MAIL in clear gets 530), `smtpd_tls_loglevel = 1`, so the
+//!   log says "… TLS connection established from …" per session; smtpd
+//!   reads the key as root before it drops privileges. `tlsmgr` joins the
+//!   daemons.
+//!
 //! Runs only as root (the master drops to the `postfix` user); the package
 //! comes from `tests/run.sh` (postfix).
 
@@ -59,6 +66,15 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// it kills them.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// STARTTLS on the instance's smtpd.
+#[derive(Clone, Debug)]
+pub struct PostfixTls {
+    /// `smtpd_tls_security_level`: "may" or "encrypt".
+    pub level: &'static str,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// A private Postfix instance with one `smtpd` on 127.0.0.1; stopped (and
 /// every daemon of it killed) on drop.
 pub struct PostfixSmtpd {
@@ -73,6 +89,15 @@ impl PostfixSmtpd {
     /// are `mailboxes` (full addresses, case-insensitive). Panics with the
     /// instance's log if it does not listen in time.
     pub fn start(domains: &[&str], mailboxes: &[&str]) -> PostfixSmtpd {
+        PostfixSmtpd::start_with(domains, mailboxes, None)
+    }
+
+    /// `start`, with STARTTLS as `tls` says.
+    pub fn start_tls(domains: &[&str], mailboxes: &[&str], tls: &PostfixTls) -> PostfixSmtpd {
+        PostfixSmtpd::start_with(domains, mailboxes, Some(tls))
+    }
+
+    fn start_with(domains: &[&str], mailboxes: &[&str], tls: Option<&PostfixTls>) -> PostfixSmtpd {
         assert!(
             is_root(),
             "PostfixSmtpd needs root (the master drops to user postfix)"
@@ -85,7 +110,7 @@ impl PostfixSmtpd {
             table,
             running: false,
         };
-        pf.write_config(domains);
+        pf.write_config(domains, tls);
         pf.launch()
     }
 
@@ -167,6 +192,11 @@ impl PostfixSmtpd {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("maillog")).unwrap_or_default()
     }
+    /// Sessions that ran over TLS ("… TLS connection established from …").
+    pub fn tls_sessions(&self) -> usize {
+        self.smtpd_lines(" TLS connection established from ").len()
+    }
+
     /// The `NOQUEUE: reject: RCPT …` lines (one per refused RCPT).
     pub fn rejected_rcpt_lines(&self) -> Vec<String> {
         self.smtpd_lines(" reject: RCPT from ")
@@ -214,7 +244,7 @@ impl PostfixSmtpd {
         std::fs::read_to_string(pid_file).ok()?.trim().parse().ok()
     }
 
-    fn write_config(&self, domains: &[&str]) {
+    fn write_config(&self, domains: &[&str], tls: Option<&PostfixTls>) {
         let root = self.dir.path();
         let etc = self.etc();
         std::fs::create_dir_all(&etc).unwrap();
@@ -228,8 +258,18 @@ impl PostfixSmtpd {
             "chown postfix: {}",
             data.display()
         );
-        std::fs::write(etc.join("master.cf"), master_cf(self.port)).unwrap();
-        let main = main_cf(root, domains, self.table.port());
+        let mut master = master_cf(self.port);
+        let mut main = main_cf(root, domains, self.table.port());
+        if let Some(tls) = tls {
+            master.push_str("tlsmgr    unix  - - n 1000? 1 tlsmgr\n");
+            main.push_str(&format!(
+                "smtpd_tls_security_level = {}\nsmtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_loglevel = 1\n",
+                tls.level,
+                tls.cert.display(),
+                tls.key.display()
+            ));
+        }
+        std::fs::write(etc.join("master.cf"), master).unwrap();
         std::fs::write(etc.join("main.cf"), main).unwrap();
     }
 

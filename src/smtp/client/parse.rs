@@ -217,7 +217,7 @@ pub struct Extensions {
     pub size: Option<u64>,
     /// RFC 3030 (not used yet: we send DATA).
     pub chunking: bool,
-    /// RFC 3207 (not used yet: no TLS downstream).
+    /// RFC 3207: STARTTLS (`starttls` decides what to do with it).
     pub starttls: bool,
 }
 

@@ -13,6 +13,12 @@
 //! are read in order; without it, one command per reply. The reply to each RCPT is handed back as it
 //! is: what it means for the recipient is `callahead::verdict`'s business.
 //!
+//! STARTTLS (RFC 3207) as the delivery client does it (`starttls`): after
+//! EHLO, with a mode that wants TLS and a server that offers it, STARTTLS,
+//! `ProbeAction::StartTls` for the driver's handshake, EHLO again. A TLS
+//! that `Required` cannot have fails the connection at `Stage::Hello`:
+//! nothing about the recipient, never cached.
+//!
 //! Failures carry the `Stage` they hit (`callahead::verdict::Stage`,
 //! imported, not moved): the stage of the command whose reply we awaited.
 //! A batch cut short (421, a close, garbage, a timeout) ends in `Failed`;
@@ -21,7 +27,8 @@
 
 use std::collections::VecDeque;
 
-use super::{Extensions, ReplyParser, Wait};
+use super::starttls::{after_hello, after_starttls, AfterHello, AfterStartTls, STARTTLS_COMMAND};
+use super::{Extensions, ReplyParser, StartTls, Wait};
 use crate::callahead::verdict::Stage;
 use crate::limits::CALLAHEAD_PIPELINED_COMMANDS_MAX;
 use crate::smtp::Reply;
@@ -44,6 +51,9 @@ pub enum RcptAnswer {
 pub enum ProbeAction {
     /// Write `output()`, then read bytes and `feed` them (or report `lost`).
     Read(Wait),
+    /// Write `output()`, then run the TLS handshake and call `tls_started`
+    /// (or `tls_failed`).
+    StartTls,
     /// Idle and usable: `probe`, `rset` or `quit`.
     Ready,
     /// The batch is over: one answer per recipient, in order. The
@@ -65,6 +75,10 @@ enum State {
     Greeting,
     Ehlo,
     Helo,
+    /// STARTTLS sent, its reply awaited.
+    StartTls,
+    /// 220 to STARTTLS: the driver runs the handshake.
+    Handshake,
     Ready,
     /// A batch (MAIL and/or RCPTs) is out; replies expected in `expected`.
     Probing,
@@ -92,6 +106,11 @@ pub struct Prober {
     extensions: Extensions,
     parser: ReplyParser,
     output: Vec<u8>,
+    tls: StartTls,
+    /// The handshake is done: the session runs over TLS.
+    encrypted: bool,
+    /// The connection failed because the TLS its mode requires could not be had.
+    tls_refused: bool,
     /// Commands written, replies not yet read, in order.
     expected: VecDeque<Expect>,
     /// Commands waiting for the replies to the group before them (lock-step:
@@ -110,14 +129,22 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// A prober on a just-opened connection, waiting for the greeting.
+    /// A prober on a just-opened connection, waiting for the greeting; no TLS.
     pub fn new(helo_name: &str) -> Prober {
+        Prober::with_tls(helo_name, StartTls::Off)
+    }
+
+    /// A prober that asks for STARTTLS as `tls` says.
+    pub fn with_tls(helo_name: &str, tls: StartTls) -> Prober {
         Prober {
             helo_name: helo_name.to_string(),
             state: State::Greeting,
             extensions: Extensions::default(),
             parser: ReplyParser::default(),
             output: Vec::with_capacity(256),
+            tls,
+            encrypted: false,
+            tls_refused: false,
             expected: VecDeque::new(),
             unsent: VecDeque::new(),
             slots: Vec::new(),
@@ -138,6 +165,35 @@ impl Prober {
     /// Drop the first `n` bytes of output (they were written).
     pub fn consume_output(&mut self, n: usize) {
         self.output.drain(..n);
+    }
+
+    /// The session runs over TLS.
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// The connection failed because the TLS its mode requires could not
+    /// be had (not offered, refused, handshake failed).
+    pub fn tls_refused(&self) -> bool {
+        self.tls_refused
+    }
+
+    /// The driver finished the handshake: EHLO again over TLS, the clear
+    /// text extensions forgotten (RFC 3207 §4.2).
+    pub fn tls_started(&mut self) {
+        debug_assert_eq!(self.state, State::Handshake);
+        self.encrypted = true;
+        self.extensions = Extensions::default();
+        self.parser = ReplyParser::default();
+        let ehlo = format!("EHLO {}\r\n", self.helo_name);
+        self.output.extend_from_slice(ehlo.as_bytes());
+        self.state = State::Ehlo;
+    }
+
+    /// The handshake failed: the connection is unusable.
+    pub fn tls_failed(&mut self, why: &str) {
+        self.tls_refused = self.tls == StartTls::Required;
+        self.die(Stage::Hello, None, format!("TLS handshake with the downstream failed: {why}"));
     }
 
     /// The server offered PIPELINING in its EHLO reply (RFC 2920).
@@ -184,6 +240,8 @@ impl Prober {
             State::Greeting => "the greeting",
             State::Ehlo => "the reply to EHLO",
             State::Helo => "the reply to HELO",
+            State::StartTls => "the reply to STARTTLS",
+            State::Handshake => "the TLS handshake",
             State::Probing => match self.expected.front() {
                 Some(Expect::Mail) => "the reply to MAIL",
                 _ => "the reply to RCPT",
@@ -199,9 +257,10 @@ impl Prober {
         }
         match &self.state {
             State::Greeting => ProbeAction::Read(Wait::Greeting),
-            State::Ehlo | State::Helo | State::Probing | State::Rset => {
+            State::Ehlo | State::Helo | State::StartTls | State::Probing | State::Rset => {
                 ProbeAction::Read(Wait::Command)
             }
+            State::Handshake => ProbeAction::StartTls,
             State::Ready => ProbeAction::Ready,
             State::Dead { stage, reply, why } => ProbeAction::Failed {
                 stage: *stage,
@@ -234,11 +293,18 @@ impl Prober {
             if matches!(self.state, State::Dead { .. }) {
                 return;
             }
+            if self.state == State::Handshake {
+                break; // what follows the 220 is not a reply (checked below)
+            }
         }
         if self.state == State::Ready && !self.parser.is_empty() {
             // Bytes after the last reply we asked for would be taken for
             // the reply to our next command.
             self.unsolicited("downstream sent bytes nobody asked for".to_string());
+        } else if self.state == State::Handshake && !self.parser.is_empty() {
+            // Clear text after the 220 would be injected into the TLS
+            // session (RFC 3207 §4.2).
+            self.die(Stage::Hello, None, "downstream sent bytes after its 220 to STARTTLS".into());
         }
     }
 
@@ -357,7 +423,7 @@ impl Prober {
     fn stage(&self) -> Stage {
         match self.state {
             State::Greeting => Stage::Greeting,
-            State::Ehlo | State::Helo => Stage::Hello,
+            State::Ehlo | State::Helo | State::StartTls | State::Handshake => Stage::Hello,
             State::Probing => match self.expected.front() {
                 Some(Expect::Mail) => Stage::MailFrom,
                 _ => Stage::Rcpt,
@@ -383,11 +449,12 @@ impl Prober {
         match self.state {
             State::Greeting => self.on_greeting(reply),
             State::Ehlo => self.on_ehlo(reply),
-            State::Helo if reply.code / 100 == 2 => self.state = State::Ready,
+            State::Helo if reply.code / 100 == 2 => self.hello_done(),
             State::Helo => {
                 let why = format!("downstream refused EHLO and HELO: {reply}");
                 self.die(Stage::Hello, Some(reply), why)
             }
+            State::StartTls => self.on_starttls(reply),
             State::Probing => self.on_batch_reply(reply),
             State::Rset if reply.code / 100 == 2 => {
                 self.in_transaction = false;
@@ -400,7 +467,7 @@ impl Prober {
                 let why = format!("downstream refused RSET: {reply}");
                 self.die(Stage::MailFrom, Some(reply), why)
             }
-            State::Ready | State::Dead { .. } => {
+            State::Ready | State::Handshake | State::Dead { .. } => {
                 self.unsolicited(format!("downstream sent a reply nobody asked for: {reply}"))
             }
         }
@@ -420,7 +487,7 @@ impl Prober {
     fn on_ehlo(&mut self, reply: Reply) {
         if reply.code / 100 == 2 {
             self.extensions = Extensions::from_ehlo(&reply);
-            self.state = State::Ready;
+            self.hello_done();
         } else if reply.is_permanent() {
             // An old server that does not know EHLO (RFC 5321 §3.2).
             let helo = format!("HELO {}\r\n", self.helo_name);
@@ -430,6 +497,36 @@ impl Prober {
             let why = format!("downstream refused EHLO: {reply}");
             self.die(Stage::Hello, Some(reply), why);
         }
+    }
+
+    /// EHLO or HELO accepted: ready, or STARTTLS first, or (TLS required
+    /// and not offered) QUIT and fail at Hello.
+    fn hello_done(&mut self) {
+        match after_hello(self.tls, self.encrypted, &self.extensions) {
+            AfterHello::Ready => self.state = State::Ready,
+            AfterHello::StartTls => {
+                self.output.extend_from_slice(STARTTLS_COMMAND);
+                self.state = State::StartTls;
+            }
+            AfterHello::Refuse(why) => self.refuse_clear(why, None),
+        }
+    }
+
+    /// A 421 never gets here (`on_reply` ends the connection first).
+    fn on_starttls(&mut self, reply: Reply) {
+        match after_starttls(self.tls, &reply) {
+            AfterStartTls::Handshake => self.state = State::Handshake,
+            AfterStartTls::Clear => self.state = State::Ready,
+            AfterStartTls::Refuse(why) => self.refuse_clear(why, Some(reply)),
+        }
+    }
+
+    /// TLS required and not to be had: QUIT and fail at Hello, nothing
+    /// sent in clear. The reply (a refused STARTTLS) is kept for the log.
+    fn refuse_clear(&mut self, why: String, reply: Option<Reply>) {
+        self.output.extend_from_slice(b"QUIT\r\n");
+        self.tls_refused = true;
+        self.die(Stage::Hello, reply, why);
     }
 
     fn on_batch_reply(&mut self, reply: Reply) {

@@ -435,3 +435,134 @@ fn two_transactions_on_one_connection() {
         assert_eq!(client.next_action(), Action::Ready);
     }
 }
+
+// ---- STARTTLS (RFC 3207) ----------------------------------------------------
+
+const ESMTP_STARTTLS: &str = "250-mx.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 8BITMIME\r\n";
+
+/// Greeting and EHLO with `tls`; returns the client after the EHLO reply.
+fn greeted(tls: StartTls, ehlo_reply: &str) -> Client {
+    let mut client = Client::with_tls("relay.test", tls);
+    s(&mut client, "220 mx.test ESMTP\r\n");
+    assert_eq!(c(&mut client), "EHLO relay.test\r\n");
+    s(&mut client, ehlo_reply);
+    client
+}
+
+#[test]
+fn starttls_advertised_handshake_then_ehlo_again_with_fresh_extensions() {
+    let mut client = greeted(StartTls::Preferred, ESMTP_STARTTLS);
+    assert_eq!(c(&mut client), "STARTTLS\r\n");
+    assert_eq!(client.next_action(), Action::Read(Wait::Command));
+    assert_eq!(client.awaiting(), "the reply to STARTTLS");
+    s(&mut client, "220 2.0.0 Ready to start TLS\r\n");
+    assert_eq!(client.next_action(), Action::StartTls);
+    assert!(!client.is_encrypted());
+    client.tls_started();
+    assert!(client.is_encrypted());
+    assert_eq!(client.extensions(), &Extensions::default(), "what the server offered in clear is forgotten");
+    assert_eq!(c(&mut client), "EHLO relay.test\r\n");
+    assert_eq!(client.next_action(), Action::Read(Wait::Command));
+    // Over TLS the server offers STARTTLS no more (or does: never asked twice).
+    s(&mut client, "250-mx.test\r\n250-SIZE 1000\r\n250 STARTTLS\r\n");
+    assert_eq!(client.next_action(), Action::Ready);
+    assert_eq!(c(&mut client), "");
+    assert_eq!(client.extensions().size, Some(1000));
+    assert!(!client.extensions().pipelining, "PIPELINING was offered in clear only");
+}
+
+#[test]
+fn starttls_required_works_the_same_when_offered() {
+    let mut client = greeted(StartTls::Required, ESMTP_STARTTLS);
+    assert_eq!(c(&mut client), "STARTTLS\r\n");
+    s(&mut client, "220 Ready\r\n");
+    assert_eq!(client.next_action(), Action::StartTls);
+    client.tls_started();
+    assert_eq!(c(&mut client), "EHLO relay.test\r\n");
+    s(&mut client, ESMTP_PIPELINING);
+    assert_eq!(client.next_action(), Action::Ready);
+    assert!(!client.tls_refused());
+}
+
+#[test]
+fn starttls_off_never_asks_even_when_offered() {
+    let mut client = greeted(StartTls::Off, ESMTP_STARTTLS);
+    assert_eq!(c(&mut client), "");
+    assert_eq!(client.next_action(), Action::Ready);
+}
+
+#[test]
+fn starttls_not_advertised_preferred_goes_on_in_clear() {
+    let mut client = greeted(StartTls::Preferred, ESMTP_PIPELINING);
+    assert_eq!(c(&mut client), "");
+    assert_eq!(client.next_action(), Action::Ready);
+    assert!(!client.is_encrypted());
+}
+
+#[test]
+fn starttls_not_advertised_required_quits_and_fails() {
+    let mut client = greeted(StartTls::Required, ESMTP_PIPELINING);
+    assert_eq!(c(&mut client), "QUIT\r\n", "nothing of the mail in clear");
+    match client.next_action() {
+        Action::Failed(why) => assert!(why.contains("does not offer STARTTLS"), "{why}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert!(client.tls_refused());
+}
+
+#[test]
+fn starttls_refused_preferred_goes_on_in_clear_on_the_same_connection() {
+    let mut client = greeted(StartTls::Preferred, ESMTP_STARTTLS);
+    assert_eq!(c(&mut client), "STARTTLS\r\n");
+    s(&mut client, "454 4.7.0 TLS not available due to local problem\r\n");
+    assert_eq!(client.next_action(), Action::Ready);
+    client.start(&envelope(&["x@dst.test"]), 10);
+    assert_eq!(c(&mut client), "MAIL FROM:<a@src.test>\r\nRCPT TO:<x@dst.test>\r\nDATA\r\n", "pipelined, in clear");
+}
+
+#[test]
+fn starttls_refused_required_quits_and_fails() {
+    let mut client = greeted(StartTls::Required, ESMTP_STARTTLS);
+    assert_eq!(c(&mut client), "STARTTLS\r\n");
+    s(&mut client, "454 4.7.0 TLS not available\r\n");
+    assert_eq!(c(&mut client), "QUIT\r\n");
+    match client.next_action() {
+        Action::Failed(why) => assert!(why.contains("refused STARTTLS") && why.contains("454"), "{why}"),
+        other => panic!("expected Failed, got {other:?}"),
+    }
+    assert!(client.tls_refused());
+}
+
+#[test]
+fn bytes_after_the_220_to_starttls_kill_the_connection() {
+    let mut client = greeted(StartTls::Preferred, ESMTP_STARTTLS);
+    c(&mut client);
+    s(&mut client, "220 Ready\r\n250 injected\r\n");
+    assert!(matches!(client.next_action(), Action::Failed(_)), "clear text after 220 is never taken into the TLS session");
+}
+
+#[test]
+fn a_failed_handshake_fails_the_connection_and_flags_required() {
+    for (tls, flagged) in [(StartTls::Preferred, false), (StartTls::Required, true)] {
+        let mut client = greeted(tls, ESMTP_STARTTLS);
+        c(&mut client);
+        s(&mut client, "220 Ready\r\n");
+        assert_eq!(client.next_action(), Action::StartTls);
+        client.tls_failed("invalid peer certificate");
+        match client.next_action() {
+            Action::Failed(why) => assert!(why.contains("TLS handshake") && why.contains("invalid peer certificate"), "{why}"),
+            other => panic!("expected Failed, got {other:?}"),
+        }
+        assert_eq!(client.tls_refused(), flagged, "{tls:?}");
+    }
+}
+
+#[test]
+fn helo_server_has_no_starttls_so_required_fails() {
+    let mut client = greeted(StartTls::Required, "502 5.5.1 EHLO not implemented\r\n");
+    assert_eq!(c(&mut client), "HELO relay.test\r\n");
+    s(&mut client, "250 mx.test\r\n");
+    assert_eq!(c(&mut client), "QUIT\r\n");
+    assert!(matches!(client.next_action(), Action::Failed(_)));
+    assert!(client.tls_refused());
+}

@@ -544,3 +544,102 @@ fn a_mail_refusal_stops_the_groups_not_yet_sent() {
         .iter()
         .all(|a| matches!(a, MailRefused(r) if r.code == 550)));
 }
+
+// ---- STARTTLS (RFC 3207) ----------------------------------------------------
+
+const ESMTP_STARTTLS: &str = "250-mx.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n";
+
+fn greeted(tls: StartTls, ehlo_reply: &str) -> Prober {
+    let mut prober = Prober::with_tls("probe.test", tls);
+    s(&mut prober, "220 mx.test ESMTP\r\n");
+    assert_eq!(c(&mut prober), "EHLO probe.test\r\n");
+    s(&mut prober, ehlo_reply);
+    prober
+}
+
+#[test]
+fn starttls_advertised_then_ehlo_again_and_probes_over_tls() {
+    let mut p = greeted(StartTls::Required, ESMTP_STARTTLS);
+    assert_eq!(c(&mut p), "STARTTLS\r\n");
+    assert_eq!(p.next_action(), ProbeAction::Read(Wait::Command));
+    s(&mut p, "220 2.0.0 Ready to start TLS\r\n");
+    assert_eq!(p.next_action(), ProbeAction::StartTls);
+    p.tls_started();
+    assert!(p.is_encrypted());
+    assert!(!p.pipelining(), "clear-text extensions forgotten");
+    assert_eq!(c(&mut p), "EHLO probe.test\r\n");
+    s(&mut p, ESMTP_LOCKSTEP);
+    assert_eq!(p.next_action(), ProbeAction::Ready);
+    p.probe("", &rcpts(&["a@dst.test"]));
+    assert_eq!(c(&mut p), "MAIL FROM:<>\r\n");
+    s(&mut p, "250 2.1.0 Ok\r\n");
+    assert_eq!(c(&mut p), "RCPT TO:<a@dst.test>\r\n");
+    s(&mut p, "550 5.1.1 User unknown\r\n");
+    assert_eq!(p.next_action(), ProbeAction::Answered(vec![Rcpt(reply(550, "5.1.1", "User unknown"))]));
+}
+
+#[test]
+fn starttls_not_advertised_preferred_probes_in_clear() {
+    let mut p = greeted(StartTls::Preferred, ESMTP_PIPELINING);
+    assert_eq!(c(&mut p), "");
+    assert_eq!(p.next_action(), ProbeAction::Ready);
+    assert!(!p.is_encrypted());
+}
+
+#[test]
+fn starttls_not_advertised_required_fails_at_hello_without_a_reply() {
+    let mut p = greeted(StartTls::Required, ESMTP_PIPELINING);
+    assert_eq!(c(&mut p), "QUIT\r\n");
+    let (stage, reply, why) = failed(&mut p);
+    assert_eq!((stage, reply), (Stage::Hello, None));
+    assert!(why.contains("does not offer STARTTLS"), "{why}");
+    assert!(p.tls_refused());
+}
+
+#[test]
+fn starttls_refused_preferred_stays_usable_in_clear() {
+    let mut p = greeted(StartTls::Preferred, ESMTP_STARTTLS);
+    assert_eq!(c(&mut p), "STARTTLS\r\n");
+    s(&mut p, "454 4.7.0 TLS not available\r\n");
+    assert_eq!(p.next_action(), ProbeAction::Ready);
+    assert!(p.is_reusable() && !p.is_encrypted());
+}
+
+#[test]
+fn starttls_refused_required_fails_at_hello_with_the_reply() {
+    let mut p = greeted(StartTls::Required, ESMTP_STARTTLS);
+    c(&mut p);
+    s(&mut p, "454 4.7.0 TLS not available\r\n");
+    assert_eq!(c(&mut p), "QUIT\r\n");
+    let (stage, reply, why) = failed(&mut p);
+    assert_eq!(stage, Stage::Hello);
+    assert_eq!(reply, Some(reply_454()));
+    assert!(why.contains("refused STARTTLS"), "{why}");
+    // Nothing about the recipient: a downstream failure, never cached.
+    let verdict = crate::callahead::verdict::of_refusal(stage, reply.unwrap());
+    assert!(verdict.is_server_failure() && !verdict.is_cacheable());
+}
+
+fn reply_454() -> Reply {
+    reply(454, "4.7.0", "TLS not available")
+}
+
+#[test]
+fn a_failed_handshake_fails_at_hello() {
+    let mut p = greeted(StartTls::Required, ESMTP_STARTTLS);
+    c(&mut p);
+    s(&mut p, "220 Ready\r\n");
+    p.tls_failed("received corrupt message");
+    let (stage, reply, why) = failed(&mut p);
+    assert_eq!((stage, reply), (Stage::Hello, None));
+    assert!(why.contains("TLS handshake"), "{why}");
+    assert!(p.tls_refused());
+}
+
+#[test]
+fn bytes_after_the_220_to_starttls_fail_the_probe_connection() {
+    let mut p = greeted(StartTls::Preferred, ESMTP_STARTTLS);
+    c(&mut p);
+    s(&mut p, "220 Ready\r\n250 injected\r\n");
+    assert_eq!(failed(&mut p).0, Stage::Hello);
+}
