@@ -33,6 +33,11 @@ pub struct DnsSettings {
     pub cache_entries: usize,
     /// The most that PTR + DNS-list lookups may hold a banner.
     pub hat_lookup_timeout_ms: u64,
+    /// The servers in `servers` validate DNSSEC and the path to them is
+    /// trusted (a validating resolver on loopback): their AD bit makes an
+    /// answer `Secured::Secure` and their SERVFAIL `Bogus` (RFC 7672
+    /// §2.1.3). Off: no answer is secure, so DANE never applies.
+    pub trust_ad: bool,
 }
 
 impl Default for DnsSettings {
@@ -43,6 +48,7 @@ impl Default for DnsSettings {
             attempts: 2,
             cache_entries: 100_000,
             hat_lookup_timeout_ms: 3_000,
+            trust_ad: false,
         }
     }
 }

@@ -188,6 +188,8 @@ fn nxdomain_and_nodata_are_not_found_with_the_soa_negative_ttl() {
         lookup: Lookup::NotFound,
         ttl_secs: Some(120),
         alias: None,
+        authenticated: false,
+        servfail: false,
     }));
     assert_eq!(read(&nx, RecordType::A), expected);
     let nodata = reply(
@@ -204,6 +206,8 @@ fn nxdomain_and_nodata_are_not_found_with_the_soa_negative_ttl() {
             lookup: Lookup::NotFound,
             ttl_secs: Some(60),
             alias: None,
+            authenticated: false,
+            servfail: false,
         }))
     );
     // Records of another type only: still NODATA for the type asked.
@@ -219,6 +223,8 @@ fn nxdomain_and_nodata_are_not_found_with_the_soa_negative_ttl() {
         lookup: Lookup::NotFound,
         ttl_secs: Some(DNS_TTL_MIN_SECS),
         alias: None,
+        authenticated: false,
+        servfail: false,
     }));
     assert_eq!(read(&other_type, RecordType::MX), no_soa);
     let huge = reply(
@@ -233,6 +239,8 @@ fn nxdomain_and_nodata_are_not_found_with_the_soa_negative_ttl() {
         lookup: Lookup::NotFound,
         ttl_secs: Some(DNS_NEGATIVE_TTL_MAX_SECS),
         alias: None,
+        authenticated: false,
+        servfail: false,
     }));
     assert_eq!(read(&huge, RecordType::A), capped);
 }
