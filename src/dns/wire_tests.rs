@@ -310,6 +310,8 @@ fn cname_chain_is_followed_and_its_smallest_ttl_kept() {
         lookup: Lookup::NotFound,
         ttl_secs: Some(100),
         alias: Some(name("gone.example.test.")),
+        authenticated: false,
+        servfail: false,
     };
     assert_eq!(read(&dangling, RecordType::A), Some(Reply::Answer(again)));
     // The server chased it and the end has no such record: NODATA.
@@ -325,6 +327,8 @@ fn cname_chain_is_followed_and_its_smallest_ttl_kept() {
         lookup: Lookup::NotFound,
         ttl_secs: Some(30),
         alias: None,
+        authenticated: false,
+        servfail: false,
     };
     assert_eq!(read(&chased, RecordType::A), Some(Reply::Answer(nodata)));
     // A loop is a broken zone: temporary, not cached.
