@@ -23,6 +23,7 @@ declare -A probe=(
     [unbound]=/usr/sbin/unbound      # the tests' DNS server (tests/common/dns.rs)
     [slapd]=/usr/sbin/slapd          # the tests' LDAP server (tests/common/slapd.rs)
     [ldap-utils]=/usr/bin/ldapadd    # ldapadd/ldapmodify/ldapsearch for the slapd harness
+    [ldnsutils]=/usr/bin/ldns-signzone  # ldns-keygen/ldns-signzone: the DANE tests' signed zone (tests/common/dnssec.rs)
 )
 
 missing=()
