@@ -18,6 +18,7 @@
 mod board;
 mod callahead;
 mod connections;
+pub mod dane;
 mod ldap;
 mod snapshot;
 #[cfg(test)]
