@@ -39,7 +39,9 @@ fn resolver(server: SocketAddr, trust_ad: bool) -> Resolver {
     Resolver::new(vec![server], &settings, Arc::new(Metrics::default()))
 }
 
-fn on_shard<T: Send + 'static>(body: impl FnOnce() -> Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static) -> T {
+fn on_shard<T: Send + 'static>(
+    body: impl FnOnce() -> Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
+) -> T {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .spawn(move || body())
         .unwrap()
@@ -63,7 +65,11 @@ fn signed_tlsa_is_secure_from_a_trusted_resolver() {
     let (tlsa, mx, addresses) = on_shard(move || {
         Box::pin(async move {
             let r = resolver(server, true);
-            (r.tlsa(SIGNED_MX, 25).await, r.secure_mx(SIGNED_ZONE).await, r.secure_addresses(SIGNED_MX).await)
+            (
+                r.tlsa(SIGNED_MX, 25).await,
+                r.secure_mx(SIGNED_ZONE).await,
+                r.secure_addresses(SIGNED_MX).await,
+            )
         })
     });
     assert_eq!(sorted_secured(tlsa), Secured::Secure(sorted(published())));
@@ -84,11 +90,18 @@ fn the_same_answer_is_not_trusted_without_trust_ad() {
     let (tlsa, mx, bogus) = on_shard(move || {
         Box::pin(async move {
             let r = resolver(server, false);
-            (r.tlsa(SIGNED_MX, 25).await, r.secure_mx(SIGNED_ZONE).await, r.tlsa(BOGUS_HOST, 25).await)
+            (
+                r.tlsa(SIGNED_MX, 25).await,
+                r.secure_mx(SIGNED_ZONE).await,
+                r.tlsa(BOGUS_HOST, 25).await,
+            )
         })
     });
     assert_eq!(sorted_secured(tlsa), Secured::Insecure(sorted(published())));
-    assert!(matches!(mx, Secured::Insecure(ref mxs) if mxs.len() == 1), "{mx:?}");
+    assert!(
+        matches!(mx, Secured::Insecure(ref mxs) if mxs.len() == 1),
+        "{mx:?}"
+    );
     // A SERVFAIL from a resolver we do not trust is only a failure.
     assert!(matches!(bogus, Secured::Failed(_)), "{bogus:?}");
 }
@@ -100,20 +113,33 @@ fn an_unsigned_zone_is_insecure() {
     let (tlsa, mx) = on_shard(move || {
         Box::pin(async move {
             let r = resolver(server, true);
-            (r.tlsa(UNSIGNED_MX, 25).await, r.secure_mx(UNSIGNED_ZONE).await)
+            (
+                r.tlsa(UNSIGNED_MX, 25).await,
+                r.secure_mx(UNSIGNED_ZONE).await,
+            )
         })
     });
     assert_eq!(sorted_secured(tlsa), Secured::Insecure(sorted(published())));
-    assert!(matches!(mx, Secured::Insecure(ref mxs) if mxs.len() == 1), "{mx:?}");
+    assert!(
+        matches!(mx, Secured::Insecure(ref mxs) if mxs.len() == 1),
+        "{mx:?}"
+    );
 }
 
 #[test]
 fn a_broken_signature_is_bogus() {
     let dns = start();
     let server = dns.addr();
-    let bogus = on_shard(move || Box::pin(async move { resolver(server, true).tlsa(BOGUS_HOST, 25).await }));
+    let bogus = on_shard(move || {
+        Box::pin(async move { resolver(server, true).tlsa(BOGUS_HOST, 25).await })
+    });
     assert_eq!(bogus, Secured::Bogus);
-    let decision = dane::policy(DaneMode::Opportunistic, bogus, true, &[BOGUS_HOST, SIGNED_ZONE]);
+    let decision = dane::policy(
+        DaneMode::Opportunistic,
+        bogus,
+        true,
+        &[BOGUS_HOST, SIGNED_ZONE],
+    );
     assert!(matches!(decision, DaneDecision::Defer(_)), "{decision:?}");
 }
 
@@ -121,11 +147,19 @@ fn a_broken_signature_is_bogus() {
 fn a_signed_host_without_tlsa_is_a_secure_denial() {
     let dns = start();
     let server = dns.addr();
-    let none = on_shard(move || Box::pin(async move { resolver(server, true).tlsa(NO_TLSA_HOST, 25).await }));
+    let none = on_shard(move || {
+        Box::pin(async move { resolver(server, true).tlsa(NO_TLSA_HOST, 25).await })
+    });
     assert_eq!(none, Secured::Secure(vec![]));
     let names = [NO_TLSA_HOST, SIGNED_ZONE];
-    assert!(matches!(dane::policy(DaneMode::Opportunistic, none.clone(), true, &names), DaneDecision::NotApplied));
-    assert!(matches!(dane::policy(DaneMode::Mandatory, none, true, &names), DaneDecision::Defer(_)));
+    assert!(matches!(
+        dane::policy(DaneMode::Opportunistic, none.clone(), true, &names),
+        DaneDecision::NotApplied
+    ));
+    assert!(matches!(
+        dane::policy(DaneMode::Mandatory, none, true, &names),
+        DaneDecision::Defer(_)
+    ));
 }
 
 #[test]
@@ -142,7 +176,9 @@ fn delivery_flow_reaches_a_verifier_for_a_signed_mx() {
                     let host = mx.value().unwrap()[0].exchange.clone();
                     let addresses = r.secure_addresses(&host).await;
                     let host_secure = mx.is_secure() && addresses.is_secure();
-                    let tlsa = dane::lookup_tlsa(&r, DaneMode::Opportunistic, &host, 25, host_secure).await;
+                    let tlsa =
+                        dane::lookup_tlsa(&r, DaneMode::Opportunistic, &host, 25, host_secure)
+                            .await;
                     dane::policy(DaneMode::Opportunistic, tlsa, host_secure, &[&host, domain])
                 }
             };
@@ -162,5 +198,8 @@ fn delivery_flow_reaches_a_verifier_for_a_signed_mx() {
     }
     assert!(matches!(unsigned, DaneDecision::NotApplied), "{unsigned:?}");
     assert_eq!(queries, 3);
-    assert!(matches!(plain_mx, Lookup::Found(ref mxs) if mxs[0].exchange == SIGNED_MX), "{plain_mx:?}");
+    assert!(
+        matches!(plain_mx, Lookup::Found(ref mxs) if mxs[0].exchange == SIGNED_MX),
+        "{plain_mx:?}"
+    );
 }

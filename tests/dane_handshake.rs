@@ -72,7 +72,9 @@ fn pki(dir: &TempDir) -> TestPki {
     TestPki::new(dir.path(), &[SIGNED_MX])
 }
 
-fn on_shard<T: Send + 'static>(body: impl FnOnce() -> Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static) -> T {
+fn on_shard<T: Send + 'static>(
+    body: impl FnOnce() -> Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static,
+) -> T {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .spawn(move || body())
         .unwrap()
@@ -86,16 +88,23 @@ fn handshake(server: SocketAddr, decision: DaneDecision) -> Result<TlsInfo, Stri
     let config = dane::client_config(&decision).expect("a TLS decision");
     on_shard(move || {
         Box::pin(async move {
-            let tcp = glommio::net::TcpStream::connect(server).await.map_err(|e| e.to_string())?;
+            let tcp = glommio::net::TcpStream::connect(server)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut stream = Stream::Plain(tcp);
             let name = ServerName::try_from(SIGNED_MX).unwrap();
-            stream.connect(config, name).await.map_err(|e| e.to_string())
+            stream
+                .connect(config, name)
+                .await
+                .map_err(|e| e.to_string())
         })
     })
 }
 
 fn authenticate(records: Vec<Tlsa>, names: &[&str]) -> DaneDecision {
-    DaneDecision::Authenticate(Arc::new(Verifier::new(&records, names).expect("usable records")))
+    DaneDecision::Authenticate(Arc::new(
+        Verifier::new(&records, names).expect("usable records"),
+    ))
 }
 
 const NAMES: [&str; 2] = [SIGNED_MX, SIGNED_ZONE];
@@ -135,7 +144,10 @@ fn wrong_records_are_refused() {
     // The right anchor, but the certificate does not carry these names.
     let ta = Tlsa::for_certificate(2, 0, 1, &certificate(&pki.ca())).unwrap();
     let refused = handshake(server.addr, authenticate(vec![ta], &["elsewhere.example"]));
-    assert!(refused.is_err(), "DANE-TA without a matching name got through: {refused:?}");
+    assert!(
+        refused.is_err(),
+        "DANE-TA without a matching name got through: {refused:?}"
+    );
     // Unusable records only: encrypted, not authenticated (RFC 7672 §2.2).
     handshake(server.addr, DaneDecision::EncryptOnly).expect("encrypt-only handshake");
 }
@@ -161,6 +173,9 @@ fn published_tlsa_through_the_validating_resolver_authenticates() {
     });
     assert_eq!(tlsa, Secured::Secure(vec![good]));
     let decision = dane::policy(DaneMode::Mandatory, tlsa, true, &NAMES);
-    assert!(matches!(decision, DaneDecision::Authenticate(_)), "{decision:?}");
+    assert!(
+        matches!(decision, DaneDecision::Authenticate(_)),
+        "{decision:?}"
+    );
     handshake(server.addr, decision).expect("DANE-authenticated handshake");
 }

@@ -68,7 +68,13 @@ impl DaneDecision {
 /// (the MX RRset, the host's addresses) were secure, since an attacker
 /// who can forge an insecure MX could pick a host without TLSA (RFC 7672
 /// §2.2.1, §2.2.2). Otherwise an empty insecure set, without a query.
-pub async fn lookup_tlsa(resolver: &Resolver, mode: DaneMode, host: &str, port: u16, host_secure: bool) -> Secured<Vec<Tlsa>> {
+pub async fn lookup_tlsa(
+    resolver: &Resolver,
+    mode: DaneMode,
+    host: &str,
+    port: u16,
+    host_secure: bool,
+) -> Secured<Vec<Tlsa>> {
     if mode == DaneMode::Off || !host_secure {
         return Secured::Insecure(Vec::new());
     }
@@ -80,7 +86,12 @@ pub async fn lookup_tlsa(resolver: &Resolver, mode: DaneMode, host: &str, port: 
 /// authenticated. `names`: the reference identifiers for DANE-TA (§3.2.2:
 /// the TLSA base domain, the MX host name when different, and the
 /// next-hop domain).
-pub fn policy(mode: DaneMode, tlsa: Secured<Vec<Tlsa>>, mx_secure: bool, names: &[&str]) -> DaneDecision {
+pub fn policy(
+    mode: DaneMode,
+    tlsa: Secured<Vec<Tlsa>>,
+    mx_secure: bool,
+    names: &[&str],
+) -> DaneDecision {
     let mandatory = mode == DaneMode::Mandatory;
     let without_dane = |why: &str| {
         if mandatory {
@@ -98,13 +109,19 @@ pub fn policy(mode: DaneMode, tlsa: Secured<Vec<Tlsa>>, mx_secure: bool, names: 
     match tlsa {
         // §2.1.1: a bogus or failed TLSA lookup may hide records an
         // attacker removed; neither clear text nor plain TLS is safe.
-        Secured::Bogus => DaneDecision::Defer("TLSA records are bogus (DNSSEC validation failed)".into()),
+        Secured::Bogus => {
+            DaneDecision::Defer("TLSA records are bogus (DNSSEC validation failed)".into())
+        }
         Secured::Failed(why) => DaneDecision::Defer(format!("TLSA lookup failed: {why}")),
         Secured::Insecure(_) => without_dane("the TLSA records are not DNSSEC-authenticated"),
-        Secured::Secure(records) if records.is_empty() => without_dane("the host publishes no TLSA records"),
+        Secured::Secure(records) if records.is_empty() => {
+            without_dane("the host publishes no TLSA records")
+        }
         Secured::Secure(records) => match Verifier::new(&records, names) {
             Some(verifier) => DaneDecision::Authenticate(Arc::new(verifier)),
-            None if mandatory => DaneDecision::Defer("DANE mandatory: no usable TLSA record (RFC 7672 §3.1)".into()),
+            None if mandatory => {
+                DaneDecision::Defer("DANE mandatory: no usable TLSA record (RFC 7672 §3.1)".into())
+            }
             None => DaneDecision::EncryptOnly,
         },
     }

@@ -55,7 +55,10 @@ impl Tlsa {
                 matching_type: *matching_type,
                 data: data.to_vec(),
             }),
-            _ => Err(format!("TLSA RDATA of {} octets, at least 3 expected", rdata.len())),
+            _ => Err(format!(
+                "TLSA RDATA of {} octets, at least 3 expected",
+                rdata.len()
+            )),
         }
     }
 
@@ -64,10 +67,18 @@ impl Tlsa {
     pub fn parse(text: &str) -> Result<Tlsa, String> {
         let mut fields = text.split_whitespace();
         let mut number = |what: &str| -> Result<u8, String> {
-            let field = fields.next().ok_or_else(|| format!("TLSA {what} missing in {text:?}"))?;
-            field.parse().map_err(|_| format!("TLSA {what} {field:?} is not 0-255"))
+            let field = fields
+                .next()
+                .ok_or_else(|| format!("TLSA {what} missing in {text:?}"))?;
+            field
+                .parse()
+                .map_err(|_| format!("TLSA {what} {field:?} is not 0-255"))
         };
-        let (usage, selector, matching_type) = (number("usage")?, number("selector")?, number("matching type")?);
+        let (usage, selector, matching_type) = (
+            number("usage")?,
+            number("selector")?,
+            number("matching type")?,
+        );
         let hex: String = fields.collect();
         let data = decode_hex(&hex).ok_or_else(|| format!("TLSA data {hex:?} is not hex"))?;
         Ok(Tlsa {
@@ -80,9 +91,15 @@ impl Tlsa {
 
     /// The record that matches `certificate` (DER) by `usage`, `selector`
     /// and `matching_type`: for tests and for operators building records.
-    pub fn for_certificate(usage: u8, selector: u8, matching_type: u8, certificate: &[u8]) -> Result<Tlsa, String> {
+    pub fn for_certificate(
+        usage: u8,
+        selector: u8,
+        matching_type: u8,
+        certificate: &[u8],
+    ) -> Result<Tlsa, String> {
         let selected = select(selector, certificate)?;
-        let data = associate(matching_type, &selected).ok_or_else(|| format!("matching type {matching_type} unknown"))?;
+        let data = associate(matching_type, &selected)
+            .ok_or_else(|| format!("matching type {matching_type} unknown"))?;
         Ok(Tlsa {
             usage,
             selector,
@@ -123,7 +140,9 @@ impl Tlsa {
     /// or by SHA-256 / SHA-512 (matching type), RFC 6698 §2.1.2–2.1.3. A
     /// certificate that does not parse matches nothing.
     pub fn matches(&self, certificate: &[u8]) -> bool {
-        let Ok(selected) = select(self.selector, certificate) else { return false };
+        let Ok(selected) = select(self.selector, certificate) else {
+            return false;
+        };
         match associate(self.matching_type, &selected) {
             // Not secret data: a plain comparison leaks nothing.
             Some(data) => data == self.data,
@@ -169,8 +188,14 @@ fn decode_hex(hex: &str) -> Option<Vec<u8>> {
 /// The presentation form, as an operator would compare it with `dig`.
 impl fmt::Display for Tlsa {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {} ", self.usage, self.selector, self.matching_type)?;
-        self.data.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+        write!(
+            f,
+            "{} {} {} ",
+            self.usage, self.selector, self.matching_type
+        )?;
+        self.data
+            .iter()
+            .try_for_each(|byte| write!(f, "{byte:02x}"))
     }
 }
 

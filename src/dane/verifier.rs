@@ -98,7 +98,9 @@ impl Verifier {
             }
         }
         Err(last_error.unwrap_or_else(|| {
-            Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(NoTlsaMatch))))
+            Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+                NoTlsaMatch,
+            ))))
         }))
     }
 
@@ -111,7 +113,11 @@ impl Verifier {
     ) -> Vec<&'c CertificateDer<'c>> {
         std::iter::once(leaf)
             .chain(intermediates)
-            .filter(|certificate| self.trust_anchor.iter().any(|record| record.matches(certificate)))
+            .filter(|certificate| {
+                self.trust_anchor
+                    .iter()
+                    .any(|record| record.matches(certificate))
+            })
             .collect()
     }
 
@@ -126,9 +132,12 @@ impl Verifier {
     ) -> Result<(), Error> {
         let mut roots = RootCertStore::empty();
         roots.add(anchor.clone().into_owned())?;
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), Arc::clone(&self.provider))
-            .build()
-            .map_err(|e| Error::General(format!("DANE-TA anchor: {e}")))?;
+        let webpki = WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::clone(&self.provider),
+        )
+        .build()
+        .map_err(|e| Error::General(format!("DANE-TA anchor: {e}")))?;
         let mut last_error = Error::InvalidCertificate(CertificateError::NotValidForName);
         for name in &self.names {
             match webpki.verify_server_cert(leaf, intermediates, name, &[], now) {
@@ -173,7 +182,12 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -182,11 +196,18 @@ impl ServerCertVerifier for Verifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -201,7 +222,9 @@ pub(super) struct EncryptOnly {
 
 impl EncryptOnly {
     pub(super) fn new() -> EncryptOnly {
-        EncryptOnly { provider: tls::provider() }
+        EncryptOnly {
+            provider: tls::provider(),
+        }
     }
 }
 
@@ -223,7 +246,12 @@ impl ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -232,10 +260,17 @@ impl ServerCertVerifier for EncryptOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }

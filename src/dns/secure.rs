@@ -69,7 +69,13 @@ impl Resolver {
         let host = host.strip_suffix('.').unwrap_or(host);
         let name = format!("_{port}._tcp.{host}");
         let answer = self.answer(&name, RecordType::TLSA, true).await;
-        self.secured(answer, |r| if let Rdata::Tlsa(tlsa) = r { Some(tlsa.clone()) } else { None })
+        self.secured(answer, |r| {
+            if let Rdata::Tlsa(tlsa) = r {
+                Some(tlsa.clone())
+            } else {
+                None
+            }
+        })
     }
 
     /// Mail exchangers of `domain` by preference, with their verdict (RFC
@@ -77,7 +83,13 @@ impl Resolver {
     /// secure MX RRset). Empty: no MX (NXDOMAIN or NODATA).
     pub async fn secure_mx(&self, domain: &str) -> Secured<Vec<Mx>> {
         let answer = self.answer(domain, RecordType::MX, true).await;
-        let mut mxs = self.secured(answer, |r| if let Rdata::Mx(mx) = r { Some(mx.clone()) } else { None });
+        let mut mxs = self.secured(answer, |r| {
+            if let Rdata::Mx(mx) = r {
+                Some(mx.clone())
+            } else {
+                None
+            }
+        });
         if let Secured::Secure(mxs) | Secured::Insecure(mxs) = &mut mxs {
             mxs.sort_by_key(|mx| mx.preference);
         }
@@ -146,17 +158,49 @@ fn combine<T>(first: Secured<Vec<T>>, second: Secured<Vec<T>>) -> Secured<Vec<T>
 
 #[cfg(test)]
 mod tests {
+    use super::super::wire::{encode_dnssec_query, encode_query, query_name};
     use super::*;
+    use hickory_proto::op::Message;
+
+    #[test]
+    fn dnssec_queries_ask_for_the_verdict_and_plain_ones_do_not() {
+        let name = query_name("_25._tcp.mx.example.test").expect("underscore labels are names");
+        let secure = Message::from_vec(&encode_dnssec_query(7, &name, RecordType::TLSA)).unwrap();
+        assert!(secure.authentic_data(), "AD set (RFC 6840 §5.7)");
+        assert!(
+            !secure.checking_disabled(),
+            "CD clear: the resolver validates"
+        );
+        assert!(
+            secure.extensions().as_ref().unwrap().flags().dnssec_ok,
+            "DO set (RFC 3225)"
+        );
+        let plain = Message::from_vec(&encode_query(7, &name, RecordType::A)).unwrap();
+        assert!(!plain.authentic_data());
+        assert!(!plain.extensions().as_ref().unwrap().flags().dnssec_ok);
+    }
 
     #[test]
     fn address_verdicts_combine_to_the_weakest() {
         let secure = || Secured::Secure(vec![1]);
-        assert_eq!(combine(secure(), Secured::Secure(vec![2])), Secured::Secure(vec![1, 2]));
-        assert_eq!(combine(secure(), Secured::Insecure(vec![])), Secured::Insecure(vec![1]));
+        assert_eq!(
+            combine(secure(), Secured::Secure(vec![2])),
+            Secured::Secure(vec![1, 2])
+        );
+        assert_eq!(
+            combine(secure(), Secured::Insecure(vec![])),
+            Secured::Insecure(vec![1])
+        );
         assert_eq!(combine(secure(), Secured::Bogus), Secured::Bogus);
-        assert_eq!(combine(Secured::Bogus, Secured::Failed("x".into())), Secured::<Vec<i32>>::Bogus);
+        assert_eq!(
+            combine(Secured::Bogus, Secured::Failed("x".into())),
+            Secured::<Vec<i32>>::Bogus
+        );
         assert_eq!(combine(Secured::Failed("x".into()), secure()), secure());
         let none: Secured<Vec<i32>> = Secured::Secure(vec![]);
-        assert_eq!(combine(Secured::Failed("x".into()), none), Secured::Failed("x".into()));
+        assert_eq!(
+            combine(Secured::Failed("x".into()), none),
+            Secured::Failed("x".into())
+        );
     }
 }

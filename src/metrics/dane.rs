@@ -16,7 +16,13 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// `result` of `portcullis_dane_total`; the last is the catch-all.
-pub const DANE_RESULTS: [&str; 5] = ["authenticated", "not-applied", "failed", "deferred", "other"];
+pub const DANE_RESULTS: [&str; 5] = [
+    "authenticated",
+    "not-applied",
+    "failed",
+    "deferred",
+    "other",
+];
 
 /// One shard's DANE counters.
 #[derive(Default, Debug)]
@@ -97,7 +103,11 @@ mod tests {
         second.count("misspelt");
         let mut sum = first.snapshot();
         sum.add(&second.snapshot());
-        assert_eq!(sum.results, [2, 1, 1, 1, 1], "authenticated, not-applied, failed, deferred, other");
+        assert_eq!(
+            sum.results,
+            [2, 1, 1, 1, 1],
+            "authenticated, not-applied, failed, deferred, other"
+        );
         let page = render(sum);
         check_exposition_format(&page);
         for line in [
@@ -106,7 +116,10 @@ mod tests {
             "portcullis_dane_total{result=\"failed\"} 1",
             "portcullis_dane_total{result=\"deferred\"} 1",
         ] {
-            assert!(page.lines().any(|l| l == line), "{line} missing from\n{page}");
+            assert!(
+                page.lines().any(|l| l == line),
+                "{line} missing from\n{page}"
+            );
         }
     }
 }

@@ -19,7 +19,9 @@
 //! | plain.example MX             | 10 mx.plain.example (insecure: no trust anchor)    |
 //! | _25._tcp.mx.plain.example    | the same TLSA records, unsigned (insecure)         |
 
-use super::process::{free_port, program, run_with_timeout, signal_and_wait, wait_listening, wait_until, TempDir};
+use super::process::{
+    free_port, program, run_with_timeout, signal_and_wait, wait_listening, wait_until, TempDir,
+};
 use std::net::{SocketAddr, UdpSocket};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -37,8 +39,10 @@ pub const HOST_IP: &str = "127.0.0.1";
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// The TLSA record of `BOGUS_HOST` as signed, and what it becomes after.
-const SIGNED_BOGUS_TLSA: &str = "3 1 1 1111111111111111111111111111111111111111111111111111111111111111";
-const TAMPERED_BOGUS_TLSA: &str = "3 1 1 3333333333333333333333333333333333333333333333333333333333333333";
+const SIGNED_BOGUS_TLSA: &str =
+    "3 1 1 1111111111111111111111111111111111111111111111111111111111111111";
+const TAMPERED_BOGUS_TLSA: &str =
+    "3 1 1 3333333333333333333333333333333333333333333333333333333333333333";
 
 pub struct SignedDns {
     addr: SocketAddr,
@@ -51,15 +55,28 @@ impl SignedDns {
     /// `_25._tcp` of both MX hosts and starts the validating unbound.
     pub fn start(tlsa: &[String]) -> SignedDns {
         let dir = TempDir::new("unbound-dnssec");
-        let key = ldns(dir.path(), "ldns-keygen", &["-a", "ECDSAP256SHA256", "-k", SIGNED_ZONE]);
+        let key = ldns(
+            dir.path(),
+            "ldns-keygen",
+            &["-a", "ECDSAP256SHA256", "-k", SIGNED_ZONE],
+        );
         let key = key.trim().to_owned();
         std::fs::write(dir.path().join("signed.zone"), signed_zone_text(tlsa)).expect("write zone");
-        std::fs::write(dir.path().join("unsigned.zone"), unsigned_zone_text(tlsa)).expect("write zone");
-        ldns(dir.path(), "ldns-signzone", &["-f", "signed.zone.signed", "signed.zone", &key]);
+        std::fs::write(dir.path().join("unsigned.zone"), unsigned_zone_text(tlsa))
+            .expect("write zone");
+        ldns(
+            dir.path(),
+            "ldns-signzone",
+            &["-f", "signed.zone.signed", "signed.zone", &key],
+        );
         tamper(&dir.path().join("signed.zone.signed"));
         let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
         let config = dir.path().join("unbound.conf");
-        std::fs::write(&config, unbound_config(dir.path(), addr, &format!("{key}.key"))).expect("write unbound.conf");
+        std::fs::write(
+            &config,
+            unbound_config(dir.path(), addr, &format!("{key}.key")),
+        )
+        .expect("write unbound.conf");
         let child = spawn(&config, addr, &dir.path().join("unbound.log"));
         SignedDns {
             addr,
@@ -80,7 +97,11 @@ impl SignedDns {
 impl Drop for SignedDns {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("--- validating unbound log ({}) ---\n{}", self.addr, self.log());
+            eprintln!(
+                "--- validating unbound log ({}) ---\n{}",
+                self.addr,
+                self.log()
+            );
         }
         if let Some(mut child) = self.child.take() {
             signal_and_wait(&mut child, libc::SIGKILL, Duration::from_secs(10));
@@ -121,7 +142,11 @@ fn unsigned_zone_text(tlsa: &[String]) -> String {
 fn tamper(signed: &Path) {
     let text = std::fs::read_to_string(signed).expect("read signed zone");
     let signed_tlsa = format!("TLSA\t{SIGNED_BOGUS_TLSA}");
-    assert_eq!(text.matches(&signed_tlsa).count(), 1, "ldns-signzone's output changed form:\n{text}");
+    assert_eq!(
+        text.matches(&signed_tlsa).count(),
+        1,
+        "ldns-signzone's output changed form:\n{text}"
+    );
     let tampered = text.replace(&signed_tlsa, &format!("TLSA\t{TAMPERED_BOGUS_TLSA}"));
     std::fs::write(signed, tampered).expect("write tampered zone");
 }
@@ -131,7 +156,12 @@ fn ldns(dir: &Path, tool: &str, args: &[&str]) -> String {
     let mut cmd = Command::new(program(tool));
     cmd.current_dir(dir).args(args);
     let out = run_with_timeout(&mut cmd, TOOL_TIMEOUT);
-    assert!(out.success(), "{tool} {args:?} failed (run.sh installs ldnsutils): {}{}", out.stdout, out.stderr);
+    assert!(
+        out.success(),
+        "{tool} {args:?} failed (run.sh installs ldnsutils): {}{}",
+        out.stdout,
+        out.stderr
+    );
     out.stdout
 }
 
@@ -189,14 +219,18 @@ fn spawn(config: &Path, addr: SocketAddr, log: &Path) -> Child {
         .stderr(log_file)
         .spawn()
         .expect("spawn unbound (run.sh installs it)");
-    let ready = wait_listening(&mut child, addr.port(), START_TIMEOUT)
-        .and_then(|()| match wait_until(START_TIMEOUT, || answers_udp(addr)) {
+    let ready = wait_listening(&mut child, addr.port(), START_TIMEOUT).and_then(|()| {
+        match wait_until(START_TIMEOUT, || answers_udp(addr)) {
             true => Ok(()),
             false => Err(format!("no UDP answer from {addr}")),
-        });
+        }
+    });
     if let Err(why) = ready {
         signal_and_wait(&mut child, libc::SIGKILL, Duration::from_secs(10));
-        panic!("validating unbound did not start: {why}\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        panic!(
+            "validating unbound did not start: {why}\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
     }
     child
 }
@@ -205,7 +239,9 @@ fn spawn(config: &Path, addr: SocketAddr, log: &Path) -> Child {
 fn answers_udp(addr: SocketAddr) -> bool {
     let mut query = vec![0x7e, 0x57, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
     query.extend_from_slice(b"\x09localhost\x00\x00\x01\x00\x01");
-    let Ok(socket) = UdpSocket::bind("127.0.0.1:0") else { return false };
+    let Ok(socket) = UdpSocket::bind("127.0.0.1:0") else {
+        return false;
+    };
     let _ = socket.set_read_timeout(Some(Duration::from_millis(200)));
     if socket.send_to(&query, addr).is_err() {
         return false;
