@@ -192,6 +192,14 @@ mod tests {
     }
 
     #[test]
+    fn the_ad_bit_is_trusted_only_when_configured() {
+        assert!(!DnsSettings::default().trust_ad, "an untrusted path never makes DANE apply");
+        let trusted: DnsSettings = toml::from_str("trust_ad = true").unwrap();
+        assert!(trusted.trust_ad);
+        assert!(toml::from_str::<DnsSettings>("trust_ad = \"yes\"").is_err());
+    }
+
+    #[test]
     fn out_of_range_values_name_their_key() {
         let key_of = |settings: DnsSettings| settings.validate().unwrap_err().0;
         let base = DnsSettings::default();
