@@ -50,6 +50,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod dane;
 pub mod delivery;
 pub mod dns;
 pub mod intake;

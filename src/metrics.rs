@@ -19,6 +19,7 @@ mod board;
 mod callahead;
 mod connections;
 mod handshakes;
+pub mod dane;
 mod ldap;
 mod snapshot;
 mod tls;

@@ -23,8 +23,9 @@ declare -A probe=(
     [unbound]=/usr/sbin/unbound      # the tests' DNS server (tests/common/dns.rs)
     [slapd]=/usr/sbin/slapd          # the tests' LDAP server (tests/common/slapd.rs)
     [ldap-utils]=/usr/bin/ldapadd    # ldapadd/ldapmodify/ldapsearch for the slapd harness
-    [libnet-ssleay-perl]=/usr/lib/x86_64-linux-gnu/perl5/5.36/Net/SSLeay.pm   # swaks --tls
+    [libnet-ssleay-perl]=/usr/share/doc/libnet-ssleay-perl/copyright   # swaks --tls (a Perl module: its package's copyright file)
     [testssl.sh]=/usr/bin/testssl    # rates the STARTTLS port (tests/e2e_testssl.rs)
+    [ldnsutils]=/usr/bin/ldns-signzone  # ldns-keygen/ldns-signzone: the DANE tests' signed zone (tests/common/dnssec.rs)
 )
 
 missing=()

@@ -18,9 +18,14 @@
 //! not exist (`NotFound`: NXDOMAIN or NODATA, cached for the negative TTL
 //! of RFC 2308), a temporary failure (`TempFail`: SERVFAIL, REFUSED,
 //! timeout, garbage, network error; never cached), and an answer.
+//!
+//! DANE asks its questions through `secure` (TLSA, MX, A/AAAA with DO and
+//! AD set, cached apart): [`Secured`] adds whether a trusted validating
+//! resolver authenticated the answer (`[dns] trust_ad`).
 
 mod cache;
 mod resolver;
+mod secure;
 mod settings;
 mod transport;
 mod wire;
@@ -29,6 +34,7 @@ mod wire;
 mod tests;
 
 pub use resolver::Resolver;
+pub use secure::Secured;
 pub use settings::{parse_resolv_conf, DnsSettings};
 
 /// The outcome of one lookup, with the three classes a policy must tell

@@ -26,8 +26,21 @@ use super::{DnsSettings, Lookup, Mx};
 use crate::limits::{DNS_CNAME_CHAIN_MAX, DNS_INFLIGHT_MAX};
 use crate::metrics::Metrics;
 
-/// Cache and flight key: the lower-case wire name and the type.
-type Key = (Name, RecordType);
+/// Cache and flight key: the lower-case wire name, the type, and whether
+/// the resolver's DNSSEC verdict was asked for (`secure`: DO and AD set).
+/// The two kinds of answer are cached apart, so a plain answer never
+/// stands in for an authenticated one.
+type Key = (Name, RecordType, bool);
+
+/// What a flight publishes to its askers and the cache.
+#[derive(Clone, Debug)]
+pub(super) struct Answer {
+    pub lookup: Lookup<Records>,
+    /// AD was set on every reply along the CNAME chain.
+    pub authenticated: bool,
+    /// The last attempt got SERVFAIL (bogus, from a validating resolver).
+    pub servfail: bool,
+}
 
 /// One shard's resolver. Cheap to clone (an `Rc`); use it only on the
 /// shard (glommio executor) that built it.
@@ -40,9 +53,12 @@ struct Inner {
     servers: Vec<SocketAddr>,
     attempt_timeout: Duration,
     attempts: u32,
-    cache: RefCell<Cache<Key, Lookup<Records>>>,
+    cache: RefCell<Cache<Key, Answer>>,
     /// Waiters of each query in flight.
-    flights: RefCell<HashMap<Key, Vec<oneshot::Sender<Lookup<Records>>>>>,
+    flights: RefCell<HashMap<Key, Vec<oneshot::Sender<Answer>>>>,
+    /// `[dns] trust_ad`: the servers validate DNSSEC and the path to them
+    /// is trusted, so their AD bit means something (RFC 7672 §2.1.3).
+    trust_ad: bool,
     metrics: Arc<Metrics>,
     network_queries: Cell<u64>,
 }
@@ -57,6 +73,7 @@ impl Resolver {
             attempts: settings.attempts.max(1),
             cache: RefCell::new(Cache::new(settings.cache_entries)),
             flights: RefCell::new(HashMap::new()),
+            trust_ad: settings.trust_ad,
             metrics,
             network_queries: Cell::new(0),
         };
@@ -145,12 +162,25 @@ impl Resolver {
         self.inner.cache.borrow().len()
     }
 
-    /// The cached answer, the flight in progress, or a new flight. A name
-    /// that cannot be a domain name (empty or over-long label) does not
-    /// exist: NotFound, without asking anyone.
+    /// Whether the AD bit of the configured servers is believed (`[dns]
+    /// trust_ad`); without it no answer is ever `Secured::Secure`.
+    pub fn trusts_ad(&self) -> bool {
+        self.inner.trust_ad
+    }
+
+    /// A plain lookup (no DNSSEC bits asked), as every lookup but the
+    /// `secure` ones.
     async fn lookup(&self, name: &str, rtype: RecordType) -> Lookup<Records> {
-        let Some(name) = query_name(name) else { return Lookup::NotFound };
-        let key = (name, rtype);
+        self.answer(name, rtype, false).await.lookup
+    }
+
+    /// The cached answer, the flight in progress, or a new flight; `secure`
+    /// asks for the resolver's DNSSEC verdict. A name that cannot be a
+    /// domain name (empty or over-long label) does not exist: NotFound,
+    /// without asking anyone.
+    pub(super) async fn answer(&self, name: &str, rtype: RecordType, secure: bool) -> Answer {
+        let Some(name) = query_name(name) else { return Answer::plain(Lookup::NotFound) };
+        let key = (name, rtype, secure);
         if let Some(cached) = self.inner.cache.borrow_mut().get(&key, Instant::now()) {
             self.inner.metrics.dns_cache_hit(rtype_label(rtype));
             return cached;
@@ -162,7 +192,9 @@ impl Resolver {
                 waiters.push(sender);
                 false
             } else if flights.len() >= DNS_INFLIGHT_MAX {
-                return Lookup::TempFail(format!("{DNS_INFLIGHT_MAX} DNS queries in flight on this shard"));
+                return Answer::plain(Lookup::TempFail(format!(
+                    "{DNS_INFLIGHT_MAX} DNS queries in flight on this shard"
+                )));
             } else {
                 flights.insert(key.clone(), vec![sender]);
                 true
@@ -173,7 +205,20 @@ impl Resolver {
         }
         // The flight always answers (it is bounded by timeout × attempts);
         // a dropped sender means the executor is going away.
-        receiver.await.unwrap_or_else(|_| Lookup::TempFail("DNS query abandoned".into()))
+        receiver
+            .await
+            .unwrap_or_else(|_| Answer::plain(Lookup::TempFail("DNS query abandoned".into())))
+    }
+}
+
+impl Answer {
+    /// An answer made here, not by a server: nothing authenticated.
+    fn plain(lookup: Lookup<Records>) -> Answer {
+        Answer {
+            lookup,
+            authenticated: false,
+            servfail: false,
+        }
     }
 }
 
@@ -182,20 +227,25 @@ impl Inner {
     /// waiters and the cache.
     async fn fly(self: Rc<Self>, key: Key) {
         let started = Instant::now();
-        let outcome = self.resolve(&key.0, key.1, started + self.query_bound()).await;
+        let outcome = self.resolve(&key.0, key.1, key.2, started + self.query_bound()).await;
         self.network_queries.set(self.network_queries.get() + 1);
         self.metrics
             .dns_query(rtype_label(key.1), outcome.lookup.class(), started.elapsed());
+        let answer = Answer {
+            lookup: outcome.lookup,
+            authenticated: outcome.authenticated,
+            servfail: outcome.servfail,
+        };
         if let Some(ttl) = outcome.ttl_secs {
             let ttl = Duration::from_secs(u64::from(ttl));
             self.cache
                 .borrow_mut()
-                .insert(key.clone(), outcome.lookup.clone(), ttl, Instant::now());
+                .insert(key.clone(), answer.clone(), ttl, Instant::now());
         }
         let waiters = self.flights.borrow_mut().remove(&key).unwrap_or_default();
         for waiter in waiters {
             // An asker that gave up has dropped its receiver: fine.
-            let _ = waiter.send(outcome.lookup.clone());
+            let _ = waiter.send(answer.clone());
         }
     }
 
@@ -206,13 +256,17 @@ impl Inner {
 
     /// Asks the network, and again for the end of a CNAME chain the server
     /// did not chase, all before `deadline`. The outcome's TTL is the
-    /// smallest along the chain.
-    async fn resolve(&self, name: &Name, rtype: RecordType, deadline: Instant) -> Outcome {
+    /// smallest along the chain, and it is authenticated only when every
+    /// reply along the chain was.
+    async fn resolve(&self, name: &Name, rtype: RecordType, secure: bool, deadline: Instant) -> Outcome {
         let mut name = name.clone();
         let mut chain_ttl = u32::MAX;
+        let mut chain_authenticated = true;
         for _ in 0..=DNS_CNAME_CHAIN_MAX {
-            let mut outcome = self.query_network(&name, rtype, deadline).await;
+            let mut outcome = self.query_network(&name, rtype, secure, deadline).await;
             outcome.ttl_secs = outcome.ttl_secs.map(|ttl| ttl.min(chain_ttl));
+            chain_authenticated &= outcome.authenticated;
+            outcome.authenticated = chain_authenticated;
             let Some(target) = outcome.alias.take() else { return outcome };
             chain_ttl = chain_ttl.min(outcome.ttl_secs.unwrap_or(0));
             name = target;
@@ -225,7 +279,7 @@ impl Inner {
     /// answer (found or not) ends it; a failure (timeout, SERVFAIL,
     /// REFUSED, garbage) moves on to the next server, and the last failure
     /// is the outcome.
-    async fn query_network(&self, name: &Name, rtype: RecordType, deadline: Instant) -> Outcome {
+    async fn query_network(&self, name: &Name, rtype: RecordType, secure: bool, deadline: Instant) -> Outcome {
         if self.servers.is_empty() {
             return Outcome::temp_fail("no nameservers configured");
         }
@@ -237,7 +291,7 @@ impl Inner {
                 break;
             }
             let deadline = deadline.min(now + self.attempt_timeout);
-            last = match exchange(server, rand::random::<u16>(), name, rtype, deadline).await {
+            last = match exchange(server, rand::random::<u16>(), name, rtype, secure, deadline).await {
                 Ok(outcome) => outcome,
                 Err(why) => Outcome::temp_fail(why),
             };
@@ -249,7 +303,7 @@ impl Inner {
     }
 }
 
-/// The metrics label of a record type: A | AAAA | MX | PTR | TXT.
+/// The metrics label of a record type: A | AAAA | MX | PTR | TXT | TLSA.
 fn rtype_label(rtype: RecordType) -> &'static str {
     match rtype {
         RecordType::A => "A",
@@ -257,6 +311,7 @@ fn rtype_label(rtype: RecordType) -> &'static str {
         RecordType::MX => "MX",
         RecordType::PTR => "PTR",
         RecordType::TXT => "TXT",
+        RecordType::TLSA => "TLSA",
         _ => "other",
     }
 }

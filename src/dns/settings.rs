@@ -33,6 +33,11 @@ pub struct DnsSettings {
     pub cache_entries: usize,
     /// The most that PTR + DNS-list lookups may hold a banner.
     pub hat_lookup_timeout_ms: u64,
+    /// The servers in `servers` validate DNSSEC and the path to them is
+    /// trusted (a validating resolver on loopback): their AD bit makes an
+    /// answer `Secured::Secure` and their SERVFAIL `Bogus` (RFC 7672
+    /// §2.1.3). Off: no answer is secure, so DANE never applies.
+    pub trust_ad: bool,
 }
 
 impl Default for DnsSettings {
@@ -43,6 +48,7 @@ impl Default for DnsSettings {
             attempts: 2,
             cache_entries: 100_000,
             hat_lookup_timeout_ms: 3_000,
+            trust_ad: false,
         }
     }
 }
@@ -183,6 +189,14 @@ mod tests {
         assert_eq!(settings.attempts, 2);
         assert_eq!(settings.nameservers().unwrap(), settings.servers);
         assert!(toml::from_str::<DnsSettings>("timeout = 5").is_err());
+    }
+
+    #[test]
+    fn the_ad_bit_is_trusted_only_when_configured() {
+        assert!(!DnsSettings::default().trust_ad, "an untrusted path never makes DANE apply");
+        let trusted: DnsSettings = toml::from_str("trust_ad = true").unwrap();
+        assert!(trusted.trust_ad);
+        assert!(toml::from_str::<DnsSettings>("trust_ad = \"yes\"").is_err());
     }
 
     #[test]

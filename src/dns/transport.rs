@@ -15,16 +15,28 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::{TcpStream, UdpSocket};
 use hickory_proto::rr::{Name, RecordType};
 
-use super::wire::{encode_query, read_reply, Outcome, Reply};
+use super::wire::{encode_dnssec_query, encode_query, read_reply, Outcome, Reply};
 use crate::limits::{DNS_TCP_MESSAGE_BYTES_MAX, DNS_UDP_PAYLOAD_BYTES};
 
 /// Why an exchange gave no answer (the resolver's TempFail text).
 pub(crate) type Failure = String;
 
 /// Asks `server` about `name`/`rtype` with query id `id` and waits for the
-/// answer until `deadline`.
-pub(crate) async fn exchange(server: SocketAddr, id: u16, name: &Name, rtype: RecordType, deadline: Instant) -> Result<Outcome, Failure> {
-    let query = encode_query(id, name, rtype);
+/// answer until `deadline`; `dnssec` asks for the resolver's DNSSEC
+/// verdict too (DO and AD bits, `wire::encode_dnssec_query`).
+pub(crate) async fn exchange(
+    server: SocketAddr,
+    id: u16,
+    name: &Name,
+    rtype: RecordType,
+    dnssec: bool,
+    deadline: Instant,
+) -> Result<Outcome, Failure> {
+    let query = if dnssec {
+        encode_dnssec_query(id, name, rtype)
+    } else {
+        encode_query(id, name, rtype)
+    };
     let udp = within(deadline, udp_exchange(server, &query, id, name, rtype)).await;
     match udp {
         None => Err(format!("no answer from {server} in time")),

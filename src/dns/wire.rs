@@ -17,6 +17,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use hickory_proto::serialize::binary::{BinDecodable, BinDecoder};
 
 use super::{Lookup, Mx};
+use crate::dane::Tlsa;
 use crate::limits::{DNS_CNAME_CHAIN_MAX, DNS_NEGATIVE_TTL_MAX_SECS, DNS_TTL_MAX_SECS, DNS_TTL_MIN_SECS, DNS_UDP_PAYLOAD_BYTES};
 
 /// One record of an answer, already in the form callers use.
@@ -29,6 +30,8 @@ pub(crate) enum Rdata {
     Ptr(String),
     /// One TXT record, its strings joined (RFC 7208 §3.3).
     Txt(String),
+    /// One TLSA record (RFC 6698 §2.1), asked for by DANE.
+    Tlsa(Tlsa),
 }
 
 /// The records of one answer, shared between the cache and every asker.
@@ -45,6 +48,13 @@ pub(crate) struct Outcome {
     /// the target (RFC 1034 §5.3.3 step 3). `lookup` is NotFound meanwhile
     /// and `ttl_secs` the chain's.
     pub alias: Option<Name>,
+    /// The reply's AD bit (RFC 4035 §3.2.3): its resolver says it
+    /// validated every record of the answer, or the proof that there is
+    /// none. Worth only as much as the resolver and the path to it.
+    pub authenticated: bool,
+    /// The server answered SERVFAIL: from a validating resolver that is
+    /// how a bogus answer shows (RFC 4035 §5.5).
+    pub servfail: bool,
 }
 
 impl Outcome {
@@ -53,6 +63,8 @@ impl Outcome {
             lookup: Lookup::TempFail(why.into()),
             ttl_secs: None,
             alias: None,
+            authenticated: false,
+            servfail: false,
         }
     }
 }
@@ -111,15 +123,29 @@ pub(crate) fn reverse_name(ip: IpAddr) -> String {
 /// A recursive query (RD set) for `name`/`rtype` in class IN, with an EDNS0
 /// OPT record advertising `DNS_UDP_PAYLOAD_BYTES` (RFC 6891 §6.2.5).
 pub(crate) fn encode_query(id: u16, name: &Name, rtype: RecordType) -> Vec<u8> {
+    build_query(id, name, rtype, false)
+}
+
+/// The same query asking for the resolver's DNSSEC verdict: the DO bit
+/// (RFC 3225, RFC 4035 §3.2.1) and AD set (RFC 6840 §5.7: a resolver
+/// then says in AD whether it validated the answer). CD stays clear: the
+/// resolver must validate, not pass bogus data on (RFC 4035 §3.2.2).
+pub(crate) fn encode_dnssec_query(id: u16, name: &Name, rtype: RecordType) -> Vec<u8> {
+    build_query(id, name, rtype, true)
+}
+
+fn build_query(id: u16, name: &Name, rtype: RecordType, dnssec: bool) -> Vec<u8> {
     let mut message = Message::new();
     message
         .set_id(id)
         .set_message_type(MessageType::Query)
         .set_op_code(OpCode::Query)
-        .set_recursion_desired(true);
+        .set_recursion_desired(true)
+        .set_authentic_data(dnssec);
     message.add_query(Query::query(name.clone(), rtype));
     let mut edns = Edns::new();
     edns.set_max_payload(DNS_UDP_PAYLOAD_BYTES);
+    edns.set_dnssec_ok(dnssec);
     message.set_edns(edns);
     message.to_vec().expect("a query for a validated name always encodes")
 }
@@ -139,7 +165,9 @@ pub(crate) fn read_reply(bytes: &[u8], id: u16, name: &Name, rtype: RecordType) 
     if message.truncated() {
         return Some(Reply::Truncated);
     }
-    Some(Reply::Answer(outcome(&message, name, rtype)))
+    let mut outcome = outcome(&message, name, rtype);
+    outcome.authenticated = message.authentic_data();
+    Some(Reply::Answer(outcome))
 }
 
 /// A reply that does not parse whole, but whose header has TC and whose
@@ -173,6 +201,11 @@ fn outcome(message: &Message, name: &Name, rtype: RecordType) -> Outcome {
     match message.response_code() {
         ResponseCode::NoError => {}
         ResponseCode::NXDomain => return not_found(message),
+        ResponseCode::ServFail => {
+            let mut failed = Outcome::temp_fail("server answered SERVFAIL");
+            failed.servfail = true;
+            return failed;
+        }
         code => return Outcome::temp_fail(format!("server answered {code}")),
     }
     let Some((records, ttl, end)) = follow_chain(message.answers(), name, rtype) else {
@@ -184,6 +217,8 @@ fn outcome(message: &Message, name: &Name, rtype: RecordType) -> Outcome {
             lookup: Lookup::Found(records.into()),
             ttl_secs: Some(ttl),
             alias: None,
+            authenticated: false,
+            servfail: false,
         };
     }
     if !same_name(&end, name) && soa_negative_ttl(message).is_none() {
@@ -191,6 +226,8 @@ fn outcome(message: &Message, name: &Name, rtype: RecordType) -> Outcome {
             lookup: Lookup::NotFound,
             ttl_secs: Some(ttl),
             alias: Some(end),
+            authenticated: false,
+            servfail: false,
         };
     }
     // NODATA (RFC 2308 §2.2): the name exists, the type does not.
@@ -244,6 +281,12 @@ fn convert(data: &RData) -> Option<Rdata> {
         }),
         RData::PTR(ptr) => Rdata::Ptr(display_name(&ptr.0)),
         RData::TXT(txt) => Rdata::Txt(txt.iter().map(|part| String::from_utf8_lossy(part)).collect()),
+        RData::TLSA(tlsa) => Rdata::Tlsa(Tlsa {
+            usage: tlsa.cert_usage().into(),
+            selector: tlsa.selector().into(),
+            matching_type: tlsa.matching().into(),
+            data: tlsa.cert_data().to_vec(),
+        }),
         _ => return None,
     })
 }
@@ -258,6 +301,8 @@ fn not_found(message: &Message) -> Outcome {
         lookup: Lookup::NotFound,
         ttl_secs: Some(ttl),
         alias: None,
+        authenticated: false,
+        servfail: false,
     }
 }
 

@@ -188,6 +188,8 @@ fn nxdomain_and_nodata_are_not_found_with_the_soa_negative_ttl() {
         lookup: Lookup::NotFound,
         ttl_secs: Some(120),
         alias: None,
+        authenticated: false,
+        servfail: false,
     }));
     assert_eq!(read(&nx, RecordType::A), expected);
     let nodata = reply(
@@ -204,6 +206,8 @@ fn nxdomain_and_nodata_are_not_found_with_the_soa_negative_ttl() {
             lookup: Lookup::NotFound,
             ttl_secs: Some(60),
             alias: None,
+            authenticated: false,
+            servfail: false,
         }))
     );
     // Records of another type only: still NODATA for the type asked.
@@ -219,6 +223,8 @@ fn nxdomain_and_nodata_are_not_found_with_the_soa_negative_ttl() {
         lookup: Lookup::NotFound,
         ttl_secs: Some(DNS_TTL_MIN_SECS),
         alias: None,
+        authenticated: false,
+        servfail: false,
     }));
     assert_eq!(read(&other_type, RecordType::MX), no_soa);
     let huge = reply(
@@ -233,6 +239,8 @@ fn nxdomain_and_nodata_are_not_found_with_the_soa_negative_ttl() {
         lookup: Lookup::NotFound,
         ttl_secs: Some(DNS_NEGATIVE_TTL_MAX_SECS),
         alias: None,
+        authenticated: false,
+        servfail: false,
     }));
     assert_eq!(read(&huge, RecordType::A), capped);
 }
@@ -302,6 +310,8 @@ fn cname_chain_is_followed_and_its_smallest_ttl_kept() {
         lookup: Lookup::NotFound,
         ttl_secs: Some(100),
         alias: Some(name("gone.example.test.")),
+        authenticated: false,
+        servfail: false,
     };
     assert_eq!(read(&dangling, RecordType::A), Some(Reply::Answer(again)));
     // The server chased it and the end has no such record: NODATA.
@@ -317,6 +327,8 @@ fn cname_chain_is_followed_and_its_smallest_ttl_kept() {
         lookup: Lookup::NotFound,
         ttl_secs: Some(30),
         alias: None,
+        authenticated: false,
+        servfail: false,
     };
     assert_eq!(read(&chased, RecordType::A), Some(Reply::Answer(nodata)));
     // A loop is a broken zone: temporary, not cached.

@@ -42,6 +42,7 @@ pub mod config;
 pub mod conncount;
 pub mod control;
 pub mod dns;
+pub mod dnssec;
 pub mod guarded;
 pub mod openssl;
 pub mod fake_smtp;
