@@ -15,6 +15,7 @@
 //! listed, a misspelt outcome) are counted under `other` rather than lost or
 //! allowed to grow the page.
 
+mod auth;
 mod board;
 mod callahead;
 mod connections;
@@ -23,6 +24,7 @@ mod snapshot;
 #[cfg(test)]
 mod tests;
 
+pub use auth::{AuthSnapshot, AUTH_RESULTS};
 pub use board::{MetricsBoard, CONTENT_TYPE};
 pub use callahead::{ServerGauge, 
     CallaheadSnapshot, CACHE_LOOKUP_RESULTS, CALLAHEAD_RESULTS, CALLAHEAD_SOURCES,
@@ -34,6 +36,7 @@ pub use ldap::{
 };
 pub use snapshot::Snapshot;
 
+use auth::AuthMetrics;
 use callahead::CallaheadMetrics;
 use connections::ConnectionCounts;
 use ldap::LdapMetrics;
@@ -93,6 +96,7 @@ pub struct Metrics {
     open_connections: AtomicI64,
     callahead: CallaheadMetrics,
     ldap: LdapMetrics,
+    auth: AuthMetrics,
 }
 
 impl Metrics {
@@ -203,6 +207,12 @@ impl Metrics {
         self.ldap.accept(result);
     }
 
+    /// One SMTP AUTH attempt decided: "success", "failure", "tempfail",
+    /// "blocked" (`auth::AuthOutcome::name`).
+    pub fn auth_attempt(&self, result: &str) {
+        self.auth.attempt(result);
+    }
+
     /// A copy of this shard's values, for summing (relaxed reads: each value
     /// is exact, values of different families may be a few events apart).
     pub fn snapshot(&self) -> Snapshot {
@@ -219,6 +229,7 @@ impl Metrics {
             open_connections: self.open_connections.load(Relaxed),
             callahead: self.callahead.snapshot(),
             ldap: self.ldap.snapshot(),
+            auth: self.auth.snapshot(),
         }
     }
 }

@@ -9,6 +9,7 @@
 //! listen, what the session allows, where mail goes.
 
 pub mod access;
+pub mod auth;
 pub mod callahead;
 pub mod flow;
 pub mod ldap;
@@ -83,6 +84,8 @@ pub struct Config {
     pub ldap: ldap::LdapConfig,
     /// `[tls]`: our certificate and key, and the CA for client certificates.
     pub tls: tls::TlsConfig,
+    /// `[auth]`: the SMTP AUTH backend and the failed-AUTH limit per client IP.
+    pub auth: auth::AuthConfig,
 }
 
 /// Per-session limits (HAT mail flow policies will refine these per sender group).
@@ -156,6 +159,7 @@ impl Default for Config {
             callahead: BTreeMap::new(),
             ldap: ldap::LdapConfig::default(),
             tls: tls::TlsConfig::default(),
+            auth: auth::AuthConfig::default(),
         }
     }
 }
@@ -319,6 +323,7 @@ impl Config {
         }
         self.dns.validate()?;
         self.rate_limits.validate()?;
+        self.auth.validate(&self.ldap)?;
         for (name, profile) in &self.callahead {
             profile.validate().map_err(|why| {
                 let key = why.split(':').next().unwrap_or("callahead").to_string();

@@ -46,6 +46,8 @@ pub struct Policy {
     pub access: Arc<Access>,
     /// `[dns]` (the timeouts reload; servers and cache size need a restart).
     pub dns: crate::dns::DnsSettings,
+    /// `[auth]` loaded (password file or LDAP query); None: AUTH is not offered.
+    pub auth: Option<Arc<crate::auth::Backend>>,
 }
 
 impl Policy {
@@ -57,6 +59,7 @@ impl Policy {
             generation,
             access: Arc::new(Access::compile(config).expect("compile() takes a validated config")),
             dns: config.dns.clone(),
+            auth: crate::auth::Backend::compile(&config.auth, &config.ldap),
             routes: Routes::compile(&config.routes).expect("compile() takes a validated config"),
             timeouts: ServerTimeouts {
                 command_secs: t.command_secs,

@@ -115,7 +115,8 @@ impl Collector for Summed {
         )?;
         ConstGauge::new(sum.open_connections).encode(open)?;
         super::callahead::encode(&mut encoder, &sum.callahead)?;
-        super::ldap::encode(&mut encoder, &sum.ldap)
+        super::ldap::encode(&mut encoder, &sum.ldap)?;
+        super::auth::encode(&mut encoder, &sum.auth)
     }
 }
 

@@ -4,6 +4,7 @@
 //! counts its own connections).
 
 use super::callahead::CallaheadSnapshot;
+use super::auth::AuthSnapshot;
 use super::ldap::LdapSnapshot;
 use super::connections::ConnectionLabels;
 use super::{DNS_LATENCY_SLOTS, DNS_RECORD_TYPES, DNS_RESULTS, RATE_LIMIT_KINDS};
@@ -26,6 +27,7 @@ pub struct Snapshot {
     pub open_connections: i64,
     pub callahead: CallaheadSnapshot,
     pub ldap: LdapSnapshot,
+    pub auth: AuthSnapshot,
 }
 
 impl Snapshot {
@@ -57,6 +59,7 @@ impl Snapshot {
         self.open_connections = self.open_connections.wrapping_add(other.open_connections);
         self.callahead.add(&other.callahead);
         self.ldap.add(&other.ldap);
+        self.auth.add(&other.auth);
     }
 
     /// DNS queries that went to the network, all types and results.

@@ -110,7 +110,7 @@ fn an_empty_board_still_renders_every_family() {
     let (_, board) = MetricsBoard::for_shards(3);
     let page = board.render();
     check_exposition_format(&page);
-    assert_eq!(page.matches("# TYPE ").count(), 9 + 10 + 4, "{page}");
+    assert_eq!(page.matches("# TYPE ").count(), 9 + 10 + 4 + 1, "{page}");
     assert!(page.lines().any(|l| l == "portcullis_callahead_cache_entries 0"));
     assert!(page.lines().any(|l| l == r#"portcullis_callahead_verdicts_total{source="cache",result="accepted"} 0"#));
     assert!(page.lines().any(|l| l == "portcullis_open_connections 0"));
