@@ -83,22 +83,37 @@ struct Run {
 /// Authenticate each (login, password) in order from `CLIENT` with
 /// `policy`, on a one-shard executor with real counters; `between` runs
 /// on the test's thread after the attempt of that index (e.g. kill slapd).
-fn attempts(policy: Policy, logins: Vec<(&'static str, String)>, directory: Option<Directory>, mut between: impl FnMut(usize) + Send + 'static) -> Run {
+fn attempts(
+    policy: Policy,
+    logins: Vec<(&'static str, String)>,
+    directory: Option<Directory>,
+    mut between: impl FnMut(usize) + Send + 'static,
+) -> Run {
     let captured = Captured::default();
     let metrics = Arc::new(Metrics::default());
     let (log_out, shard_metrics) = (captured.clone(), metrics.clone());
     let outcomes = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
         .spawn(move || async move {
-            let mesh = Mesh::join(MeshPlan::new(1, Arc::new(AtomicBool::new(false))), 0).await.unwrap();
+            let mesh = Mesh::join(MeshPlan::new(1, Arc::new(AtomicBool::new(false))), 0)
+                .await
+                .unwrap();
             let counters = Counters::new(mesh.clone(), &RateSettings::default());
             counters.serve(&mesh);
             mesh.open();
             let log = MailLog::to_writer(Box::new(log_out), 0).unwrap();
-            let auth = Authenticator { counters: &counters, metrics: &shard_metrics, log: &log, directory };
+            let auth = Authenticator {
+                counters: &counters,
+                metrics: &shard_metrics,
+                log: &log,
+                directory,
+            };
             let ip: IpAddr = CLIENT.parse().unwrap();
             let mut outcomes = Vec::new();
             for (i, (user, password)) in logins.into_iter().enumerate() {
-                let credentials = Credentials { user: user.to_string(), password: Secret::new(password) };
+                let credentials = Credentials {
+                    user: user.to_string(),
+                    password: Secret::new(password),
+                };
                 outcomes.push(auth.authenticate(&policy, ip, credentials).await);
                 between(i);
             }
@@ -110,7 +125,11 @@ fn attempts(policy: Policy, logins: Vec<(&'static str, String)>, directory: Opti
         .join()
         .unwrap();
     let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    Run { outcomes, log, metrics: MetricsBoard::new(vec![metrics]).render() }
+    Run {
+        outcomes,
+        log,
+        metrics: MetricsBoard::new(vec![metrics]).render(),
+    }
 }
 
 fn policy_of(toml: &str) -> Policy {
@@ -120,7 +139,11 @@ fn policy_of(toml: &str) -> Policy {
 
 fn metric(page: &str, result: &str) -> u64 {
     let series = format!("portcullis_auth_total{{result=\"{result}\"}} ");
-    page.lines().find_map(|l| l.strip_prefix(&series)).unwrap_or_else(|| panic!("{series} in\n{page}")).parse().unwrap()
+    page.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("{series} in\n{page}"))
+        .parse()
+        .unwrap()
 }
 
 /// The `portcullis passwd` line for `user`, checked for shape.
@@ -128,23 +151,43 @@ fn passwd_line(user: &str, password: &str) -> String {
     let (code, stdout, stderr) = passwd(&[user], &format!("{password}\n"));
     assert_eq!(code, Some(0), "stderr: {stderr}");
     let line = stdout.trim_end().to_string();
-    assert!(line.starts_with(&format!("{user}:{{ARGON2ID}}$argon2id$v=19$")), "{line}");
-    assert_eq!(stdout.lines().count(), 1, "only the line on stdout: {stdout:?}");
+    assert!(
+        line.starts_with(&format!("{user}:{{ARGON2ID}}$argon2id$v=19$")),
+        "{line}"
+    );
+    assert_eq!(
+        stdout.lines().count(),
+        1,
+        "only the line on stdout: {stdout:?}"
+    );
     assert!(!stdout.contains(password) && !stderr.contains(password));
     line
 }
 
 fn write_users(dir: &Path, lines: &[String]) -> PathBuf {
     let path = dir.join("users");
-    std::fs::write(&path, format!("# made by portcullis passwd\n{}\n", lines.join("\n"))).unwrap();
+    std::fs::write(
+        &path,
+        format!("# made by portcullis passwd\n{}\n", lines.join("\n")),
+    )
+    .unwrap();
     path
 }
 
 #[test]
 fn passwd_prints_a_line_the_password_file_verifies() {
     let dir = TempDir::new("auth-passwd");
-    let users = write_users(dir.path(), &[passwd_line("alice", "correct horse battery"), passwd_line("bob@example.test", "another one")]);
-    let policy = policy_of(&format!("[auth]\nbackend = \"passwd_file\"\npasswd_file = \"{}\"\nauth_failures_max = 3\n", users.display()));
+    let users = write_users(
+        dir.path(),
+        &[
+            passwd_line("alice", "correct horse battery"),
+            passwd_line("bob@example.test", "another one"),
+        ],
+    );
+    let policy = policy_of(&format!(
+        "[auth]\nbackend = \"passwd_file\"\npasswd_file = \"{}\"\nauth_failures_max = 3\n",
+        users.display()
+    ));
     let logins = vec![
         ("alice", "correct horse battery".to_string()),
         ("bob@example.test", "another one".to_string()),
@@ -158,18 +201,39 @@ fn passwd_prints_a_line_the_password_file_verifies() {
     assert_eq!(
         run.outcomes,
         [
-            AuthOutcome::Success { user: "alice".into() },
-            AuthOutcome::Success { user: "bob@example.test".into() },
+            AuthOutcome::Success {
+                user: "alice".into()
+            },
+            AuthOutcome::Success {
+                user: "bob@example.test".into()
+            },
             AuthOutcome::Failure,
             AuthOutcome::Failure,
             AuthOutcome::Failure,
             AuthOutcome::Blocked,
         ]
     );
-    assert_eq!(run.log.matches(" auth ip=192.0.2.25 ").count(), 6, "{}", run.log);
-    assert!(run.log.contains("user=\"mallory\" backend=passwd_file result=failure"), "{}", run.log);
-    assert!(!run.log.contains("correct horse") && !run.log.contains("another one"), "no password in the log:\n{}", run.log);
-    let counted: Vec<_> = ["success", "failure", "tempfail", "blocked"].iter().map(|r| metric(&run.metrics, r)).collect();
+    assert_eq!(
+        run.log.matches(" auth ip=192.0.2.25 ").count(),
+        6,
+        "{}",
+        run.log
+    );
+    assert!(
+        run.log
+            .contains("user=\"mallory\" backend=passwd_file result=failure"),
+        "{}",
+        run.log
+    );
+    assert!(
+        !run.log.contains("correct horse") && !run.log.contains("another one"),
+        "no password in the log:\n{}",
+        run.log
+    );
+    let counted: Vec<_> = ["success", "failure", "tempfail", "blocked"]
+        .iter()
+        .map(|r| metric(&run.metrics, r))
+        .collect();
     assert_eq!(counted, [2, 3, 0, 1]);
 }
 
@@ -211,7 +275,10 @@ fn ldap_bind_decides_and_a_dead_directory_is_a_temporary_failure() {
     let ldap = Arc::new(Mutex::new(directory_with_people()));
     let policy = ldap_policy(&ldap.lock().unwrap(), 0);
     let directory = Directory::start();
-    assert!(Directory::running().is_some(), "the shards find the LDAP thread");
+    assert!(
+        Directory::running().is_some(),
+        "the shards find the LDAP thread"
+    );
     let logins = vec![
         ("alice", ALICE_PASSWORD.to_string()),
         ("alice@example.com", ALICE_PASSWORD.to_string()),
@@ -232,14 +299,63 @@ fn ldap_bind_decides_and_a_dead_directory_is_a_temporary_failure() {
         }
     });
     let o = &run.outcomes;
-    assert_eq!(o[..5], [AuthOutcome::Success { user: "alice".into() }, AuthOutcome::Success { user: "alice@example.com".into() }, AuthOutcome::Failure, AuthOutcome::Failure, AuthOutcome::Failure]);
-    assert!(matches!(&o[5], AuthOutcome::TemporaryFailure(why) if why.contains("matches 2 or more entries")), "{:?}", o[5]);
-    assert_eq!(o[6..8], [AuthOutcome::Failure, AuthOutcome::Success { user: "alice".into() }]);
-    assert!(matches!(&o[8], AuthOutcome::TemporaryFailure(why) if why.contains("LDAP server LDAP1")), "{:?}", o[8]);
-    assert_eq!(o[9], AuthOutcome::Failure, "an empty password is refused without asking the (dead) directory");
-    assert!(!run.log.contains(ALICE_PASSWORD), "no password in the log:\n{}", run.log);
-    assert!(run.log.contains("backend=ldap result=tempfail why=\"LDAP server LDAP1"), "{}", run.log);
-    assert_eq!((metric(&run.metrics, "success"), metric(&run.metrics, "failure"), metric(&run.metrics, "tempfail")), (3, 5, 2));
+    assert_eq!(
+        o[..5],
+        [
+            AuthOutcome::Success {
+                user: "alice".into()
+            },
+            AuthOutcome::Success {
+                user: "alice@example.com".into()
+            },
+            AuthOutcome::Failure,
+            AuthOutcome::Failure,
+            AuthOutcome::Failure
+        ]
+    );
+    assert!(
+        matches!(&o[5], AuthOutcome::TemporaryFailure(why) if why.contains("matches 2 or more entries")),
+        "{:?}",
+        o[5]
+    );
+    assert_eq!(
+        o[6..8],
+        [
+            AuthOutcome::Failure,
+            AuthOutcome::Success {
+                user: "alice".into()
+            }
+        ]
+    );
+    assert!(
+        matches!(&o[8], AuthOutcome::TemporaryFailure(why) if why.contains("LDAP server LDAP1")),
+        "{:?}",
+        o[8]
+    );
+    assert_eq!(
+        o[9],
+        AuthOutcome::Failure,
+        "an empty password is refused without asking the (dead) directory"
+    );
+    assert!(
+        !run.log.contains(ALICE_PASSWORD),
+        "no password in the log:\n{}",
+        run.log
+    );
+    assert!(
+        run.log
+            .contains("backend=ldap result=tempfail why=\"LDAP server LDAP1"),
+        "{}",
+        run.log
+    );
+    assert_eq!(
+        (
+            metric(&run.metrics, "success"),
+            metric(&run.metrics, "failure"),
+            metric(&run.metrics, "tempfail")
+        ),
+        (3, 5, 2)
+    );
     directory.stop_and_wait(Duration::from_secs(10));
 }
 
@@ -248,9 +364,20 @@ fn ldap_failures_block_the_client_before_its_password_is_looked_at() {
     let mut ldap = directory_with_people();
     let policy = ldap_policy(&ldap, 2);
     let directory = Directory::start();
-    let logins = vec![("alice", "wrong-1".to_string()), ("nobody", "wrong-2".to_string()), ("alice", ALICE_PASSWORD.to_string())];
+    let logins = vec![
+        ("alice", "wrong-1".to_string()),
+        ("nobody", "wrong-2".to_string()),
+        ("alice", ALICE_PASSWORD.to_string()),
+    ];
     let run = attempts(policy, logins, Some(directory.clone()), |_| {});
-    assert_eq!(run.outcomes, [AuthOutcome::Failure, AuthOutcome::Failure, AuthOutcome::Blocked]);
+    assert_eq!(
+        run.outcomes,
+        [
+            AuthOutcome::Failure,
+            AuthOutcome::Failure,
+            AuthOutcome::Blocked
+        ]
+    );
     assert_eq!(metric(&run.metrics, "blocked"), 1);
     ldap.kill();
     directory.stop_and_wait(Duration::from_secs(10));

@@ -166,6 +166,16 @@ mod tests {
     }
 
     #[test]
+    fn the_printed_section_reads_back_the_same() {
+        let ldap = "[ldap.server.L]\nurls = [\"ldap://127.0.0.1:1\"]\n[ldap.query.\"L.auth\"]\nserver = \"L\"\nkind = \"auth\"\nfilter = \"(uid={u})\"\n";
+        for text in ["".to_string(), format!("{ldap}[auth]\nbackend = \"ldap\"\nldap_query = \"L.auth\"\nauth_failures_max = 0\n")] {
+            let config = Config::from_toml(&text).unwrap();
+            let again = Config::from_toml(&config.to_toml()).unwrap_or_else(|e| panic!("{e}\n{}", config.to_toml()));
+            assert_eq!(again.auth, config.auth);
+        }
+    }
+
+    #[test]
     fn an_ldap_backend_needs_a_query_of_kind_auth() {
         let ldap = "[ldap.server.L]\nurls = [\"ldap://127.0.0.1:1\"]\n[ldap.query.\"L.accept\"]\nserver = \"L\"\nkind = \"accept\"\nfilter = \"(mail={a})\"\n\
                     [ldap.query.\"L.auth\"]\nserver = \"L\"\nkind = \"auth\"\nfilter = \"(uid={u})\"\n";
