@@ -5,6 +5,10 @@
 //! after it. A pooled connection is never rebound as a user: it would
 //! search with that user's rights from then on.
 //!
+//! A login without an entry still costs a connection and a bind (as a DN
+//! no entry has, the answer ignored), so the time an answer takes does
+//! not tell which users exist, as the password file's dummy hash does.
+//!
 //! Only the bind's result decides: success, or a refusal of the
 //! credentials (invalidCredentials and its kin), is the answer; anything
 //! else — no server reachable, a timeout, busy, unavailable — is `Err`,
@@ -27,6 +31,9 @@ const ENTRIES_TO_TELL_AMBIGUOUS: i32 = 2;
 /// RFC 4511 §4.5.1.8: "1.1" asks for no attributes, only the DN.
 const NO_ATTRIBUTES: &str = "1.1";
 
+/// The RDN bound as when the login has no entry (under the search base).
+const NO_SUCH_ENTRY: &str = "cn=portcullis-auth-no-such-entry-7f3a9c";
+
 impl ServerPool {
     /// Find the entry `filter` matches, then bind as it with `password`.
     pub(in crate::ldap::client) async fn bind_entry(
@@ -42,8 +49,8 @@ impl ServerPool {
             .search_entries(filter, &attributes, ENTRIES_TO_TELL_AMBIGUOUS)
             .await?;
         let dn = match entries.as_slice() {
-            [] => return Ok(BindVerdict::NoEntry),
-            [entry] => entry.dn.clone(),
+            [] => None,
+            [entry] => Some(entry.dn.clone()),
             more => {
                 return Ok(BindVerdict::Ambiguous {
                     entries: more.len(),
@@ -58,6 +65,15 @@ impl ServerPool {
             .tls
             .clone()
             .map_err(|why| format!("LDAP server {name}: {why}"))?;
+        let Some(dn) = dn else {
+            // The same round trips as for a user who exists; the answer says nothing.
+            let nobody = match self.spec.base.is_empty() {
+                true => NO_SUCH_ENTRY.to_string(),
+                false => format!("{NO_SUCH_ENTRY},{}", self.spec.base),
+            };
+            let _ = bind_as(&self.spec, tls, &nobody, password).await;
+            return Ok(BindVerdict::NoEntry);
+        };
         match bind_as(&self.spec, tls, &dn, password).await {
             Ok(true) => Ok(BindVerdict::Bound { dn }),
             Ok(false) => Ok(BindVerdict::Refused { dn }),
