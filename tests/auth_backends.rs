@@ -382,3 +382,98 @@ fn ldap_failures_block_the_client_before_its_password_is_looked_at() {
     ldap.kill();
     directory.stop_and_wait(Duration::from_secs(10));
 }
+
+/// What a terminal's reader (the master side of a pty) has seen so far.
+fn pty_seen(seen: &Mutex<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&seen.lock().unwrap()).into_owned()
+}
+
+/// Poll (with a deadline) until the terminal shows `text`.
+fn wait_for_terminal(seen: &Mutex<Vec<u8>>, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pty_seen(seen).contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "the terminal never showed {text:?}: {:?}",
+            pty_seen(seen)
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+#[test]
+fn passwd_on_a_terminal_asks_twice_without_echo_and_restores_it() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (mut master, mut slave) = (0, 0);
+    // SAFETY: out-pointers to two ints; no name, default settings.
+    let opened = unsafe {
+        libc::openpty(
+            &mut master,
+            &mut slave,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            std::ptr::null(),
+        )
+    };
+    assert_eq!(opened, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors were just opened and are owned here only.
+    let (master, slave) = unsafe {
+        (
+            std::fs::File::from(OwnedFd::from_raw_fd(master)),
+            OwnedFd::from_raw_fd(slave),
+        )
+    };
+    let child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["passwd", "alice"])
+        .stdin(Stdio::from(slave.try_clone().unwrap()))
+        .stderr(Stdio::from(slave.try_clone().unwrap()))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn portcullis passwd");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (reader, into) = (master.try_clone().unwrap(), seen.clone());
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut reader = reader;
+        let mut buffer = [0u8; 256];
+        while let Ok(n @ 1..) = reader.read(&mut buffer) {
+            into.lock().unwrap().extend_from_slice(&buffer[..n]);
+        }
+    });
+    let mut typing = master;
+    wait_for_terminal(&seen, "Password for alice: ");
+    typing.write_all(b"typed-on-a-tty\n").unwrap();
+    wait_for_terminal(&seen, "Again: ");
+    typing.write_all(b"typed-on-a-tty\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "terminal: {:?}",
+        pty_seen(&seen)
+    );
+    let line = String::from_utf8(out.stdout).unwrap();
+    assert!(line.starts_with("alice:{ARGON2ID}$argon2id$"), "{line}");
+    assert!(
+        !pty_seen(&seen).contains("typed-on-a-tty"),
+        "echoed: {:?}",
+        pty_seen(&seen)
+    );
+    // The echo is back on once the command is done.
+    // SAFETY: a zeroed termios is a valid out-parameter; the slave fd is open.
+    let mut settings: libc::termios = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::tcgetattr(std::os::fd::AsRawFd::as_raw_fd(&slave), &mut settings) },
+        0
+    );
+    assert_ne!(settings.c_lflag & libc::ECHO, 0, "echo restored");
+    // And the line verifies.
+    let file =
+        portcullis::auth::passwd::PasswdFile::parse(line.trim_end(), Path::new("users")).unwrap();
+    assert_eq!(file.users(), 1);
+    let hash = line.trim_end().split_once(":{ARGON2ID}").unwrap().1;
+    assert!(portcullis::auth::passwd::verify_hash(
+        hash,
+        "typed-on-a-tty"
+    ));
+}

@@ -74,10 +74,11 @@ fn read_password(user: &str) -> Result<Secret, String> {
 
 /// One line typed with the echo off.
 fn prompt(text: &str) -> Result<Secret, String> {
-    eprint!("{text}");
-    let _ = std::io::stderr().flush();
     let line = {
+        // Echo off before the prompt shows: nothing typed after it echoes.
         let _quiet = EchoOff::new()?;
+        eprint!("{text}");
+        let _ = std::io::stderr().flush();
         read_line(&mut std::io::stdin().lock())
     };
     eprintln!(); // the Enter the user typed was not echoed
