@@ -4,6 +4,7 @@
 pub mod admin_client;
 pub mod callahead;
 pub mod ldap;
+pub mod passwd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -36,6 +37,8 @@ pub enum Command {
     Callahead(callahead::CallaheadArgs),
     /// LDAP queries: `test QUERY ADDR` runs one against its directory and explains the answer (offline); `purge` forgets cached answers in the running appliance (through its admin listener).
     Ldap(ldap::LdapArgs),
+    /// Read a password from standard input (no echo on a terminal) and print the `USER:{ARGON2ID}…` line for `[auth] passwd_file`.
+    Passwd(passwd::PasswdArgs),
 }
 
 #[derive(Args, Debug, Default, Clone)]

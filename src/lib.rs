@@ -45,6 +45,7 @@
 //!   snapshot they took when they started.
 
 pub mod admin;
+pub mod auth;
 pub mod callahead;
 pub mod cli;
 pub mod clock;

@@ -352,3 +352,32 @@ pub const LDAP_VALUE_BYTES_MAX: usize = 4_096;
 /// The longest `[ldap.query."NAME"]` name the admin's `/ldap/purge?query=`
 /// takes: a name an operator typed, not data; anything longer is a 400.
 pub const LDAP_QUERY_NAME_BYTES_MAX: usize = 256;
+// ---- SMTP AUTH backends (auth, config::auth, cli::passwd) -------------------
+/// The password file (`[auth] passwd_file`) is read whole at start and on
+/// every reload: 10 000 users of ~120-byte lines fit in well under this.
+pub const AUTH_PASSWD_FILE_BYTES_MAX: u64 = 4 * 1024 * 1024;
+/// Users in the password file; a larger site belongs in a directory (LDAP).
+pub const AUTH_PASSWD_USERS_MAX: usize = 10_000;
+/// A login name, bytes (RFC 4954 §4 sets none; an address is at most 256
+/// octets, RFC 5321 §4.5.3.1.3): longer ones fail without a lookup.
+pub const AUTH_USER_BYTES_MAX: usize = 256;
+/// A password, bytes: bounds what one verification hashes (argon2 takes
+/// any length) and what a bind sends; longer ones fail without a lookup.
+pub const AUTH_PASSWORD_BYTES_MAX: usize = 1_024;
+/// argon2id memory cost a password file may ask for per verification, KiB
+/// (the argon2 crate's default is 19 456 KiB): a typo of m= must not make
+/// every AUTH allocate gigabytes.
+pub const AUTH_ARGON2_MEMORY_KIB_MAX: u32 = 262_144;
+/// argon2id time cost (passes) a password file may ask for (default 2).
+pub const AUTH_ARGON2_PASSES_MAX: u32 = 16;
+/// argon2id verifications waiting for or running on one shard's blocking
+/// pool at once (each costs milliseconds of CPU); past it an AUTH is a
+/// temporary failure (454 4.7.0), not a queue without end.
+pub const AUTH_VERIFICATIONS_PER_SHARD_MAX: usize = 8;
+/// The window failed AUTHs are counted in, per client IP (`auth_failures_max`).
+pub const AUTH_FAILURES_WINDOW_SECS: u64 = 3_600;
+/// The largest `auth_failures_max` an operator may set (0 = no limit).
+pub const AUTH_FAILURES_MAX_MAX: u32 = 100_000;
+/// User binds (AUTH against LDAP) on one server at once, each on a
+/// connection of its own; more wait for a turn, at most the server's timeout.
+pub const LDAP_AUTH_BINDS_PER_SERVER_MAX: usize = 64;

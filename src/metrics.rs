@@ -15,6 +15,7 @@
 //! listed, a misspelt outcome) are counted under `other` rather than lost or
 //! allowed to grow the page.
 
+mod auth;
 mod board;
 mod callahead;
 mod connections;
@@ -26,6 +27,7 @@ mod tls;
 #[cfg(test)]
 mod tests;
 
+pub use auth::{AuthSnapshot, AUTH_RESULTS};
 pub use board::{MetricsBoard, CONTENT_TYPE};
 pub use callahead::{ServerGauge, 
     CallaheadSnapshot, CACHE_LOOKUP_RESULTS, CALLAHEAD_RESULTS, CALLAHEAD_SOURCES,
@@ -39,6 +41,7 @@ pub use ldap::{
 pub use snapshot::Snapshot;
 pub use tls::{OutboundTlsLabels, OUTBOUND_TLS_RESULTS, OUTBOUND_TLS_SIDES};
 
+use auth::AuthMetrics;
 use callahead::CallaheadMetrics;
 use connections::ConnectionCounts;
 use handshakes::HandshakeMetrics;
@@ -101,6 +104,8 @@ pub struct Metrics {
     ldap: LdapMetrics,
     handshakes: HandshakeMetrics,
     outbound_tls: tls::OutboundTlsCounts,
+    auth: AuthMetrics,
+    dane: dane::DaneMetrics,
 }
 
 impl Metrics {
@@ -223,6 +228,17 @@ impl Metrics {
         self.outbound_tls.count(side, destination, result);
     }
 
+    /// One DANE decision or verification (`dane::DANE_RESULTS`).
+    pub fn dane(&self, result: &str) {
+        self.dane.count(result);
+    }
+
+    /// One SMTP AUTH attempt decided: "success", "failure", "tempfail",
+    /// "blocked" (`auth::AuthOutcome::name`).
+    pub fn auth_attempt(&self, result: &str) {
+        self.auth.attempt(result);
+    }
+
     /// A copy of this shard's values, for summing (relaxed reads: each value
     /// is exact, values of different families may be a few events apart).
     pub fn snapshot(&self) -> Snapshot {
@@ -241,6 +257,8 @@ impl Metrics {
             ldap: self.ldap.snapshot(),
             handshakes: self.handshakes.snapshot(),
             outbound_tls: self.outbound_tls.copy(),
+            auth: self.auth.snapshot(),
+            dane: self.dane.snapshot(),
         }
     }
 }

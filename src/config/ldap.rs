@@ -2,7 +2,7 @@
 //! them (CONFIG.md; seed "Configuring LDAP Routing Query Settings").
 //! `ldap::Query::compile` turns a query and its server into what the
 //! shards and the LDAP thread use; listeners name queries with
-//! `ldap_routing` and `ldap_accept`.
+//! `ldap_routing` and `ldap_accept`, `[auth]` names one with `ldap_query`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -66,6 +66,9 @@ pub enum QueryKind {
     Routing,
     /// Does the recipient exist (ESA's LDAP Accept)?
     Accept,
+    /// SMTP AUTH (`[auth] ldap_query`): the filter finds the login's
+    /// entry, a bind as its DN checks the password. Never cached.
+    Auth,
 }
 
 /// One query.

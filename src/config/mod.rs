@@ -9,6 +9,7 @@
 //! listen, what the session allows, where mail goes.
 
 pub mod access;
+pub mod auth;
 pub mod callahead;
 pub mod destination;
 pub mod flow;
@@ -87,6 +88,8 @@ pub struct Config {
     /// `[destination.default]`, `[destination."DOMAIN"]`: delivery's
     /// destination controls (TLS for now; `destination.rs`).
     pub destination: BTreeMap<String, destination::DestinationConfig>,
+    /// `[auth]`: the SMTP AUTH backend and the failed-AUTH limit per client IP.
+    pub auth: auth::AuthConfig,
 }
 
 /// Per-session limits (HAT mail flow policies will refine these per sender group).
@@ -161,6 +164,7 @@ impl Default for Config {
             ldap: ldap::LdapConfig::default(),
             tls: tls::TlsConfig::default(),
             destination: BTreeMap::new(),
+            auth: auth::AuthConfig::default(),
         }
     }
 }
@@ -328,6 +332,7 @@ impl Config {
         // Reading the files is the check (an unreadable key, a certificate
         // that does not parse, a key that does not fit it).
         crate::tls::ServerTls::load(&self.tls).map_err(|why| (why.split(' ').next().unwrap_or("tls").to_string(), why))?;
+        self.auth.validate(&self.ldap)?;
         for (name, profile) in &self.callahead {
             profile.validate().map_err(|why| {
                 let key = why.split(':').next().unwrap_or("callahead").to_string();

@@ -52,6 +52,8 @@ pub struct Policy {
     pub tls: Option<Arc<crate::tls::ServerTls>>,
     /// `[destination.*]` TLS and the call-ahead probe config (`tls::outbound`).
     pub outbound_tls: Arc<crate::tls::outbound::OutboundTls>,
+    /// `[auth]` loaded (password file or LDAP query); None: AUTH is not offered.
+    pub auth: Option<Arc<crate::auth::Backend>>,
 }
 
 impl Policy {
@@ -71,6 +73,7 @@ impl Policy {
             access: Arc::new(Access::compile(config).expect("compile() takes a validated config")),
             dns: config.dns.clone(),
             outbound_tls: Arc::new(crate::tls::outbound::OutboundTls::compile(config)),
+            auth: crate::auth::Backend::compile(&config.auth, &config.ldap),
             routes: Routes::compile(&config.routes).expect("compile() takes a validated config"),
             timeouts: ServerTimeouts {
                 command_secs: t.command_secs,

@@ -9,6 +9,11 @@
 //! of that server (bound connections, `urls` in order, round robin) →
 //! ldap3 search → the first entry, bounded, back over the oneshot.
 //!
+//! SMTP AUTH against LDAP (`Directory::bind_entry`, `pool/bind.rs`)
+//! takes the same way: the search for the user's entry on the pooled
+//! service connections, then a bind as that entry on a connection of its
+//! own, so a user's bind never changes who a pooled connection is.
+//!
 //! Every way a search can go wrong — a full queue, a stopped or dead
 //! thread, an unreachable server, a refused bind, a timeout, an LDAP error
 //! result — is `Err(reason)`, which the caller treats as a temporary
@@ -96,15 +101,60 @@ pub const CUT_MARK: &str = "<cut>";
 /// or why it failed (a temporary failure for the caller).
 pub type Answer = Result<Option<Entry>, String>;
 
+/// The thread `Directory::start` started last (see `Directory::running`).
+static RUNNING: std::sync::Mutex<std::sync::Weak<Handle>> = std::sync::Mutex::new(std::sync::Weak::new());
+
 const QUEUE_FULL: &str = "LDAP request queue full";
 const STOPPED: &str = "LDAP thread stopped";
 
-/// One search handed to the thread.
+/// What a user bind (`Directory::bind_entry`) answers; Err is a
+/// temporary failure, as for a search.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BindVerdict {
+    /// The entry's DN took the password.
+    Bound { dn: String },
+    /// The filter found no entry.
+    NoEntry,
+    /// The entry exists; the server refused the password (RFC 4511
+    /// §4.1.9: invalidCredentials, inappropriateAuthentication,
+    /// insufficientAccessRights).
+    Refused { dn: String },
+    /// An empty password, refused before anything was asked (RFC 4513
+    /// §5.1.2: it would be an unauthenticated bind, which "succeeds").
+    EmptyPassword,
+    /// The filter matches this many entries or more: no bind is tried.
+    Ambiguous { entries: usize },
+}
+
+pub type BindAnswer = Result<BindVerdict, String>;
+
+/// One search or user bind handed to the thread.
 struct Job {
     server: Arc<ServerSpec>,
-    filter: String,
-    attributes: Vec<String>,
-    reply: oneshot::Sender<Answer>,
+    work: Work,
+}
+
+enum Work {
+    Search { filter: String, attributes: Vec<String>, reply: oneshot::Sender<Answer> },
+    /// Find the entry with `filter`, then bind as it with `password`.
+    Bind { filter: String, password: String, reply: oneshot::Sender<BindAnswer> },
+}
+
+impl Work {
+    fn is_canceled(&self) -> bool {
+        match self {
+            Work::Search { reply, .. } => reply.is_canceled(),
+            Work::Bind { reply, .. } => reply.is_canceled(),
+        }
+    }
+
+    /// Answer with `why` (a temporary failure) without doing the work.
+    fn fail(self, why: String) {
+        let _ = match self {
+            Work::Search { reply, .. } => reply.send(Err(why)).map_err(drop),
+            Work::Bind { reply, .. } => reply.send(Err(why)).map_err(drop),
+        };
+    }
 }
 
 /// What callers and the thread share: the stop flag and the wake-up. The
@@ -138,7 +188,7 @@ impl Shared {
 /// gets it first.
 fn answer_leftovers(jobs: &Receiver<Job>) {
     while let Ok(job) = jobs.try_recv() {
-        let _ = job.reply.send(Err(STOPPED.to_string()));
+        job.work.fail(STOPPED.to_string());
     }
 }
 
@@ -176,7 +226,17 @@ impl Directory {
     /// Spawns the LDAP thread ("portcullis-ldap") with its tokio
     /// current-thread runtime and a queue of `LDAP_QUEUE_MAX` searches.
     pub fn start() -> Directory {
-        Directory::with_bounds(LDAP_QUEUE_MAX, LDAP_JOBS_MAX)
+        let directory = Directory::with_bounds(LDAP_QUEUE_MAX, LDAP_JOBS_MAX);
+        *RUNNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::downgrade(&directory.handle);
+        directory
+    }
+
+    /// The process's LDAP thread, the one [`Directory::start`] started
+    /// last, while a clone of it lives (the shards and lifecycle hold
+    /// one): how SMTP AUTH finds it without a handle of its own.
+    pub fn running() -> Option<Directory> {
+        let running = RUNNING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        running.upgrade().map(|handle| Directory { handle })
     }
 
     /// Like [`Directory::start`] with a queue of `capacity` searches.
@@ -220,11 +280,37 @@ impl Directory {
         filter: String,
         attributes: Vec<String>,
     ) -> impl Future<Output = Answer> + Send + 'static {
-        let submitted = self.submit(server.clone(), filter, attributes);
+        let (reply, answer) = oneshot::channel();
+        let submitted = self.submit(server.clone(), Work::Search { filter, attributes, reply }).map(|()| answer);
         async move {
             let reply = submitted?;
             // A dropped sender: the thread stopped (or died) with the job.
             reply.await.unwrap_or_else(|_| Err(STOPPED.to_string()))
+        }
+    }
+
+    /// Finds the one entry `filter` (escaped by the caller) matches under
+    /// `server.base` with the service bind, then binds as its DN with
+    /// `password` on a new connection (`server`'s URLs, TLS and timeout),
+    /// closed after. An empty password is refused here, before anything
+    /// is asked. Queued like a search; never blocks, never panics.
+    pub fn bind_entry(
+        &self,
+        server: &Arc<ServerSpec>,
+        filter: String,
+        password: String,
+    ) -> impl Future<Output = BindAnswer> + Send + 'static {
+        let (reply, answer) = oneshot::channel();
+        let submitted = match password.is_empty() {
+            true => Err(None),
+            false => self.submit(server.clone(), Work::Bind { filter, password, reply }).map_err(Some),
+        };
+        async move {
+            match submitted {
+                Ok(()) => answer.await.unwrap_or_else(|_| Err(STOPPED.to_string())),
+                Err(None) => Ok(BindVerdict::EmptyPassword),
+                Err(Some(why)) => Err(why),
+            }
         }
     }
 
@@ -255,22 +341,11 @@ impl Directory {
         true
     }
 
-    fn submit(
-        &self,
-        server: Arc<ServerSpec>,
-        filter: String,
-        attributes: Vec<String>,
-    ) -> Result<oneshot::Receiver<Answer>, String> {
+    fn submit(&self, server: Arc<ServerSpec>, work: Work) -> Result<(), String> {
         if self.handle.shared.is_stopped() {
             return Err(STOPPED.to_string());
         }
-        let (reply, answer) = oneshot::channel();
-        let job = Job {
-            server,
-            filter,
-            attributes,
-            reply,
-        };
+        let job = Job { server, work };
         match self.handle.jobs.try_send(job) {
             Ok(()) => {
                 self.handle.shared.wake.notify_one();
@@ -279,7 +354,7 @@ impl Directory {
                     // before this job arrived: answer it (and any other).
                     answer_leftovers(&self.handle.leftovers);
                 }
-                Ok(answer)
+                Ok(())
             }
             Err(TrySendError::Full(_)) => Err(QUEUE_FULL.to_string()),
             Err(TrySendError::Disconnected(_)) => Err("LDAP thread not running".to_string()),
@@ -331,21 +406,25 @@ fn dispatch(
     in_flight: &Rc<Cell<usize>>,
     jobs_max: usize,
 ) {
-    if job.reply.is_canceled() {
+    if job.work.is_canceled() {
         return; // the caller gave up waiting: nobody reads the answer
     }
     if in_flight.get() >= jobs_max {
-        let _ = job.reply.send(Err(format!(
-            "LDAP thread busy: {jobs_max} searches in flight"
-        )));
+        job.work.fail(format!("LDAP thread busy: {jobs_max} searches in flight"));
         return;
     }
     let pool = pool_for(pools, &job.server);
     let counted = InFlight::enter(in_flight);
     tokio::task::spawn_local(async move {
         let _counted = counted;
-        let answer = pool.search(&job.filter, &job.attributes).await;
-        let _ = job.reply.send(answer);
+        match job.work {
+            Work::Search { filter, attributes, reply } => {
+                let _ = reply.send(pool.search(&filter, &attributes).await);
+            }
+            Work::Bind { filter, password, reply } => {
+                let _ = reply.send(pool.bind_entry(&filter, &password).await);
+            }
+        }
     });
 }
 

@@ -117,7 +117,9 @@ impl Collector for Summed {
         super::callahead::encode(&mut encoder, &sum.callahead)?;
         super::ldap::encode(&mut encoder, &sum.ldap)?;
         super::handshakes::encode(&mut encoder, &sum.handshakes)?;
-        super::tls::encode(&mut encoder, &sum.outbound_tls)
+        super::tls::encode(&mut encoder, &sum.outbound_tls)?;
+        super::auth::encode(&mut encoder, &sum.auth)?;
+        super::dane::encode(&mut encoder, &sum.dane)
     }
 }
 

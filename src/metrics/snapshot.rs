@@ -4,6 +4,7 @@
 //! counts its own connections).
 
 use super::callahead::CallaheadSnapshot;
+use super::auth::AuthSnapshot;
 use super::ldap::LdapSnapshot;
 use super::connections::ConnectionLabels;
 use super::{DNS_LATENCY_SLOTS, DNS_RECORD_TYPES, DNS_RESULTS, RATE_LIMIT_KINDS};
@@ -28,6 +29,8 @@ pub struct Snapshot {
     pub ldap: LdapSnapshot,
     pub handshakes: super::HandshakeSnapshot,
     pub outbound_tls: HashMap<super::tls::OutboundTlsLabels, u64>,
+    pub auth: AuthSnapshot,
+    pub dane: super::dane::DaneSnapshot,
 }
 
 impl Snapshot {
@@ -61,6 +64,8 @@ impl Snapshot {
         self.ldap.add(&other.ldap);
         self.handshakes.add(&other.handshakes);
         super::tls::add(&mut self.outbound_tls, &other.outbound_tls);
+        self.auth.add(&other.auth);
+        self.dane.add(&other.dane);
     }
 
     /// DNS queries that went to the network, all types and results.

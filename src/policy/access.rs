@@ -207,6 +207,9 @@ fn check_tls_tiers(name: &str, params: &FlowParams, config: &Config) -> Result<(
     if params.tls.verify_client() && config.tls.client_ca.is_empty() {
         return Err(("tls".into(), format!("policy {name}: tls = {:?} needs [tls] client_ca", params.tls)));
     }
+    if params.smtp_auth != crate::config::flow::AuthTier::Off && !config.auth.enabled() {
+        return Err(("smtp_auth".into(), format!("policy {name}: smtp_auth = {:?} needs an [auth] backend", params.smtp_auth)));
+    }
     if params.smtp_auth != crate::config::flow::AuthTier::Off && params.require_tls_for_auth && !params.tls.offered() {
         return Err(("smtp_auth".into(), format!("policy {name}: AUTH only over TLS (require_tls_for_auth) needs tls other than \"off\"")));
     }

@@ -36,6 +36,20 @@ pub mod sender;
 
 pub use client::Client;
 
+/// AUTH (RFC 4954): the backend decides; a client past `auth_failures_max`
+/// failures this hour is cut off before its password is looked at.
+async fn authenticate(shard: &Shard, policy: &Policy, client: &Client, user: &str, password: &crate::auth::Secret) -> Decision {
+    use crate::auth::{AuthOutcome, Credentials};
+    use crate::smtp::Reply;
+    let credentials = Credentials { user: user.to_string(), password: password.clone() };
+    match crate::auth::authenticate(shard, policy, client.ip, credentials).await {
+        AuthOutcome::Success { .. } => Decision::Accept,
+        AuthOutcome::Failure => Decision::Refuse(Reply::new(535, "5.7.8", "Error: authentication credentials invalid")),
+        AuthOutcome::TemporaryFailure(_) => Decision::Refuse(Reply::new(454, "4.7.0", "Temporary authentication failure")),
+        AuthOutcome::Blocked => Decision::Close(Reply::new(421, "4.7.0", format!("{} Error: too many failed authentications, try again later", client.listener.hostname))),
+    }
+}
+
 /// The answer to a MAIL or RCPT question of `client`'s session (connect is
 /// `connect::admit`).
 pub async fn decide(question: &Question, shard: &Shard, policy: &Policy, client: &Client) -> Decision {
@@ -57,7 +71,6 @@ pub async fn decide(question: &Question, shard: &Shard, policy: &Policy, client:
             }
         }
         Question::Rcpt { mailbox, mail_from, authenticated } => recipient::decide(shard, client, mailbox, mail_from, *authenticated).await,
-        // Wired to the AUTH backends next (issue 9): until then no AUTH succeeds.
-        Question::Auth { .. } => Decision::Refuse(crate::smtp::Reply::new(454, "4.7.0", "Temporary authentication failure")),
+        Question::Auth { user, password } => authenticate(shard, policy, client, user, password).await,
     }
 }

@@ -184,7 +184,7 @@ pub fn render(report: &Report, routes: &Routes) -> String {
                 routes,
             );
         }
-        (QueryKind::Routing, None) => {}
+        (QueryKind::Routing, None) | (QueryKind::Auth, _) => {}
     }
     out
 }
@@ -193,6 +193,7 @@ fn render_query(out: &mut String, query: &Query) {
     let kind = match query.kind {
         QueryKind::Routing => "routing",
         QueryKind::Accept => "accept",
+        QueryKind::Auth => "auth",
     };
     let server = &query.server;
     let bind = match server.bind_dn.is_empty() {

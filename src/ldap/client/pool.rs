@@ -10,9 +10,11 @@
 //! own async mutex per slot (searches that find a slot empty wait for the
 //! one connecting instead of each opening a connection).
 
+mod bind;
+
 use super::{tls, Answer, Entry, ServerSpec};
 use crate::limits::{
-    LDAP_ATTRIBUTE_VALUES_MAX, LDAP_CONNECTIONS_MAX, LDAP_ENTRY_ATTRIBUTES_MAX,
+    LDAP_ATTRIBUTE_VALUES_MAX, LDAP_AUTH_BINDS_PER_SERVER_MAX, LDAP_CONNECTIONS_MAX, LDAP_ENTRY_ATTRIBUTES_MAX,
     LDAP_IN_FLIGHT_PER_CONNECTION, LDAP_VALUE_BYTES_MAX,
 };
 use ldap3::{Ldap, LdapConnAsync, LdapConnSettings, LdapError, Scope, SearchEntry, SearchOptions};
@@ -51,6 +53,8 @@ pub(super) struct ServerPool {
     /// Searches in flight on this server: `LDAP_IN_FLIGHT_PER_CONNECTION`
     /// per connection, more wait their turn (at most the timeout).
     turns: Semaphore,
+    /// User binds (SMTP AUTH) at once, each on a connection of its own.
+    binds: Semaphore,
 }
 
 /// Why a search failed, and whether its connection is to be dropped.
@@ -72,6 +76,7 @@ impl ServerPool {
             next_slot: Cell::new(0),
             generations: Cell::new(0),
             turns: Semaphore::new(connections * LDAP_IN_FLIGHT_PER_CONNECTION),
+            binds: Semaphore::new(LDAP_AUTH_BINDS_PER_SERVER_MAX),
             spec,
         }
     }
@@ -82,6 +87,12 @@ impl ServerPool {
 
     /// One search on the next connection in turn.
     pub(super) async fn search(&self, filter: &str, attributes: &[String]) -> Answer {
+        let entries = self.search_entries(filter, attributes, ENTRIES_WANTED).await?;
+        Ok(entries.into_iter().next().map(bounded_entry))
+    }
+
+    /// Up to `wanted` entries of one search on the next connection in turn.
+    async fn search_entries(&self, filter: &str, attributes: &[String], wanted: i32) -> Result<Vec<SearchEntry>, String> {
         let name = &self.spec.name;
         let _turn = match timeout(self.spec.timeout, self.turns.acquire()).await {
             Ok(Ok(turn)) => turn,
@@ -90,8 +101,8 @@ impl ServerPool {
         let slot = self.next_slot.get();
         self.next_slot.set((slot + 1) % self.slots.len());
         let (generation, mut ldap) = self.connection(slot).await?;
-        match search_first(&mut ldap, &self.spec, filter, attributes).await {
-            Ok(entry) => Ok(entry),
+        match search_first(&mut ldap, &self.spec, filter, attributes, wanted).await {
+            Ok(entries) => Ok(entries),
             Err(failure) => {
                 if failure.connection_broken {
                     self.discard(slot, generation);
@@ -186,21 +197,7 @@ async fn connect_and_bind(
         // refuse it rather than silently search as nobody.
         return Err("bind_dn set but the password is empty".to_string());
     }
-    // The URLs share one timeout for connecting: a first URL that never
-    // answers must leave the second time to connect, bind and search
-    // while the shard still waits (its wait is one timeout plus slack).
-    let urls = u32::try_from(spec.urls.len().max(1)).unwrap_or(u32::MAX);
-    let connect_timeout = (spec.timeout / urls).max(std::time::Duration::from_millis(500));
-    let mut settings = LdapConnSettings::new().set_conn_timeout(connect_timeout);
-    if let Some(config) = tls {
-        settings = settings
-            .set_config(config)
-            .set_starttls(spec.starttls && !is_ldaps(url));
-    }
-    let (connection, mut ldap) = LdapConnAsync::with_settings(settings, url)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    ldap3::drive!(connection);
+    let mut ldap = connect(spec, tls, url).await?;
     if spec.bind_dn.is_empty() {
         return Ok(ldap); // RFC 4511 §4.2: no bind means anonymous
     }
@@ -215,20 +212,41 @@ async fn connect_and_bind(
     Ok(ldap)
 }
 
-/// The search itself: the first entry, `None` for no match. Other result
-/// codes (noSuchObject included: the base is missing) are failures of the
-/// query, not of the connection.
+/// Connects to `url`, TLS as the URL and `starttls` say, not bound yet.
+async fn connect(spec: &ServerSpec, tls: Option<Arc<ClientConfig>>, url: &str) -> Result<Ldap, String> {
+    // The URLs share one timeout for connecting: a first URL that never
+    // answers must leave the second time to connect, bind and search
+    // while the shard still waits (its wait is one timeout plus slack).
+    let urls = u32::try_from(spec.urls.len().max(1)).unwrap_or(u32::MAX);
+    let connect_timeout = (spec.timeout / urls).max(std::time::Duration::from_millis(500));
+    let mut settings = LdapConnSettings::new().set_conn_timeout(connect_timeout);
+    if let Some(config) = tls {
+        settings = settings
+            .set_config(config)
+            .set_starttls(spec.starttls && !is_ldaps(url));
+    }
+    let (connection, ldap) = LdapConnAsync::with_settings(settings, url)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    ldap3::drive!(connection);
+    Ok(ldap)
+}
+
+/// The search itself: up to `wanted` entries, none for no match. Other
+/// result codes (noSuchObject included: the base is missing) are failures
+/// of the query, not of the connection.
 async fn search_first(
     ldap: &mut Ldap,
     spec: &ServerSpec,
     filter: &str,
     attributes: &[String],
-) -> Result<Option<Entry>, Failure> {
+    wanted: i32,
+) -> Result<Vec<SearchEntry>, Failure> {
     // RFC 4511 §4.5.1.5 timeLimit in whole seconds, at least one: the
     // server gives up too, not only us.
     let time_limit = spec.timeout.as_secs_f64().ceil().max(1.0) as i32;
     let options = SearchOptions::new()
-        .sizelimit(ENTRIES_WANTED)
+        .sizelimit(wanted)
         .timelimit(time_limit);
     let searched = ldap
         .with_search_options(options)
@@ -243,10 +261,7 @@ async fn search_first(
         Err(e) => return Err(Failure::connection(format!("search: {e}"))),
     };
     match result.rc {
-        RC_SUCCESS | RC_SIZE_LIMIT_EXCEEDED => match entries.into_iter().next() {
-            Some(raw) => parse_entry(raw).map(Some),
-            None => Ok(None),
-        },
+        RC_SUCCESS | RC_SIZE_LIMIT_EXCEEDED => entries.into_iter().take(wanted.max(1) as usize).map(parse_entry).collect(),
         // The search base itself is missing or hidden (a typo in `base`, an
         // empty replica, an ACL): a directory that cannot answer, never "no
         // entry", which would refuse every recipient (accept) or route by
@@ -258,9 +273,9 @@ async fn search_first(
 
 /// ldap3 panics on an entry it cannot decode; that is the server talking
 /// garbage, so it counts as a broken connection instead.
-fn parse_entry(raw: ldap3::ResultEntry) -> Result<Entry, Failure> {
+fn parse_entry(raw: ldap3::ResultEntry) -> Result<SearchEntry, Failure> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| SearchEntry::construct(raw))) {
-        Ok(entry) => Ok(bounded_entry(entry)),
+        Ok(entry) => Ok(entry),
         Err(_) => Err(Failure::connection("undecodable entry".to_string())),
     }
 }
