@@ -36,6 +36,13 @@
 //! `portcullis_outbound_tls_total{result="failed"}`. The delivered and
 //! deferred lines say `tls=VERSION/CIPHER` or `tls=none`.
 //!
+//! DANE (RFC 7672, `delivery::dane`): when the destination's `dane` is not
+//! off and the hosts came from MX (no SMTP route, no LDAP `mailHost`),
+//! each host is decided before it is tried: DANE-authenticated (or
+//! encrypt-only) TLS that may not fall back to clear text, the
+//! destination's `tls` as above, or skipped (a `deferred` line with
+//! `dane=deferred`; the reason reaches the retry line when no host is left).
+//!
 //! Shutdown (`stop`): no new attempt starts, retry waits end, and `stopped`
 //! resolves once the attempts in progress have finished (their done markers
 //! sent), so the spool shards can drain them before they exit.
@@ -61,7 +68,9 @@ use crate::shards::{Mesh, ShardRequest};
 use crate::spool::done::MarkDone;
 use crate::spool::{self, BodyLocation};
 
+mod dane;
 mod plan;
+use dane::{DanePlan, HostTls, LegDane};
 use plan::Leg;
 
 /// The recipients of one message that share a domain, handed to the
@@ -321,12 +330,29 @@ impl Delivery {
     /// what is still pending; a failed connection's reason lands in `last_reason`.
     async fn attempt_each(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, hosts: &[Target], leg: &Leg, last_reason: &mut String) -> Vec<u32> {
         let mut pending = leg.recipients.clone();
+        let policy = self.policy.current();
+        let mode = policy.outbound_tls.destination(&job.destination).dane;
+        // None (and no DNS question) unless DANE is on and the hosts came from MX.
+        let mut dane = LegDane::start(mode, (leg.via, &leg.rewrites), &job.destination, &policy.routes, &self.resolver);
         for host in hosts {
             if pending.is_empty() || self.is_stopping() {
                 break;
             }
+            let tls = match dane.as_mut() {
+                Some(dane) => dane.host(host, &self.metrics).await,
+                None => HostTls::Destination,
+            };
+            let dane_plan = match tls {
+                HostTls::Destination => None,
+                HostTls::Dane(plan) => Some(plan),
+                HostTls::Skip(reason) => {
+                    self.log.event("deferred", format_args!("qid={} dlv={dlv} relay={} host={} rcpts={} dane=deferred reason=\"{}\"", job.queue_id, host.address, host.name.as_deref().unwrap_or("-"), pending.len(), reason.escape_debug()));
+                    *last_reason = reason;
+                    continue;
+                }
+            };
             self.attempting.set(self.attempting.get() + 1);
-            let outcome = self.attempt(job, data, dlv, host, leg, &pending).await;
+            let outcome = self.attempt(job, data, dlv, host, leg, &pending, dane_plan.as_ref()).await;
             self.attempting.set(self.attempting.get() - 1);
             match outcome {
                 Ok(deferred) => pending = deferred,
@@ -349,17 +375,22 @@ impl Delivery {
         owed
     }
 
-    /// One transaction to one host. Ok(still deferred), or Err(reason) when
+    /// One transaction to one host, under DANE when `dane` says so (else
+    /// the destination's `tls`). Ok(still deferred), or Err(reason) when
     /// the connection failed and nothing was decided.
-    async fn attempt(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, target: &Target, leg: &Leg, pending: &[u32]) -> Result<Vec<u32>, String> {
+    #[allow(clippy::too_many_arguments)]
+    async fn attempt(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, target: &Target, leg: &Leg, pending: &[u32], dane: Option<&DanePlan>) -> Result<Vec<u32>, String> {
         let host = target.address;
         let destination = self.policy.current().outbound_tls.destination(&job.destination);
-        let plan = match destination.plan(target.name.as_deref(), host.ip()) {
-            Ok(plan) => plan,
-            Err(why) => {
-                let reason = format!("{host}: no TLS client config for destination {}: {why}", destination.label);
-                return Err(self.tls_refused(job, dlv, &destination, target, pending, reason));
-            }
+        let plan = match dane {
+            Some(dane) => dane.plan.clone(),
+            None => match destination.plan(target.name.as_deref(), host.ip()) {
+                Ok(plan) => plan,
+                Err(why) => {
+                    let reason = format!("{host}: no TLS client config for destination {}: {why}", destination.label);
+                    return Err(self.tls_refused(job, dlv, &destination, target, pending, reason, None));
+                }
+            },
         };
         let env = &job.envelope;
         let outbound = OutboundEnvelope {
@@ -370,7 +401,7 @@ impl Delivery {
         };
         let sent = match self.pool.send_with(host, &plan, &outbound, data).await {
             Ok(sent) => sent,
-            Err(e) if e.tls_refused => return Err(self.tls_refused(job, dlv, &destination, target, pending, e.reason)),
+            Err(e) if e.tls_refused => return Err(self.tls_refused(job, dlv, &destination, target, pending, e.reason, dane)),
             Err(e) => {
                 self.log.event("deferred", format_args!("qid={} dlv={dlv} relay={host} rcpts={} reason=\"{}\"", job.queue_id, pending.len(), e.reason));
                 return Err(e.reason);
@@ -378,6 +409,12 @@ impl Delivery {
         };
         if plan.starttls != StartTls::Off {
             self.metrics.outbound_tls("delivery", &destination.label, if sent.tls.is_some() { "tls" } else { "clear" });
+        }
+        // A DANE plan requires TLS: a transaction that went through was verified.
+        let dane_field = dane.map_or_else(String::new, |d| format!(" dane={}", d.result()));
+        if let Some(dane) = dane {
+            debug_assert!(sent.tls.is_some(), "DANE never goes in clear");
+            self.metrics.dane(dane.metric());
         }
         let tls = sent.tls.as_ref().map_or_else(|| "none".to_string(), |t| format!("{}/{}", t.version, t.cipher));
         let outcomes = sent.outcomes;
@@ -396,7 +433,7 @@ impl Delivery {
             };
             match outcome {
                 RecipientOutcome::Delivered(reply) => {
-                    self.log.event("delivered", format_args!("qid={} dlv={dlv} to=<{rcpt}>{orig} relay={host} via={} tls={tls} reply=\"{reply}\"", job.queue_id, leg.via));
+                    self.log.event("delivered", format_args!("qid={} dlv={dlv} to=<{rcpt}>{orig} relay={host} via={} tls={tls}{dane_field} reply=\"{reply}\"", job.queue_id, leg.via));
                 }
                 RecipientOutcome::Deferred(reply) => {
                     self.log.event("deferred", format_args!("qid={} dlv={dlv} to=<{rcpt}>{orig} relay={host} tls={tls} reply=\"{reply}\"", job.queue_id));
@@ -420,14 +457,24 @@ impl Delivery {
 
     /// A required TLS was not to be had at `target`: the recipients wait
     /// (the caller moves on to the next host, then retries), one alert
-    /// line and the failed count (issue 9 item 5). Returns the reason.
-    fn tls_refused(&self, job: &DeliveryJob, dlv: &str, destination: &Destination, target: &Target, pending: &[u32], reason: String) -> String {
+    /// line and the failed count (issue 9 item 5); under DANE (`dane`) the
+    /// line says what DANE wanted and `portcullis_dane_total{result="failed"}`
+    /// counts it too. Returns the reason.
+    #[allow(clippy::too_many_arguments)]
+    fn tls_refused(&self, job: &DeliveryJob, dlv: &str, destination: &Destination, target: &Target, pending: &[u32], reason: String, dane: Option<&DanePlan>) -> String {
         let host = target.address;
         let name = target.name.as_deref().unwrap_or("-");
         self.metrics.outbound_tls("delivery", &destination.label, "failed");
+        let (tls, dane_field) = match dane {
+            Some(dane) => {
+                self.metrics.dane("failed");
+                ("required", format!(" dane=failed wanted={}", dane.result()))
+            }
+            None => (destination.tls.name(), String::new()),
+        };
         self.log.event("tls-alert", format_args!(
-            "qid={} dlv={dlv} domain={} destination={} tls={} relay={host} host={name} rcpts={} reason=\"{}\"",
-            job.queue_id, job.destination, destination.label, destination.tls.name(), pending.len(), reason.escape_debug()
+            "qid={} dlv={dlv} domain={} destination={} tls={tls}{dane_field} relay={host} host={name} rcpts={} reason=\"{}\"",
+            job.queue_id, job.destination, destination.label, pending.len(), reason.escape_debug()
         ));
         self.log.event("deferred", format_args!("qid={} dlv={dlv} relay={host} rcpts={} reason=\"{}\"", job.queue_id, pending.len(), reason.escape_debug()));
         reason

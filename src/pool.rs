@@ -65,18 +65,21 @@ pub struct Sent {
     pub tls: Option<TlsInfo>,
 }
 
-/// Connections are pooled per host and TLS level (and verified name).
+/// Connections are pooled per host and TLS level (and verified name),
+/// DANE-checked ones apart (RFC 7672: their check is the host's TLSA).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
     host: SocketAddr,
     level: DestinationTls,
     verified_as: Option<String>,
+    dane: bool,
 }
 
 impl Key {
     fn of(host: SocketAddr, plan: &TlsPlan) -> Key {
-        let verified_as = (plan.level == DestinationTls::RequiredVerify).then(|| plan.name.to_str().into_owned());
-        Key { host, level: plan.level, verified_as }
+        let verified = plan.level == DestinationTls::RequiredVerify || plan.dane;
+        let verified_as = verified.then(|| plan.name.to_str().into_owned());
+        Key { host, level: plan.level, verified_as, dane: plan.dane }
     }
 }
 

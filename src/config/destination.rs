@@ -44,16 +44,10 @@ impl DestinationTls {
     }
 }
 
-/// DANE for SMTP (RFC 7672). Parsed and validated; only `off` is accepted
-/// until the DANE module is wired.
-#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum DaneMode {
-    #[default]
-    Off,
-    Opportunistic,
-    Mandatory,
-}
+/// DANE for SMTP (RFC 7672): `off | opportunistic | mandatory`, the
+/// DANE module's own mode (delivery applies it to destinations reached by
+/// MX; `delivery::dane`).
+pub use crate::dane::DaneMode;
 
 /// One `[destination.*]` table; keys of issue 10 are read only to be refused.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
@@ -95,12 +89,6 @@ impl DestinationConfig {
             return Err((
                 key.to_string(),
                 "not built yet (destination controls land with issue 10)".into(),
-            ));
-        }
-        if self.dane != DaneMode::Off {
-            return Err((
-                "dane".into(),
-                "not built yet: only \"off\" until DANE lands".into(),
             ));
         }
         if !self.ca_file.is_empty() && self.tls != DestinationTls::RequiredVerify {
@@ -179,14 +167,14 @@ mod tests {
     }
 
     #[test]
-    fn dane_parses_but_only_off_is_built() {
-        assert!(parse("[destination.default]\ndane = \"off\"\n").is_ok());
-        for mode in ["opportunistic", "mandatory"] {
-            let err = parse(&format!("[destination.default]\ndane = \"{mode}\"\n")).unwrap_err();
-            assert!(
-                err.starts_with("dane: destination.default: not built yet"),
-                "{err}"
-            );
+    fn every_dane_mode_parses() {
+        for (text, mode) in [
+            ("off", DaneMode::Off),
+            ("opportunistic", DaneMode::Opportunistic),
+            ("mandatory", DaneMode::Mandatory),
+        ] {
+            let parsed = parse(&format!("[destination.default]\ndane = \"{text}\"\n")).unwrap();
+            assert_eq!(parsed["default"].dane, mode);
         }
         assert!(parse("[destination.default]\ndane = \"maybe\"\n").is_err());
     }

@@ -54,6 +54,7 @@ impl Destination {
             level: self.tls,
             config,
             name: client::server_name(name, ip),
+            dane: false,
         })
     }
 }
@@ -70,6 +71,11 @@ pub struct TlsPlan {
     /// The peer's TLS identity (SNI, and the name checked under
     /// `required-verify`).
     pub name: ServerName<'static>,
+    /// `config` authenticates the server by its TLSA records (RFC 7672;
+    /// `delivery::dane`): pooled apart from every other plan, so mail that
+    /// needs DANE never rides a connection checked otherwise, nor the
+    /// reverse.
+    pub dane: bool,
 }
 
 impl TlsPlan {
@@ -80,6 +86,7 @@ impl TlsPlan {
             level: DestinationTls::None,
             config: None,
             name: ServerName::IpAddress(ip.into()),
+            dane: false,
         }
     }
 }

@@ -54,6 +54,13 @@ impl SignedDns {
     /// Signs the zones with `tlsa` (presentation form, "3 1 1 ab…") at
     /// `_25._tcp` of both MX hosts and starts the validating unbound.
     pub fn start(tlsa: &[String]) -> SignedDns {
+        SignedDns::start_at(tlsa, HOST_IP)
+    }
+
+    /// `start`, with every host of both zones at `host_ip` instead of
+    /// `HOST_IP` (delivery by MX connects to port 25 there: a test that
+    /// runs a server on 127.0.0.x:25 keeps clear of other tests).
+    pub fn start_at(tlsa: &[String], host_ip: &str) -> SignedDns {
         let dir = TempDir::new("unbound-dnssec");
         let key = ldns(
             dir.path(),
@@ -61,8 +68,8 @@ impl SignedDns {
             &["-a", "ECDSAP256SHA256", "-k", SIGNED_ZONE],
         );
         let key = key.trim().to_owned();
-        std::fs::write(dir.path().join("signed.zone"), signed_zone_text(tlsa)).expect("write zone");
-        std::fs::write(dir.path().join("unsigned.zone"), unsigned_zone_text(tlsa))
+        std::fs::write(dir.path().join("signed.zone"), signed_zone_text(tlsa, host_ip)).expect("write zone");
+        std::fs::write(dir.path().join("unsigned.zone"), unsigned_zone_text(tlsa, host_ip))
             .expect("write zone");
         ldns(
             dir.path(),
@@ -109,14 +116,14 @@ impl Drop for SignedDns {
     }
 }
 
-fn signed_zone_text(tlsa: &[String]) -> String {
+fn signed_zone_text(tlsa: &[String], host_ip: &str) -> String {
     let mut zone = format!(
         "$ORIGIN {SIGNED_ZONE}.\n$TTL 300\n\
          @ IN SOA ns.{SIGNED_ZONE}. admin.{SIGNED_ZONE}. 1 3600 600 86400 60\n\
-         @ IN NS ns.{SIGNED_ZONE}.\nns IN A {HOST_IP}\n\
-         @ IN MX 10 {SIGNED_MX}.\nmx IN A {HOST_IP}\n\
-         nodane IN A {HOST_IP}\n\
-         bogus IN A {HOST_IP}\n_25._tcp.bogus IN TLSA {SIGNED_BOGUS_TLSA}\n"
+         @ IN NS ns.{SIGNED_ZONE}.\nns IN A {host_ip}\n\
+         @ IN MX 10 {SIGNED_MX}.\nmx IN A {host_ip}\n\
+         nodane IN A {host_ip}\n\
+         bogus IN A {host_ip}\n_25._tcp.bogus IN TLSA {SIGNED_BOGUS_TLSA}\n"
     );
     for record in tlsa {
         zone.push_str(&format!("_25._tcp.mx IN TLSA {record}\n"));
@@ -124,12 +131,12 @@ fn signed_zone_text(tlsa: &[String]) -> String {
     zone
 }
 
-fn unsigned_zone_text(tlsa: &[String]) -> String {
+fn unsigned_zone_text(tlsa: &[String], host_ip: &str) -> String {
     let mut zone = format!(
         "$ORIGIN {UNSIGNED_ZONE}.\n$TTL 300\n\
          @ IN SOA ns.{UNSIGNED_ZONE}. admin.{UNSIGNED_ZONE}. 1 3600 600 86400 60\n\
-         @ IN NS ns.{UNSIGNED_ZONE}.\nns IN A {HOST_IP}\n\
-         @ IN MX 10 {UNSIGNED_MX}.\nmx IN A {HOST_IP}\n"
+         @ IN NS ns.{UNSIGNED_ZONE}.\nns IN A {host_ip}\n\
+         @ IN MX 10 {UNSIGNED_MX}.\nmx IN A {host_ip}\n"
     );
     for record in tlsa {
         zone.push_str(&format!("_25._tcp.mx IN TLSA {record}\n"));

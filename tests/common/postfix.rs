@@ -51,7 +51,7 @@
 use super::process::{free_port, is_listening, is_root, program, wait_until, TempDir};
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,6 +79,8 @@ pub struct PostfixTls {
 /// every daemon of it killed) on drop.
 pub struct PostfixSmtpd {
     dir: TempDir,
+    /// Where smtpd listens: 127.0.0.1 and a free port, unless `start_tls_at`.
+    ip: Ipv4Addr,
     port: u16,
     table: RecipientTable,
     running: bool,
@@ -97,7 +99,17 @@ impl PostfixSmtpd {
         PostfixSmtpd::start_with(domains, mailboxes, Some(tls))
     }
 
+    /// `start_tls` with smtpd on `ip:port` (delivery by MX goes to port 25:
+    /// give each test its own 127.0.0.x so none meets another's server).
+    pub fn start_tls_at(ip: Ipv4Addr, port: u16, domains: &[&str], mailboxes: &[&str], tls: &PostfixTls) -> PostfixSmtpd {
+        PostfixSmtpd::start_on((ip, port), domains, mailboxes, Some(tls))
+    }
+
     fn start_with(domains: &[&str], mailboxes: &[&str], tls: Option<&PostfixTls>) -> PostfixSmtpd {
+        PostfixSmtpd::start_on((Ipv4Addr::LOCALHOST, free_port()), domains, mailboxes, tls)
+    }
+
+    fn start_on((ip, port): (Ipv4Addr, u16), domains: &[&str], mailboxes: &[&str], tls: Option<&PostfixTls>) -> PostfixSmtpd {
         assert!(
             is_root(),
             "PostfixSmtpd needs root (the master drops to user postfix)"
@@ -105,7 +117,8 @@ impl PostfixSmtpd {
         let dir = TempDir::new("postfix");
         let table = RecipientTable::start(mailboxes);
         let pf = PostfixSmtpd {
-            port: free_port(),
+            ip,
+            port,
             dir,
             table,
             running: false,
@@ -118,11 +131,11 @@ impl PostfixSmtpd {
         self.port
     }
     pub fn addr(&self) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], self.port))
+        SocketAddr::from((self.ip, self.port))
     }
     /// "127.0.0.1:PORT", the form routes and `static_servers` take.
     pub fn host_port(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     /// Makes `mailbox` exist from the next RCPT on, also in sessions that
@@ -258,7 +271,7 @@ impl PostfixSmtpd {
             "chown postfix: {}",
             data.display()
         );
-        let mut master = master_cf(self.port);
+        let mut master = master_cf(self.ip, self.port);
         let mut main = main_cf(root, domains, self.table.port());
         if let Some(tls) = tls {
             master.push_str("tlsmgr    unix  - - n 1000? 1 tlsmgr\n");
@@ -282,10 +295,11 @@ impl PostfixSmtpd {
             .expect("run postfix start");
         self.running = true;
         let listening =
-            out.status.success() && wait_until(START_TIMEOUT, || is_listening(self.port));
+            out.status.success() && wait_until(START_TIMEOUT, || listening_at(self.ip, self.port));
         if !listening {
             panic!(
-                "postfix did not start on 127.0.0.1:{}: {}{}\n--- maillog ---\n{}",
+                "postfix did not start on {}:{}: {}{}\n--- maillog ---\n{}",
+                self.ip,
                 self.port,
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr),
@@ -313,9 +327,9 @@ impl Drop for PostfixSmtpd {
 /// trivial-rewrite for addresses, proxymap, anvil) and postlogd for the
 /// log. qmgr and discard only matter if a test sends DATA. Chroot off: a
 /// chroot would need copies of /etc files inside the queue directory.
-fn master_cf(port: u16) -> String {
+fn master_cf(ip: Ipv4Addr, port: u16) -> String {
     format!(
-        "127.0.0.1:{port} inet n - n - - smtpd\n\
+        "{ip}:{port} inet n - n - - smtpd\n\
          cleanup   unix  n - n -     0 cleanup\n\
          qmgr      unix  n - n 300   1 qmgr\n\
          rewrite   unix  - - n -     - trivial-rewrite\n\
@@ -364,6 +378,24 @@ fn main_cf(root: &Path, domains: &[&str], table_port: u16) -> String {
          biff = no\n\
          append_dot_mydomain = no\n"
     )
+}
+
+/// Whether a socket listens on `ip:port` (IPv4), read from `/proc/net/tcp`
+/// like `process::is_listening` (which knows 127.0.0.1 and 0.0.0.0 only):
+/// no probe connection shows up in the server's log.
+fn listening_at(ip: Ipv4Addr, port: u16) -> bool {
+    if ip == Ipv4Addr::LOCALHOST {
+        return is_listening(port);
+    }
+    // The kernel prints the address in host byte order (little-endian here).
+    let wanted = format!("{:08X}:{port:04X}", u32::from_le_bytes(ip.octets()));
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table.lines().skip(1).any(|line| {
+        let mut cols = line.split_whitespace();
+        let local = cols.nth(1).unwrap_or("");
+        let state = cols.nth(1).unwrap_or("");
+        state == "0A" && local == wanted
+    })
 }
 
 /// Replays `connect from` (+1) and `disconnect from` (-1) lines of smtpd
