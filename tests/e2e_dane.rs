@@ -11,8 +11,10 @@
 //!   it would take mail in clear too, so mail that did not arrive was not
 //!   sent, and mail that did came as the log says). Its certificate is the
 //!   test PKI's server certificate; the good TLSA record is `3 1 1` of it.
-//! - No route in the config: the recipient domains go by DNS, except in
-//!   the routed case (seed 003: no DANE for a domain with an SMTP route).
+//! - Routes: `"*" = ["USEDNS"]` (DNS, as with no route at all: the
+//!   harness's flag-less default would relay to 127.0.0.1:2526), and in
+//!   the routed case one SMTP route (seed 003: no DANE for a domain with
+//!   an SMTP route).
 //!
 //! Nothing sleeps: log lines are awaited with deadlines.
 
@@ -56,12 +58,14 @@ fn tlsa_3_1_1(pem: &Path) -> String {
     Tlsa::for_certificate(3, 1, 1, &certificate).expect("3 1 1").to_string()
 }
 
-/// Portcullis relaying the test domains, `[dns] trust_ad` on, and `rest`
-/// (destination tables, routes) after; an admin listener for /metrics.
-fn portcullis(world: &World, rest: &str) -> (ConfigFile, Portcullis, std::net::SocketAddr) {
+/// Portcullis relaying the test domains by DNS (`"*" = ["USEDNS"]`, and
+/// the `routes` lines), `[dns] trust_ad` on, and the `destinations`
+/// tables; an admin listener for /metrics.
+fn portcullis(world: &World, routes: &str, destinations: &str) -> (ConfigFile, Portcullis, std::net::SocketAddr) {
     let admin = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()));
     let text = format!(
-        "relay_domains = [{SIGNED_ZONE:?}, {NO_TLSA_HOST:?}, {BOGUS_HOST:?}]\n\n[dns]\ntrust_ad = true\n\n{rest}\n"
+        "relay_domains = [{SIGNED_ZONE:?}, {NO_TLSA_HOST:?}, {BOGUS_HOST:?}]\n\n[dns]\ntrust_ad = true\n\n\
+         [routes]\n\"*\" = [\"USEDNS\"]\n{routes}\n\n{destinations}\n"
     );
     let file = ConfigFile::with_text(&text);
     let server = Portcullis::builder()
@@ -100,7 +104,7 @@ fn dane_count(admin: std::net::SocketAddr, result: &str) -> f64 {
 #[test]
 fn a_matching_tlsa_record_authenticates_the_mx() {
     let world = world(Ipv4Addr::new(127, 0, 0, 201), |pki| vec![tlsa_3_1_1(&pki.server_cert())]);
-    let (_file, server, admin) = portcullis(&world, &format!("[destination.{SIGNED_ZONE:?}]\ndane = \"mandatory\"\n"));
+    let (_file, server, admin) = portcullis(&world, "", &format!("[destination.{SIGNED_ZONE:?}]\ndane = \"mandatory\"\n"));
     send(&server, RCPT);
     let delivered = wait_lines(&server, "delivered", RCPT, 1).remove(0);
     assert!(delivered.contains(" dane=authenticated "), "{delivered}");
@@ -120,7 +124,7 @@ fn a_wrong_tlsa_record_defers_and_never_goes_in_clear() {
     });
     // Opportunistic: secure, usable records that do not match are still a
     // refusal (RFC 7672 §2.2), never a reason to fall back.
-    let (_file, server, admin) = portcullis(&world, &format!("[destination.{SIGNED_ZONE:?}]\ndane = \"opportunistic\"\n"));
+    let (_file, server, admin) = portcullis(&world, "", &format!("[destination.{SIGNED_ZONE:?}]\ndane = \"opportunistic\"\n"));
     send(&server, RCPT);
     // Two attempts, two rounds: the retry did not fall back either.
     let alerts = wait_lines(&server, "tls-alert", "dane=failed", 2);
@@ -140,7 +144,7 @@ fn without_tlsa_mandatory_defers_and_opportunistic_follows_the_tls_setting() {
     let tables = format!(
         "[destination.{NO_TLSA_HOST:?}]\ndane = \"mandatory\"\n\n[destination.{BOGUS_HOST:?}]\ndane = \"opportunistic\"\n"
     );
-    let (_file, server, admin) = portcullis(&world, &tables);
+    let (_file, server, admin) = portcullis(&world, "", &tables);
     send(&server, NO_TLSA_RCPT);
     send(&server, BOGUS_RCPT);
     let skipped = wait_lines(&server, "deferred", "dane=deferred", 2);
@@ -156,7 +160,7 @@ fn without_tlsa_mandatory_defers_and_opportunistic_follows_the_tls_setting() {
 
     // Opportunistic without TLSA: the destination's tls decides (required here).
     let tables = format!("[destination.{NO_TLSA_HOST:?}]\ndane = \"opportunistic\"\ntls = \"required\"\n");
-    let (_file, server, admin) = portcullis(&world, &tables);
+    let (_file, server, admin) = portcullis(&world, "", &tables);
     send(&server, NO_TLSA_RCPT);
     let delivered = wait_lines(&server, "delivered", NO_TLSA_RCPT, 1).remove(0);
     assert!(delivered.contains(" tls=TLSv1.") && !delivered.contains(" dane="), "{delivered}");
@@ -168,10 +172,9 @@ fn without_tlsa_mandatory_defers_and_opportunistic_follows_the_tls_setting() {
 fn a_domain_with_an_smtp_route_gets_no_dane() {
     let world = world(Ipv4Addr::new(127, 0, 0, 204), |_| Vec::new());
     // Mandatory DANE and no TLSA would defer by MX; the route goes around DANE.
-    let rest = format!(
-        "[routes]\n{NO_TLSA_HOST:?} = [\"127.0.0.204:25\"]\n\n[destination.{NO_TLSA_HOST:?}]\ndane = \"mandatory\"\n"
-    );
-    let (_file, server, admin) = portcullis(&world, &rest);
+    let route = format!("{NO_TLSA_HOST:?} = [\"127.0.0.204:25\"]");
+    let table = format!("[destination.{NO_TLSA_HOST:?}]\ndane = \"mandatory\"\n");
+    let (_file, server, admin) = portcullis(&world, &route, &table);
     send(&server, NO_TLSA_RCPT);
     let delivered = wait_lines(&server, "delivered", NO_TLSA_RCPT, 1).remove(0);
     assert!(!delivered.contains(" dane="), "{delivered}");
