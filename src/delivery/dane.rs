@@ -34,8 +34,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::config::routes::{RouteHost, Routes};
 use crate::config::destination::DestinationTls;
+use crate::config::routes::{RouteHost, Routes};
 use crate::dane::{self, DaneDecision, DaneMode};
 use crate::dns::{Mx, Resolver, Secured};
 use crate::message::domain_of;
@@ -125,7 +125,13 @@ impl<'r> LegDane<'r> {
             return None;
         }
         let domain = next_hop_domain(via, rewrites, destination, routes)?;
-        Some(LegDane { mode, domain, resolver, mx: None, decided: Vec::new() })
+        Some(LegDane {
+            mode,
+            domain,
+            resolver,
+            mx: None,
+            decided: Vec::new(),
+        })
     }
 
     /// What DANE says for `target`. Decisions other than TLS are counted
@@ -137,7 +143,10 @@ impl<'r> LegDane<'r> {
             return HostTls::Destination;
         };
         let port = target.address.port();
-        let known = self.decided.iter().find(|(n, p, _)| n == name && *p == port);
+        let known = self
+            .decided
+            .iter()
+            .find(|(n, p, _)| n == name && *p == port);
         let decision = match known {
             Some((_, _, decision)) => decision.clone(),
             None => {
@@ -171,8 +180,14 @@ impl<'r> LegDane<'r> {
             Secured::Insecure(_) => false,
             // §2.2.2: an address lookup that failed validation (or did not
             // answer) could hide the host's real addresses: skip the host.
-            Secured::Bogus => return DaneDecision::Defer(format!("A/AAAA of {name} are bogus (DNSSEC validation failed)")),
-            Secured::Failed(why) => return DaneDecision::Defer(format!("secure A/AAAA lookup of {name} failed: {why}")),
+            Secured::Bogus => {
+                return DaneDecision::Defer(format!(
+                    "A/AAAA of {name} are bogus (DNSSEC validation failed)"
+                ))
+            }
+            Secured::Failed(why) => {
+                return DaneDecision::Defer(format!("secure A/AAAA lookup of {name} failed: {why}"))
+            }
         };
         // Both RRsets that led to the host must be authenticated, or an
         // attacker could have picked a host without TLSA (§2.2.1, §2.2.2).
@@ -187,7 +202,12 @@ impl<'r> LegDane<'r> {
 /// was not routed, or a domain with an SMTP route other than USEDNS (seed
 /// 003). A leg LDAP rewrote to another domain (no `mailHost`) goes by that
 /// domain's routing (`delivery::plan`), so that is the one asked.
-fn next_hop_domain(via: &str, rewrites: &BTreeMap<u32, String>, destination: &str, routes: &Routes) -> Option<String> {
+fn next_hop_domain(
+    via: &str,
+    rewrites: &BTreeMap<u32, String>,
+    destination: &str,
+    routes: &Routes,
+) -> Option<String> {
     if via != "domain" {
         return None;
     }
@@ -212,7 +232,9 @@ fn mx_verdict(answer: Secured<Vec<Mx>>) -> MxVerdict {
                 .collect(),
         ),
         Secured::Insecure(_) => MxVerdict::Insecure,
-        Secured::Bogus => MxVerdict::Broken("the MX records are bogus (DNSSEC validation failed)".into()),
+        Secured::Bogus => {
+            MxVerdict::Broken("the MX records are bogus (DNSSEC validation failed)".into())
+        }
         Secured::Failed(why) => MxVerdict::Broken(format!("secure MX lookup failed: {why}")),
     }
 }
@@ -232,7 +254,10 @@ fn host_from_secure_mx(mx: &MxVerdict, host: &str, domain: &str, host_secure: bo
 
 /// Decisions whose transaction is counted afterwards.
 fn needs_tls(decision: &DaneDecision) -> bool {
-    matches!(decision, DaneDecision::Authenticate(_) | DaneDecision::EncryptOnly)
+    matches!(
+        decision,
+        DaneDecision::Authenticate(_) | DaneDecision::EncryptOnly
+    )
 }
 
 /// The decision as what the caller does: a mandatory-TLS plan whose
@@ -241,6 +266,7 @@ fn needs_tls(decision: &DaneDecision) -> bool {
 fn host_tls(decision: &DaneDecision, name: &str, ip: IpAddr) -> HostTls {
     match decision {
         DaneDecision::NotApplied => HostTls::Destination,
+        DaneDecision::Defer(why) if why.starts_with("DANE") => HostTls::Skip(why.clone()),
         DaneDecision::Defer(why) => HostTls::Skip(format!("DANE: {why}")),
         DaneDecision::Authenticate(_) | DaneDecision::EncryptOnly => {
             let config = dane::client_config(decision).expect("a TLS decision has a config");
