@@ -67,11 +67,23 @@ fn passwd_line(user: &str, password: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn portcullis passwd");
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{password}\n").as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "portcullis passwd: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.starts_with(&format!("{user}:{{ARGON2ID}}")), "{stdout}");
+    assert!(
+        out.status.success(),
+        "portcullis passwd: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with(&format!("{user}:{{ARGON2ID}}")),
+        "{stdout}"
+    );
     stdout.trim_end().to_string()
 }
 
@@ -138,13 +150,29 @@ fn setup_with_cores(cores: usize) -> Setup {
     let dir = TempDir::new("auth-e2e");
     let pki = TestPki::new(dir.path(), &[]);
     let users = dir.path().join("users");
-    let lines = [passwd_line(ALICE, ALICE_PASSWORD), passwd_line(BOB, BOB_PASSWORD)];
-    std::fs::write(&users, format!("# portcullis passwd\n{}\n", lines.join("\n"))).unwrap();
+    let lines = [
+        passwd_line(ALICE, ALICE_PASSWORD),
+        passwd_line(BOB, BOB_PASSWORD),
+    ];
+    std::fs::write(
+        &users,
+        format!("# portcullis passwd\n{}\n", lines.join("\n")),
+    )
+    .unwrap();
     let port = free_port();
     let file = ConfigFile::with_text(&config_text(&pki, &users, port));
     let sink = Sink::start();
-    let server = Portcullis::builder().listeners_file(&file, port).route("*", &sink).cores(cores).start();
-    Setup { _dir: dir, _file: file, sink, server }
+    let server = Portcullis::builder()
+        .listeners_file(&file, port)
+        .route("*", &sink)
+        .cores(cores)
+        .start();
+    Setup {
+        _dir: dir,
+        _file: file,
+        sink,
+        server,
+    }
 }
 
 fn setup() -> Setup {
@@ -152,9 +180,26 @@ fn setup() -> Setup {
 }
 
 /// swaks over STARTTLS with AUTH `mechanism` as `user`, from `source`.
-fn swaks_auth(s: &Setup, source: Ipv4Addr, mechanism: &str, user: &str, password: &str, to: &str) -> SwaksResult {
+fn swaks_auth(
+    s: &Setup,
+    source: Ipv4Addr,
+    mechanism: &str,
+    user: &str,
+    password: &str,
+    to: &str,
+) -> SwaksResult {
     let source = source.to_string();
-    let options = ["--tls", "--auth", mechanism, "--auth-user", user, "--auth-password", password, "--local-interface", &source];
+    let options = [
+        "--tls",
+        "--auth",
+        mechanism,
+        "--auth-user",
+        user,
+        "--auth-password",
+        password,
+        "--local-interface",
+        &source,
+    ];
     with_args(Swaks::new(s.server.addr()).to(to), &options).run()
 }
 
@@ -181,34 +226,78 @@ fn with_args(swaks: Swaks, args: &[&str]) -> Swaks {
 
 /// The last line of the first reply with `code` in a swaks run.
 fn reply_to(r: &SwaksResult, code: u16) -> Option<String> {
-    r.replies.iter().find(|(_, c, _)| *c == code).map(|(_, _, text)| text.clone())
+    r.replies
+        .iter()
+        .find(|(_, c, _)| *c == code)
+        .map(|(_, _, text)| text.clone())
 }
 
 /// What an authenticated relay must show: 235, 250 at the end, the message
-/// at the sink as ESMTPSA, one `auth` line with the connection id that the
-/// session's `connect` line has, and no password anywhere in the log.
+/// at the sink as ESMTPSA, and in the mail log the `auth` line of `user`
+/// with result=success and the connection id of the `queued` line of that
+/// message (what an operator greps to join them); no password anywhere.
 fn assert_relayed_as(s: &Setup, r: &SwaksResult, user: &str, password: &str, nth: usize) {
-    assert!(reply_to(r, 235).is_some_and(|t| t.starts_with("235 2.7.0")), "{}", r.transcript());
-    assert_eq!(r.final_code(), Some(250), "{}\n{}", r.transcript(), s.server.log());
+    assert!(
+        reply_to(r, 235).is_some_and(|t| t.starts_with("235 2.7.0")),
+        "{}",
+        r.transcript()
+    );
+    assert_eq!(
+        r.final_code(),
+        Some(250),
+        "{}\n{}",
+        r.transcript(),
+        s.server.log()
+    );
     let messages = s.sink.wait_for_messages(nth, WAIT);
-    let message = messages.iter().find(|m| m.recipients().contains(&OUTSIDE.to_string())).expect("relayed to the sink");
+    let message = messages
+        .iter()
+        .find(|m| m.recipients().contains(&OUTSIDE.to_string()))
+        .expect("relayed to the sink");
     let received = message.header("Received").expect("a Received header");
-    assert!(received.contains("with ESMTPSA id"), "RFC 3848: TLS + AUTH is ESMTPSA: {received}");
-    let lines = s.server.wait_for_log(&format!("user=\"{user}\""), 1, WAIT);
-    let auth = lines.iter().find(|l| l.split_whitespace().nth(2) == Some("auth")).expect("an auth line");
-    assert!(auth.contains("backend=passwd_file result=success"), "{auth}");
-    let conn = auth.split_whitespace().find_map(|w| w.strip_prefix("conn=")).unwrap_or_else(|| panic!("no conn= in {auth}"));
-    let connect = s.server.event_lines("connect");
-    assert!(connect.iter().any(|l| l.contains(&format!("conn={conn} "))), "conn={conn} joins a connect line: {connect:?}");
+    assert!(
+        received.contains("with ESMTPSA id"),
+        "RFC 3848: TLS + AUTH is ESMTPSA: {received}"
+    );
+    let qid = r.queue_id().expect("queued as");
+    let queued = s.server.wait_for_log("queued conn=", 1, WAIT);
+    let queued = queued
+        .iter()
+        .find(|l| l.contains(&format!(" qid={qid} ")))
+        .unwrap_or_else(|| panic!("no queued line for {qid}: {queued:?}"));
+    let conn = field(queued, "conn=");
+    let auth = s
+        .server
+        .wait_for_log(&format!(" auth conn={conn} "), 1, WAIT);
+    assert!(
+        auth[0].contains(&format!(
+            "user=\"{user}\" backend=passwd_file result=success"
+        )),
+        "{auth:?}"
+    );
     assert_no_secret_in_log(s, user, password);
+}
+
+/// The value of `name` (e.g. "conn=") in a mail log line.
+fn field<'a>(line: &'a str, name: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
 }
 
 /// The whole mail log never shows the password, in clear or as the base64
 /// a client sent (PLAIN's response, LOGIN's password line).
 fn assert_no_secret_in_log(s: &Setup, user: &str, password: &str) {
     let log = s.server.log();
-    for secret in [password.to_string(), plain_response(user, password), base64(password.as_bytes())] {
-        assert!(!log.contains(&secret), "{secret:?} is in the mail log:\n{log}");
+    for secret in [
+        password.to_string(),
+        plain_response(user, password),
+        base64(password.as_bytes()),
+    ] {
+        assert!(
+            !log.contains(&secret),
+            "{secret:?} is in the mail log:\n{log}"
+        );
     }
 }
 
@@ -217,8 +306,20 @@ fn plain_over_starttls_relays_outside_the_rat_as_esmtpsa() {
     let s = setup();
     // Without AUTH the same mail is refused by the RAT: this test can fail.
     let anonymous = Swaks::new(s.server.addr()).to(OUTSIDE).arg("--tls").run();
-    assert_eq!(anonymous.code_for("RCPT"), Some(550), "{}", anonymous.transcript());
-    let r = swaks_auth(&s, Ipv4Addr::LOCALHOST, "PLAIN", ALICE, ALICE_PASSWORD, OUTSIDE);
+    assert_eq!(
+        anonymous.code_for("RCPT"),
+        Some(550),
+        "{}",
+        anonymous.transcript()
+    );
+    let r = swaks_auth(
+        &s,
+        Ipv4Addr::LOCALHOST,
+        "PLAIN",
+        ALICE,
+        ALICE_PASSWORD,
+        OUTSIDE,
+    );
     assert_relayed_as(&s, &r, ALICE, ALICE_PASSWORD, 1);
 }
 
@@ -226,7 +327,11 @@ fn plain_over_starttls_relays_outside_the_rat_as_esmtpsa() {
 fn login_over_starttls_relays_outside_the_rat_as_esmtpsa() {
     let s = setup();
     let r = swaks_auth(&s, Ipv4Addr::LOCALHOST, "LOGIN", BOB, BOB_PASSWORD, OUTSIDE);
-    assert!(r.replies.iter().any(|(_, code, _)| *code == 334), "LOGIN asks twice: {}", r.transcript());
+    assert!(
+        r.replies.iter().any(|(_, code, _)| *code == 334),
+        "LOGIN asks twice: {}",
+        r.transcript()
+    );
     assert_relayed_as(&s, &r, BOB, BOB_PASSWORD, 1);
 }
 
@@ -234,13 +339,26 @@ fn login_over_starttls_relays_outside_the_rat_as_esmtpsa() {
 fn a_wrong_password_gets_535_5_7_8_and_is_logged_without_it() {
     let s = setup();
     for mechanism in ["PLAIN", "LOGIN"] {
-        let r = swaks_auth(&s, Ipv4Addr::LOCALHOST, mechanism, ALICE, "not-the-password", OUTSIDE);
-        let refusal = reply_to(&r, 535).unwrap_or_else(|| panic!("{mechanism}: {}", r.transcript()));
+        let r = swaks_auth(
+            &s,
+            Ipv4Addr::LOCALHOST,
+            mechanism,
+            ALICE,
+            "not-the-password",
+            OUTSIDE,
+        );
+        let refusal =
+            reply_to(&r, 535).unwrap_or_else(|| panic!("{mechanism}: {}", r.transcript()));
         assert!(refusal.starts_with("535 5.7.8"), "{refusal}");
         assert_eq!(r.code_for("MAIL"), None, "swaks stops at the failed AUTH");
     }
     let failures = s.server.wait_for_log("result=failure", 2, WAIT);
-    assert!(failures.iter().all(|l| l.contains("user=\"alice\"") && l.contains(" conn=C")), "{failures:?}");
+    assert!(
+        failures
+            .iter()
+            .all(|l| l.contains("user=\"alice\"") && l.contains(" conn=C")),
+        "{failures:?}"
+    );
     assert_no_secret_in_log(&s, ALICE, "not-the-password");
     assert_eq!(s.sink.count(), 0);
 }
@@ -250,14 +368,44 @@ fn auth_in_clear_is_not_offered_and_gets_538_when_tls_is_required_for_it() {
     let s = setup();
     let (mut raw, _) = RawSmtp::connect(s.server.addr()).unwrap();
     let ehlo = raw.cmd("EHLO client.test").unwrap();
-    assert!(ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"), "{ehlo:?}");
-    let reply = raw.cmd(&format!("AUTH PLAIN {}", plain_response(ALICE, ALICE_PASSWORD))).unwrap();
-    assert_eq!(said(&reply), (538, "5.7.11 Encryption required for requested authentication mechanism".into()));
+    assert!(
+        ehlo.contains("STARTTLS") && !ehlo.contains("AUTH"),
+        "{ehlo:?}"
+    );
+    let reply = raw
+        .cmd(&format!(
+            "AUTH PLAIN {}",
+            plain_response(ALICE, ALICE_PASSWORD)
+        ))
+        .unwrap();
+    assert_eq!(
+        said(&reply),
+        (
+            538,
+            "5.7.11 Encryption required for requested authentication mechanism".into()
+        )
+    );
     // Nothing was asked of the backend (RFC 4954 §4: refused before the exchange).
-    assert!(s.server.event_lines("auth").is_empty(), "{}", s.server.log());
+    assert!(
+        s.server.event_lines("auth").is_empty(),
+        "{}",
+        s.server.log()
+    );
     // And swaks over STARTTLS sees AUTH offered inside TLS.
-    let r = swaks_auth(&s, Ipv4Addr::LOCALHOST, "PLAIN", ALICE, ALICE_PASSWORD, "rcpt@example.test");
-    assert!(r.output.stdout.contains("250-AUTH PLAIN LOGIN") || r.output.stdout.contains("250 AUTH PLAIN LOGIN"), "{}", r.transcript());
+    let r = swaks_auth(
+        &s,
+        Ipv4Addr::LOCALHOST,
+        "PLAIN",
+        ALICE,
+        ALICE_PASSWORD,
+        "rcpt@example.test",
+    );
+    assert!(
+        r.output.stdout.contains("250-AUTH PLAIN LOGIN")
+            || r.output.stdout.contains("250 AUTH PLAIN LOGIN"),
+        "{}",
+        r.transcript()
+    );
     assert_eq!(r.final_code(), Some(250), "{}", r.transcript());
 }
 
@@ -267,11 +415,26 @@ fn auth_on_a_policy_with_smtp_auth_off_gets_503_5_5_1() {
     let (mut raw, _) = RawSmtp::connect_from(s.server.addr(), NO_AUTH).unwrap();
     let ehlo = raw.cmd("EHLO client.test").unwrap();
     assert!(!ehlo.contains("AUTH"), "{ehlo:?}");
-    let reply = raw.cmd(&format!("AUTH PLAIN {}", plain_response(ALICE, ALICE_PASSWORD))).unwrap();
-    assert_eq!((reply.code, reply.text().starts_with("5.5.1")), (503, true), "{reply:?}");
-    // Over TLS too: swaks finds no AUTH to use.
+    let reply = raw
+        .cmd(&format!(
+            "AUTH PLAIN {}",
+            plain_response(ALICE, ALICE_PASSWORD)
+        ))
+        .unwrap();
+    assert_eq!(
+        (reply.code, reply.text().starts_with("5.5.1")),
+        (503, true),
+        "{reply:?}"
+    );
+    // Over TLS neither: swaks finds no AUTH to use and gives up (exit 28).
     let r = swaks_auth(&s, NO_AUTH, "PLAIN", ALICE, ALICE_PASSWORD, OUTSIDE);
-    assert_ne!(r.final_code(), Some(250), "{}", r.transcript());
+    assert!(!r.output.stdout.contains("AUTH"), "{}", r.transcript());
+    assert_eq!(
+        (r.exit_code(), r.code_for("MAIL")),
+        (Some(28), None),
+        "{}",
+        r.transcript()
+    );
     assert_eq!(s.sink.count(), 0);
 }
 
@@ -280,17 +443,40 @@ fn malformed_base64_gets_501_5_5_2_and_the_session_goes_on() {
     let s = setup();
     let (mut raw, _) = RawSmtp::connect_from(s.server.addr(), CLEAR).unwrap();
     let ehlo = raw.cmd("EHLO client.test").unwrap();
-    assert!(ehlo.contains("AUTH PLAIN LOGIN"), "require_tls_for_auth = false offers AUTH in clear: {ehlo:?}");
+    assert!(
+        ehlo.contains("AUTH PLAIN LOGIN"),
+        "require_tls_for_auth = false offers AUTH in clear: {ehlo:?}"
+    );
     let reply = raw.cmd("AUTH PLAIN not*base64!").unwrap();
-    assert_eq!((reply.code, reply.text().starts_with("5.5.2")), (501, true), "{reply:?}");
+    assert_eq!(
+        (reply.code, reply.text().starts_with("5.5.2")),
+        (501, true),
+        "{reply:?}"
+    );
     // The same in the middle of a LOGIN exchange.
     assert_eq!(raw.cmd("AUTH LOGIN").unwrap().code, 334);
     let reply = raw.cmd("%%%").unwrap();
-    assert_eq!((reply.code, reply.text().starts_with("5.5.2")), (501, true), "{reply:?}");
+    assert_eq!(
+        (reply.code, reply.text().starts_with("5.5.2")),
+        (501, true),
+        "{reply:?}"
+    );
     // Not a failed password: not counted, and the right one still works.
-    let reply = raw.cmd(&format!("AUTH PLAIN {}", plain_response(ALICE, ALICE_PASSWORD))).unwrap();
-    assert_eq!(said(&reply), (235, "2.7.0 Authentication successful".into()));
-    assert!(s.server.log_lines("result=failure").is_empty(), "{}", s.server.log());
+    let reply = raw
+        .cmd(&format!(
+            "AUTH PLAIN {}",
+            plain_response(ALICE, ALICE_PASSWORD)
+        ))
+        .unwrap();
+    assert_eq!(
+        said(&reply),
+        (235, "2.7.0 Authentication successful".into())
+    );
+    assert!(
+        s.server.log_lines("result=failure").is_empty(),
+        "{}",
+        s.server.log()
+    );
 }
 
 #[test]
@@ -299,9 +485,17 @@ fn smtp_auth_required_refuses_mail_before_auth_and_takes_it_after() {
     let (mut raw, _) = RawSmtp::connect_from(s.server.addr(), REQUIRED).unwrap();
     raw.cmd("EHLO client.test").unwrap();
     let reply = raw.cmd("MAIL FROM:<someone@client.test>").unwrap();
-    assert_eq!((reply.code, reply.text().starts_with("5.7.0")), (530, true), "{reply:?}");
+    assert_eq!(
+        (reply.code, reply.text().starts_with("5.7.0")),
+        (530, true),
+        "{reply:?}"
+    );
     // swaks over TLS without AUTH: refused at MAIL, even to a RAT domain.
-    let r = with_args(Swaks::new(s.server.addr()).to("rcpt@example.test"), &["--tls", "--local-interface", &REQUIRED.to_string()]).run();
+    let r = with_args(
+        Swaks::new(s.server.addr()).to("rcpt@example.test"),
+        &["--tls", "--local-interface", &REQUIRED.to_string()],
+    )
+    .run();
     assert_eq!(r.code_for("MAIL"), Some(530), "{}", r.transcript());
     // With AUTH: accepted, and relayed.
     let r = swaks_auth(&s, REQUIRED, "PLAIN", ALICE, ALICE_PASSWORD, OUTSIDE);
@@ -313,7 +507,9 @@ fn smtp_auth_required_refuses_mail_before_auth_and_takes_it_after() {
 fn attempt_on(s: &Setup, source: Ipv4Addr, shard: usize, password: &str) -> (Reply, bool) {
     let (mut raw, _) = s.server.session_on(s.server.addr(), source, shard);
     raw.cmd("EHLO client.test").unwrap();
-    let reply = raw.cmd(&format!("AUTH PLAIN {}", plain_response(ALICE, password))).unwrap();
+    let reply = raw
+        .cmd(&format!("AUTH PLAIN {}", plain_response(ALICE, password)))
+        .unwrap();
     let closed = reply.code == 421 && raw.is_closed_within(WAIT);
     if reply.code != 421 {
         let _ = raw.cmd("QUIT");
@@ -328,22 +524,42 @@ fn brute_force_over_both_shards_is_cut_off_after_auth_failures_max() {
     // counter on the owner shard of auth:IP sees all of them.
     for i in 0..FAILURES_MAX {
         let (reply, _) = attempt_on(&s, CLEAR, i % 2, &format!("guess-{i}"));
-        assert_eq!(reply.code, 535, "attempt {} on shard {}: {reply:?}", i + 1, i % 2);
+        assert_eq!(
+            reply.code,
+            535,
+            "attempt {} on shard {}: {reply:?}",
+            i + 1,
+            i % 2
+        );
     }
-    let shards: std::collections::BTreeSet<_> = s.server.wait_for_log("result=failure", FAILURES_MAX, WAIT)
+    let shards: std::collections::BTreeSet<_> = s
+        .server
+        .wait_for_log("result=failure", FAILURES_MAX, WAIT)
         .iter()
         .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
         .collect();
-    assert_eq!(shards.len(), 2, "failures were decided on both shards: {shards:?}");
+    assert_eq!(
+        shards.len(),
+        2,
+        "failures were decided on both shards: {shards:?}"
+    );
     // The 4th attempt, new connection, right password, on either shard: 421, closed.
     for shard in [0, 1] {
         let (reply, closed) = attempt_on(&s, CLEAR, shard, ALICE_PASSWORD);
-        assert_eq!((reply.code, reply.text().starts_with("4.7.0")), (421, true), "shard {shard}: {reply:?}");
+        assert_eq!(
+            (reply.code, reply.text().starts_with("4.7.0")),
+            (421, true),
+            "shard {shard}: {reply:?}"
+        );
         assert!(closed, "the connection closes after 421");
     }
     // swaks over STARTTLS from the same IP: cut off too.
     let r = swaks_auth(&s, CLEAR, "PLAIN", ALICE, ALICE_PASSWORD, OUTSIDE);
-    assert!(reply_to(&r, 421).is_some_and(|t| t.starts_with("421 4.7.0")), "{}", r.transcript());
+    assert!(
+        reply_to(&r, 421).is_some_and(|t| t.starts_with("421 4.7.0")),
+        "{}",
+        r.transcript()
+    );
     s.server.wait_for_log("result=blocked", 3, WAIT);
     // Another client IP is not blocked, on either shard.
     for shard in [0, 1] {
@@ -352,7 +568,11 @@ fn brute_force_over_both_shards_is_cut_off_after_auth_failures_max() {
     }
     let r = swaks_auth(&s, CLEAR_OTHER, "LOGIN", ALICE, ALICE_PASSWORD, OUTSIDE);
     assert_relayed_as(&s, &r, ALICE, ALICE_PASSWORD, 1);
-    assert_eq!(s.server.log_lines("result=failure").len(), FAILURES_MAX, "blocked attempts are not counted as failures");
+    assert_eq!(
+        s.server.log_lines("result=failure").len(),
+        FAILURES_MAX,
+        "blocked attempts are not counted as failures"
+    );
 }
 
 #[test]
@@ -363,10 +583,24 @@ fn exactly_auth_failures_max_failures_are_allowed_before_the_block() {
     let (mut raw, _) = RawSmtp::connect_from(s.server.addr(), CLEAR).unwrap();
     raw.cmd("EHLO client.test").unwrap();
     for i in 1..=FAILURES_MAX {
-        let reply = raw.cmd(&format!("AUTH PLAIN {}", plain_response(ALICE, &format!("guess-{i}")))).unwrap();
-        assert_eq!((reply.code, reply.text().starts_with("5.7.8")), (535, true), "failure {i}: {reply:?}");
+        let reply = raw
+            .cmd(&format!(
+                "AUTH PLAIN {}",
+                plain_response(ALICE, &format!("guess-{i}"))
+            ))
+            .unwrap();
+        assert_eq!(
+            (reply.code, reply.text().starts_with("5.7.8")),
+            (535, true),
+            "failure {i}: {reply:?}"
+        );
     }
-    let reply = raw.cmd(&format!("AUTH PLAIN {}", plain_response(ALICE, ALICE_PASSWORD))).unwrap();
+    let reply = raw
+        .cmd(&format!(
+            "AUTH PLAIN {}",
+            plain_response(ALICE, ALICE_PASSWORD)
+        ))
+        .unwrap();
     assert_eq!(reply.code, 421, "{reply:?}");
     assert!(raw.is_closed_within(WAIT));
 }
