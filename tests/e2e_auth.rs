@@ -604,3 +604,34 @@ fn exactly_auth_failures_max_failures_are_allowed_before_the_block() {
     assert_eq!(reply.code, 421, "{reply:?}");
     assert!(raw.is_closed_within(WAIT));
 }
+
+#[test]
+fn credentials_pipelined_after_a_refused_auth_never_reach_the_log() {
+    // A client that pipelines its LOGIN responses (against RFC 4954 §4)
+    // after an AUTH we refuse in clear (538): the two base64 lines are
+    // then unknown commands, and the log must not name them.
+    let s = setup();
+    let (mut raw, _) = RawSmtp::connect(s.server.addr()).unwrap();
+    raw.cmd("EHLO client.test").unwrap();
+    let (user, password) = (base64(ALICE.as_bytes()), base64(ALICE_PASSWORD.as_bytes()));
+    raw.send(format!("AUTH LOGIN\r\n{user}\r\n{password}\r\nQUIT\r\n").as_bytes())
+        .unwrap();
+    let codes: Vec<u16> = raw
+        .read_replies(4)
+        .unwrap()
+        .iter()
+        .map(|r| r.code)
+        .collect();
+    assert_eq!(codes, [538, 500, 500, 221]);
+    let commands = s.server.wait_for_log("cmd=QUIT", 1, WAIT);
+    let log = s.server.log();
+    let unknown = log
+        .lines()
+        .filter(|l| l.contains(" cmd=UNKNOWN arg=\"\" reply=\"500 "))
+        .count();
+    assert_eq!(unknown, 2, "{commands:?}\n{log}");
+    // Not even upper-cased or cut short (as a verb used to be logged).
+    for secret in [&password[..12], &password.to_uppercase()[..12], &user[..6]] {
+        assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
+    }
+}
