@@ -62,16 +62,32 @@ pub fn verb(line: &[u8]) -> String {
     }
 }
 
+/// SASL mechanism names (IANA registry, RFC 4422 §3.1) the log shows
+/// after AUTH; any other word in that place may be a client's credentials
+/// (an initial response without its mechanism, or glued to it by a tab).
+const LOGGED_MECHANISMS: &[&str] = &[
+    "PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256", "GSSAPI", "GS2-KRB5", "NTLM",
+    "XOAUTH2", "OAUTHBEARER", "EXTERNAL", "ANONYMOUS",
+];
+
 /// The argument of a line as given, trimmed, for the mail log. AUTH keeps
-/// only its mechanism: an initial response carries credentials. A line
-/// whose verb is not known shows no argument (see [`LOGGED_VERBS`]).
+/// only its mechanism, and only a known one: an initial response carries
+/// credentials. A line whose verb is not known shows no argument (see
+/// [`LOGGED_VERBS`]).
 pub fn argument(line: &[u8]) -> String {
     let argument = match line.iter().position(|&b| b == b' ') {
         Some(sp) => String::from_utf8_lossy(&line[sp + 1..]).trim().to_string(),
         None => String::new(),
     };
     match verb(line).as_str() {
-        "AUTH" => argument.split(' ').next().unwrap_or_default().to_string(),
+        "AUTH" => {
+            let mechanism = argument.split(' ').next().unwrap_or_default();
+            match LOGGED_MECHANISMS.iter().find(|m| m.eq_ignore_ascii_case(mechanism)) {
+                Some(known) => known.to_string(),
+                None if mechanism.is_empty() => String::new(),
+                None => UNKNOWN_VERB.to_string(),
+            }
+        }
         UNKNOWN_VERB => String::new(),
         _ => argument,
     }
@@ -383,5 +399,10 @@ mod tests {
         }
         assert_eq!((verb(b"get / HTTP/1.0"), argument(b"get / HTTP/1.0")), ("GET".into(), "/ HTTP/1.0".into()));
         assert_eq!(verb(b"xclient NAME=x"), "XCLIENT");
+        // AUTH shows a known mechanism only: not credentials in its place.
+        assert_eq!(argument(b"AUTH cram-md5"), "CRAM-MD5");
+        for line in [&b"AUTH AHVzZXIAc2VjcmV0"[..], b"AUTH PLAIN\tAHVzZXIAc2VjcmV0", b"AUTH  c2VjcmV0 x"] {
+            assert_eq!(argument(line), "UNKNOWN", "{line:?}");
+        }
     }
 }
