@@ -13,6 +13,10 @@
 //! | 127.0.0.81        | AUTHREQ | preferred | required  | true                 |
 //! | 127.0.0.82        | NOAUTH  | preferred | off       | true                 |
 //! | 127.0.0.83–.84    | CLEAR   | preferred | preferred | false                |
+//! | 127.0.0.85        | LIMITED | off       | preferred | false                |
+//!
+//! LIMITED also has 2 recipients per message and 3 per hour: an
+//! authenticated session skips the RAT, not the policy's limits.
 //!
 //! The RAT accepts only `example.test`: mail to any other domain is relay,
 //! which only an authenticated session may do (`policy::recipient`). Every
@@ -49,6 +53,7 @@ const REQUIRED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 81);
 const NO_AUTH: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 82);
 const CLEAR: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 83);
 const CLEAR_OTHER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 84);
+const LIMITED: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 85);
 
 struct Setup {
     _dir: TempDir,
@@ -122,6 +127,11 @@ group = "CLEAR"
 senders = ["{CLEAR}", "{CLEAR_OTHER}"]
 policy = "CLEAR"
 
+[[hat.inbound]]
+group = "LIMITED"
+senders = ["{LIMITED}"]
+policy = "LIMITED"
+
 [[rat.inbound]]
 recipient = "example.test"
 action = "accept"
@@ -139,6 +149,11 @@ smtp_auth = "off"
 tls = "preferred"
 smtp_auth = "preferred"
 require_tls_for_auth = false
+[policy.LIMITED]
+smtp_auth = "preferred"
+require_tls_for_auth = false
+max_recipients_per_message = 2
+max_recipients_per_hour = 3
 "#,
         cert = pki.server_cert().display(),
         key = pki.server_key().display(),
@@ -647,4 +662,39 @@ fn credentials_pipelined_after_a_refused_auth_never_reach_the_log() {
     ] {
         assert!(!log.contains(secret), "{secret:?} is in the log:\n{log}");
     }
+}
+
+#[test]
+fn an_authenticated_session_relays_within_the_policys_limits() {
+    let s = setup();
+    let (mut raw, _) = RawSmtp::connect_from(s.server.addr(), LIMITED).unwrap();
+    raw.cmd("EHLO client.test").unwrap();
+    let reply = raw
+        .cmd(&format!("AUTH PLAIN {}", plain_response(BOB, BOB_PASSWORD)))
+        .unwrap();
+    assert_eq!(reply.code, 235, "{reply:?}");
+    let rcpt = |raw: &mut RawSmtp, n: usize| {
+        raw.cmd(&format!("RCPT TO:<r{n}@elsewhere.example>"))
+            .unwrap()
+    };
+    // max_recipients_per_message = 2: the third gets 452 4.5.3.
+    assert_eq!(raw.cmd("MAIL FROM:<bob@client.test>").unwrap().code, 250);
+    assert_eq!((rcpt(&mut raw, 1).code, rcpt(&mut raw, 2).code), (250, 250));
+    let third = rcpt(&mut raw, 3);
+    assert_eq!(
+        (third.code, third.text().starts_with("4.5.3")),
+        (452, true),
+        "{third:?}"
+    );
+    assert_eq!(raw.cmd("RSET").unwrap().code, 250);
+    // max_recipients_per_hour = 3 (the 452 above was not counted): one more, then 452.
+    assert_eq!(raw.cmd("MAIL FROM:<bob@client.test>").unwrap().code, 250);
+    assert_eq!(rcpt(&mut raw, 4).code, 250);
+    let over = rcpt(&mut raw, 5);
+    assert_eq!(over.code, 452, "{over:?}");
+    assert!(
+        over.text()
+            .contains("Too many recipients received this hour"),
+        "{over:?}"
+    );
 }
