@@ -213,10 +213,12 @@ impl<'a> Authenticator<'a> {
         }
     }
 
-    /// See [`authenticate`].
+    /// See [`authenticate`]. `conn` is the connection id (`C…`) the
+    /// session's other log lines carry, so the `auth` line joins them.
     pub async fn authenticate(
         &self,
         policy: &Policy,
+        conn: &str,
         ip: IpAddr,
         credentials: Credentials,
     ) -> AuthOutcome {
@@ -236,7 +238,7 @@ impl<'a> Authenticator<'a> {
         self.log.event(
             "auth",
             format_args!(
-                "ip={ip} user=\"{}\" backend={backend} result={} why=\"{}\" ms={:.3}",
+                "conn={conn} ip={ip} user=\"{}\" backend={backend} result={} why=\"{}\" ms={:.3}",
                 credentials.user.escape_debug(),
                 outcome.name(),
                 why.escape_debug(),
@@ -274,15 +276,17 @@ impl<'a> Authenticator<'a> {
 /// this IP this hour, before the password is looked at; else the policy's
 /// backend decides: Success (235 2.7.0), Failure (535 5.7.8, counted),
 /// TemporaryFailure (454 4.7.0). One `auth` log line and one
-/// `portcullis_auth_total` count per call, never the password.
+/// `portcullis_auth_total` count per call, never the password; the line
+/// carries `conn` (the connection id) to join it with the session's lines.
 pub async fn authenticate(
     shard: &Shard,
     policy: &Policy,
+    conn: &str,
     ip: IpAddr,
     credentials: Credentials,
 ) -> AuthOutcome {
     Authenticator::of(shard)
-        .authenticate(policy, ip, credentials)
+        .authenticate(policy, conn, ip, credentials)
         .await
 }
 

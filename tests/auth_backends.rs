@@ -114,7 +114,8 @@ fn attempts(
                     user: user.to_string(),
                     password: Secret::new(password),
                 };
-                outcomes.push(auth.authenticate(&policy, ip, credentials).await);
+                let conn = format!("C0-{i}");
+                outcomes.push(auth.authenticate(&policy, &conn, ip, credentials).await);
                 between(i);
             }
             log.sync().await;
@@ -213,12 +214,11 @@ fn passwd_prints_a_line_the_password_file_verifies() {
             AuthOutcome::Blocked,
         ]
     );
-    assert_eq!(
-        run.log.matches(" auth ip=192.0.2.25 ").count(),
-        6,
-        "{}",
-        run.log
-    );
+    // One line per attempt, each with the connection id that made it.
+    for i in 0..6 {
+        let line = format!(" auth conn=C0-{i} ip=192.0.2.25 ");
+        assert_eq!(run.log.matches(&line).count(), 1, "{line}\n{}", run.log);
+    }
     assert!(
         run.log
             .contains("user=\"mallory\" backend=passwd_file result=failure"),

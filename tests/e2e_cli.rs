@@ -286,3 +286,44 @@ fn the_example_config_is_accepted_and_access_mistakes_are_named() {
         assert!(out.stderr.contains(&format!("line {line}:")) && out.stderr.contains(words), "{case}: {}\n{text}", out.stderr);
     }
 }
+
+/// The example's TLS and AUTH lines ("#: ", waiting for files an example
+/// cannot ship) are accepted too once the files exist: the certificate,
+/// key and client CA of a test PKI and a password file from `portcullis
+/// passwd`.
+#[test]
+fn the_example_config_with_tls_and_auth_enabled_is_accepted() {
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tuning/portcullis.example.toml")).unwrap();
+    assert!(example.contains("#: [tls]") && example.contains("#: [auth]"), "the example documents TLS and AUTH");
+    let dir = TempDir::new("cli-tls");
+    let pki = common::certs::TestPki::new(dir.path(), &[]);
+    let mut cmd = Command::new(portcullis_bin());
+    cmd.args(["passwd", "alice"]);
+    let line = common::process::run_with_stdin(&mut cmd, stdin_with(dir.path(), "s3cret\n"), CLI_TIMEOUT);
+    assert!(line.success() && line.stdout.starts_with("alice:{ARGON2ID}$argon2id$"), "{line:?}");
+    let users = write(dir.path(), "users", &line.stdout);
+    let enabled = example
+        .lines()
+        .map(|l| l.strip_prefix("#: ").or_else(|| (l == "#:").then_some("")).unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .replace("/etc/portcullis/cert.pem", &pki.server_cert().display().to_string())
+        .replace("/etc/portcullis/key.pem", &pki.server_key().display().to_string())
+        .replace("/etc/portcullis/client-ca.pem", &pki.ca().display().to_string())
+        .replace("/etc/portcullis/users", &users);
+    let file = write(dir.path(), "enabled.toml", &enabled);
+    let out = run_portcullis(&["check-config", &file], CLI_TIMEOUT);
+    assert_eq!(out.code(), Some(0), "{out:?}");
+    assert!(out.stdout.contains("tls = \"preferred\"") && out.stdout.contains("backend = \"passwd_file\""), "{}", out.stdout);
+    // Without the certificate the same policies are refused, naming the key.
+    let no_tls = enabled.replace(&format!("certificate = \"{}\"", pki.server_cert().display()), "certificate = \"\"");
+    let out = run_portcullis(&["check-config", &write(dir.path(), "no-tls.toml", &no_tls)], CLI_TIMEOUT);
+    assert_ne!(out.code(), Some(0));
+    assert!(out.stderr.contains("private_key") || out.stderr.contains("certificate"), "{}", out.stderr);
+}
+
+fn stdin_with(dir: &Path, text: &str) -> Stdio {
+    let path = dir.join("stdin");
+    std::fs::write(&path, text).unwrap();
+    Stdio::from(std::fs::File::open(path).unwrap())
+}

@@ -42,7 +42,7 @@ async fn authenticate(shard: &Shard, policy: &Policy, client: &Client, user: &st
     use crate::auth::{AuthOutcome, Credentials};
     use crate::smtp::Reply;
     let credentials = Credentials { user: user.to_string(), password: password.clone() };
-    match crate::auth::authenticate(shard, policy, client.ip, credentials).await {
+    match crate::auth::authenticate(shard, policy, &client.peer.connection_id, client.ip, credentials).await {
         AuthOutcome::Success { .. } => Decision::Accept,
         AuthOutcome::Failure => Decision::Refuse(Reply::new(535, "5.7.8", "Error: authentication credentials invalid")),
         AuthOutcome::TemporaryFailure(_) => Decision::Refuse(Reply::new(454, "4.7.0", "Temporary authentication failure")),

@@ -36,26 +36,61 @@ pub enum Command<'a> {
 /// session can no longer tell data from commands.
 pub const BDAT_SYNTAX: &str = "Syntax: BDAT chunk-size [LAST]";
 
-/// The verb of a line, upper case, for the mail log (bounded, printable).
+/// Verbs the mail log names: the commands we parse, and words an operator
+/// wants to see although we do not implement them (other SMTP extensions,
+/// HTTP requests sent to port 25). Every other first word is logged as
+/// [`UNKNOWN_VERB`]: a line we do not understand may be a SASL response
+/// (RFC 4954 §4: a bare base64 line, e.g. a LOGIN password) that a client
+/// pipelined after an AUTH we refused, and credentials never reach the log.
+const LOGGED_VERBS: &[&str] = &[
+    "EHLO", "HELO", "MAIL", "RCPT", "DATA", "BDAT", "RSET", "NOOP", "HELP", "QUIT", "VRFY", "EXPN", "STARTTLS", "AUTH",
+    "ETRN", "ATRN", "TURN", "XCLIENT", "XFORWARD", "SEND", "SOML", "SAML", "VERB", "ONEX", "GET", "POST", "HEAD", "PUT",
+    "OPTIONS", "CONNECT",
+];
+
+/// What the log says for a first word not in [`LOGGED_VERBS`].
+pub const UNKNOWN_VERB: &str = "UNKNOWN";
+
+/// The verb of a line, upper case, for the mail log: one of
+/// [`LOGGED_VERBS`] or [`UNKNOWN_VERB`].
 pub fn verb(line: &[u8]) -> String {
-    let end = line.iter().position(|&b| b == b' ').unwrap_or(line.len()).min(16);
-    line[..end]
-        .iter()
-        .map(|&b| if b.is_ascii_graphic() { b.to_ascii_uppercase() as char } else { '?' })
-        .collect()
+    let end = line.iter().position(|&b| b == b' ').unwrap_or(line.len());
+    let word = &line[..end];
+    match LOGGED_VERBS.iter().find(|v| v.as_bytes().eq_ignore_ascii_case(word)) {
+        Some(known) => known.to_string(),
+        None => UNKNOWN_VERB.to_string(),
+    }
 }
 
+/// SASL mechanism names (IANA registry, RFC 4422 §3.1) the log shows
+/// after AUTH; any other word in that place may be a client's credentials
+/// (an initial response without its mechanism, or glued to it by a tab).
+const LOGGED_MECHANISMS: &[&str] = &[
+    "PLAIN", "LOGIN", "CRAM-MD5", "DIGEST-MD5", "SCRAM-SHA-1", "SCRAM-SHA-256", "GSSAPI", "GS2-KRB5", "NTLM",
+    "XOAUTH2", "OAUTHBEARER", "EXTERNAL", "ANONYMOUS",
+];
+
 /// The argument of a line as given, trimmed, for the mail log. AUTH keeps
-/// only its mechanism: an initial response carries credentials.
+/// only its mechanism, and only a known one: an initial response carries
+/// credentials. A line whose verb is not known shows no argument (see
+/// [`LOGGED_VERBS`]).
 pub fn argument(line: &[u8]) -> String {
     let argument = match line.iter().position(|&b| b == b' ') {
         Some(sp) => String::from_utf8_lossy(&line[sp + 1..]).trim().to_string(),
         None => String::new(),
     };
-    if verb(line) == "AUTH" {
-        return argument.split(' ').next().unwrap_or_default().to_string();
+    match verb(line).as_str() {
+        "AUTH" => {
+            let mechanism = argument.split(' ').next().unwrap_or_default();
+            match LOGGED_MECHANISMS.iter().find(|m| m.eq_ignore_ascii_case(mechanism)) {
+                Some(known) => known.to_string(),
+                None if mechanism.is_empty() => String::new(),
+                None => UNKNOWN_VERB.to_string(),
+            }
+        }
+        UNKNOWN_VERB => String::new(),
+        _ => argument,
     }
-    argument
 }
 
 /// Parse one command line (CRLF removed).
@@ -355,7 +390,19 @@ mod tests {
     fn verb_and_argument_for_the_log() {
         assert_eq!(verb(b"mail FROM:<a@b>"), "MAIL");
         assert_eq!(argument(b"mail FROM:<a@b>  "), "FROM:<a@b>");
-        assert_eq!(verb(b"\x01bad"), "?BAD");
+        assert_eq!(verb(b"\x01bad"), "UNKNOWN");
         assert_eq!(argument(b"AUTH PLAIN AHVzZXIAc2VjcmV0"), "PLAIN", "credentials never reach the log");
+        // A LOGIN password (base64) or a clear one sent as a command line
+        // after a refused AUTH: neither the word nor the rest is shown.
+        for line in [&b"VHIwdWI0ZG9yLWFuZC0z"[..], b"hunter2 and more", b"MAILFROM:<a@b>"] {
+            assert_eq!((verb(line).as_str(), argument(line).as_str()), ("UNKNOWN", ""), "{line:?}");
+        }
+        assert_eq!((verb(b"get / HTTP/1.0"), argument(b"get / HTTP/1.0")), ("GET".into(), "/ HTTP/1.0".into()));
+        assert_eq!(verb(b"xclient NAME=x"), "XCLIENT");
+        // AUTH shows a known mechanism only: not credentials in its place.
+        assert_eq!(argument(b"AUTH cram-md5"), "CRAM-MD5");
+        for line in [&b"AUTH AHVzZXIAc2VjcmV0"[..], b"AUTH PLAIN\tAHVzZXIAc2VjcmV0", b"AUTH  c2VjcmV0 x"] {
+            assert_eq!(argument(line), "UNKNOWN", "{line:?}");
+        }
     }
 }

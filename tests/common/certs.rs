@@ -2,7 +2,8 @@
 //! by run.sh): a test CA, a server certificate for `localhost` and
 //! 127.0.0.1 (plus any names asked for) signed by it, a client certificate
 //! signed by it, and a client certificate from a second, untrusted CA (the
-//! "invalid certificate" of seed 003). P-256 keys; two days of validity.
+//! "invalid certificate" of seed 003). P-256 keys; two days of validity
+//! unless asked for more.
 //!
 //! Not self-signed leaves: webpki (rustls) refuses a CA certificate used as
 //! the end entity, and `openssl req -x509` marks its output CA:TRUE.
@@ -18,13 +19,21 @@ const OPENSSL_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Clone, Debug)]
 pub struct TestPki {
     pub dir: PathBuf,
+    /// Validity of every certificate made, in days.
+    days: u32,
 }
 
 impl TestPki {
     /// Make the CA and the server certificate (SAN: localhost, 127.0.0.1
     /// and `extra_names`) in `dir`.
     pub fn new(dir: &Path, extra_names: &[&str]) -> TestPki {
-        let pki = TestPki { dir: dir.to_path_buf() };
+        TestPki::valid_for(dir, extra_names, 2)
+    }
+
+    /// The same with `days` of validity (a scanner such as testssl.sh
+    /// rates a certificate that expires within 30 days as a finding).
+    pub fn valid_for(dir: &Path, extra_names: &[&str], days: u32) -> TestPki {
+        let pki = TestPki { dir: dir.to_path_buf(), days };
         pki.make_ca("ca", "Portcullis Test CA");
         let mut san = String::from("IP:127.0.0.1,DNS:localhost");
         for name in extra_names {
@@ -72,7 +81,8 @@ impl TestPki {
     fn make_ca(&self, name: &str, cn: &str) {
         let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
         let subject = format!("/CN={cn}");
-        openssl(&self.dir, &[&["req", "-x509"][..], &P256, &["-keyout", &key, "-out", &pem, "-days", "2", "-subj", &subject]].concat());
+        let days = self.days.to_string();
+        openssl(&self.dir, &[&["req", "-x509"][..], &P256, &["-keyout", &key, "-out", &pem, "-days", &days, "-subj", &subject]].concat());
     }
 
     fn make_leaf(&self, name: &str, ca: &str, cn: &str, san: &str, usage: &str) {
@@ -82,9 +92,10 @@ impl TestPki {
         let subject = format!("/CN={cn}");
         openssl(&self.dir, &[&["req"][..], &P256, &["-keyout", &key, "-out", &csr, "-subj", &subject]].concat());
         let (ca_pem, ca_key, ext) = (format!("{ca}.pem"), format!("{ca}.key"), format!("{name}.ext"));
+        let days = self.days.to_string();
         openssl(
             &self.dir,
-            &["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial", "-out", &pem, "-days", "2", "-extfile", &ext],
+            &["x509", "-req", "-in", &csr, "-CA", &ca_pem, "-CAkey", &ca_key, "-CAcreateserial", "-out", &pem, "-days", &days, "-extfile", &ext],
         );
     }
 }

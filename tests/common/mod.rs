@@ -28,6 +28,8 @@
 //!   user and the seed's example entry, for the LDAP queries.
 //! - [`conncount`]: connections to a port sampled from /proc/net/tcp, for
 //!   servers that do not log them (smtp-sink).
+//! - [`auth`]: the SMTP AUTH scenario (policies by client address, a
+//!   password file from `portcullis passwd`) and its client helpers.
 //!
 //! Children are killed when their handle drops, so a failing assertion never
 //! leaves a daemon behind. Nothing waits a fixed time: every wait polls a
@@ -35,6 +37,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod admin;
+pub mod auth;
 pub mod callahead;
 pub mod certs;
 pub mod clients;
