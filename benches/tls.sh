@@ -311,7 +311,7 @@ check_leg() {
 
 # median VALUES...: of the numeric ones, "-" if none.
 median() {
-    printf '%s\n' "$@" | grep -E '^[0-9.]+$' | sort -n |
+    printf '%s\n' "$@" | { grep -E '^[0-9.]+$' || true; } | sort -n |
         awk '{ v[NR] = $1 } END { if (!NR) { print "-"; exit } print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
