@@ -381,3 +381,11 @@ pub const AUTH_FAILURES_MAX_MAX: u32 = 100_000;
 /// User binds (AUTH against LDAP) on one server at once, each on a
 /// connection of its own; more wait for a turn, at most the server's timeout.
 pub const LDAP_AUTH_BINDS_PER_SERVER_MAX: usize = 64;
+// ---- TLS (tls::server) --------------------------------------------------------
+/// TLS sessions one shard remembers for resumption (rustls's stateful
+/// cache, one per shard: no lock shared between shards); the oldest go.
+pub const TLS_SESSION_CACHE_ENTRIES: usize = 4_096;
+/// Policy snapshots whose server configs a shard keeps its own copies of
+/// (the newest and the one before: sessions keep the snapshot they began
+/// with, so both may handshake right after a reload).
+pub const TLS_SHARD_CONFIGS_MAX: usize = 2;

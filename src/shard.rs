@@ -62,6 +62,8 @@ pub struct Shard {
     next_connection: Cell<u64>,
     /// Closed when the shutdown grace is over: sessions still open answer 421.
     pub shutdown: glommio::sync::Semaphore,
+    /// This shard's copies of the TLS server configs (own session caches).
+    pub tls: crate::tls::ShardTls,
 }
 
 impl Shard {
@@ -95,6 +97,7 @@ impl Shard {
             active: Cell::new(0),
             next_connection: Cell::new(0),
             shutdown: glommio::sync::Semaphore::new(0),
+            tls: crate::tls::ShardTls::default(),
         }
     }
 

@@ -23,7 +23,7 @@ pub mod pem;
 pub mod server;
 pub mod stream;
 
-pub use server::ServerTls;
+pub use server::{ServerTls, ShardTls};
 pub use stream::{Stream, TlsInfo};
 
 use std::sync::Arc;

@@ -19,7 +19,7 @@ pub(super) async fn run(stream: &mut Stream, shard: &Shard, policy: &Policy, cli
         debug_assert!(false, "StartTls without [tls]");
         return Err("TLS is not configured".into());
     };
-    let config = server.config(client.policy.params.tls.verify_client());
+    let config = shard.tls.config(server, client.policy.params.tls.verify_client());
     let started = Instant::now();
     let handshake = async {
         let accept = async { Ok(stream.accept(config).await?) };

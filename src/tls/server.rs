@@ -9,14 +9,21 @@
 //!   handshake failing; with "required" the session refuses MAIL until a
 //!   verified certificate was presented).
 //!
+//! Shared-nothing: the snapshot's configs are built once, but rustls's
+//! session cache sits behind one Mutex in the config, so each shard
+//! handshakes with copies of its own (`ShardTls`), each with its own
+//! bounded cache. A client resuming on another shard gets a full handshake.
+//!
 //! TLS 1.3 and 1.2 only, ring's suites (AEAD only, forward secrecy only),
 //! and the server's order of preference: testssl.sh rates a server that
 //! follows the client's order as a finding.
 
+use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 
-use rustls::server::WebPkiClientVerifier;
+use rustls::server::{ServerSessionMemoryCache, WebPkiClientVerifier};
 use rustls::ServerConfig;
 
 use super::{pem, provider, PROTOCOL_VERSIONS};
@@ -72,14 +79,87 @@ impl ServerTls {
         };
         Ok(Some(Arc::new(ServerTls { plain: finish(plain), verify, subject })))
     }
+}
 
-    /// The config for a policy that does (`verify_client`) or does not ask
-    /// for a client certificate. A `*-verify` policy without `client_ca` is
-    /// refused by validation, so the fallback never weakens a check.
-    pub fn config(&self, verify_client: bool) -> Arc<ServerConfig> {
-        match (&self.verify, verify_client) {
+/// One shard's copies of the server configs, with session caches of its
+/// own, for the newest `TLS_SHARD_CONFIGS_MAX` snapshots' `ServerTls`.
+#[derive(Default)]
+pub struct ShardTls {
+    copies: RefCell<VecDeque<ShardCopy>>,
+}
+
+struct ShardCopy {
+    of: Arc<ServerTls>,
+    plain: Arc<ServerConfig>,
+    verify: Option<Arc<ServerConfig>>,
+}
+
+impl ShardTls {
+    /// This shard's copy of the config for a policy that does
+    /// (`verify_client`) or does not ask for a client certificate. A
+    /// `*-verify` policy without `client_ca` is refused by validation, so
+    /// the fallback never weakens a check.
+    pub fn config(&self, server: &Arc<ServerTls>, verify_client: bool) -> Arc<ServerConfig> {
+        let mut copies = self.copies.borrow_mut();
+        let at = match copies.iter().position(|c| Arc::ptr_eq(&c.of, server)) {
+            Some(at) => at,
+            None => {
+                copies.push_front(ShardCopy { of: server.clone(), plain: own_cache(&server.plain), verify: server.verify.as_ref().map(own_cache) });
+                copies.truncate(crate::limits::TLS_SHARD_CONFIGS_MAX);
+                0
+            }
+        };
+        let copy = &copies[at];
+        match (&copy.verify, verify_client) {
             (Some(verify), true) => verify.clone(),
-            _ => self.plain.clone(),
+            _ => copy.plain.clone(),
         }
+    }
+}
+
+/// The same config with a session cache of its own.
+fn own_cache(config: &Arc<ServerConfig>) -> Arc<ServerConfig> {
+    let mut copy = ServerConfig::clone(config);
+    copy.session_storage = ServerSessionMemoryCache::new(crate::limits::TLS_SESSION_CACHE_ENTRIES);
+    Arc::new(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server() -> Arc<ServerTls> {
+        let provider = crate::tls::provider();
+        let key = rcgen_free_key();
+        let config = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(crate::tls::PROTOCOL_VERSIONS)
+            .unwrap()
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(key));
+        Arc::new(ServerTls { plain: Arc::new(config), verify: None, subject: String::new() })
+    }
+
+    /// A resolver with no certificate: enough to build a config (no handshake here).
+    fn rcgen_free_key() -> rustls::server::ResolvesServerCertUsingSni {
+        rustls::server::ResolvesServerCertUsingSni::new()
+    }
+
+    #[test]
+    fn each_shard_copy_has_its_own_session_cache_and_follows_reloads() {
+        let (a, b) = (server(), server());
+        let shard = ShardTls::default();
+        let first = shard.config(&a, false);
+        assert!(Arc::ptr_eq(&first, &shard.config(&a, false)), "one copy per snapshot");
+        assert!(!Arc::ptr_eq(&first, &a.plain), "a copy, not the shared config");
+        assert!(!Arc::ptr_eq(&first.session_storage, &a.plain.session_storage), "its own cache");
+        let other = ShardTls::default().config(&a, false);
+        assert!(!Arc::ptr_eq(&first.session_storage, &other.session_storage), "shards do not share a cache");
+        // A reload: the new snapshot gets its copy, the old one keeps its own.
+        let second = shard.config(&b, false);
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert!(Arc::ptr_eq(&first, &shard.config(&a, false)), "the older snapshot still resolves");
+        let third = server();
+        shard.config(&third, false);
+        assert!(!Arc::ptr_eq(&first, &shard.config(&a, false)), "bounded: the oldest copy went");
     }
 }

@@ -121,7 +121,7 @@ impl Pki {
                 String::new()
             },
         };
-        ServerTls::load(&config).unwrap().unwrap().config(client_ca)
+        crate::tls::ShardTls::default().config(&ServerTls::load(&config).unwrap().unwrap(), client_ca)
     }
 }
 
