@@ -2,8 +2,11 @@
 //!
 //! Layout, in the order a message flows: `listener` accepts on every shard
 //! (SO_REUSEPORT), one accept loop per configured listener → `connection`
-//! drives one socket and feeds the pure `smtp::Session`, carrying out what
-//! it asks: the connect decision from `policy::connect` (the HAT matches
+//! drives one socket (a `tls::Stream`: clear, upgraded in place by STARTTLS
+//! or implicit TLS with the policy's rustls config) and feeds the pure
+//! `smtp::Session`, carrying out what it asks: `auth` answers AUTH (password
+//! file or LDAP bind, failures per IP on the owner shard); the connect
+//! decision from `policy::connect` (the HAT matches
 //! the client, with `dns` lookups only as far as the match needs, and picks
 //! its mail flow policy; TCPREFUSE resets here), MAIL and RCPT decisions
 //! from `policy` (sender verification, DHAP, the RAT, rate limits on the
@@ -18,8 +21,9 @@
 //! on the owner shard of each recipient domain, which finds the hosts with
 //! `routing` (the LDAP routing query's hosts, else SMTP routes, then MX,
 //! then A/AAAA; call-ahead routes the same way), sends them downstream
-//! through `pool` (the pure `smtp::client` on a socket) and tells the spool
-//! shard they are done. `lifecycle` starts and stops the shards and serves
+//! through `pool` (the pure `smtp::client` on a socket, STARTTLS per the
+//! destination's `tls`, and `dane` where DNSSEC-signed TLSA records
+//! authenticate the MX) and tells the spool shard they are done. `lifecycle` starts and stops the shards and serves
 //! signals (SIGHUP reload); `shard` is one shard's context; `shards` holds
 //! the one `owner(key)` rule and the mesh (`ask_owner`); `config` the file
 //! format, split into process `Settings` and the reloadable `Policy`;
