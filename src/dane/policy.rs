@@ -17,7 +17,7 @@ use rustls::ClientConfig;
 use serde::{Deserialize, Serialize};
 
 use super::tlsa::Tlsa;
-use super::verifier::{EncryptOnly, Verifier};
+use super::verifier::Verifier;
 use crate::dns::{Resolver, Secured};
 use crate::tls;
 
@@ -135,7 +135,8 @@ pub fn policy(
 pub fn client_config(decision: &DaneDecision) -> Option<Arc<ClientConfig>> {
     let verifier: Arc<dyn ServerCertVerifier> = match decision {
         DaneDecision::Authenticate(verifier) => Arc::clone(verifier) as Arc<dyn ServerCertVerifier>,
-        DaneDecision::EncryptOnly => Arc::new(EncryptOnly::new()),
+        // RFC 7672 §2.2: TLS required, the certificate not checked.
+        DaneDecision::EncryptOnly => Arc::new(tls::client::AnyCertificate::new(tls::provider())),
         DaneDecision::NotApplied | DaneDecision::Defer(_) => return None,
     };
     let config = ClientConfig::builder_with_provider(tls::provider())
