@@ -270,7 +270,7 @@ impl TestDns {
 
 /// Runs `unbound -d -c CONFIG` with its output in `log` and waits until
 /// it answers on `addr` over TCP and UDP; kills it if it does not.
-fn spawn_unbound(config: &Path, addr: SocketAddr, log: &Path) -> Result<Child, String> {
+pub(super) fn spawn_unbound(config: &Path, addr: SocketAddr, log: &Path) -> Result<Child, String> {
     let log = std::fs::File::create(log).map_err(|e| format!("create log: {e}"))?;
     let mut child = Command::new(program("unbound"))
         .arg("-d")

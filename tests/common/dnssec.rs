@@ -19,12 +19,10 @@
 //! | plain.example MX             | 10 mx.plain.example (insecure: no trust anchor)    |
 //! | _25._tcp.mx.plain.example    | the same TLSA records, unsigned (insecure)         |
 
-use super::process::{
-    free_port, program, run_with_timeout, signal_and_wait, wait_listening, wait_until, TempDir,
-};
-use std::net::{SocketAddr, UdpSocket};
+use super::process::{free_port, program, run_with_timeout, signal_and_wait, TempDir};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 pub const SIGNED_ZONE: &str = "dane.example";
@@ -37,7 +35,6 @@ pub const UNSIGNED_MX: &str = "mx.plain.example";
 pub const HOST_IP: &str = "127.0.0.1";
 
 const TOOL_TIMEOUT: Duration = Duration::from_secs(30);
-const START_TIMEOUT: Duration = Duration::from_secs(10);
 /// The TLSA record of `BOGUS_HOST` as signed, and what it becomes after.
 const SIGNED_BOGUS_TLSA: &str =
     "3 1 1 1111111111111111111111111111111111111111111111111111111111111111";
@@ -214,45 +211,10 @@ remote-control:
     )
 }
 
-/// `unbound -d -c CONFIG`, ready when it answers over TCP and UDP.
+/// `unbound -d -c CONFIG`, ready when it answers over TCP and UDP (the
+/// test DNS harness's start, `dns::spawn_unbound`); panics with its log.
 fn spawn(config: &Path, addr: SocketAddr, log: &Path) -> Child {
-    let log_file = std::fs::File::create(log).expect("create unbound log");
-    let mut child = Command::new(program("unbound"))
-        .arg("-d")
-        .arg("-c")
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone().unwrap())
-        .stderr(log_file)
-        .spawn()
-        .expect("spawn unbound (run.sh installs it)");
-    let ready = wait_listening(&mut child, addr.port(), START_TIMEOUT).and_then(|()| {
-        match wait_until(START_TIMEOUT, || answers_udp(addr)) {
-            true => Ok(()),
-            false => Err(format!("no UDP answer from {addr}")),
-        }
-    });
-    if let Err(why) = ready {
-        signal_and_wait(&mut child, libc::SIGKILL, Duration::from_secs(10));
-        panic!(
-            "validating unbound did not start: {why}\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-    }
-    child
-}
-
-/// Whether `addr` answers a UDP query for `localhost.` within a short wait.
-fn answers_udp(addr: SocketAddr) -> bool {
-    let mut query = vec![0x7e, 0x57, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
-    query.extend_from_slice(b"\x09localhost\x00\x00\x01\x00\x01");
-    let Ok(socket) = UdpSocket::bind("127.0.0.1:0") else {
-        return false;
-    };
-    let _ = socket.set_read_timeout(Some(Duration::from_millis(200)));
-    if socket.send_to(&query, addr).is_err() {
-        return false;
-    }
-    let mut buffer = [0u8; 512];
-    matches!(socket.recv_from(&mut buffer), Ok((n, from)) if from == addr && n >= 12 && buffer[..2] == [0x7e, 0x57])
+    super::dns::spawn_unbound(config, addr, log).unwrap_or_else(|why| {
+        panic!("validating unbound did not start: {why}\n{}", std::fs::read_to_string(log).unwrap_or_default())
+    })
 }
