@@ -58,8 +58,13 @@ pub fn encode_message(out: &mut Vec<u8>, queue_id: &QueueId, envelope: &Envelope
         put_bytes(p, data);
         // Appended after the body: a reader that predates it skips it (the
         // CRC covers it), so spools move between versions both ways.
-        if !envelope.ldap_routing.is_empty() {
+        let extensions = extensions_of(envelope);
+        if !envelope.ldap_routing.is_empty() || !extensions.is_empty() {
             put_str(p, &envelope.ldap_routing);
+        }
+        for (tag, value) in extensions {
+            p.push(tag);
+            put_bytes(p, &value);
         }
     });
     data_at
@@ -75,6 +80,25 @@ pub fn encode_done(out: &mut Vec<u8>, queue_id: &QueueId, recipients: &[u32]) {
             p.extend_from_slice(&r.to_le_bytes());
         }
     });
+}
+
+/// Envelope fields added after the first format, each `tag u8 | len u32 |
+/// bytes` after the LDAP routing query: a reader skips tags it does not
+/// know, so a spool written by a newer version still recovers (without
+/// that field) and an older spool lacks them (defaults). One tag per field
+/// group; a field at its default is not written.
+fn extensions_of(envelope: &Envelope) -> Vec<(u8, Vec<u8>)> {
+    let extensions = Vec::new();
+    let _ = envelope;
+    extensions
+}
+
+/// Apply one extension read back; unknown tags are ignored (see `extensions_of`).
+fn apply_extension(envelope: &mut Envelope, tag: u8, value: &[u8]) -> Result<(), Stop> {
+    let _ = (envelope, value);
+    match tag {
+        _ => Ok(()),
+    }
 }
 
 fn frame(out: &mut Vec<u8>, fill: impl FnOnce(&mut Vec<u8>)) {
@@ -270,7 +294,16 @@ fn decode_payload<R: BufRead>(p: &mut Payload<'_, R>) -> Result<Record, Stop> {
             // The LDAP routing query, if the writer appended one.
             let ldap_routing = if p.remaining > 0 { p.string()? } else { String::new() };
             let secured = Default::default(); // not spooled (message.rs)
-            let envelope = Envelope { connection_id, peer, helo, esmtp, mail_from, body_type, smtputf8, recipients, ldap_routing, secured };
+            let mut envelope = Envelope { connection_id, peer, helo, esmtp, mail_from, body_type, smtputf8, recipients, ldap_routing, secured };
+            while p.remaining > 0 {
+                let tag = p.byte()?;
+                let n = p.u32()? as usize;
+                if n > limits::COMMAND_LINE_BYTES_MAX * (envelope.recipients.len() + 1) {
+                    return Err(Stop::Corrupt);
+                }
+                let value = p.take(n)?;
+                apply_extension(&mut envelope, tag, &value)?;
+            }
             Ok(Record::Message { queue_id, envelope, accepted_secs, body_offset, body_len })
         }
         KIND_DONE => {
