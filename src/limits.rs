@@ -389,3 +389,25 @@ pub const TLS_SESSION_CACHE_ENTRIES: usize = 4_096;
 /// (the newest and the one before: sessions keep the snapshot they began
 /// with, so both may handshake right after a reload).
 pub const TLS_SHARD_CONFIGS_MAX: usize = 2;
+
+// ---- Destination controls (issue 10) ----------------------------------------
+
+/// `[destination.*] max_connections` when unset (CONFIG.md).
+pub const DESTINATION_CONNECTIONS_DEFAULT: u32 = 50;
+/// The largest `max_connections` accepted (0 = unlimited).
+pub const DESTINATION_CONNECTIONS_MAX: u32 = 100_000;
+/// `max_messages_per_connection` when unset (CONFIG.md).
+pub const DESTINATION_MESSAGES_PER_CONNECTION_DEFAULT: u32 = 50;
+/// The largest `max_messages_per_connection` accepted.
+pub const DESTINATION_MESSAGES_PER_CONNECTION_MAX: u32 = 100_000;
+/// `recipients_period_secs` when unset (CONFIG.md).
+pub const DESTINATION_RECIPIENTS_PERIOD_SECS_DEFAULT: u64 = 60;
+/// The longest `recipients_period_secs` accepted (one day).
+pub const DESTINATION_RECIPIENTS_PERIOD_SECS_MAX: u64 = 86_400;
+/// A delivery refused a destination connection lease asks the owner again
+/// after this long, doubling up to `DESTINATION_LEASE_RETRY_MAX_MS`.
+pub const DESTINATION_LEASE_RETRY_MIN_MS: u64 = 10;
+pub const DESTINATION_LEASE_RETRY_MAX_MS: u64 = 250;
+/// A destination over its recipient rate asks again after this many
+/// milliseconds at least (else after one bucket of its window, period/60).
+pub const DESTINATION_RATE_RETRY_MIN_MS: u64 = 50;
