@@ -25,7 +25,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use glommio::sync::Semaphore;
+use std::collections::VecDeque;
+
+use futures_channel::oneshot;
 use hashbrown::HashMap;
 
 use crate::config::destination::{ApplyTo, DestinationSettings};
@@ -53,15 +55,62 @@ pub fn quota(settings: &DestinationSettings, key: Rc<str>) -> Quota {
 /// This shard's side of the recipient rates.
 pub struct Controls {
     counters: Rc<Counters>,
-    /// One waiter per destination on this shard asks the owner; the other
-    /// attempts for it queue here (FIFO) instead of polling too. An entry
-    /// lives while someone holds or waits on it.
-    turns: RefCell<HashMap<Rc<str>, Rc<Semaphore>>>,
+    /// One attempt per destination on this shard asks the owner for
+    /// tokens; the others for it queue here (FIFO) instead of polling too.
+    /// An entry lives while its destination has an asker.
+    turns: Rc<RefCell<HashMap<Rc<str>, VecDeque<oneshot::Sender<()>>>>>,
+}
+
+/// The turn to ask for a destination's tokens; handed to the next in line
+/// when dropped (however the holder ends).
+struct AskTurn {
+    turns: Rc<RefCell<HashMap<Rc<str>, VecDeque<oneshot::Sender<()>>>>>,
+    key: Rc<str>,
+}
+
+impl Drop for AskTurn {
+    fn drop(&mut self) {
+        let mut turns = self.turns.borrow_mut();
+        let Some(waiting) = turns.get_mut(&self.key) else { return };
+        // A waiter that gave up (its receiver dropped) is skipped.
+        while let Some(next) = waiting.pop_front() {
+            if next.send(()).is_ok() {
+                return;
+            }
+        }
+        turns.remove(&self.key);
+    }
 }
 
 impl Controls {
     pub fn new(counters: Rc<Counters>) -> Controls {
-        Controls { counters, turns: RefCell::new(HashMap::new()) }
+        Controls { counters, turns: Rc::default() }
+    }
+
+    /// Wait for the turn to ask for `key`'s tokens on this shard.
+    async fn ask_turn(&self, key: &Rc<str>) -> AskTurn {
+        let waiting = {
+            let mut turns = self.turns.borrow_mut();
+            match turns.get_mut(key) {
+                None => {
+                    turns.insert(key.clone(), VecDeque::new());
+                    None
+                }
+                Some(queue) => {
+                    let (tx, rx) = oneshot::channel();
+                    queue.push_back(tx);
+                    Some(rx)
+                }
+            }
+        };
+        // Handed over by the previous holder (a closed channel cannot
+        // happen: a sender is only dropped by sending, or with the whole
+        // entry, which happens only with no one waiting). Made only once
+        // held: a waiter dropped while waiting hands nothing over.
+        if let Some(handed_over) = waiting {
+            let _ = handed_over.await;
+        }
+        AskTurn { turns: self.turns.clone(), key: key.clone() }
     }
 
     /// How many of `wanted` recipients for destination `key` may be
@@ -73,16 +122,8 @@ impl Controls {
         if settings.max_recipients == 0 || wanted == 0 {
             return wanted;
         }
-        let turn = self.turns.borrow_mut().entry(key.clone()).or_insert_with(|| Rc::new(Semaphore::new(1))).clone();
-        let granted = {
-            let _mine = turn.acquire(1).await.expect("never closed");
-            self.take_at_least_one(key, settings, wanted).await
-        };
-        // Forget the entry once nobody else holds it (bounded by the destinations waiting).
-        if Rc::strong_count(&turn) == 2 {
-            self.turns.borrow_mut().remove(key);
-        }
-        granted
+        let _turn = self.ask_turn(key).await;
+        self.take_at_least_one(key, settings, wanted).await
     }
 
     async fn take_at_least_one(&self, key: &str, settings: &DestinationSettings, wanted: usize) -> usize {
