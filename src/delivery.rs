@@ -68,8 +68,10 @@ use crate::shards::{Mesh, ShardRequest};
 use crate::spool::done::MarkDone;
 use crate::spool::{self, BodyLocation};
 
+pub mod bounce;
 mod dane;
 mod plan;
+pub mod retry;
 use dane::{DanePlan, HostTls, LegDane};
 use plan::Leg;
 
