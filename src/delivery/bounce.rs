@@ -15,6 +15,10 @@
 //!    text/rfc822-headers when RET=HDRS was asked for or the message is
 //!    larger than `limits::BOUNCE_ORIGINAL_BYTES_MAX`.
 //!
+//! The same report, with Action: delivered or relayed, answers a
+//! NOTIFY=SUCCESS (RFC 3461 §4.1, §6.2); a report that tells of no failure
+//! returns the original's headers only (RFC 3461 §4.3).
+//!
 //! `should_send` says when no bounce may go at all: to the null sender, or
 //! for a message that is itself a bounce or an automatic reply.
 
@@ -24,13 +28,18 @@ mod original;
 use crate::clock;
 use crate::limits;
 
-/// RFC 3464 §2.3.3, the two actions a bounce reports.
+/// RFC 3464 §2.3.3, the actions a report tells of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Action {
     /// Not delivered and no longer tried.
     Failed,
     /// Not delivered yet, still tried (a delay warning).
     Delayed,
+    /// Delivered (NOTIFY=SUCCESS; the downstream was the final mailbox).
+    Delivered,
+    /// Handed to a downstream that does not offer DSN (NOTIFY=SUCCESS,
+    /// RFC 3461 §6.2.2): no further report will come.
+    Relayed,
 }
 
 impl Action {
@@ -39,6 +48,27 @@ impl Action {
         match self {
             Action::Failed => "failed",
             Action::Delayed => "delayed",
+            Action::Delivered => "delivered",
+            Action::Relayed => "relayed",
+        }
+    }
+
+    /// The status written when the given one is not an RFC 3463 code.
+    fn default_status(self) -> &'static str {
+        match self {
+            Action::Failed => "5.0.0",
+            Action::Delayed => "4.0.0",
+            Action::Delivered | Action::Relayed => "2.0.0",
+        }
+    }
+
+    /// What the human part says of a recipient.
+    fn described(self) -> &'static str {
+        match self {
+            Action::Failed => "delivery failed",
+            Action::Delayed => "delivery delayed",
+            Action::Delivered => "delivered",
+            Action::Relayed => "relayed (no further notices will come from its server)",
         }
     }
 }
@@ -46,8 +76,9 @@ impl Action {
 /// What of the original a bounce returns (RFC 3461 §4.3 RET).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Ret {
-    /// The whole message, up to `limits::BOUNCE_ORIGINAL_BYTES_MAX`; the
-    /// headers only past it. The default when the sender gave no RET.
+    /// The whole message in a failure report, up to
+    /// `limits::BOUNCE_ORIGINAL_BYTES_MAX` (the headers only past it, and
+    /// in reports of no failure). The default when the sender gave no RET.
     #[default]
     Full,
     /// The headers only (RET=HDRS).
@@ -171,8 +202,11 @@ struct Part {
 /// The top-level header (RFC 5322 §3.6, RFC 6522 §3, RFC 3834 §5).
 fn top_header(report: &Report, now_secs: u64, boundary: &str, eight_bit: bool) -> String {
     let host = fields::host(report.reporting_mta);
-    let failed = report.recipients.iter().any(|r| r.action == Action::Failed);
-    let subject = if failed { "Undelivered Mail Returned to Sender" } else { "Delayed Mail (still being retried)" };
+    let subject = match kind(report) {
+        Action::Failed => "Undelivered Mail Returned to Sender",
+        Action::Delayed => "Delayed Mail (still being retried)",
+        Action::Delivered | Action::Relayed => "Successful Mail Delivery Report",
+    };
     let sender = fields::one_line(fields::strip_angles(report.sender));
     let mut h = String::new();
     h.push_str(&format!("From: Mail Delivery System <MAILER-DAEMON@{host}>\r\n"));
@@ -186,6 +220,13 @@ fn top_header(report: &Report, now_secs: u64, boundary: &str, eight_bit: bool) -
     h.push_str(if eight_bit { "Content-Transfer-Encoding: 8bit\r\n" } else { "Content-Transfer-Encoding: 7bit\r\n" });
     h.push_str("\r\n");
     h
+}
+
+/// What the report is, for its subject and opening: failed if any
+/// recipient failed, else delayed if any is delayed, else a success report.
+fn kind(report: &Report) -> Action {
+    let any = |action| report.recipients.iter().any(|r| r.action == action);
+    [Action::Failed, Action::Delayed, Action::Relayed].into_iter().find(|&a| any(a)).unwrap_or(Action::Delivered)
 }
 
 /// Unique per bounce: time, queue id, and a hash of what it reports (two
@@ -221,18 +262,17 @@ fn boundary_for(queue_id: &str, now_secs: u64, parts: &[Part; 3]) -> String {
 fn human_part(report: &Report) -> Part {
     let host = fields::host(report.reporting_mta);
     let mut text = format!("This is the mail system at host {host}.\r\n\r\n");
-    let failed = report.recipients.iter().any(|r| r.action == Action::Failed);
-    if failed {
-        text.push_str("Your message could not be delivered to one or more recipients.\r\n");
-        text.push_str(match returns_whole(report) {
-            true => "It is attached below.\r\n",
-            false => "Its headers are attached below.\r\n",
-        });
-    } else {
-        text.push_str("Your message has not been delivered yet to one or more recipients.\r\n");
-        text.push_str("The mail system keeps trying; you do not need to send it again.\r\n");
-    }
-    text.push_str(&format!("Queue ID: {}\r\n\r\n", fields::one_line(report.queue_id)));
+    text.push_str(match kind(report) {
+        Action::Failed => "Your message could not be delivered to one or more recipients.\r\n",
+        Action::Delayed => "Your message has not been delivered yet to one or more recipients.\r\n\
+            The mail system keeps trying; you do not need to send it again.\r\n",
+        Action::Delivered | Action::Relayed => "Your message was delivered to the recipients below, as you asked.\r\n",
+    });
+    text.push_str(match returns_whole(report) {
+        true => "It is attached below.\r\n",
+        false => "Its headers are attached below.\r\n",
+    });
+    text.push_str(&format!("\r\nQueue ID: {}\r\n\r\n", fields::one_line(report.queue_id)));
     for r in &report.recipients {
         text.push_str(&human_recipient(r));
     }
@@ -246,11 +286,7 @@ fn human_part(report: &Report) -> Part {
 /// "<rcpt>: delivery failed (5.1.1)", the downstream's words, the retry end.
 fn human_recipient(r: &RecipientReport) -> String {
     let address = fields::one_line(fields::strip_angles(&r.final_recipient));
-    let what = match r.action {
-        Action::Failed => "delivery failed",
-        Action::Delayed => "delivery delayed",
-    };
-    let mut text = format!("<{address}>: {what} ({})\r\n", fields::one_line(&r.status));
+    let mut text = format!("<{address}>: {} ({})\r\n", r.action.described(), fields::one_line(&r.status));
     if let Some(reply) = &r.diagnostic {
         let by = r.remote_mta.as_deref().map_or(String::from("the remote server"), |h| format!("host {}", fields::host(h)));
         text.push_str(&format!("    {by} said: {}\r\n", fields::diagnostic(reply)));
@@ -286,10 +322,7 @@ fn recipient_block(r: &RecipientReport) -> String {
     }
     s.push_str(&fields::header("Final-Recipient", &fields::typed_address(&r.final_recipient)));
     s.push_str(&format!("Action: {}\r\n", r.action.name()));
-    let status = enhanced_status(r.status.trim()).unwrap_or(match r.action {
-        Action::Failed => "5.0.0",
-        Action::Delayed => "4.0.0",
-    });
+    let status = enhanced_status(r.status.trim()).unwrap_or(r.action.default_status());
     s.push_str(&format!("Status: {status}\r\n"));
     if let Some(host) = &r.remote_mta {
         s.push_str(&fields::header("Remote-MTA", &format!("dns; {}", fields::host(host))));
@@ -306,9 +339,10 @@ fn recipient_block(r: &RecipientReport) -> String {
     s
 }
 
-/// RET=FULL and small enough to return whole.
+/// RET=FULL, a failure to report (RFC 3461 §4.3: a report of no failure
+/// returns the headers only), and small enough to return whole.
 fn returns_whole(report: &Report) -> bool {
-    report.ret == Ret::Full && report.original.len() <= limits::BOUNCE_ORIGINAL_BYTES_MAX
+    report.ret == Ret::Full && kind(report) == Action::Failed && report.original.len() <= limits::BOUNCE_ORIGINAL_BYTES_MAX
 }
 
 /// Part 3: the original whole (message/rfc822) or its header block

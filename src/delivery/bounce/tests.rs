@@ -206,6 +206,37 @@ fn a_delay_warning_says_delayed_and_until_when() {
     assert_eq!(field(block, "Will-Retry-Until"), "Wed, 25 Nov 2026 05:00:00 +0000");
     let text = parsed["parts"][0]["text"].as_str().unwrap();
     assert!(text.contains("delivery delayed") && text.contains("do not need to send it again"), "{text}");
+    // RFC 3461 §4.3: no failure reported, so the headers only.
+    assert_eq!(parsed["parts"][2]["content_type"], "text/rfc822-headers");
+}
+
+#[test]
+fn a_success_report_says_relayed_or_delivered_with_the_headers_only() {
+    let mut relayed = unknown_user();
+    relayed.action = Action::Relayed;
+    relayed.status = status_of("250 2.0.0 Ok: queued as 4F2B");
+    relayed.diagnostic = Some("250 2.0.0 Ok: queued as 4F2B".into());
+    let mut delivered = relayed.clone();
+    delivered.final_recipient = "carol@example.test".into();
+    delivered.action = Action::Delivered;
+    delivered.status = "no code".into();
+    let parsed = parse(&build(&report(vec![relayed, delivered]), NOW));
+    no_defects(&parsed);
+    assert_eq!(field(&parsed["fields"], "Subject"), "Successful Mail Delivery Report");
+    let blocks = &parsed["parts"][1]["blocks"];
+    assert_eq!((field(&blocks[1], "Action"), field(&blocks[1], "Status")), ("relayed".into(), "2.0.0".into()));
+    assert_eq!((field(&blocks[2], "Action"), field(&blocks[2], "Status")), ("delivered".into(), "2.0.0".into()));
+    assert_eq!(parsed["parts"][2]["content_type"], "text/rfc822-headers");
+}
+
+#[test]
+fn a_report_with_one_failure_is_a_failure_report() {
+    let mut late = unknown_user();
+    late.final_recipient = "carol@example.test".into();
+    late.action = Action::Delayed;
+    let parsed = parse(&build(&report(vec![late, unknown_user()]), NOW));
+    assert_eq!(field(&parsed["fields"], "Subject"), "Undelivered Mail Returned to Sender");
+    assert_eq!(parsed["parts"][2]["content_type"], "message/rfc822");
 }
 
 #[test]
