@@ -225,6 +225,20 @@ mod tests {
     }
 
     #[test]
+    fn the_whole_config_has_default_and_names_a_bad_key_with_its_line() {
+        use crate::config::Config;
+        assert_eq!(Config::default().bounce_profile, builtin_profiles());
+        let config = Config::from_toml("hostname = \"mx.test\"\n").unwrap();
+        assert_eq!(config.bounce_profile, builtin_profiles());
+        let config = Config::from_toml("[bounce_profile.fast]\nmax_retries = 3\n").unwrap();
+        assert_eq!(config.bounce_profile.keys().collect::<Vec<_>>(), ["default", "fast"]);
+        // The effective config printed by check-config reads back the same.
+        assert_eq!(Config::from_toml(&config.to_toml()).unwrap().bounce_profile, config.bounce_profile);
+        let err = Config::from_toml("hostname = \"mx.test\"\n[bounce_profile.slow]\nmax_retries = 20000\n").unwrap_err();
+        assert!(err.0.starts_with("line 3: max_retries: bounce_profile.slow:"), "{}", err.0);
+    }
+
+    #[test]
     fn destinations_must_name_existing_profiles() {
         let profiles = parse("[bounce_profile.fast]\n").unwrap();
         validate_names(&profiles, ["default", "fast"].into_iter()).unwrap();

@@ -105,6 +105,49 @@ pub struct RecipientReport {
     pub will_retry_until_secs: Option<u64>,
 }
 
+impl RecipientReport {
+    /// A recipient the downstream refused (5xx at RCPT or after the dot):
+    /// failed, with the reply's own status.
+    pub fn refused(final_recipient: &str, remote_mta: Option<&str>, reply: &str, attempt_secs: u64) -> Self {
+        Self::from_attempt(final_recipient, Action::Failed, status_of(reply), remote_mta, Some(reply), attempt_secs)
+    }
+
+    /// A recipient whose bounce profile gave up (`retry::NextAttempt::
+    /// GiveUp`): failed, with the last reply if there was one and
+    /// `expired_status` (4.4.7 when the reply had no better code).
+    pub fn expired(final_recipient: &str, remote_mta: Option<&str>, last_reply: Option<&str>, attempt_secs: u64) -> Self {
+        let status = expired_status(last_reply);
+        Self::from_attempt(final_recipient, Action::Failed, status, remote_mta, last_reply, attempt_secs)
+    }
+
+    /// A recipient still retried (a delay warning) until `retry_until_secs`.
+    pub fn delayed(final_recipient: &str, remote_mta: Option<&str>, last_reply: Option<&str>, attempt_secs: u64, retry_until_secs: u64) -> Self {
+        let status = last_reply.map_or_else(|| "4.0.0".to_string(), status_of);
+        let mut report = Self::from_attempt(final_recipient, Action::Delayed, status, remote_mta, last_reply, attempt_secs);
+        report.will_retry_until_secs = Some(retry_until_secs);
+        report
+    }
+
+    /// The same report with the client's ORCPT ("rfc822;x@y").
+    pub fn with_original_recipient(mut self, orcpt: Option<String>) -> Self {
+        self.original_recipient = orcpt;
+        self
+    }
+
+    fn from_attempt(final_recipient: &str, action: Action, status: String, remote_mta: Option<&str>, reply: Option<&str>, attempt_secs: u64) -> Self {
+        RecipientReport {
+            final_recipient: final_recipient.to_string(),
+            original_recipient: None,
+            action,
+            status,
+            remote_mta: remote_mta.map(str::to_string),
+            diagnostic: reply.map(str::to_string),
+            last_attempt_secs: Some(attempt_secs),
+            will_retry_until_secs: None,
+        }
+    }
+}
+
 /// Everything one bounce says, about one message.
 #[derive(Clone, Debug)]
 pub struct Report<'a> {

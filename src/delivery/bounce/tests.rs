@@ -370,3 +370,21 @@ fn an_expired_message_reports_delivery_time_expired() {
     assert_eq!(expired_status(Some("421 too busy")), "4.4.7");
     assert_eq!(expired_status(Some("451 4.2.2 mailbox full")), "4.2.2");
 }
+
+#[test]
+fn the_constructors_fill_status_and_action_from_the_reply() {
+    let refused = RecipientReport::refused("bob@example.test", Some("mail.example.test"), "550 5.1.1 User unknown", NOW)
+        .with_original_recipient(Some("rfc822;bob@example.test".into()));
+    assert_eq!((refused.action, refused.status.as_str()), (Action::Failed, "5.1.1"));
+    assert_eq!(refused.original_recipient.as_deref(), Some("rfc822;bob@example.test"));
+    assert_eq!(refused.last_attempt_secs, Some(NOW));
+    let expired = RecipientReport::expired("bob@example.test", None, Some("421 busy"), NOW);
+    assert_eq!((expired.action, expired.status.as_str(), expired.diagnostic.as_deref()), (Action::Failed, "4.4.7", Some("421 busy")));
+    let delayed = RecipientReport::delayed("bob@example.test", None, None, NOW, NOW + 60);
+    assert_eq!((delayed.action, delayed.status.as_str(), delayed.will_retry_until_secs), (Action::Delayed, "4.0.0", Some(NOW + 60)));
+    // Through the parser: an expired recipient without any reply has no Diagnostic-Code.
+    let parsed = parse(&build(&report(vec![RecipientReport::expired("bob@example.test", None, None, NOW)]), NOW));
+    let block = &parsed["parts"][1]["blocks"][1];
+    assert_eq!(field(block, "Status"), "4.4.7");
+    assert!(values(block, "Diagnostic-Code").is_empty() && values(block, "Remote-MTA").is_empty());
+}
