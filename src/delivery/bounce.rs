@@ -298,7 +298,11 @@ fn boundary_for(queue_id: &str, now_secs: u64, parts: &[Part; 3]) -> String {
         let needle = format!("--{candidate}");
         parts.iter().any(|p| original::find(&p.body, needle.as_bytes()).is_some())
     };
-    (0u32..).map(|n| if n == 0 { base.clone() } else { format!("{base}_{n}") }).find(|b| !clashes(b)).expect("some counter is free")
+    let boundary = (0u32..).map(|n| if n == 0 { base.clone() } else { format!("{base}_{n}") }).find(|b| !clashes(b)).expect("some counter is free");
+    // RFC 2046 §5.1.1: 1 to 70 characters. 13 + 32 + 1 + 16 (+ "_" and a
+    // counter a bounded original cannot drive past 7 digits).
+    debug_assert!(boundary.len() <= 70, "{boundary}");
+    boundary
 }
 
 /// Part 1, for a person: what happened to whom, and what the downstream said.
@@ -329,10 +333,12 @@ fn human_part(report: &Report) -> Part {
 /// "<rcpt>: delivery failed (5.1.1)", the downstream's words, the retry end.
 fn human_recipient(r: &RecipientReport) -> String {
     let address = fields::one_line(fields::strip_angles(&r.final_recipient));
-    let mut text = format!("<{address}>: {} ({})\r\n", r.action.described(), fields::one_line(&r.status));
+    // Each line bounded as a whole (`one_line`): a long address, host and
+    // reply together must not pass RFC 5322 §2.1.1's 998 octets.
+    let mut text = format!("{}\r\n", fields::one_line(&format!("<{address}>: {} ({})", r.action.described(), r.status)));
     if let Some(reply) = &r.diagnostic {
         let by = r.remote_mta.as_deref().map_or(String::from("the remote server"), |h| format!("host {}", fields::host(h)));
-        text.push_str(&format!("    {by} said: {}\r\n", fields::diagnostic(reply)));
+        text.push_str(&format!("    {}\r\n", fields::one_line(&format!("{by} said: {}", fields::diagnostic(reply)))));
     }
     if let (Action::Delayed, Some(until)) = (r.action, r.will_retry_until_secs) {
         text.push_str(&format!("    retried until {}\r\n", clock::rfc5322(until)));

@@ -269,7 +269,12 @@ fn crlf_in_a_diagnostic_address_or_sender_cannot_inject_a_field() {
 fn a_long_diagnostic_is_folded_and_bounded() {
     let mut long = unknown_user();
     long.diagnostic = Some(format!("550 5.7.1 {}", "policy says no ".repeat(200)));
-    let bounce = build(&report(vec![long]), NOW);
+    let mut longer = long.clone();
+    // Every outside value at its longest at once, 8-bit address expanded by RFC 6533's encoding.
+    longer.final_recipient = format!("{}@example.test", "ü".repeat(400));
+    longer.remote_mta = Some(format!("{}.example.test", "h".repeat(2000)));
+    longer.status = "5".repeat(2000);
+    let bounce = build(&report(vec![long, longer]), NOW);
     let text = String::from_utf8(bounce.clone()).unwrap();
     assert!(text.split("\r\n").all(|line| line.len() <= 998), "a line passes 998 octets");
     let parsed = parse(&bounce);
