@@ -25,6 +25,8 @@
 mod fields;
 mod original;
 
+use std::collections::HashSet;
+
 use crate::clock;
 use crate::limits;
 
@@ -290,17 +292,39 @@ fn boundary_safe(queue_id: &str) -> String {
 }
 
 /// A boundary that occurs in none of the parts (RFC 2046 §5.1.1: it must
-/// not appear in the encapsulated text): from the queue id and time, with
-/// a counter added while a part contains it.
+/// not appear in the encapsulated text, not even as the start of a longer
+/// string, which lenient parsers would take for it): from the queue id and
+/// time, and when a part contains that, with the smallest counter suffix
+/// no part contains. One scan of the parts, whatever an original holds (a
+/// candidate-by-candidate search would let a crafted original make us scan
+/// it once per planted variant).
 fn boundary_for(queue_id: &str, now_secs: u64, parts: &[Part; 3]) -> String {
     let base = format!("=_portcullis_{}_{now_secs:x}", boundary_safe(queue_id));
-    let clashes = |candidate: &str| {
-        let needle = format!("--{candidate}");
-        parts.iter().any(|p| original::find(&p.body, needle.as_bytes()).is_some())
-    };
-    let boundary = (0u32..).map(|n| if n == 0 { base.clone() } else { format!("{base}_{n}") }).find(|b| !clashes(b)).expect("some counter is free");
-    // RFC 2046 §5.1.1: 1 to 70 characters. 13 + 32 + 1 + 16 (+ "_" and a
-    // counter a bounded original cannot drive past 7 digits).
+    let needle = format!("--{base}");
+    let mut base_taken = false;
+    let mut counters_taken = HashSet::new();
+    for part in parts {
+        let mut rest = &part.body[..];
+        while let Some(at) = original::find(rest, needle.as_bytes()) {
+            base_taken = true;
+            // "--BASE_12…" rules out the counters 1 and 12 (and longer ones).
+            if let Some(digits) = rest[at + needle.len()..].strip_prefix(b"_") {
+                let mut n = 0u64;
+                for &d in digits.iter().take(18).take_while(|d| d.is_ascii_digit()) {
+                    n = n * 10 + u64::from(d - b'0');
+                    counters_taken.insert(n);
+                }
+            }
+            rest = &rest[at + 1..];
+        }
+    }
+    if !base_taken {
+        return base;
+    }
+    let counter = (1u64..).find(|n| !counters_taken.contains(n)).expect("a counter is free");
+    let boundary = format!("{base}_{counter}");
+    // RFC 2046 §5.1.1: at most 70 characters: 13 + 32 + 1 + 16, "_" and a
+    // counter no larger than the number of variants a part can hold.
     debug_assert!(boundary.len() <= 70, "{boundary}");
     boundary
 }

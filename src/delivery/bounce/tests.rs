@@ -299,6 +299,21 @@ fn the_boundary_never_occurs_in_the_original() {
 }
 
 #[test]
+fn planted_boundary_variants_are_skipped_in_one_go() {
+    let first = String::from_utf8(build(&report(vec![unknown_user()]), NOW)).unwrap();
+    let base = first.split("boundary=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    // The base and counters 1, 2, 3 (and 31, by prefix) are taken; 4 is free.
+    let hostile = format!("Subject: trap\r\n\r\n--{base}\r\n--{base}_1\r\nx--{base}_2--\r\n--{base}_31\r\n");
+    let mut r = report(vec![unknown_user()]);
+    r.original = hostile.as_bytes();
+    let bounce = String::from_utf8(build(&r, NOW)).unwrap();
+    assert!(bounce.contains(&format!("boundary=\"{base}_4\"")), "{bounce}");
+    let parsed = parse(bounce.as_bytes());
+    no_defects(&parsed);
+    assert_eq!(content_types(&parsed).len(), 3);
+}
+
+#[test]
 fn every_line_ends_with_crlf() {
     let bounce = build(&report(vec![unknown_user()]), NOW);
     assert!(bounce.ends_with(b"--\r\n"));
