@@ -73,9 +73,11 @@ use crate::shards::Mesh;
 use crate::spool::done::MarkDone;
 use crate::spool::{self, BodyLocation};
 
+pub mod bounce;
 pub mod controls;
 mod dane;
 mod plan;
+pub mod retry;
 use controls::Controls;
 use dane::{DanePlan, HostTls, LegDane};
 use plan::Leg;

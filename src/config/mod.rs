@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod bounce;
 pub mod callahead;
 pub mod destination;
 pub mod flow;
@@ -88,6 +89,10 @@ pub struct Config {
     /// `[destination.default]`, `[destination."DOMAIN"]`: delivery's
     /// destination controls (TLS for now; `destination.rs`).
     pub destination: BTreeMap<String, destination::DestinationConfig>,
+    /// `[bounce_profile.NAME]`: retries, time in queue and bounces
+    /// (`bounce.rs`); `default` is always there.
+    #[serde(deserialize_with = "bounce::deserialize_profiles")]
+    pub bounce_profile: BTreeMap<String, bounce::BounceProfileConfig>,
     /// `[auth]`: the SMTP AUTH backend and the failed-AUTH limit per client IP.
     pub auth: auth::AuthConfig,
 }
@@ -164,6 +169,7 @@ impl Default for Config {
             ldap: ldap::LdapConfig::default(),
             tls: tls::TlsConfig::default(),
             destination: BTreeMap::new(),
+            bounce_profile: bounce::builtin_profiles(),
             auth: auth::AuthConfig::default(),
         }
     }
@@ -340,6 +346,7 @@ impl Config {
             })?;
         }
         destination::validate(&self.destination)?;
+        bounce::validate(&self.bounce_profile)?;
         // Compiling the access tables is their validation (HAT, RAT, policies).
         crate::policy::access::Access::compile(self)?;
         Ok(())
