@@ -398,6 +398,8 @@ impl Delivery {
             recipients: pending.iter().map(|&i| leg.address(job, i).to_string()).collect(),
             body_type: env.body_type,
             smtputf8: env.smtputf8,
+            dsn: env.dsn.clone(),
+            recipient_dsn: pending.iter().map(|&i| env.rcpt_dsn(i as usize)).collect(),
         };
         let sent = match self.pool.send_with(host, &plan, &outbound, data).await {
             Ok(sent) => sent,

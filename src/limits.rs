@@ -389,3 +389,8 @@ pub const TLS_SESSION_CACHE_ENTRIES: usize = 4_096;
 /// (the newest and the one before: sessions keep the snapshot they began
 /// with, so both may handshake right after a reload).
 pub const TLS_SHARD_CONFIGS_MAX: usize = 2;
+// ---- DSN parameters (smtp::dsn, RFC 3461) -------------------------------------
+/// ENVID= on MAIL, characters as sent (RFC 3461 §4.4: at most 100).
+pub const DSN_ENVID_CHARS_MAX: usize = 100;
+/// ORCPT= on RCPT, characters as sent (RFC 3461 §4.2: at most 500).
+pub const DSN_ORCPT_CHARS_MAX: usize = 500;
