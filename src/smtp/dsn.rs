@@ -99,6 +99,15 @@ impl RecipientDsn {
         *self == RecipientDsn::default()
     }
 
+    /// The value of a bounce's Original-Recipient field (RFC 3464 §2.3.1,
+    /// RFC 3461 §6.3: the ORCPT, decoded), e.g. "rfc822;a+b@c.test". Safe
+    /// in a header: the parser refused control characters.
+    pub fn original_recipient(&self) -> Option<String> {
+        self.orcpt
+            .as_ref()
+            .map(|(addr_type, address)| format!("{addr_type};{address}"))
+    }
+
     /// The RCPT parameters for a downstream that offers DSN, each with its
     /// leading space: ` NOTIFY=FAILURE,DELAY ORCPT=rfc822;a+2Bb@c` (empty
     /// when nothing was given).

@@ -407,6 +407,22 @@ mod tests {
         assert_eq!(message_envelope(&records, 2), &envelope());
     }
 
+    /// The largest DSN values the parser lets through (ENVID 100, ORCPT
+    /// 500 characters) on every recipient stay under the reader's bound.
+    #[test]
+    fn the_largest_dsn_values_are_read_back() {
+        use crate::smtp::command::parse_rcpt_params;
+        use crate::smtp::dsn::{parse_envid, Dsn};
+        let envid = parse_envid(Some(&"e".repeat(crate::limits::DSN_ENVID_CHARS_MAX))).unwrap();
+        let orcpt = format!("ORCPT=rfc822;{}", "o".repeat(crate::limits::DSN_ORCPT_CHARS_MAX - "rfc822;".len()));
+        let rcpt = parse_rcpt_params(&format!("NOTIFY=SUCCESS,FAILURE,DELAY {orcpt}")).unwrap();
+        let mut big = Envelope { dsn: Dsn { ret: None, envid: Some(envid) }, ..envelope() };
+        big.recipient_dsn = vec![rcpt; big.recipients.len()];
+        let mut seg = Vec::new();
+        encode_message(&mut seg, &QueueId("Q1".into()), &big, 1, b"x");
+        assert_eq!(message_envelope(&decode_all(&seg).0, 0), &big);
+    }
+
     /// A record of a newer writer with a tag we do not know (here 200)
     /// around ours: it is skipped and ours still applies.
     #[test]

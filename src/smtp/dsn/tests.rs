@@ -143,6 +143,8 @@ fn parameters_render_encoded_for_a_downstream() {
         orcpt: Some(("rfc822".into(), "a+b@c.test".into())),
     };
     assert_eq!(rcpt.rcpt_params(), " NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a+2Bb@c.test");
+    assert_eq!(rcpt.original_recipient().as_deref(), Some("rfc822;a+b@c.test"));
+    assert_eq!(RecipientDsn::default().original_recipient(), None);
     let never = RecipientDsn {
         notify: Notify::Never,
         orcpt: Some(("utf-8".into(), "jörg@b.test".into())),
