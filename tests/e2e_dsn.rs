@@ -9,6 +9,10 @@
 //! the relay falls back to HELO) must get none of them (RFC 3461 §4.1:
 //! we stay the MTA that reports on the mail).
 //!
+//! A real Postfix `smtpd` as the downstream then proves the encoding: it
+//! refuses DSN parameters it cannot parse, and its success notice for
+//! NOTIFY=SUCCESS shows the NOTIFY arrived.
+//!
 //! The parameters are sent with the raw client: the swaks of the test
 //! machine (20201014) has no option for DSN parameters.
 
@@ -86,4 +90,20 @@ fn a_downstream_without_dsn_gets_no_dsn_parameters() {
     let message = &messages[0];
     assert_eq!(message.mail_args.trim(), format!("<{SENDER}>"));
     assert_eq!(message.rcpt_args, ["<u@example.test>", "<v@example.test>"]);
+}
+
+/// A real Postfix smtpd downstream checks what we relay: it refuses DSN
+/// parameters it cannot parse (501 5.5.4), so both recipients delivered
+/// (to its `discard:` transport) mean it took RET, ENVID, NOTIFY and ORCPT
+/// as we encoded them; the success notice it sends for NOTIFY=SUCCESS
+/// shows that NOTIFY arrived.
+#[test]
+fn a_real_postfix_smtpd_takes_the_relayed_dsn_parameters() {
+    let pf = PostfixSmtpd::start(&["example.test"], &["u@example.test", "v@example.test"]);
+    let server = Portcullis::builder().route_hosts("*", &[pf.host_port().as_str()]).start();
+    send_with_dsn(&server);
+    let sent = |to: &str| pf.log().lines().any(|l| l.contains(&format!("to=<{to}>")) && l.contains("status=sent"));
+    assert!(wait_until(WAIT, || sent("u@example.test") && sent("v@example.test")), "{}", pf.log());
+    let notice = "sender delivery status notification";
+    assert!(wait_until(WAIT, || pf.log().contains(notice)), "no success DSN for NOTIFY=SUCCESS\n{}", pf.log());
 }
