@@ -99,6 +99,20 @@ impl RecipientDsn {
         *self == RecipientDsn::default()
     }
 
+    /// The parameters to relay for a recipient we received as `received_as`
+    /// and send on as `sent_as` (an LDAP routing rewrite, say). RFC 3461
+    /// §5.2.1(c): without an ORCPT from the client, the relaying MTA may
+    /// add one with the address it received, so the sender's DSN still
+    /// names the address they used.
+    pub fn relayed(&self, received_as: &str, sent_as: &str) -> RecipientDsn {
+        let mut relayed = self.clone();
+        if relayed.orcpt.is_none() && received_as != sent_as {
+            let addr_type = if received_as.is_ascii() { "rfc822" } else { "utf-8" }; // RFC 6533 §3
+            relayed.orcpt = Some((addr_type.to_string(), received_as.to_string()));
+        }
+        relayed
+    }
+
     /// The value of a bounce's Original-Recipient field (RFC 3464 §2.3.1,
     /// RFC 3461 §6.3: the ORCPT, decoded), e.g. "rfc822;a+b@c.test". Safe
     /// in a header: the parser refused control characters.

@@ -126,6 +126,27 @@ fn orcpt_is_an_atom_and_an_xtext_address() {
 }
 
 #[test]
+fn a_rewritten_recipient_is_relayed_with_its_original_address() {
+    let none = RecipientDsn::default();
+    assert_eq!(
+        none.relayed("a@b.test", "a@b.test"),
+        none,
+        "not rewritten: nothing added"
+    );
+    let added = none.relayed("a@b.test", "a@mailhost.b.test");
+    assert_eq!(added.orcpt, Some(("rfc822".into(), "a@b.test".into())));
+    assert_eq!(
+        none.relayed("jörg@b.test", "j@b.test").orcpt,
+        Some(("utf-8".into(), "jörg@b.test".into()))
+    );
+    let given = RecipientDsn {
+        notify: Notify::Never,
+        orcpt: Some(("rfc822".into(), "first@x.test".into())),
+    };
+    assert_eq!(given.relayed("a@b.test", "c@d.test"), given, "the client's ORCPT wins");
+}
+
+#[test]
 fn parameters_render_encoded_for_a_downstream() {
     assert_eq!(Dsn::default().mail_params(), "");
     let dsn = Dsn {
