@@ -6,7 +6,7 @@
 //! writes the arguments of MAIL and RCPT exactly as received into its dump
 //! (`X-Mail-Args`, `X-Rcpt-Args`): there the relayed parameters must be
 //! the client's, xtext-encoded again. A sink started with `-e` (no ESMTP:
-//! the relay falls back to HELO) must get none of them (RFC 3461 §4.1:
+//! the relay falls back to HELO) must get none of them (RFC 3461 §5.2.2:
 //! we stay the MTA that reports on the mail).
 //!
 //! A real Postfix `smtpd` as the downstream then proves the encoding: it

@@ -409,7 +409,7 @@ impl Client {
         if envelope.smtputf8 {
             s.extend_from_slice(b" SMTPUTF8");
         }
-        // RFC 3461 §4.1: to a downstream without DSN the parameters are
+        // RFC 3461 §5.2.2: to a downstream without DSN the parameters are
         // left out; we are then the last MTA that knows them, and it is our
         // bounce (honouring NOTIFY/RET) that reports a later failure.
         let dsn = self.extensions.dsn;

@@ -101,7 +101,7 @@ impl RecipientDsn {
 
     /// The parameters to relay for a recipient we received as `received_as`
     /// and send on as `sent_as` (an LDAP routing rewrite, say). RFC 3461
-    /// §5.2.1(c): without an ORCPT from the client, the relaying MTA may
+    /// §5.2.1: without an ORCPT from the client, the relaying MTA may
     /// add one with the address it received, so the sender's DSN still
     /// names the address they used.
     pub fn relayed(&self, received_as: &str, sent_as: &str) -> RecipientDsn {

@@ -598,7 +598,7 @@ fn dsn_parameters_are_relayed_xtext_encoded_to_a_downstream_that_offers_dsn() {
     );
 }
 
-/// RFC 3461 §4.1: a downstream without DSN gets no DSN parameters (they
+/// RFC 3461 §5.2.2: a downstream without DSN gets no DSN parameters (they
 /// would be 555); we stay the MTA that reports on this mail.
 #[test]
 fn dsn_parameters_are_left_out_when_the_downstream_does_not_offer_dsn() {
