@@ -438,6 +438,8 @@ impl Delivery {
             recipients: pending.iter().map(|&i| leg.address(job, i).to_string()).collect(),
             body_type: env.body_type,
             smtputf8: env.smtputf8,
+            dsn: env.dsn.clone(),
+            recipient_dsn: pending.iter().map(|&i| env.rcpt_dsn(i as usize)).collect(),
         };
         // The turn first (the destination's connection limit), then the bytes.
         let turn = match self.wait((held, &mut job.data), self.pool.turn(host, &plan, quota)).await {

@@ -441,3 +441,8 @@ pub const BOUNCE_HEADERS_BYTES_MAX: usize = 64 * 1024;
 pub const BOUNCE_FIELD_BYTES_MAX: usize = 900;
 /// The original's header block `should_send` reads, bytes.
 pub const BOUNCE_SCAN_HEADER_BYTES_MAX: usize = 256 * 1024;
+// ---- DSN parameters (smtp::dsn, RFC 3461) -------------------------------------
+/// ENVID= on MAIL, characters as sent (RFC 3461 §4.4: at most 100).
+pub const DSN_ENVID_CHARS_MAX: usize = 100;
+/// ORCPT= on RCPT, characters as sent (RFC 3461 §4.2: at most 500).
+pub const DSN_ORCPT_CHARS_MAX: usize = 500;

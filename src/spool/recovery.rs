@@ -222,6 +222,7 @@ mod tests {
             recipients: (0..rcpts).map(|i| format!("r{i}@example.test")).collect(),
             ldap_routing: String::new(),
             secured: Default::default(),
+            ..Default::default()
         }
     }
 

@@ -23,6 +23,7 @@ fn envelope(rcpts: usize) -> Envelope {
         recipients: (0..rcpts).map(|i| format!("r{i}@example.test")).collect(),
         ldap_routing: String::new(),
         secured: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -20,6 +20,7 @@ use super::{commands::same_mailbox, Action, Session, State, Transaction};
 use crate::limits;
 use crate::message::BodyType;
 use crate::smtp::command;
+use crate::smtp::dsn::RecipientDsn;
 use crate::smtp::reply::Reply;
 use crate::smtp::sasl::Secret;
 
@@ -73,7 +74,8 @@ pub(super) enum Pending {
     /// `twin`: the same mailbox was in flight when this was asked, so an
     /// accept must not add it twice (checked only then: the scan is the
     /// costliest part of an accept).
-    Rcpt { mailbox: String, twin: bool },
+    /// `dsn`: the RCPT's NOTIFY and ORCPT (RFC 3461), kept if it is accepted.
+    Rcpt { mailbox: String, twin: bool, dsn: RecipientDsn },
     Auth { user: String, password: Secret },
 }
 
@@ -92,7 +94,7 @@ impl Session {
             (_, Decision::Close(reply) | Decision::RefuseAndClose(reply)) => return self.close_after(ticket, reply),
             (Pending::Connect, decision) => self.admit(decision),
             (Pending::Mail(tx), decision) => self.start_transaction(tx, decision),
-            (Pending::Rcpt { mailbox, twin }, decision) => self.add_recipient(ticket, mailbox, twin, decision),
+            (Pending::Rcpt { mailbox, twin, dsn }, decision) => self.add_recipient(ticket, mailbox, dsn, twin, decision),
             (Pending::Auth { user, .. }, Decision::Accept) => self.authenticated_as(user),
             (Pending::Auth { .. }, Decision::Refuse(reply)) => reply,
             (Pending::Auth { .. }, Decision::Admit(_)) => unreachable!("fitting() maps Admit"),
@@ -205,7 +207,7 @@ impl Session {
         }
     }
 
-    fn add_recipient(&mut self, ticket: Ticket, mailbox: String, twin: bool, decision: Decision) -> Reply {
+    fn add_recipient(&mut self, ticket: Ticket, mailbox: String, dsn: RecipientDsn, twin: bool, decision: Decision) -> Reply {
         let max = self.admission.policy().map_or(0, |p| p.recipients_max);
         // Only a close drops the transaction while RCPTs are in flight.
         let tx = self.tx.as_mut();
@@ -221,6 +223,7 @@ impl Session {
                         let at = tx.accepted.partition_point(|t| *t < ticket);
                         tx.accepted.insert(at, ticket);
                         tx.recipients.insert(at, mailbox);
+                        tx.recipient_dsn.insert(at, dsn);
                     }
                 }
                 Reply::new(250, "2.1.5", "Ok")
