@@ -71,13 +71,17 @@ use crate::smtp::client::StartTls;
 use crate::tls::outbound::Destination;
 use crate::shards::Mesh;
 use crate::spool::done::MarkDone;
-use crate::spool::{self, BodyLocation};
+use crate::config::bounce::BounceProfileConfig;
+use crate::spool::{self, BodyLocation, Spool};
 
 pub mod bounce;
 pub mod controls;
 mod dane;
+mod notify;
 mod plan;
 pub mod retry;
+use bounce::{Action, RecipientReport};
+use retry::NextAttempt;
 use controls::Controls;
 use dane::{DanePlan, HostTls, LegDane};
 use plan::Leg;
@@ -129,6 +133,10 @@ pub struct Delivery {
     memory: Rc<glommio::sync::Semaphore>,
     /// Recipients per period of the destinations (`controls`).
     controls: Controls,
+    /// This shard's spool: where our own bounces are stored (`notify`).
+    spool: Rc<Spool>,
+    /// Itself, for queueing the bounces it makes (`notify`).
+    me: std::rc::Weak<Delivery>,
 }
 
 /// A job's message bytes, held for one round and counted while held.
@@ -139,11 +147,13 @@ struct Held {
 
 impl Delivery {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, (resolver, ldap, counters): (Rc<Resolver>, Rc<Lookups>, Rc<Counters>), mesh: Rc<Mesh>, log: Rc<MailLog>, metrics: Arc<Metrics>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
+    pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, (resolver, ldap, counters, spool): (Rc<Resolver>, Rc<Lookups>, Rc<Counters>, Rc<Spool>), mesh: Rc<Mesh>, log: Rc<MailLog>, metrics: Arc<Metrics>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
         let memory = Rc::new(glommio::sync::Semaphore::new(memory_units(&settings)));
         let pool = Pool::with_counters(settings.pool.clone(), counters.clone());
-        Rc::new(Delivery {
+        Rc::new_cyclic(|me| Delivery {
+            me: me.clone(),
             controls: Controls::new(counters),
+            spool,
             settings,
             policy,
             pool,
@@ -215,10 +225,10 @@ impl Delivery {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
         let dlv = format!("D{}-{id}", self.mesh.id());
-        let policy = self.policy.current();
-        let retry = &policy.retry;
+        let profile = self.profile(&job);
         let mut pending = job.recipients.clone();
-        let mut delay = Duration::from_secs(retry.first_secs);
+        let mut attempts = 0u32;
+        let mut last_warning: Option<u64> = None;
         let mut last_reason = String::from("not tried yet");
         while !pending.is_empty() && !self.is_stopping() {
             let legs = self.plan(&job, &pending).await;
@@ -253,24 +263,49 @@ impl Delivery {
             if pending.is_empty() || self.is_stopping() {
                 break;
             }
+            attempts += 1;
             let age = clock::now().0.saturating_sub(job.accepted_secs);
-            if age >= retry.queue_lifetime_secs {
-                let reason = format!("queue lifetime expired; last error: {last_reason}");
-                // Without the bytes (unreadable spool) the failed copy keeps the envelope and reason.
-                let data = self.held(&mut job, &mut held).await.unwrap_or_default();
-                // Counted like an attempt: shutdown waits for its done marker.
-                self.attempting.set(self.attempting.get() + 1);
-                let _owed = self.fail(&job, &data, &dlv, &pending, &reason).await;
-                self.attempting.set(self.attempting.get() - 1);
-                break;
+            let wait = match retry::next_attempt(&profile, attempts, age, jitter()) {
+                NextAttempt::RetryIn(wait) => wait,
+                NextAttempt::GiveUp(why) => {
+                    let expired = match age >= profile.max_queue_lifetime_secs {
+                        true => "queue lifetime expired",
+                        false => "retries exhausted",
+                    };
+                    let reason = format!("{expired} ({why}); last error: {last_reason}");
+                    // Without the bytes (unreadable spool) the failed copy keeps the envelope and reason.
+                    let data = self.held(&mut job, &mut held).await.unwrap_or_default();
+                    let now = clock::now().0;
+                    let report = |rcpt: &str| RecipientReport::expired(rcpt, None, Some(&last_reason), now);
+                    // Counted like an attempt: shutdown waits for its done marker.
+                    self.attempting.set(self.attempting.get() + 1);
+                    let _owed = self.fail(&job, &data, &dlv, &pending, &reason, &report).await;
+                    self.attempting.set(self.attempting.get() - 1);
+                    break;
+                }
+            };
+            if retry::delay_warning_due(&profile, age, last_warning) {
+                last_warning = Some(age);
+                if let Ok(data) = self.held(&mut job, &mut held).await {
+                    let (now, until) = (clock::now().0, retry::retry_until_secs(&profile, job.accepted_secs));
+                    let reports = pending.iter().map(|&i| (i, RecipientReport::delayed(&job.envelope.recipients[i as usize], None, Some(&last_reason), now, until))).collect();
+                    self.report(&job, data.as_slice(), &dlv, Action::Delayed, reports).await;
+                }
             }
             drop(held); // deferred mail waits on disk, not in memory
-            // The last retry lands on the lifetime's end, not a backoff before it.
-            let wait = delay.min(Duration::from_secs(retry.queue_lifetime_secs - age));
             self.log.event("retry", format_args!("qid={} dlv={dlv} rcpts={} in={}s reason=\"{}\"", job.queue_id, pending.len(), wait.as_secs(), last_reason.escape_debug()));
             futures_lite::future::or(glommio::timer::sleep(wait), self.until_stopped()).await;
-            delay = (delay * 2).min(Duration::from_secs(retry.max_secs));
         }
+    }
+
+    /// The bounce profile of the job's destination in the current policy
+    /// (a job keeps it for its life: its retry schedule does not jump when
+    /// a reload changes it).
+    fn profile(&self, job: &DeliveryJob) -> BounceProfileConfig {
+        let policy = self.policy.current();
+        let name = &policy.outbound_tls.destination(&job.destination).settings.bounce_profile;
+        let profiles = &policy.bounce_profiles;
+        profiles.get(name).or_else(|| profiles.get(crate::config::bounce::DEFAULT_PROFILE)).cloned().unwrap_or_default()
     }
 
     /// The round's message bytes: those already held, else `hold` them.
@@ -410,7 +445,9 @@ impl Delivery {
         let reason = format!("{}: {}", job.destination, refused.reply());
         // Counted like an attempt: shutdown waits for its done marker.
         self.attempting.set(self.attempting.get() + 1);
-        let owed = self.fail(job, data, dlv, pending, &reason).await;
+        let (reply, now) = (refused.reply().to_string(), clock::now().0);
+        let report = |rcpt: &str| RecipientReport::refused(rcpt, None, &reply, now);
+        let owed = self.fail(job, data, dlv, pending, &reason, &report).await;
         self.attempting.set(self.attempting.get() - 1);
         owed
     }
@@ -488,15 +525,19 @@ impl Delivery {
                     self.log.event("deferred", format_args!("qid={} dlv={dlv} to=<{rcpt}>{orig} relay={host} tls={tls} reply=\"{reply}\"", job.queue_id));
                     deferred.push(index);
                 }
-                RecipientOutcome::Failed(reply) => failures.push((index, format!("{host} said: {reply}"))),
+                RecipientOutcome::Failed(reply) => {
+                    let report = RecipientReport::refused(rcpt, Some(&host.ip().to_string()), &reply.to_string(), clock::now().0);
+                    failures.push((index, format!("{host} said: {reply}"), report))
+                }
             }
         }
         // The pool answers for every recipient; anything it left out stays owed.
         deferred.extend(pending.iter().skip(outcomes.len()).copied());
         if !failures.is_empty() {
             let indices: Vec<u32> = failures.iter().map(|f| f.0).collect();
-            let reasons: Vec<String> = failures.into_iter().map(|f| f.1).collect();
-            self.keep_failed(job, data, dlv, &indices, &reasons, &mut deferred).await;
+            let reasons: Vec<String> = failures.iter().map(|f| f.1.clone()).collect();
+            let reports = failures.into_iter().map(|f| f.2).collect();
+            self.keep_failed(job, data, dlv, (&indices, &reasons, reports), &mut deferred).await;
         }
         // Delivered, and failed ones whose copy is durable, are finished.
         let finished: Vec<u32> = indices_not_in(pending, &deferred).collect();
@@ -532,29 +573,36 @@ impl Delivery {
     /// Keep the message as failed for `pending` (retries exhausted, or a
     /// domain that takes no mail). Returns the recipients still owed
     /// because the failed copy could not be written.
-    async fn fail(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, pending: &[u32], reason: &str) -> Vec<u32> {
+    async fn fail(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, pending: &[u32], reason: &str, report: &dyn Fn(&str) -> RecipientReport) -> Vec<u32> {
         let reasons = vec![reason.to_string(); pending.len()];
+        let reports = pending.iter().map(|&i| report(&job.envelope.recipients[i as usize])).collect();
         let mut still_owed = Vec::new();
-        self.keep_failed(job, data, dlv, pending, &reasons, &mut still_owed).await;
+        self.keep_failed(job, data, dlv, (pending, &reasons, reports), &mut still_owed).await;
         let finished: Vec<u32> = indices_not_in(pending, &still_owed).collect();
         self.finish(job, finished).await;
         still_owed
     }
 
-    /// Write the failed copy; on error the recipients stay owed (pushed to `owed`).
-    /// The copy is written on glommio's blocking pool: file creation and
-    /// fsync must not stall the shard's sessions.
-    async fn keep_failed(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, indices: &[u32], reasons: &[String], owed: &mut Vec<u32>) {
+    /// Write the failed copy, then bounce them to the sender (`notify`,
+    /// when the bounce profile sends hard bounces); on error the
+    /// recipients stay owed (pushed to `owed`). The copy is written on
+    /// glommio's blocking pool: file creation and fsync must not stall the
+    /// shard's sessions.
+    async fn keep_failed(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, (indices, reasons, reports): (&[u32], &[String], Vec<RecipientReport>), owed: &mut Vec<u32>) {
         let env = &job.envelope;
         let failures: Vec<(String, String)> =
             indices.iter().zip(reasons).map(|(&i, r)| (env.recipients[i as usize].clone(), r.clone())).collect();
-        let (dir, queue_id, envelope, data, list) =
+        let (dir, queue_id, envelope, copy, list) =
             (self.settings.spool_dir.clone(), job.queue_id.clone(), job.envelope.clone(), data.clone(), failures.clone());
-        let kept = glommio::executor().spawn_blocking(move || spool::failed::keep(&dir, &queue_id, &envelope, &list, &data)).await;
+        let kept = glommio::executor().spawn_blocking(move || spool::failed::keep(&dir, &queue_id, &envelope, &list, &copy)).await;
         match kept {
             Ok(()) => {
                 for (rcpt, reason) in &failures {
                     self.log.event("failed", format_args!("qid={} dlv={dlv} to=<{rcpt}> reason=\"{reason}\"", job.queue_id));
+                }
+                if self.profile(job).send_hard_bounces {
+                    let reports = indices.iter().copied().zip(reports).collect();
+                    self.report(job, data.as_slice(), dlv, Action::Failed, reports).await;
                 }
             }
             Err(e) => {
@@ -577,6 +625,14 @@ impl Delivery {
             self.log.event("done-lost", format_args!("qid={} reason=\"{gone}\"", job.queue_id));
         }
     }
+}
+
+/// A number in 0..1 for the retry jitter (`retry::next_attempt`): the
+/// clock's nanoseconds are random enough to keep retries of a backlog
+/// from landing in the same second.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1_000_000) / 1_000_000.0
 }
 
 /// Delivery memory in units of one byte: `queue_bytes_max`, at least one.

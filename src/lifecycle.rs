@@ -278,7 +278,7 @@ async fn shard_body(id: usize, recovered: RecoveredShard, shared: Shared, log: R
     let resolver = Rc::new(Resolver::new(shared.nameservers.to_vec(), dns, metrics.clone()));
     let ldap = Lookups::new(shared.directory.clone(), mesh.clone(), metrics.clone());
     let counters = Counters::new(mesh.clone(), &settings.rate);
-    let delivery = Delivery::new(settings.clone(), policy.clone(), (resolver.clone(), ldap.clone(), counters.clone()), mesh.clone(), log.clone(), metrics.clone(), queues.delivery);
+    let delivery = Delivery::new(settings.clone(), policy.clone(), (resolver.clone(), ldap.clone(), counters.clone(), spool.clone()), mesh.clone(), log.clone(), metrics.clone(), queues.delivery);
     let callahead = Callahead::new(mesh.clone(), resolver.clone(), counters.clone(), policy.clone(), &settings.hostname, metrics.clone());
     let services = (resolver, counters, metrics, callahead, ldap);
     let shard = Rc::new(Shard::new(settings.clone(), policy, mesh.clone(), spool, delivery, log.clone(), services, queues, shared.connections.clone()));

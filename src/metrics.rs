@@ -16,6 +16,7 @@
 //! allowed to grow the page.
 
 mod auth;
+mod bounces;
 mod board;
 mod callahead;
 mod connections;
@@ -28,6 +29,7 @@ mod tls;
 mod tests;
 
 pub use auth::{AuthSnapshot, AUTH_RESULTS};
+pub use bounces::{BounceSnapshot, BOUNCE_KINDS};
 pub use board::{MetricsBoard, CONTENT_TYPE};
 pub use callahead::{ServerGauge, 
     CallaheadSnapshot, CACHE_LOOKUP_RESULTS, CALLAHEAD_RESULTS, CALLAHEAD_SOURCES,
@@ -42,6 +44,7 @@ pub use snapshot::Snapshot;
 pub use tls::{OutboundTlsLabels, OUTBOUND_TLS_RESULTS, OUTBOUND_TLS_SIDES};
 
 use auth::AuthMetrics;
+use bounces::BounceMetrics;
 use callahead::CallaheadMetrics;
 use connections::ConnectionCounts;
 use handshakes::HandshakeMetrics;
@@ -105,6 +108,7 @@ pub struct Metrics {
     handshakes: HandshakeMetrics,
     outbound_tls: tls::OutboundTlsCounts,
     auth: AuthMetrics,
+    bounces: BounceMetrics,
     dane: dane::DaneMetrics,
 }
 
@@ -238,6 +242,11 @@ impl Metrics {
     pub fn auth_attempt(&self, result: &str) {
         self.auth.attempt(result);
     }
+    /// A delivery status notification stored for the envelope sender:
+    /// "failed" or "delayed" (`metrics::bounces`).
+    pub fn bounce(&self, kind: &str) {
+        self.bounces.count(kind);
+    }
 
     /// A copy of this shard's values, for summing (relaxed reads: each value
     /// is exact, values of different families may be a few events apart).
@@ -258,6 +267,7 @@ impl Metrics {
             handshakes: self.handshakes.snapshot(),
             outbound_tls: self.outbound_tls.copy(),
             auth: self.auth.snapshot(),
+            bounces: self.bounces.snapshot(),
             dane: self.dane.snapshot(),
         }
     }

@@ -26,6 +26,7 @@ declare -A probe=(
     [libnet-ssleay-perl]=/usr/share/doc/libnet-ssleay-perl/copyright   # swaks --tls (a Perl module: its package's copyright file)
     [testssl.sh]=/usr/bin/testssl    # rates the STARTTLS port (tests/e2e_testssl.rs)
     [ldnsutils]=/usr/bin/ldns-signzone  # ldns-keygen/ldns-signzone: the DANE tests' signed zone (tests/common/dnssec.rs)
+    [python3]=/usr/bin/python3       # its email package parses our RFC 3464 bounces (tests/mime/parse_report.py)
 )
 
 missing=()

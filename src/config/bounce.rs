@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 use crate::limits;
 
@@ -84,29 +84,28 @@ impl BounceProfileConfig {
     }
 }
 
-/// The built-in profiles: just `default`, at its defaults.
-pub fn builtin_profiles() -> BTreeMap<String, BounceProfileConfig> {
-    BTreeMap::from([(DEFAULT_PROFILE.to_string(), BounceProfileConfig::default())])
-}
-
-/// serde `deserialize_with` for `Config::bounce_profile`: the file's
-/// tables, plus `default` at its defaults when the file does not set it.
-pub fn deserialize_profiles<'de, D>(deserializer: D) -> Result<BTreeMap<String, BounceProfileConfig>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    let mut profiles = BTreeMap::<String, BounceProfileConfig>::deserialize(deserializer)?;
-    profiles.entry(DEFAULT_PROFILE.to_string()).or_default();
-    Ok(profiles)
+/// The profiles a policy snapshot uses: the file's, and `default` when the
+/// file has no `[bounce_profile.default]`, made from `[delivery]`'s retry
+/// keys (`retry_first_secs`, `retry_max_secs`, `queue_lifetime_secs` and
+/// their command-line flags, which so keep their meaning): retried until
+/// the queue lifetime, with no retry count of its own, bounces on,
+/// warnings off. A written `[bounce_profile.default]` replaces it whole.
+pub fn effective(profiles: &BTreeMap<String, BounceProfileConfig>, delivery: &super::DeliverySettings) -> BTreeMap<String, BounceProfileConfig> {
+    let mut effective = profiles.clone();
+    effective.entry(DEFAULT_PROFILE.to_string()).or_insert_with(|| BounceProfileConfig {
+        max_retries: limits::BOUNCE_RETRIES_MAX,
+        max_queue_lifetime_secs: delivery.queue_lifetime_secs,
+        initial_retry_secs: delivery.retry_first_secs,
+        max_retry_secs: delivery.retry_max_secs,
+        ..BounceProfileConfig::default()
+    });
+    effective
 }
 
 /// Every profile valid, named sensibly, `default` present. Err: (key, why).
 pub fn validate(profiles: &BTreeMap<String, BounceProfileConfig>) -> Result<(), (String, String)> {
     if profiles.len() > limits::BOUNCE_PROFILES_MAX {
         return Err(("bounce_profile".into(), format!("at most {} profiles", limits::BOUNCE_PROFILES_MAX)));
-    }
-    if !profiles.contains_key(DEFAULT_PROFILE) {
-        return Err(("bounce_profile".into(), "a profile named \"default\" is needed".into()));
     }
     for (name, profile) in profiles {
         if !is_profile_name(name) {
@@ -126,7 +125,8 @@ pub fn validate_names<'a>(
     profiles: &BTreeMap<String, BounceProfileConfig>,
     mut names: impl Iterator<Item = &'a str>,
 ) -> Result<(), (String, String)> {
-    match names.find(|name| !profiles.contains_key(*name)) {
+    // `default` always exists (`effective`).
+    match names.find(|name| *name != DEFAULT_PROFILE && !profiles.contains_key(*name)) {
         None => Ok(()),
         Some(name) => {
             let known: Vec<&str> = profiles.keys().map(String::as_str).collect();
@@ -148,7 +148,7 @@ mod tests {
 
     #[derive(Deserialize)]
     struct File {
-        #[serde(default = "builtin_profiles", deserialize_with = "deserialize_profiles")]
+        #[serde(default)]
         bounce_profile: BTreeMap<String, BounceProfileConfig>,
     }
 
@@ -159,20 +159,27 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_config_md_and_default_is_built_in() {
-        let none = parse("").unwrap();
-        assert_eq!(none.len(), 1);
-        let d = &none[DEFAULT_PROFILE];
+    fn defaults_are_config_md_and_default_comes_from_delivery_unless_written() {
+        let d = BounceProfileConfig::default();
         assert_eq!(
             (d.max_retries, d.max_queue_lifetime_secs, d.initial_retry_secs, d.max_retry_secs),
             (100, 259_200, 60, 3_600)
         );
         assert_eq!((d.send_hard_bounces, d.send_delay_warnings, d.delay_warning_secs), (true, false, 14_400));
-        // A file with other profiles only still gets `default`.
+        let delivery = crate::config::DeliverySettings { retry_first_secs: 2, retry_max_secs: 9, queue_lifetime_secs: 99, ..Default::default() };
+        // A file with other profiles only still gets `default`, from [delivery].
         let other = parse("[bounce_profile.fast]\nmax_retries = 3\n").unwrap();
-        assert_eq!(other.keys().collect::<Vec<_>>(), ["default", "fast"]);
+        let effective = effective(&other, &delivery);
+        assert_eq!(effective.keys().collect::<Vec<_>>(), ["default", "fast"]);
+        let d = &effective[DEFAULT_PROFILE];
+        assert_eq!((d.initial_retry_secs, d.max_retry_secs, d.max_queue_lifetime_secs, d.max_retries), (2, 9, 99, limits::BOUNCE_RETRIES_MAX));
         assert_eq!(other["fast"].max_retries, 3);
         assert_eq!(other["fast"].max_retry_secs, 3_600);
+        // A written default replaces it whole.
+        let written = parse("[bounce_profile.default]\nmax_retries = 7\n").unwrap();
+        assert_eq!(effective(&written, &delivery)[DEFAULT_PROFILE].initial_retry_secs, 60);
+        assert!(validate_names(&other, ["default", "fast"].into_iter()).is_ok());
+        assert!(validate_names(&other, ["slow"].into_iter()).is_err());
     }
 
     #[test]
@@ -219,19 +226,11 @@ mod tests {
     }
 
     #[test]
-    fn a_programmatic_map_without_default_is_refused() {
-        let err = validate(&BTreeMap::new()).unwrap_err();
-        assert_eq!(err.0, "bounce_profile");
-    }
-
-    #[test]
-    fn the_whole_config_has_default_and_names_a_bad_key_with_its_line() {
+    fn the_whole_config_reads_back_and_names_a_bad_key_with_its_line() {
         use crate::config::Config;
-        assert_eq!(Config::default().bounce_profile, builtin_profiles());
-        let config = Config::from_toml("hostname = \"mx.test\"\n").unwrap();
-        assert_eq!(config.bounce_profile, builtin_profiles());
+        assert!(Config::default().bounce_profile.is_empty());
         let config = Config::from_toml("[bounce_profile.fast]\nmax_retries = 3\n").unwrap();
-        assert_eq!(config.bounce_profile.keys().collect::<Vec<_>>(), ["default", "fast"]);
+        assert_eq!(config.bounce_profile.keys().collect::<Vec<_>>(), ["fast"]);
         // The effective config printed by check-config reads back the same.
         assert_eq!(Config::from_toml(&config.to_toml()).unwrap().bounce_profile, config.bounce_profile);
         let err = Config::from_toml("hostname = \"mx.test\"\n[bounce_profile.slow]\nmax_retries = 20000\n").unwrap_err();

@@ -90,8 +90,7 @@ pub struct Config {
     /// destination controls (TLS for now; `destination.rs`).
     pub destination: BTreeMap<String, destination::DestinationConfig>,
     /// `[bounce_profile.NAME]`: retries, time in queue and bounces
-    /// (`bounce.rs`); `default` is always there.
-    #[serde(deserialize_with = "bounce::deserialize_profiles")]
+    /// (`bounce.rs`); `default` always exists (`bounce::effective`).
     pub bounce_profile: BTreeMap<String, bounce::BounceProfileConfig>,
     /// `[auth]`: the SMTP AUTH backend and the failed-AUTH limit per client IP.
     pub auth: auth::AuthConfig,
@@ -169,7 +168,7 @@ impl Default for Config {
             ldap: ldap::LdapConfig::default(),
             tls: tls::TlsConfig::default(),
             destination: BTreeMap::new(),
-            bounce_profile: bounce::builtin_profiles(),
+            bounce_profile: BTreeMap::new(),
             auth: auth::AuthConfig::default(),
         }
     }
@@ -347,6 +346,8 @@ impl Config {
         }
         destination::validate(&self.destination)?;
         bounce::validate(&self.bounce_profile)?;
+        let named = destination::bounce_profiles(&self.destination);
+        bounce::validate_names(&self.bounce_profile, named.iter().map(String::as_str))?;
         // Compiling the access tables is their validation (HAT, RAT, policies).
         crate::policy::access::Access::compile(self)?;
         Ok(())

@@ -54,6 +54,8 @@ pub struct Policy {
     pub outbound_tls: Arc<crate::tls::outbound::OutboundTls>,
     /// `[auth]` loaded (password file or LDAP query); None: AUTH is not offered.
     pub auth: Option<Arc<crate::auth::Backend>>,
+    /// `[bounce_profile.*]` with `default` always there (`bounce::effective`).
+    pub bounce_profiles: Arc<std::collections::BTreeMap<String, super::bounce::BounceProfileConfig>>,
 }
 
 impl Policy {
@@ -74,6 +76,7 @@ impl Policy {
             dns: config.dns.clone(),
             outbound_tls: Arc::new(crate::tls::outbound::OutboundTls::compile(config)),
             auth: crate::auth::Backend::compile(&config.auth, &config.ldap),
+            bounce_profiles: Arc::new(super::bounce::effective(&config.bounce_profile, d)),
             routes: Routes::compile(&config.routes).expect("compile() takes a validated config"),
             timeouts: ServerTimeouts {
                 command_secs: t.command_secs,

@@ -119,6 +119,7 @@ impl Collector for Summed {
         super::handshakes::encode(&mut encoder, &sum.handshakes)?;
         super::tls::encode(&mut encoder, &sum.outbound_tls)?;
         super::auth::encode(&mut encoder, &sum.auth)?;
+        super::bounces::encode(&mut encoder, &sum.bounces)?;
         super::dane::encode(&mut encoder, &sum.dane)
     }
 }

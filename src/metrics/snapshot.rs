@@ -5,6 +5,7 @@
 
 use super::callahead::CallaheadSnapshot;
 use super::auth::AuthSnapshot;
+use super::bounces::BounceSnapshot;
 use super::ldap::LdapSnapshot;
 use super::connections::ConnectionLabels;
 use super::{DNS_LATENCY_SLOTS, DNS_RECORD_TYPES, DNS_RESULTS, RATE_LIMIT_KINDS};
@@ -30,6 +31,7 @@ pub struct Snapshot {
     pub handshakes: super::HandshakeSnapshot,
     pub outbound_tls: HashMap<super::tls::OutboundTlsLabels, u64>,
     pub auth: AuthSnapshot,
+    pub bounces: BounceSnapshot,
     pub dane: super::dane::DaneSnapshot,
 }
 
@@ -65,6 +67,7 @@ impl Snapshot {
         self.handshakes.add(&other.handshakes);
         super::tls::add(&mut self.outbound_tls, &other.outbound_tls);
         self.auth.add(&other.auth);
+        self.bounces.add(&other.bounces);
         self.dane.add(&other.dane);
     }
 
