@@ -130,7 +130,7 @@ pub fn validate_names<'a>(
         None => Ok(()),
         Some(name) => {
             let known: Vec<&str> = profiles.keys().map(String::as_str).collect();
-            Err(("bounce_profile".into(), format!("\"{name}\" is not a [bounce_profile.*] (known: {})", known.join(", "))))
+            Err(("bounce_profile".into(), format!("\"{name}\" is not a [bounce_profile.*] (known: {}, and default)", known.join(", "))))
         }
     }
 }
@@ -169,9 +169,9 @@ mod tests {
         let delivery = crate::config::DeliverySettings { retry_first_secs: 2, retry_max_secs: 9, queue_lifetime_secs: 99, ..Default::default() };
         // A file with other profiles only still gets `default`, from [delivery].
         let other = parse("[bounce_profile.fast]\nmax_retries = 3\n").unwrap();
-        let effective = effective(&other, &delivery);
-        assert_eq!(effective.keys().collect::<Vec<_>>(), ["default", "fast"]);
-        let d = &effective[DEFAULT_PROFILE];
+        let all = effective(&other, &delivery);
+        assert_eq!(all.keys().collect::<Vec<_>>(), ["default", "fast"]);
+        let d = &all[DEFAULT_PROFILE];
         assert_eq!((d.initial_retry_secs, d.max_retry_secs, d.max_queue_lifetime_secs, d.max_retries), (2, 9, 99, limits::BOUNCE_RETRIES_MAX));
         assert_eq!(other["fast"].max_retries, 3);
         assert_eq!(other["fast"].max_retry_secs, 3_600);
@@ -243,6 +243,6 @@ mod tests {
         validate_names(&profiles, ["default", "fast"].into_iter()).unwrap();
         let err = validate_names(&profiles, ["fast", "slow", "other"].into_iter()).unwrap_err();
         assert_eq!(err.0, "bounce_profile");
-        assert!(err.1.contains("\"slow\"") && err.1.contains("default, fast"), "{}", err.1);
+        assert!(err.1.contains("\"slow\"") && err.1.contains("known: fast"), "{}", err.1);
     }
 }
