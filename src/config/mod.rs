@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod bounce_verification;
 pub mod callahead;
 pub mod destination;
 pub mod flow;
@@ -90,6 +91,9 @@ pub struct Config {
     pub destination: BTreeMap<String, destination::DestinationConfig>,
     /// `[auth]`: the SMTP AUTH backend and the failed-AUTH limit per client IP.
     pub auth: auth::AuthConfig,
+    /// `[bounce_verification]`: BATV prvs keys (current first), the tag
+    /// lifetime, and whether untagged bounces are accepted; no keys = off.
+    pub bounce_verification: bounce_verification::BounceVerificationConfig,
 }
 
 /// Per-session limits (HAT mail flow policies will refine these per sender group).
@@ -165,6 +169,7 @@ impl Default for Config {
             tls: tls::TlsConfig::default(),
             destination: BTreeMap::new(),
             auth: auth::AuthConfig::default(),
+            bounce_verification: bounce_verification::BounceVerificationConfig::default(),
         }
     }
 }
@@ -340,6 +345,7 @@ impl Config {
             })?;
         }
         destination::validate(&self.destination)?;
+        self.bounce_verification.validate()?;
         // Compiling the access tables is their validation (HAT, RAT, policies).
         crate::policy::access::Access::compile(self)?;
         Ok(())

@@ -54,6 +54,9 @@ pub struct Policy {
     pub outbound_tls: Arc<crate::tls::outbound::OutboundTls>,
     /// `[auth]` loaded (password file or LDAP query); None: AUTH is not offered.
     pub auth: Option<Arc<crate::auth::Backend>>,
+    /// `[bounce_verification]` compiled (BATV prvs keys, current first);
+    /// None without keys: nothing is tagged, every bounce is accepted.
+    pub bounce_verification: Option<Arc<super::bounce_verification::BounceVerification>>,
 }
 
 impl Policy {
@@ -74,6 +77,7 @@ impl Policy {
             dns: config.dns.clone(),
             outbound_tls: Arc::new(crate::tls::outbound::OutboundTls::compile(config)),
             auth: crate::auth::Backend::compile(&config.auth, &config.ldap),
+            bounce_verification: config.bounce_verification.compile(),
             routes: Routes::compile(&config.routes).expect("compile() takes a validated config"),
             timeouts: ServerTimeouts {
                 command_secs: t.command_secs,
