@@ -17,6 +17,7 @@
 
 mod auth;
 mod board;
+mod bounce_verification;
 mod callahead;
 mod connections;
 mod handshakes;
@@ -29,6 +30,7 @@ mod tests;
 
 pub use auth::{AuthSnapshot, AUTH_RESULTS};
 pub use board::{MetricsBoard, CONTENT_TYPE};
+pub use bounce_verification::{BounceVerificationSnapshot, BOUNCE_VERIFICATION_RESULTS};
 pub use callahead::{ServerGauge, 
     CallaheadSnapshot, CACHE_LOOKUP_RESULTS, CALLAHEAD_RESULTS, CALLAHEAD_SOURCES,
     PROBE_LATENCY_BUCKETS_SECONDS,
@@ -42,6 +44,7 @@ pub use snapshot::Snapshot;
 pub use tls::{OutboundTlsLabels, OUTBOUND_TLS_RESULTS, OUTBOUND_TLS_SIDES};
 
 use auth::AuthMetrics;
+use bounce_verification::BounceVerificationMetrics;
 use callahead::CallaheadMetrics;
 use connections::ConnectionCounts;
 use handshakes::HandshakeMetrics;
@@ -106,6 +109,7 @@ pub struct Metrics {
     outbound_tls: tls::OutboundTlsCounts,
     auth: AuthMetrics,
     dane: dane::DaneMetrics,
+    bounce_verification: BounceVerificationMetrics,
 }
 
 impl Metrics {
@@ -239,6 +243,12 @@ impl Metrics {
         self.auth.attempt(result);
     }
 
+    /// One bounce's recipient judged by its prvs tag: "valid", "expired",
+    /// "bad", "untagged_accepted", "untagged_refused" (`policy::bounce`).
+    pub fn bounce_verification(&self, result: &str) {
+        self.bounce_verification.verdict(result);
+    }
+
     /// A copy of this shard's values, for summing (relaxed reads: each value
     /// is exact, values of different families may be a few events apart).
     pub fn snapshot(&self) -> Snapshot {
@@ -259,6 +269,7 @@ impl Metrics {
             outbound_tls: self.outbound_tls.copy(),
             auth: self.auth.snapshot(),
             dane: self.dane.snapshot(),
+            bounce_verification: self.bounce_verification.snapshot(),
         }
     }
 }

@@ -119,7 +119,8 @@ impl Collector for Summed {
         super::handshakes::encode(&mut encoder, &sum.handshakes)?;
         super::tls::encode(&mut encoder, &sum.outbound_tls)?;
         super::auth::encode(&mut encoder, &sum.auth)?;
-        super::dane::encode(&mut encoder, &sum.dane)
+        super::dane::encode(&mut encoder, &sum.dane)?;
+        super::bounce_verification::encode(&mut encoder, &sum.bounce_verification)
     }
 }
 

@@ -31,6 +31,7 @@ pub struct Snapshot {
     pub outbound_tls: HashMap<super::tls::OutboundTlsLabels, u64>,
     pub auth: AuthSnapshot,
     pub dane: super::dane::DaneSnapshot,
+    pub bounce_verification: super::BounceVerificationSnapshot,
 }
 
 impl Snapshot {
@@ -66,6 +67,7 @@ impl Snapshot {
         super::tls::add(&mut self.outbound_tls, &other.outbound_tls);
         self.auth.add(&other.auth);
         self.dane.add(&other.dane);
+        self.bounce_verification.add(&other.bounce_verification);
     }
 
     /// DNS queries that went to the network, all types and results.
