@@ -51,6 +51,11 @@ pub enum Question {
 pub enum Decision {
     /// MAIL or RCPT: go ahead (250).
     Accept,
+    /// RCPT only: go ahead (250), with this mailbox in the envelope instead
+    /// of the one asked about: a BATV-tagged bounce address
+    /// (`prvs=…=local@domain`) stripped to the mailbox it tags, which is
+    /// what the policy judged and what delivery must see.
+    AcceptAs(String),
     /// Connect: go ahead under this policy (banner, limits, SIZE).
     Admit(Arc<ConnectionPolicy>),
     /// Send this 4xx/5xx and go on. Not counted as a client error: the
@@ -92,10 +97,12 @@ impl Session {
             (_, Decision::Close(reply) | Decision::RefuseAndClose(reply)) => return self.close_after(ticket, reply),
             (Pending::Connect, decision) => self.admit(decision),
             (Pending::Mail(tx), decision) => self.start_transaction(tx, decision),
+            // The stripped mailbox may be one already accepted: always check.
+            (Pending::Rcpt { .. }, Decision::AcceptAs(mailbox)) => self.add_recipient(ticket, mailbox, true, Decision::Accept),
             (Pending::Rcpt { mailbox, twin }, decision) => self.add_recipient(ticket, mailbox, twin, decision),
             (Pending::Auth { user, .. }, Decision::Accept) => self.authenticated_as(user),
             (Pending::Auth { .. }, Decision::Refuse(reply)) => reply,
-            (Pending::Auth { .. }, Decision::Admit(_)) => unreachable!("fitting() maps Admit"),
+            (Pending::Auth { .. }, Decision::Admit(_) | Decision::AcceptAs(_)) => unreachable!("fitting() maps Admit and AcceptAs"),
         };
         self.replies.fill(ticket, reply);
         self.release();
@@ -157,10 +164,17 @@ impl Session {
             Decision::Refuse(reply) => debug_assert!(!reply.is_positive(), "a refusal must be 4xx/5xx: {reply}"),
             Decision::Close(reply) => debug_assert_eq!(reply.code, 421, "only 421 closes (RFC 5321 §3.8): {reply}"),
             Decision::RefuseAndClose(reply) => debug_assert!(!reply.is_positive(), "a refusal must be 4xx/5xx: {reply}"),
-            Decision::Accept | Decision::Admit(_) => {}
+            Decision::Accept | Decision::Admit(_) | Decision::AcceptAs(_) => {}
         }
         let connect = matches!(pending, Pending::Connect);
         match decision {
+            Decision::AcceptAs(_) if !matches!(pending, Pending::Rcpt { .. }) => {
+                debug_assert!(false, "AcceptAs answers RCPT only");
+                match connect {
+                    true => Decision::Close(self.closing_reply("4.3.0", "Error: internal policy error")),
+                    false => Decision::Refuse(Reply::new(451, "4.3.0", "Error: internal policy error")),
+                }
+            }
             Decision::Accept if connect => {
                 debug_assert!(false, "Accept answers MAIL/RCPT; a connection is admitted");
                 Decision::Close(self.closing_reply("4.3.0", "Error: internal policy error"))
@@ -187,7 +201,7 @@ impl Session {
                 self.admission = Admission::Refused;
                 reply
             }
-            Decision::Accept | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("fitting() maps these"),
+            Decision::Accept | Decision::AcceptAs(_) | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("fitting() maps these"),
         }
     }
 
@@ -201,7 +215,7 @@ impl Session {
                 Reply::new(250, "2.1.0", "Ok")
             }
             Decision::Refuse(reply) => reply,
-            Decision::Admit(_) | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("answer() closes on these"),
+            Decision::Admit(_) | Decision::AcceptAs(_) | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("answer() closes on these, fitting() maps AcceptAs"),
         }
     }
 
@@ -214,8 +228,24 @@ impl Session {
             Decision::Accept => {
                 if let Some(tx) = tx {
                     tx.asked -= 1;
-                    // The same mailbox may have been asked twice in one batch.
-                    if !twin || !tx.recipients.iter().any(|r| same_mailbox(r, &mailbox)) {
+                    // The same mailbox may have been asked twice in one batch
+                    // (or stripped to the same one): it stays once, where
+                    // the earlier RCPT put it.
+                    let earlier = match twin {
+                        true => tx.recipients.iter().position(|r| same_mailbox(r, &mailbox)),
+                        false => None,
+                    };
+                    let already_in = match earlier {
+                        Some(i) if tx.accepted[i] < ticket => true,
+                        Some(i) => {
+                            // A later RCPT's answer came first: this one takes its place.
+                            tx.accepted.remove(i);
+                            tx.recipients.remove(i);
+                            false
+                        }
+                        None => false,
+                    };
+                    if !already_in {
                         debug_assert!(tx.recipients.len() < max, "the slot was reserved");
                         // In RCPT order whatever the answer order: tickets grow with the commands.
                         let at = tx.accepted.partition_point(|t| *t < ticket);
@@ -231,7 +261,7 @@ impl Session {
                 }
                 reply
             }
-            Decision::Admit(_) | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("answer() closes on these"),
+            Decision::Admit(_) | Decision::AcceptAs(_) | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("answer() closes on these and maps AcceptAs"),
         }
     }
 

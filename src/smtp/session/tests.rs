@@ -325,4 +325,5 @@ fn excessive_pipelining_output_is_cut_off() {
     assert!(out.len() < limits::SESSION_OUTPUT_BYTES_MAX + 1024);
 }
 
+mod rewrite;
 mod secure;
