@@ -44,6 +44,12 @@ pub struct Envelope {
     /// The `[ldap.query]` that routes this message's recipients (the
     /// listener's `ldap_routing` when it was received); "" = none.
     pub ldap_routing: String,
+    /// Received to be relayed outbound: under a RELAY mail flow policy
+    /// (a private listener's) or from an authenticated session. Delivery
+    /// tags the envelope sender of such mail with BATV prvs for
+    /// destinations with `bounce_verification` (`prvs::outbound_sender`);
+    /// mail received inbound is never tagged. Spooled (extension tag 2).
+    pub relayed: bool,
     /// How the session was protected, for the Received header and the mail
     /// log. Not spooled: the header is written before the message is stored.
     pub secured: Secured,

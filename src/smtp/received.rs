@@ -56,6 +56,7 @@ mod tests {
             smtputf8: false,
             recipients: vec!["u@example.test".into()],
             ldap_routing: String::new(),
+            relayed: false,
             secured: Default::default(),
         };
         let h = String::from_utf8(header(&env, &QueueId("Q1".into()), "mx.test", "Sun, 22 Nov 2026 07:00:00 +0000")).unwrap();
@@ -78,6 +79,7 @@ mod tests {
             smtputf8: false,
             recipients: vec!["a@example.test".into(), "b@example.test".into()],
             ldap_routing: String::new(),
+            relayed: false,
             secured: Default::default(),
         };
         let tls = crate::tls::TlsInfo { version: "TLSv1.3", cipher: "TLS13_AES_256_GCM_SHA384".into(), peer_subject: None };

@@ -88,16 +88,35 @@ pub fn encode_done(out: &mut Vec<u8>, queue_id: &QueueId, recipients: &[u32]) {
 /// that field) and an older spool lacks them (defaults). One tag per field
 /// group; a field at its default is not written.
 fn extensions_of(envelope: &Envelope) -> Vec<(u8, Vec<u8>)> {
-    let extensions = Vec::new();
-    let _ = envelope;
+    let mut extensions = Vec::new();
+    extensions.extend(relayed_extension(envelope));
     extensions
 }
 
 /// Apply one extension read back; unknown tags are ignored (see `extensions_of`).
 fn apply_extension(envelope: &mut Envelope, tag: u8, value: &[u8]) -> Result<(), Stop> {
-    let _ = (envelope, value);
     match tag {
+        TAG_RELAYED => apply_relayed(envelope, value),
         _ => Ok(()),
+    }
+}
+
+/// Extension 2: `Envelope::relayed` (received to be relayed outbound, so
+/// delivery may tag its sender with BATV prvs), one byte 1; not written
+/// when false.
+const TAG_RELAYED: u8 = 2;
+
+fn relayed_extension(envelope: &Envelope) -> Option<(u8, Vec<u8>)> {
+    envelope.relayed.then(|| (TAG_RELAYED, vec![1]))
+}
+
+fn apply_relayed(envelope: &mut Envelope, value: &[u8]) -> Result<(), Stop> {
+    match value {
+        [flag @ (0 | 1)] => {
+            envelope.relayed = *flag == 1;
+            Ok(())
+        }
+        _ => Err(Stop::Corrupt),
     }
 }
 
@@ -294,7 +313,8 @@ fn decode_payload<R: BufRead>(p: &mut Payload<'_, R>) -> Result<Record, Stop> {
             // The LDAP routing query, if the writer appended one.
             let ldap_routing = if p.remaining > 0 { p.string()? } else { String::new() };
             let secured = Default::default(); // not spooled (message.rs)
-            let mut envelope = Envelope { connection_id, peer, helo, esmtp, mail_from, body_type, smtputf8, recipients, ldap_routing, secured };
+            let relayed = false; // extension 2, if the writer appended it
+            let mut envelope = Envelope { connection_id, peer, helo, esmtp, mail_from, body_type, smtputf8, recipients, ldap_routing, relayed, secured };
             while p.remaining > 0 {
                 let tag = p.byte()?;
                 let n = p.u32()? as usize;
@@ -345,8 +365,39 @@ mod tests {
             smtputf8: true,
             recipients: vec!["a@example.test".into(), "b@example.test".into()],
             ldap_routing: String::new(),
+            relayed: false,
             secured: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_relayed_envelope_round_trips_and_an_inbound_one_writes_nothing_more() {
+        let mut seg = Vec::new();
+        let inbound_at = encode_message(&mut seg, &QueueId("Q1".into()), &envelope(), 7, b"x");
+        assert_eq!(seg.len(), inbound_at + 1, "nothing after an inbound message's body");
+        let relayed = Envelope { relayed: true, ..envelope() };
+        let routed_relayed = Envelope { relayed: true, ldap_routing: "LDAP1.routing".into(), ..envelope() };
+        for e in [&relayed, &routed_relayed] {
+            encode_message(&mut seg, &QueueId("Q2".into()), e, 7, b"y");
+        }
+        let (records, _) = decode_all(&seg);
+        let envelopes: Vec<&Envelope> = records
+            .iter()
+            .map(|r| match r {
+                Record::Message { envelope, .. } => envelope,
+                Record::Done { .. } => unreachable!(),
+            })
+            .collect();
+        assert_eq!(envelopes, [&envelope(), &relayed, &routed_relayed]);
+    }
+
+    #[test]
+    fn a_relayed_flag_that_is_not_one_byte_is_corrupt() {
+        let mut e = envelope();
+        assert!(apply_extension(&mut e, TAG_RELAYED, &[1]).is_ok() && e.relayed);
+        assert!(apply_extension(&mut e, TAG_RELAYED, &[0]).is_ok() && !e.relayed);
+        assert!(matches!(apply_extension(&mut e, TAG_RELAYED, &[1, 1]), Err(Stop::Corrupt)));
+        assert!(matches!(apply_extension(&mut e, TAG_RELAYED, &[7]), Err(Stop::Corrupt)));
     }
 
     #[test]
