@@ -18,9 +18,9 @@ use crate::prvs::Keys;
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct BounceVerificationConfig {
-    /// Secrets, current first: the first tags, every one verifies (its
-    /// position is the tag's key digit, so keep the order when rotating:
-    /// add the new one in front).
+    /// Secrets, current first: the first tags, every one verifies. To
+    /// rotate, add the new one in front and drop the last once its tags
+    /// have expired (`tag_lifetime_days` after the change).
     pub keys: Vec<String>,
     /// A bounce (null sender) to an untagged recipient: accepted when
     /// true, else 550 5.7.1.

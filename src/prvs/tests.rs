@@ -62,19 +62,17 @@ fn a_wrong_hash_a_missing_key_and_malformed_tags_are_bad() {
 }
 
 #[test]
-fn a_key_rotated_out_makes_its_tags_bad() {
-    let before = keys(&["new", "old"]);
-    let old_tag = tag("bob@example.test", &keys(&["old"]), TODAY, 7).replacen("prvs=0", "prvs=1", 1);
-    // Key number 1 under the rotated list: made by "old" as key 1.
-    let made_as_1 = {
-        let day = (TODAY + 7) % 1000;
-        let source = format!("1{day:03}");
-        let secret = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, b"old");
-        format!("prvs={source}{}=bob@example.test", hash_hex(&secret, &source, "bob@example.test"))
-    };
-    assert_eq!(verify(&old_tag, &before, TODAY), Verdict::BadTag, "the key digit is hashed");
-    assert!(matches!(verify(&made_as_1, &before, TODAY), Verdict::Valid { .. }));
-    assert_eq!(verify(&made_as_1, &keys(&["new"]), TODAY), Verdict::BadTag);
+fn a_tag_keeps_verifying_while_a_rotation_moves_its_key_and_not_once_it_is_removed() {
+    // Made while "old" was the only key (key number 0) ...
+    let made = tag("bob@example.test", &keys(&["old"]), TODAY, 7);
+    assert!(made.starts_with("prvs=0"), "{made}");
+    // ... still ours after "new" went in front of it (now key 1) ...
+    assert!(matches!(verify(&made, &keys(&["new", "old"]), TODAY), Verdict::Valid { .. }));
+    // ... and not once "old" is rotated out.
+    assert_eq!(verify(&made, &keys(&["new"]), TODAY), Verdict::BadTag);
+    // The key digit is hashed: changed, the tag is no longer ours.
+    let other_digit = made.replacen("prvs=0", "prvs=1", 1);
+    assert_eq!(verify(&other_digit, &keys(&["new", "old"]), TODAY), Verdict::BadTag);
 }
 
 #[test]
