@@ -56,9 +56,19 @@ impl Keys {
     /// config refuses more. `lifetime_days` bounds how far in the future a
     /// tag's day may lie for `verify` (a tag claiming more was not ours).
     pub fn new(secrets: &[String], lifetime_days: u64) -> Keys {
-        debug_assert!(secrets.len() <= limits::BATV_KEYS_MAX, "validated by the config");
-        let secrets = secrets.iter().take(limits::BATV_KEYS_MAX).map(|s| hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes())).collect();
-        Keys { secrets, lifetime_days }
+        debug_assert!(
+            secrets.len() <= limits::BATV_KEYS_MAX,
+            "validated by the config"
+        );
+        let secrets = secrets
+            .iter()
+            .take(limits::BATV_KEYS_MAX)
+            .map(|s| hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, s.as_bytes()))
+            .collect();
+        Keys {
+            secrets,
+            lifetime_days,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -76,7 +86,12 @@ impl Keys {
 
 impl fmt::Debug for Keys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Keys({} secrets, {} days)", self.secrets.len(), self.lifetime_days)
+        write!(
+            f,
+            "Keys({} secrets, {} days)",
+            self.secrets.len(),
+            self.lifetime_days
+        )
     }
 }
 
@@ -132,7 +147,10 @@ pub fn tag(sender: &str, keys: &Keys, today_days: u64, lifetime_days: u64) -> St
         Some(secret) if taggable(sender) => {
             let day = (today_days + lifetime_days) % DAY_MODULUS;
             let prefix = format!("0{day:03}");
-            format!("{PREFIX}{prefix}{}={sender}", hash_hex(secret, &prefix, sender))
+            format!(
+                "{PREFIX}{prefix}{}={sender}",
+                hash_hex(secret, &prefix, sender)
+            )
         }
         _ => sender.to_string(),
     }
@@ -143,12 +161,24 @@ pub fn tag(sender: &str, keys: &Keys, today_days: u64, lifetime_days: u64) -> St
 /// reported as merely expired). No key of ours matches: BadTag.
 pub fn verify(recipient: &str, keys: &Keys, today_days: u64) -> Verdict {
     let Some(tagged) = parse(recipient) else {
-        return if has_prefix(recipient) { Verdict::BadTag } else { Verdict::Untagged };
+        return if has_prefix(recipient) {
+            Verdict::BadTag
+        } else {
+            Verdict::Untagged
+        };
     };
     let source = &recipient[PREFIX.len()..PREFIX.len() + 4]; // "KDDD" as written
     let named = keys.secrets.get(tagged.key_number);
-    let others = keys.secrets.iter().enumerate().filter(|(i, _)| *i != tagged.key_number).map(|(_, k)| k);
-    let ours = named.into_iter().chain(others).any(|secret| same_hex(&hash_hex(secret, source, tagged.mailbox), tagged.hash_hex));
+    let others = keys
+        .secrets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != tagged.key_number)
+        .map(|(_, k)| k);
+    let ours = named
+        .into_iter()
+        .chain(others)
+        .any(|secret| same_hex(&hash_hex(secret, source, tagged.mailbox), tagged.hash_hex));
     if !ours {
         return Verdict::BadTag; // rotated out, or never ours
     }
@@ -157,7 +187,9 @@ pub fn verify(recipient: &str, keys: &Keys, today_days: u64) -> Verdict {
     // have issued is read as a day that has passed.
     let ahead = (tagged.day + DAY_MODULUS - today_days % DAY_MODULUS) % DAY_MODULUS;
     if ahead <= keys.lifetime_days {
-        Verdict::Valid { stripped: tagged.mailbox.to_string() }
+        Verdict::Valid {
+            stripped: tagged.mailbox.to_string(),
+        }
     } else if ahead > limits::BATV_TAG_LIFETIME_DAYS_MAX {
         Verdict::Expired
     } else {
@@ -195,15 +227,28 @@ pub fn parse(address: &str) -> Option<Tagged<'_>> {
 /// destination asks for tags (`[destination.*] bounce_verification`) and
 /// keys are configured; otherwise as it was. Mail we received inbound is
 /// never tagged: its bounces do not come back to us.
-pub fn outbound_sender<'a>(mail_from: &'a str, relayed: bool, destination_wants_tag: bool, keys: Option<&Keys>, today_days: u64, lifetime_days: u64) -> Cow<'a, str> {
+pub fn outbound_sender<'a>(
+    mail_from: &'a str,
+    relayed: bool,
+    destination_wants_tag: bool,
+    keys: Option<&Keys>,
+    today_days: u64,
+    lifetime_days: u64,
+) -> Cow<'a, str> {
     match keys {
-        Some(keys) if relayed && destination_wants_tag && !keys.is_empty() && taggable(mail_from) => Cow::Owned(tag(mail_from, keys, today_days, lifetime_days)),
+        Some(keys)
+            if relayed && destination_wants_tag && !keys.is_empty() && taggable(mail_from) =>
+        {
+            Cow::Owned(tag(mail_from, keys, today_days, lifetime_days))
+        }
         _ => Cow::Borrowed(mail_from),
     }
 }
 
 fn has_prefix(address: &str) -> bool {
-    address.get(..PREFIX.len()).is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
+    address
+        .get(..PREFIX.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(PREFIX))
 }
 
 /// Can this sender carry a tag? Not `<>`, not one already tagged, not one
@@ -230,12 +275,20 @@ fn hash_hex(secret: &hmac::Key, key_and_day: &str, mailbox: &str) -> String {
     ctx.update(b"@");
     ctx.update(domain.to_ascii_lowercase().as_bytes());
     let mac = ctx.sign();
-    mac.as_ref()[..3].iter().map(|b| format!("{b:02x}")).collect()
+    mac.as_ref()[..3]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Hex digits equal ignoring case, in time independent of where they differ.
 fn same_hex(expected: &str, given: &str) -> bool {
-    expected.len() == given.len() && expected.bytes().zip(given.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b.to_ascii_lowercase())) == 0
+    expected.len() == given.len()
+        && expected
+            .bytes()
+            .zip(given.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b.to_ascii_lowercase()))
+            == 0
 }
 
 #[cfg(test)]

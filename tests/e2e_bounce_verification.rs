@@ -37,7 +37,10 @@ fn config(sink: &Sink, keys: &[&str], accept_untagged: bool) -> String {
 }
 
 fn start(file: &ConfigFile, admin: Option<&str>) -> Portcullis {
-    let mut builder = Portcullis::builder().cores(SHARDS).config(file.path()).routes_from_config();
+    let mut builder = Portcullis::builder()
+        .cores(SHARDS)
+        .config(file.path())
+        .routes_from_config();
     if let Some(addr) = admin {
         builder = builder.admin_listen(addr);
     }
@@ -47,7 +50,12 @@ fn start(file: &ConfigFile, admin: Option<&str>) -> Portcullis {
 }
 
 fn today() -> u64 {
-    prvs::day_of(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs())
+    prvs::day_of(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
 }
 
 /// `mailbox` tagged as delivery tags with `secret` as the current key.
@@ -58,18 +66,38 @@ fn tagged_with(secret: &str, mailbox: &str) -> String {
 }
 
 fn bounce(server: &Portcullis, to: &str, subject: &str) -> SwaksResult {
-    Swaks::new(server.addr()).from("<>").to(to).header(&format!("Subject: {subject}")).run()
+    Swaks::new(server.addr())
+        .from("<>")
+        .to(to)
+        .header(&format!("Subject: {subject}"))
+        .run()
 }
 
 fn assert_delivered_stripped(sink: &Sink, n: usize, subject: &str, sender: &str, mailbox: &str) {
     let got = sink.wait_for_messages(n, WAIT);
-    let m = got.iter().find(|m| m.header("Subject").as_deref() == Some(subject)).unwrap_or_else(|| panic!("{subject} not at the sink: {got:?}"));
-    assert_eq!((m.sender(), m.recipients()), (sender.to_string(), vec![mailbox.to_string()]), "{subject}");
+    let m = got
+        .iter()
+        .find(|m| m.header("Subject").as_deref() == Some(subject))
+        .unwrap_or_else(|| panic!("{subject} not at the sink: {got:?}"));
+    assert_eq!(
+        (m.sender(), m.recipients()),
+        (sender.to_string(), vec![mailbox.to_string()]),
+        "{subject}"
+    );
 }
 
 fn assert_refused_at_rcpt(sent: &SwaksResult, what: &str) {
-    assert_eq!(sent.code_for("RCPT"), Some(550), "{what}: {}", sent.transcript());
-    let (_, _, line) = sent.replies.iter().find(|(c, _, _)| c.eq_ignore_ascii_case("RCPT")).unwrap();
+    assert_eq!(
+        sent.code_for("RCPT"),
+        Some(550),
+        "{what}: {}",
+        sent.transcript()
+    );
+    let (_, _, line) = sent
+        .replies
+        .iter()
+        .find(|(c, _, _)| c.eq_ignore_ascii_case("RCPT"))
+        .unwrap();
     assert!(line.contains("5.7.1"), "{what}: {line}");
 }
 
@@ -88,27 +116,60 @@ fn bounces_are_judged_by_their_tag_and_a_reload_rotates_the_keys() {
     let previous = tagged_with(PREVIOUS, "carol@example.test");
     let sent = bounce(&server, &previous, "tag of the previous key");
     assert_eq!(sent.final_code(), Some(250), "{}", sent.transcript());
-    assert_delivered_stripped(&sink, 2, "tag of the previous key", "", "carol@example.test");
+    assert_delivered_stripped(
+        &sink,
+        2,
+        "tag of the previous key",
+        "",
+        "carol@example.test",
+    );
 
     // One hex digit changed: not our tag.
     let last = current.chars().nth(14).unwrap();
-    let forged = format!("{}{}{}", &current[..14], if last == '0' { '1' } else { '0' }, &current[15..]);
+    let forged = format!(
+        "{}{}{}",
+        &current[..14],
+        if last == '0' { '1' } else { '0' },
+        &current[15..]
+    );
     assert_refused_at_rcpt(&bounce(&server, &forged, "forged"), "a forged tag");
-    assert_refused_at_rcpt(&bounce(&server, "dave@example.test", "untagged"), "an untagged bounce");
+    assert_refused_at_rcpt(
+        &bounce(&server, "dave@example.test", "untagged"),
+        "an untagged bounce",
+    );
 
     // A reply to a tagged address is not a bounce: stripped, not judged.
-    let reply = Swaks::new(server.addr()).from("alice@client.test").to(&previous).header("Subject: a reply").run();
+    let reply = Swaks::new(server.addr())
+        .from("alice@client.test")
+        .to(&previous)
+        .header("Subject: a reply")
+        .run();
     assert_eq!(reply.final_code(), Some(250), "{}", reply.transcript());
-    assert_delivered_stripped(&sink, 3, "a reply", "alice@client.test", "carol@example.test");
+    assert_delivered_stripped(
+        &sink,
+        3,
+        "a reply",
+        "alice@client.test",
+        "carol@example.test",
+    );
 
     // Rotate: a new key in front, the previous one out.
     file.write_text(&config(&sink, &["newest-secret", CURRENT], false));
     server.sighup();
     server.wait_for_reload(1, SHARDS, WAIT);
-    assert_refused_at_rcpt(&bounce(&server, &previous, "rotated out"), "a tag of a key rotated out");
+    assert_refused_at_rcpt(
+        &bounce(&server, &previous, "rotated out"),
+        "a tag of a key rotated out",
+    );
     let sent = bounce(&server, &current, "current after the rotation");
     assert_eq!(sent.final_code(), Some(250), "{}", sent.transcript());
-    assert_delivered_stripped(&sink, 4, "current after the rotation", "", "bob@example.test");
+    assert_delivered_stripped(
+        &sink,
+        4,
+        "current after the rotation",
+        "",
+        "bob@example.test",
+    );
 
     // Nothing refused reached the sink, and every verdict was logged.
     assert_eq!(sink.wait_for_messages(4, WAIT).len(), 4);
@@ -116,10 +177,28 @@ fn bounces_are_judged_by_their_tag_and_a_reload_rotates_the_keys() {
     let mut results: Vec<String> = server
         .wait_for_log(" bounce conn=", 7, WAIT)
         .iter()
-        .map(|l| l.split_whitespace().find_map(|w| w.strip_prefix("result=")).unwrap_or("?").to_string())
+        .map(|l| {
+            l.split_whitespace()
+                .find_map(|w| w.strip_prefix("result="))
+                .unwrap_or("?")
+                .to_string()
+        })
         .collect();
     results.sort();
-    assert_eq!(results, ["bad", "bad", "stripped", "untagged_refused", "valid", "valid", "valid"], "{}", server.log());
+    assert_eq!(
+        results,
+        [
+            "bad",
+            "bad",
+            "stripped",
+            "untagged_refused",
+            "valid",
+            "valid",
+            "valid"
+        ],
+        "{}",
+        server.log()
+    );
     let page = scrape(admin.parse().unwrap());
     for line in [
         r#"portcullis_bounce_verification_total{result="valid"} 3"#,
@@ -127,7 +206,10 @@ fn bounces_are_judged_by_their_tag_and_a_reload_rotates_the_keys() {
         r#"portcullis_bounce_verification_total{result="untagged_refused"} 1"#,
         r#"portcullis_bounce_verification_total{result="untagged_accepted"} 0"#,
     ] {
-        assert!(page.lines().any(|l| l == line), "{line} missing in:\n{page}");
+        assert!(
+            page.lines().any(|l| l == line),
+            "{line} missing in:\n{page}"
+        );
     }
     assert!(server.is_running());
 }
@@ -143,6 +225,9 @@ fn untagged_bounces_pass_when_the_operator_says_so_and_bad_tags_do_not() {
     assert_delivered_stripped(&sink, 1, "untagged, accepted", "", "dave@example.test");
 
     let stranger = tagged_with("somebody-else", "dave@example.test");
-    assert_refused_at_rcpt(&bounce(&server, &stranger, "someone else's tag"), "a tag of a key we never had");
+    assert_refused_at_rcpt(
+        &bounce(&server, &stranger, "someone else's tag"),
+        "a tag of a key we never had",
+    );
     assert_eq!(sink.count(), 1, "the refused bounce never reached the sink");
 }

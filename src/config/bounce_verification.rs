@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::limits::{BATV_KEYS_MAX, BATV_KEY_BYTES_MAX, BATV_TAG_LIFETIME_DAYS_DEFAULT, BATV_TAG_LIFETIME_DAYS_MAX};
+use crate::limits::{
+    BATV_KEYS_MAX, BATV_KEY_BYTES_MAX, BATV_TAG_LIFETIME_DAYS_DEFAULT, BATV_TAG_LIFETIME_DAYS_MAX,
+};
 use crate::prvs::Keys;
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -31,7 +33,11 @@ pub struct BounceVerificationConfig {
 
 impl Default for BounceVerificationConfig {
     fn default() -> Self {
-        BounceVerificationConfig { keys: Vec::new(), accept_untagged_bounces: false, tag_lifetime_days: BATV_TAG_LIFETIME_DAYS_DEFAULT }
+        BounceVerificationConfig {
+            keys: Vec::new(),
+            accept_untagged_bounces: false,
+            tag_lifetime_days: BATV_TAG_LIFETIME_DAYS_DEFAULT,
+        }
     }
 }
 
@@ -48,20 +54,30 @@ impl BounceVerificationConfig {
     /// lifetime in range. Errors never quote a secret: they name its
     /// position. Returns the offending key and why.
     pub fn validate(&self) -> Result<(), (String, String)> {
-        let bad = |key: &str, why: String| Err((key.to_string(), format!("bounce_verification: {why}")));
+        let bad =
+            |key: &str, why: String| Err((key.to_string(), format!("bounce_verification: {why}")));
         if self.keys.len() > BATV_KEYS_MAX {
             return bad("keys", format!("at most {BATV_KEYS_MAX} keys (the prvs tag has one digit for the key), {} given", self.keys.len()));
         }
         for (i, key) in self.keys.iter().enumerate() {
             if key.is_empty() || key.len() > BATV_KEY_BYTES_MAX {
-                return bad("keys", format!("keys[{i}] must be 1–{BATV_KEY_BYTES_MAX} bytes"));
+                return bad(
+                    "keys",
+                    format!("keys[{i}] must be 1–{BATV_KEY_BYTES_MAX} bytes"),
+                );
             }
             if let Some(j) = self.keys[..i].iter().position(|k| k == key) {
                 return bad("keys", format!("keys[{i}] repeats keys[{j}]"));
             }
         }
         if !(1..=BATV_TAG_LIFETIME_DAYS_MAX).contains(&self.tag_lifetime_days) {
-            return bad("tag_lifetime_days", format!("{} is out of range 1–{BATV_TAG_LIFETIME_DAYS_MAX}", self.tag_lifetime_days));
+            return bad(
+                "tag_lifetime_days",
+                format!(
+                    "{} is out of range 1–{BATV_TAG_LIFETIME_DAYS_MAX}",
+                    self.tag_lifetime_days
+                ),
+            );
         }
         Ok(())
     }
@@ -89,10 +105,23 @@ mod tests {
 
     #[test]
     fn keys_rotate_into_the_policy_and_none_is_off() {
-        let config = parse("keys = [\"current-secret\", \"previous-secret\"]\naccept_untagged_bounces = true\n").unwrap();
+        let config = parse(
+            "keys = [\"current-secret\", \"previous-secret\"]\naccept_untagged_bounces = true\n",
+        )
+        .unwrap();
         let (_, policy) = config.split();
-        let bv = policy.bounce_verification.as_ref().expect("keys configured");
-        assert_eq!((bv.keys.len(), bv.accept_untagged_bounces, bv.tag_lifetime_days), (2, true, 7));
+        let bv = policy
+            .bounce_verification
+            .as_ref()
+            .expect("keys configured");
+        assert_eq!(
+            (
+                bv.keys.len(),
+                bv.accept_untagged_bounces,
+                bv.tag_lifetime_days
+            ),
+            (2, true, 7)
+        );
         let (_, off) = Config::default().split();
         assert!(off.bounce_verification.is_none());
     }
@@ -101,11 +130,20 @@ mod tests {
     fn bad_keys_are_named_by_position_and_line_without_the_secret() {
         for (section, expect) in [
             ("keys = [\"a\", \"\"]\n", "keys[1] must be"),
-            ("keys = [\"s3cret\", \"s3cret\"]\n", "keys[1] repeats keys[0]"),
-            ("keys = [\"0\",\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\",\"10\"]\n", "at most 10 keys"),
+            (
+                "keys = [\"s3cret\", \"s3cret\"]\n",
+                "keys[1] repeats keys[0]",
+            ),
+            (
+                "keys = [\"0\",\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\",\"10\"]\n",
+                "at most 10 keys",
+            ),
         ] {
             let err = parse(section).unwrap_err();
-            assert!(err.contains("line 2: keys: bounce_verification: ") && err.contains(expect), "{err}");
+            assert!(
+                err.contains("line 2: keys: bounce_verification: ") && err.contains(expect),
+                "{err}"
+            );
             assert!(!err.contains("s3cret"), "{err}");
         }
     }
@@ -114,9 +152,14 @@ mod tests {
     fn the_lifetime_is_bounded() {
         for days in [0, 31] {
             let err = parse(&format!("keys = [\"k\"]\ntag_lifetime_days = {days}\n")).unwrap_err();
-            assert!(err.contains("tag_lifetime_days") && err.contains("out of range 1–30"), "{err}");
+            assert!(
+                err.contains("tag_lifetime_days") && err.contains("out of range 1–30"),
+                "{err}"
+            );
         }
         assert!(parse("keys = [\"k\"]\ntag_lifetime_days = 30\n").is_ok());
-        assert!(parse("tag_lifetime_days = 1\nunknown = 1\n").unwrap_err().contains("unknown"));
+        assert!(parse("tag_lifetime_days = 1\nunknown = 1\n")
+            .unwrap_err()
+            .contains("unknown"));
     }
 }

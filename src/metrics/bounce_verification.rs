@@ -15,7 +15,14 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// `result` of `portcullis_bounce_verification_total`; the last is the catch-all.
-pub const BOUNCE_VERIFICATION_RESULTS: [&str; 6] = ["valid", "expired", "bad", "untagged_accepted", "untagged_refused", "other"];
+pub const BOUNCE_VERIFICATION_RESULTS: [&str; 6] = [
+    "valid",
+    "expired",
+    "bad",
+    "untagged_accepted",
+    "untagged_refused",
+    "other",
+];
 
 /// One shard's bounce verification counters.
 #[derive(Default, Debug)]
@@ -36,7 +43,9 @@ impl BounceVerificationMetrics {
     }
 
     pub(super) fn snapshot(&self) -> BounceVerificationSnapshot {
-        BounceVerificationSnapshot { verdicts: load_all(&self.verdicts) }
+        BounceVerificationSnapshot {
+            verdicts: load_all(&self.verdicts),
+        }
     }
 }
 
@@ -48,7 +57,10 @@ impl BounceVerificationSnapshot {
 }
 
 /// The bounce verification family of the summed snapshot.
-pub(super) fn encode(encoder: &mut DescriptorEncoder, sum: &BounceVerificationSnapshot) -> fmt::Result {
+pub(super) fn encode(
+    encoder: &mut DescriptorEncoder,
+    sum: &BounceVerificationSnapshot,
+) -> fmt::Result {
     encode_labelled(
         encoder,
         "portcullis_bounce_verification",
@@ -80,7 +92,10 @@ mod tests {
             "portcullis_bounce_verification_total{result=\"untagged_refused\"} 1",
             "portcullis_bounce_verification_total{result=\"other\"} 1",
         ] {
-            assert!(page.lines().any(|l| l == line), "{line} missing in:\n{page}");
+            assert!(
+                page.lines().any(|l| l == line),
+                "{line} missing in:\n{page}"
+            );
         }
     }
 }

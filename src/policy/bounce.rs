@@ -32,10 +32,18 @@ pub enum Check {
     /// Not judged (off, an outbound recipient, a non-bounce without a tag).
     AsIs,
     /// An untagged bounce let through (`accept_untagged_bounces`, postmaster).
-    Accepted { result: &'static str },
+    Accepted {
+        result: &'static str,
+    },
     /// Go on with `mailbox`, the tag stripped.
-    Stripped { mailbox: String, result: &'static str },
-    Refused { reply: Reply, result: &'static str },
+    Stripped {
+        mailbox: String,
+        result: &'static str,
+    },
+    Refused {
+        reply: Reply,
+        result: &'static str,
+    },
 }
 
 impl Check {
@@ -43,7 +51,9 @@ impl Check {
     pub fn result(&self) -> Option<&'static str> {
         match self {
             Check::AsIs => None,
-            Check::Accepted { result } | Check::Stripped { result, .. } | Check::Refused { result, .. } => Some(result),
+            Check::Accepted { result }
+            | Check::Stripped { result, .. }
+            | Check::Refused { result, .. } => Some(result),
         }
     }
 }
@@ -51,23 +61,53 @@ impl Check {
 /// The decision for `mailbox` in a transaction from `mail_from` ("" is
 /// the null sender) on `today_days` (days since the Unix epoch, UTC).
 /// `relay`: the session relays (RELAY policy or authenticated).
-pub fn check(mailbox: &str, mail_from: &str, relay: bool, verification: Option<&BounceVerification>, today_days: u64) -> Check {
+pub fn check(
+    mailbox: &str,
+    mail_from: &str,
+    relay: bool,
+    verification: Option<&BounceVerification>,
+    today_days: u64,
+) -> Check {
     let Some(v) = verification.filter(|_| !relay) else {
         return Check::AsIs;
     };
     if !mail_from.is_empty() {
         return match prvs::parse(mailbox) {
-            Some(tagged) => Check::Stripped { mailbox: tagged.mailbox.to_string(), result: "stripped" },
+            Some(tagged) => Check::Stripped {
+                mailbox: tagged.mailbox.to_string(),
+                result: "stripped",
+            },
             None => Check::AsIs,
         };
     }
     match prvs::verify(mailbox, &v.keys, today_days) {
-        Verdict::Valid { stripped } => Check::Stripped { mailbox: stripped, result: "valid" },
-        Verdict::Expired => Check::Refused { reply: Reply::new(550, "5.7.1", "Error: the bounce address tag is not valid (expired)"), result: "expired" },
-        Verdict::BadTag => Check::Refused { reply: Reply::new(550, "5.7.1", "Error: the bounce address tag is not valid"), result: "bad" },
-        Verdict::Untagged if v.accept_untagged_bounces || is_postmaster(mailbox) => Check::Accepted { result: "untagged_accepted" },
+        Verdict::Valid { stripped } => Check::Stripped {
+            mailbox: stripped,
+            result: "valid",
+        },
+        Verdict::Expired => Check::Refused {
+            reply: Reply::new(
+                550,
+                "5.7.1",
+                "Error: the bounce address tag is not valid (expired)",
+            ),
+            result: "expired",
+        },
+        Verdict::BadTag => Check::Refused {
+            reply: Reply::new(550, "5.7.1", "Error: the bounce address tag is not valid"),
+            result: "bad",
+        },
+        Verdict::Untagged if v.accept_untagged_bounces || is_postmaster(mailbox) => {
+            Check::Accepted {
+                result: "untagged_accepted",
+            }
+        }
         Verdict::Untagged => Check::Refused {
-            reply: Reply::new(550, "5.7.1", "Error: bounce to an untagged address: we did not send that message"),
+            reply: Reply::new(
+                550,
+                "5.7.1",
+                "Error: bounce to an untagged address: we did not send that message",
+            ),
             result: "untagged_refused",
         },
     }
@@ -76,7 +116,14 @@ pub fn check(mailbox: &str, mail_from: &str, relay: bool, verification: Option<&
 /// `check` for the session of `client`, logged (one `bounce` line per
 /// judged recipient) and counted (bounces only). Ok: the mailbox to go
 /// on with when the tag was stripped; Err: the refusal.
-pub fn judge(shard: &Shard, client: &Client, mailbox: &str, mail_from: &str, relay: bool, verification: Option<&BounceVerification>) -> Result<Option<String>, Decision> {
+pub fn judge(
+    shard: &Shard,
+    client: &Client,
+    mailbox: &str,
+    mail_from: &str,
+    relay: bool,
+    verification: Option<&BounceVerification>,
+) -> Result<Option<String>, Decision> {
     let today = prvs::day_of(crate::clock::now().0);
     let checked = check(mailbox, mail_from, relay, verification, today);
     let Some(result) = checked.result() else {
@@ -88,10 +135,18 @@ pub fn judge(shard: &Shard, client: &Client, mailbox: &str, mail_from: &str, rel
     let conn = &client.peer.connection_id;
     match checked {
         Check::AsIs | Check::Accepted { .. } => {
-            shard.log.event("bounce", format_args!("conn={conn} {} from=<{mail_from}> rcpt=<{mailbox}> result={result}", client.label()));
+            shard.log.event(
+                "bounce",
+                format_args!(
+                    "conn={conn} {} from=<{mail_from}> rcpt=<{mailbox}> result={result}",
+                    client.label()
+                ),
+            );
             Ok(None)
         }
-        Check::Stripped { mailbox: stripped, .. } => {
+        Check::Stripped {
+            mailbox: stripped, ..
+        } => {
             shard.log.event("bounce", format_args!("conn={conn} {} from=<{mail_from}> rcpt=<{mailbox}> result={result} stripped=<{stripped}>", client.label()));
             Ok(Some(stripped))
         }
@@ -104,7 +159,10 @@ pub fn judge(shard: &Shard, client: &Client, mailbox: &str, mail_from: &str, rel
 
 /// RFC 5321 §4.5.1: "postmaster" (any case) at any of our domains.
 fn is_postmaster(mailbox: &str) -> bool {
-    mailbox.rsplit_once('@').map_or(mailbox, |(local, _)| local).eq_ignore_ascii_case("postmaster")
+    mailbox
+        .rsplit_once('@')
+        .map_or(mailbox, |(local, _)| local)
+        .eq_ignore_ascii_case("postmaster")
 }
 
 #[cfg(test)]
@@ -115,8 +173,15 @@ mod tests {
     const TODAY: u64 = 20_116;
 
     fn verification(accept_untagged_bounces: bool) -> BounceVerification {
-        let keys = Keys::new(&["current-secret".to_string(), "previous-secret".to_string()], 7);
-        BounceVerification { keys, accept_untagged_bounces, tag_lifetime_days: 7 }
+        let keys = Keys::new(
+            &["current-secret".to_string(), "previous-secret".to_string()],
+            7,
+        );
+        BounceVerification {
+            keys,
+            accept_untagged_bounces,
+            tag_lifetime_days: 7,
+        }
     }
 
     fn tagged(mailbox: &str) -> String {
@@ -131,27 +196,67 @@ mod tests {
     fn a_bounce_to_a_valid_tag_goes_on_stripped() {
         let v = verification(false);
         let check = check(&tagged("bob@example.test"), "", false, Some(&v), TODAY + 3);
-        assert_eq!(check, Check::Stripped { mailbox: "bob@example.test".into(), result: "valid" });
+        assert_eq!(
+            check,
+            Check::Stripped {
+                mailbox: "bob@example.test".into(),
+                result: "valid"
+            }
+        );
     }
 
     #[test]
     fn a_bounce_to_a_bad_expired_or_missing_tag_is_refused() {
         let v = verification(false);
         let bad = tagged("bob@example.test").replace("bob@", "eve@");
-        assert!(refused("5.7.1", "bad")(&check(&bad, "", false, Some(&v), TODAY)));
-        assert!(refused("5.7.1", "expired")(&check(&tagged("bob@example.test"), "", false, Some(&v), TODAY + 8)));
-        assert!(refused("5.7.1", "untagged_refused")(&check("bob@example.test", "", false, Some(&v), TODAY)));
+        assert!(refused("5.7.1", "bad")(&check(
+            &bad,
+            "",
+            false,
+            Some(&v),
+            TODAY
+        )));
+        assert!(refused("5.7.1", "expired")(&check(
+            &tagged("bob@example.test"),
+            "",
+            false,
+            Some(&v),
+            TODAY + 8
+        )));
+        assert!(refused("5.7.1", "untagged_refused")(&check(
+            "bob@example.test",
+            "",
+            false,
+            Some(&v),
+            TODAY
+        )));
     }
 
     #[test]
     fn untagged_bounces_pass_when_configured_and_to_the_postmaster() {
         let accepting = verification(true);
-        assert_eq!(check("bob@example.test", "", false, Some(&accepting), TODAY), Check::Accepted { result: "untagged_accepted" });
+        assert_eq!(
+            check("bob@example.test", "", false, Some(&accepting), TODAY),
+            Check::Accepted {
+                result: "untagged_accepted"
+            }
+        );
         let strict = verification(false);
-        assert_eq!(check("PostMaster@example.test", "", false, Some(&strict), TODAY), Check::Accepted { result: "untagged_accepted" });
+        assert_eq!(
+            check("PostMaster@example.test", "", false, Some(&strict), TODAY),
+            Check::Accepted {
+                result: "untagged_accepted"
+            }
+        );
         // Accepting untagged bounces does not make a bad tag good.
         let bad = tagged("bob@example.test").replace("prvs=0", "prvs=5");
-        assert!(refused("5.7.1", "bad")(&check(&bad, "", false, Some(&accepting), TODAY)));
+        assert!(refused("5.7.1", "bad")(&check(
+            &bad,
+            "",
+            false,
+            Some(&accepting),
+            TODAY
+        )));
     }
 
     #[test]
@@ -159,16 +264,40 @@ mod tests {
         let v = verification(false);
         let old = tagged("bob@example.test");
         for today in [TODAY, TODAY + 100] {
-            assert_eq!(check(&old, "alice@sender.test", false, Some(&v), today), Check::Stripped { mailbox: "bob@example.test".into(), result: "stripped" });
+            assert_eq!(
+                check(&old, "alice@sender.test", false, Some(&v), today),
+                Check::Stripped {
+                    mailbox: "bob@example.test".into(),
+                    result: "stripped"
+                }
+            );
         }
-        assert_eq!(check("bob@example.test", "alice@sender.test", false, Some(&v), TODAY), Check::AsIs);
+        assert_eq!(
+            check(
+                "bob@example.test",
+                "alice@sender.test",
+                false,
+                Some(&v),
+                TODAY
+            ),
+            Check::AsIs
+        );
     }
 
     #[test]
     fn off_or_outbound_nothing_is_judged() {
         let v = verification(false);
-        assert_eq!(check("bob@example.test", "", false, None, TODAY), Check::AsIs);
-        assert_eq!(check(&tagged("bob@example.test"), "", false, None, TODAY), Check::AsIs);
-        assert_eq!(check("someone@remote.test", "", true, Some(&v), TODAY), Check::AsIs);
+        assert_eq!(
+            check("bob@example.test", "", false, None, TODAY),
+            Check::AsIs
+        );
+        assert_eq!(
+            check(&tagged("bob@example.test"), "", false, None, TODAY),
+            Check::AsIs
+        );
+        assert_eq!(
+            check("someone@remote.test", "", true, Some(&v), TODAY),
+            Check::AsIs
+        );
     }
 }

@@ -21,8 +21,17 @@ fn a_tag_matches_the_draft_construction() {
 #[test]
 fn a_tag_made_with_a_previous_key_verifies_and_names_it() {
     // hmac.new(b"previous-secret", b"1123bob@example.test", sha1).hexdigest()[:6]
-    let verdict = verify("prvs=1123fe6e79=bob@example.test", &keys(&["current-secret", "previous-secret"]), TODAY);
-    assert_eq!(verdict, Verdict::Valid { stripped: "bob@example.test".into() });
+    let verdict = verify(
+        "prvs=1123fe6e79=bob@example.test",
+        &keys(&["current-secret", "previous-secret"]),
+        TODAY,
+    );
+    assert_eq!(
+        verdict,
+        Verdict::Valid {
+            stripped: "bob@example.test".into()
+        }
+    );
 }
 
 #[test]
@@ -30,16 +39,26 @@ fn a_tag_round_trips_and_strips_to_the_mailbox() {
     let k = keys(&["k1", "k0"]);
     let tagged = tag("Bob.Smith@Example.Test", &k, TODAY, 7);
     assert!(tagged.starts_with("prvs=0"), "{tagged}");
-    assert_eq!(verify(&tagged, &k, TODAY), Verdict::Valid { stripped: "Bob.Smith@Example.Test".into() });
+    assert_eq!(
+        verify(&tagged, &k, TODAY),
+        Verdict::Valid {
+            stripped: "Bob.Smith@Example.Test".into()
+        }
+    );
 }
 
 #[test]
 fn the_prefix_and_hex_digits_compare_case_insensitively_and_the_domain_too() {
     let k = keys(&["current-secret"]);
-    let valid = Verdict::Valid { stripped: "bob@EXAMPLE.test".into() };
+    let valid = Verdict::Valid {
+        stripped: "bob@EXAMPLE.test".into(),
+    };
     assert_eq!(verify("PRVS=0123B59994=bob@EXAMPLE.test", &k, TODAY), valid);
     // The local part is hashed as written: another case is another mailbox.
-    assert_eq!(verify("prvs=0123b59994=Bob@example.test", &k, TODAY), Verdict::BadTag);
+    assert_eq!(
+        verify("prvs=0123b59994=Bob@example.test", &k, TODAY),
+        Verdict::BadTag
+    );
 }
 
 #[test]
@@ -67,12 +86,18 @@ fn a_tag_keeps_verifying_while_a_rotation_moves_its_key_and_not_once_it_is_remov
     let made = tag("bob@example.test", &keys(&["old"]), TODAY, 7);
     assert!(made.starts_with("prvs=0"), "{made}");
     // ... still ours after "new" went in front of it (now key 1) ...
-    assert!(matches!(verify(&made, &keys(&["new", "old"]), TODAY), Verdict::Valid { .. }));
+    assert!(matches!(
+        verify(&made, &keys(&["new", "old"]), TODAY),
+        Verdict::Valid { .. }
+    ));
     // ... and not once "old" is rotated out.
     assert_eq!(verify(&made, &keys(&["new"]), TODAY), Verdict::BadTag);
     // The key digit is hashed: changed, the tag is no longer ours.
     let other_digit = made.replacen("prvs=0", "prvs=1", 1);
-    assert_eq!(verify(&other_digit, &keys(&["new", "old"]), TODAY), Verdict::BadTag);
+    assert_eq!(
+        verify(&other_digit, &keys(&["new", "old"]), TODAY),
+        Verdict::BadTag
+    );
 }
 
 #[test]
@@ -81,7 +106,10 @@ fn the_day_window_expires_past_days_and_refuses_far_future_ones() {
     let tagged = tag("bob@example.test", &k, TODAY, 7);
     // Valid from the day it was made to its expiry day.
     for day in TODAY..=TODAY + 7 {
-        assert!(matches!(verify(&tagged, &k, day), Verdict::Valid { .. }), "day {day}");
+        assert!(
+            matches!(verify(&tagged, &k, day), Verdict::Valid { .. }),
+            "day {day}"
+        );
     }
     // The day after expiry and long after: expired.
     for day in [TODAY + 8, TODAY + 100, TODAY + 900] {
@@ -108,7 +136,10 @@ fn the_day_wraps_at_one_thousand() {
 fn untagged_addresses_are_untagged() {
     let k = keys(&["s"]);
     assert_eq!(verify("bob@example.test", &k, TODAY), Verdict::Untagged);
-    assert_eq!(verify("prv=0123b59994=bob@example.test", &k, TODAY), Verdict::Untagged);
+    assert_eq!(
+        verify("prv=0123b59994=bob@example.test", &k, TODAY),
+        Verdict::Untagged
+    );
 }
 
 #[test]
@@ -120,7 +151,11 @@ fn what_cannot_carry_a_tag_stays_as_it_is() {
     }
     let once = tag("bob@example.test", &k, TODAY, 7);
     assert_eq!(tag(&once, &k, TODAY + 1, 7), once, "already tagged");
-    assert_eq!(tag("bob@example.test", &keys(&[]), TODAY, 7), "bob@example.test", "no keys");
+    assert_eq!(
+        tag("bob@example.test", &keys(&[]), TODAY, 7),
+        "bob@example.test",
+        "no keys"
+    );
     let fits = format!("{}@example.test", "a".repeat(48));
     assert_ne!(tag(&fits, &k, TODAY, 7), fits);
 }
@@ -136,9 +171,16 @@ fn outbound_sender_tags_only_relayed_mail_to_destinations_that_want_it() {
         (true, true, None, "bob@example.test"),
     ];
     for (relayed, wants, keys, expected) in cases {
-        assert_eq!(outbound_sender("bob@example.test", relayed, wants, keys, TODAY, 7), expected, "relayed={relayed} wants={wants}");
+        assert_eq!(
+            outbound_sender("bob@example.test", relayed, wants, keys, TODAY, 7),
+            expected,
+            "relayed={relayed} wants={wants}"
+        );
     }
-    assert!(matches!(outbound_sender("", true, true, Some(&k), TODAY, 7), Cow::Borrowed("")));
+    assert!(matches!(
+        outbound_sender("", true, true, Some(&k), TODAY, 7),
+        Cow::Borrowed("")
+    ));
 }
 
 #[test]

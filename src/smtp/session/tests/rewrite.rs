@@ -7,7 +7,11 @@ use super::*;
 /// Pipelined RCPTs answered in the given order; the stored envelope's recipients.
 fn stored_recipients(answers: impl Fn(&str) -> Decision) -> (String, Vec<String>) {
     let mut s = ready();
-    let rcpts = ["prvs=0123b59994=bob@example.test", "carol@example.test", "PRVS=0123B59994=bob@example.test"];
+    let rcpts = [
+        "prvs=0123b59994=bob@example.test",
+        "carol@example.test",
+        "PRVS=0123B59994=bob@example.test",
+    ];
     for r in rcpts {
         s.feed(format!("RCPT TO:<{r}>\r\n").as_bytes());
     }
@@ -42,7 +46,10 @@ fn stripped(r: &str) -> Decision {
 #[test]
 fn an_accept_as_stores_the_stripped_mailbox_once() {
     let (out, recipients) = stored_recipients(stripped);
-    assert!(out.starts_with("250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 "), "{out}");
+    assert!(
+        out.starts_with("250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 "),
+        "{out}"
+    );
     assert_eq!(recipients, ["bob@example.test", "carol@example.test"]);
 }
 
@@ -52,17 +59,27 @@ fn a_refused_tag_leaves_the_others() {
         true => Decision::Refuse(Reply::new(550, "5.7.1", "Bounce address tag is not valid")),
         false => stripped(r),
     });
-    assert!(out.starts_with("250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n550 5.7.1 Bounce address tag is not valid\r\n354 "), "{out}");
+    assert!(
+        out.starts_with(
+            "250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n550 5.7.1 Bounce address tag is not valid\r\n354 "
+        ),
+        "{out}"
+    );
     assert_eq!(recipients, ["bob@example.test", "carol@example.test"]);
 }
 
 #[test]
-#[cfg_attr(debug_assertions, should_panic(expected = "AcceptAs answers RCPT only"))]
+#[cfg_attr(
+    debug_assertions,
+    should_panic(expected = "AcceptAs answers RCPT only")
+)]
 fn an_accept_as_for_mail_is_a_policy_bug_never_a_250() {
     let mut s = session();
     run(&mut s, b"EHLO c.test\r\n", &mut Vec::new());
     s.feed(b"MAIL FROM:<a@sender.test>\r\n");
-    let Action::Ask { ticket, .. } = s.next_action() else { panic!("MAIL is asked") };
+    let Action::Ask { ticket, .. } = s.next_action() else {
+        panic!("MAIL is asked")
+    };
     s.answer(ticket, Decision::AcceptAs("x@example.test".into()));
     assert!(String::from_utf8_lossy(s.output()).starts_with("451 4.3.0"));
 }
