@@ -262,7 +262,8 @@ fn taggable(sender: &str) -> bool {
         && !domain.is_empty()
         && !local.starts_with('"')
         && !has_prefix(sender)
-        && local.len() + PREFIX.len() + TAG_VAL_BYTES + 1 <= limits::LOCAL_PART_BYTES_MAX
+        // "prvs=" + KDDDSSSSSS + "=" in front of the local part.
+        && PREFIX.len() + TAG_VAL_BYTES + 1 + local.len() <= limits::LOCAL_PART_BYTES_MAX
 }
 
 /// The six hex digits: HMAC-SHA1 over `K DDD local@domain` (domain

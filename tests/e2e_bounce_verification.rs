@@ -11,6 +11,7 @@
 //! - a reply (a real sender) to a tagged address goes on stripped;
 //! - after a reload (SIGHUP) that rotates the previous key out, its tag is
 //!   refused while the current key's still passes.
+//!
 //! With `accept_untagged_bounces = true` an untagged bounce is delivered,
 //! and a bad tag is still refused. The mail log's `bounce` lines and
 //! /metrics count each verdict.
