@@ -111,3 +111,23 @@ async fn decide_mailbox(shard: &Shard, client: &Client, mailbox: &str, mail_from
         _ => Decision::Accept,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::flow::FlowParams;
+
+    fn flow(behavior: Behavior) -> MailFlowPolicy {
+        let params = FlowParams { behavior, ..FlowParams::default() };
+        MailFlowPolicy::compile("TEST", params).unwrap()
+    }
+
+    /// What `Envelope::relayed` (prvs tagging on the way out) and the
+    /// skipped inbound checks go by.
+    #[test]
+    fn a_relay_policy_or_an_authenticated_session_relays() {
+        assert!(relays(&flow(Behavior::Relay), false));
+        assert!(relays(&flow(Behavior::Accept), true));
+        assert!(!relays(&flow(Behavior::Accept), false));
+    }
+}
