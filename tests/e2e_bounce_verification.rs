@@ -13,7 +13,7 @@
 //!   refused while the current key's still passes.
 //!
 //! With `accept_untagged_bounces = true` an untagged bounce is delivered,
-//! and a bad tag is still refused. The mail log's `bounce` lines and
+//! and a bad tag is still refused. The mail log's `batv` lines and
 //! /metrics count each verdict.
 
 mod common;
@@ -176,7 +176,7 @@ fn bounces_are_judged_by_their_tag_and_a_reload_rotates_the_keys() {
     assert_eq!(sink.wait_for_messages(4, WAIT).len(), 4);
     // Two shards write the log: lines of different shards may come in any order.
     let mut results: Vec<String> = server
-        .wait_for_log(" bounce conn=", 7, WAIT)
+        .wait_for_log(" batv conn=", 7, WAIT)
         .iter()
         .map(|l| {
             l.split_whitespace()

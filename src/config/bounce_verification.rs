@@ -149,6 +149,13 @@ mod tests {
     }
 
     #[test]
+    fn the_printed_section_reads_back_the_same() {
+        let config = parse("keys = [\"k1\", \"k0\"]\ntag_lifetime_days = 14\n").unwrap();
+        let again = Config::from_toml(&config.to_toml()).unwrap_or_else(|e| panic!("{e}\n{}", config.to_toml()));
+        assert_eq!(again.bounce_verification, config.bounce_verification);
+    }
+
+    #[test]
     fn the_lifetime_is_bounded() {
         for days in [0, 31] {
             let err = parse(&format!("keys = [\"k\"]\ntag_lifetime_days = {days}\n")).unwrap_err();

@@ -113,7 +113,7 @@ pub fn check(
     }
 }
 
-/// `check` for the session of `client`, logged (one `bounce` line per
+/// `check` for the session of `client`, logged (one `batv` line per
 /// judged recipient) and counted (bounces only). Ok: the mailbox to go
 /// on with when the tag was stripped; Err: the refusal.
 pub fn judge(
@@ -136,7 +136,7 @@ pub fn judge(
     match checked {
         Check::AsIs | Check::Accepted { .. } => {
             shard.log.event(
-                "bounce",
+                "batv",
                 format_args!(
                     "conn={conn} {} from=<{mail_from}> rcpt=<{mailbox}> result={result}",
                     client.label()
@@ -147,11 +147,11 @@ pub fn judge(
         Check::Stripped {
             mailbox: stripped, ..
         } => {
-            shard.log.event("bounce", format_args!("conn={conn} {} from=<{mail_from}> rcpt=<{mailbox}> result={result} stripped=<{stripped}>", client.label()));
+            shard.log.event("batv", format_args!("conn={conn} {} from=<{mail_from}> rcpt=<{mailbox}> result={result} stripped=<{stripped}>", client.label()));
             Ok(Some(stripped))
         }
         Check::Refused { reply, .. } => {
-            shard.log.event("bounce", format_args!("conn={conn} {} from=<{mail_from}> rcpt=<{mailbox}> result={result} reply=\"{reply}\"", client.label()));
+            shard.log.event("batv", format_args!("conn={conn} {} from=<{mail_from}> rcpt=<{mailbox}> result={result} reply=\"{reply}\"", client.label()));
             Err(Decision::Refuse(reply))
         }
     }
