@@ -195,3 +195,15 @@ fn day_of_counts_utc_days() {
     assert_eq!(day_of(86_399), 0);
     assert_eq!(day_of(1_795_330_800), 20_779);
 }
+
+#[test]
+fn odd_input_is_bad_or_untagged_never_a_panic() {
+    let k = keys(&["s"]);
+    for address in ["prvs", "prvsé", "prvs=é", "prvs=0123b5999é=a@b", "prvs=0123b59994=ü@bücher.test", "prvs=é123b59994=a@b", "prvs==", "prvs=0123b59994==@", "@", ""] {
+        let verdict = verify(address, &k, TODAY);
+        assert!(matches!(verdict, Verdict::BadTag | Verdict::Untagged), "{address}: {verdict:?}");
+    }
+    // UTF-8 mailboxes (RFC 6531) tag and verify like any other.
+    let tagged = tag("jörg@bücher.test", &k, TODAY, 7);
+    assert_eq!(verify(&tagged, &k, TODAY), Verdict::Valid { stripped: "jörg@bücher.test".into() });
+}
