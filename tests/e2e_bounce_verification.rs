@@ -13,7 +13,10 @@
 //!   refused while the current key's still passes.
 //!
 //! With `accept_untagged_bounces = true` an untagged bounce is delivered,
-//! and a bad tag is still refused. The mail log's `batv` lines and
+//! and a bad tag is still refused. With a public listener whose RAT holds
+//! one exact mailbox, the tagged form of it passes (the RAT sees the
+//! stripped mailbox), and a bounce relayed through a private listener is
+//! not judged at all. The mail log's `batv` lines and
 //! /metrics count each verdict.
 
 mod common;
@@ -231,4 +234,61 @@ fn untagged_bounces_pass_when_the_operator_says_so_and_bad_tags_do_not() {
         "a tag of a key we never had",
     );
     assert_eq!(sink.count(), 1, "the refused bounce never reached the sink");
+}
+
+/// A public listener whose RAT accepts one exact mailbox, and a private
+/// (RELAYED) one, both with keys.
+fn two_listeners(public: u16, private: u16) -> String {
+    format!(
+        "[[listener]]\nname = \"inbound\"\naddress = \"127.0.0.1:{public}\"\ntype = \"public\"\nhat = \"inbound\"\nrat = \"inbound\"\n\n\
+         [[listener]]\nname = \"outbound\"\naddress = \"127.0.0.1:{private}\"\ntype = \"private\"\nhat = \"outbound\"\n\n\
+         [[hat.inbound]]\ngroup = \"BLOCKLIST\"\nsenders = [\"127.0.0.60\"]\npolicy = \"BLOCKED\"\n\n\
+         [[hat.outbound]]\ngroup = \"BLOCKLIST\"\nsenders = [\"127.0.0.60\"]\npolicy = \"BLOCKED\"\n\n\
+         [[rat.inbound]]\nrecipient = \"bob@example.test\"\naction = \"accept\"\n\n\
+         [[rat.inbound]]\nrecipient = \"ALL\"\naction = \"reject\"\n\n\
+         [bounce_verification]\nkeys = [{CURRENT:?}]\n"
+    )
+}
+
+#[test]
+fn the_rat_judges_the_stripped_mailbox_and_outbound_bounces_are_not_judged() {
+    let sink = Sink::start();
+    let (public, private) = (free_port(), free_port());
+    let file = ConfigFile::with_text(&two_listeners(public, private));
+    let server = Portcullis::builder()
+        .listeners_file(&file, public)
+        .route("*", &sink)
+        .start();
+    assert!(
+        wait_until(WAIT, || is_listening(private)),
+        "the private listener binds\n{}",
+        server.log()
+    );
+
+    // The RAT has bob@example.test only: the tagged form passes it because
+    // the RAT sees the stripped mailbox.
+    let sent = bounce(
+        &server,
+        &tagged_with(CURRENT, "bob@example.test"),
+        "inbound bounce",
+    );
+    assert_eq!(sent.final_code(), Some(250), "{}", sent.transcript());
+    assert_delivered_stripped(&sink, 1, "inbound bounce", "", "bob@example.test");
+
+    // Through the private listener mail goes out: a bounce from an inside
+    // server to an untagged outside address is not ours to judge.
+    let private_addr = std::net::SocketAddr::from(([127, 0, 0, 1], private));
+    let sent = Swaks::new(private_addr)
+        .from("<>")
+        .to("dave@outside.test")
+        .header("Subject: outbound bounce")
+        .run();
+    assert_eq!(sent.final_code(), Some(250), "{}", sent.transcript());
+    assert_delivered_stripped(&sink, 2, "outbound bounce", "", "dave@outside.test");
+    assert_eq!(
+        server.wait_for_log(" batv conn=", 1, WAIT).len(),
+        1,
+        "only the inbound bounce was judged\n{}",
+        server.log()
+    );
 }
