@@ -1,6 +1,10 @@
-//! Delivery: on the owner shard of a recipient domain, send each message
-//! to the domain's hosts through the pool, retry what was deferred, keep
-//! what was refused, and tell the spool shard which recipients are finished.
+//! Delivery: on the shard whose spool holds the message (intake queues it
+//! there; issue 10 item 1), send each message to its recipient domains'
+//! hosts through the shard's pool, under the destination controls
+//! (`controls`: connections and recipients per period, counted
+//! appliance-wide by the destination's owner shard), retry what was
+//! deferred, keep what was refused, and tell the spool which recipients
+//! are finished.
 //!
 //! Order of attempts: each round starts by routing the domain
 //! (`crate::routing`: SMTP route, else MX, else A/AAAA), then tries the
@@ -58,23 +62,28 @@ use crate::dns::Resolver;
 use crate::maillog::MailLog;
 use crate::metrics::Metrics;
 use crate::message::{Envelope, QueueId};
-use crate::pool::{OutboundEnvelope, Pool, RecipientOutcome};
+use crate::policy::rate::Counters;
+use crate::pool::{OutboundEnvelope, Pool, Quota, RecipientOutcome};
 use crate::config::ldap::QueryKind;
 use crate::ldap::lookup::Lookups;
 use crate::routing::{RouteError, Target};
 use crate::smtp::client::StartTls;
 use crate::tls::outbound::Destination;
-use crate::shards::{Mesh, ShardRequest};
+use crate::shards::Mesh;
 use crate::spool::done::MarkDone;
 use crate::spool::{self, BodyLocation};
 
+pub mod bounce;
+pub mod controls;
 mod dane;
 mod plan;
+pub mod retry;
+use controls::Controls;
 use dane::{DanePlan, HostTls, LegDane};
 use plan::Leg;
 
-/// The recipients of one message that share a domain, handed to the
-/// domain's owner shard.
+/// The recipients of one message that share a domain, queued for delivery
+/// on the shard whose spool holds the message.
 #[derive(Debug, Clone)]
 pub struct DeliveryJob {
     pub queue_id: QueueId,
@@ -92,11 +101,6 @@ pub struct DeliveryJob {
     pub data: Option<Arc<Vec<u8>>>,
     /// Unix seconds when we accepted the message (queue lifetime starts here).
     pub accepted_secs: u64,
-}
-
-/// A job is sent to the owner shard of its destination.
-impl ShardRequest for DeliveryJob {
-    type Reply = ();
 }
 
 pub struct Delivery {
@@ -123,6 +127,8 @@ pub struct Delivery {
     /// Bytes of message data held in memory, in units of one byte
     /// (`queue_bytes_max` of them).
     memory: Rc<glommio::sync::Semaphore>,
+    /// Recipients per period of the destinations (`controls`).
+    controls: Controls,
 }
 
 /// A job's message bytes, held for one round and counted while held.
@@ -133,9 +139,11 @@ struct Held {
 
 impl Delivery {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, pool: Pool, (resolver, ldap): (Rc<Resolver>, Rc<Lookups>), mesh: Rc<Mesh>, log: Rc<MailLog>, metrics: Arc<Metrics>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
+    pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, (resolver, ldap, counters): (Rc<Resolver>, Rc<Lookups>, Rc<Counters>), mesh: Rc<Mesh>, log: Rc<MailLog>, metrics: Arc<Metrics>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
         let memory = Rc::new(glommio::sync::Semaphore::new(memory_units(&settings)));
+        let pool = Pool::with_counters(settings.pool.clone(), counters.clone());
         Rc::new(Delivery {
+            controls: Controls::new(counters),
             settings,
             policy,
             pool,
@@ -188,7 +196,7 @@ impl Delivery {
         self.pool.close_idle().await;
     }
 
-    /// Take a job (this shard owns its destination) and work on it in the background.
+    /// Take a job (its message is in this shard's spool) and work on it in the background.
     pub fn enqueue(self: &Rc<Self>, job: DeliveryJob) {
         self.in_flight.set(self.in_flight.get() + 1);
         let this = self.clone();
@@ -217,37 +225,29 @@ impl Delivery {
             if self.is_stopping() {
                 break; // routing may have waited on DNS or LDAP while shutdown began
             }
-            // A round where every leg is deferred (DNS, LDAP) reads no bytes.
-            let held = match legs.iter().all(|leg| matches!(leg.route, Err(RouteError::TempFail(_)))) {
-                true => {
-                    job.data = None; // deferred mail waits on disk, not in memory
-                    None
-                }
-                false => match self.hold(&mut job).await {
-                    Ok(held) => Some(held),
-                    Err(reason) => {
-                        last_reason = reason;
-                        None
-                    }
-                },
-            };
+            // The bytes are read (or intake's copy counted) only when an
+            // attempt has its turn at a destination: a round that waits for
+            // one, or has nothing to try (DNS, LDAP deferred), holds none.
+            let mut held: Option<Held> = None;
             let mut still_pending = Vec::new();
             for leg in legs {
-                // Without the message bytes there is nothing to attempt this round.
-                let (Some(held), Ok(hosts)) = (&held, &leg.route) else {
-                    match &leg.route {
-                        Err(RouteError::TempFail(why)) => last_reason = format!("routing {}: {why}", job.destination),
-                        Err(refused) if held.is_some() => {
-                            last_reason = refused.to_string();
-                            still_pending.extend(self.refuse_unroutable(&job, &held.as_ref().expect("checked").data, &dlv, &leg.recipients, refused).await);
-                            continue;
-                        }
-                        _ => {}
+                match &leg.route {
+                    Ok(hosts) => still_pending.extend(self.attempt_each(&mut job, &mut held, &dlv, hosts, &leg, &mut last_reason).await),
+                    Err(RouteError::TempFail(why)) => {
+                        last_reason = format!("routing {}: {why}", job.destination);
+                        still_pending.extend_from_slice(&leg.recipients);
                     }
-                    still_pending.extend_from_slice(&leg.recipients);
-                    continue;
-                };
-                still_pending.extend(self.attempt_each(&job, &held.data, &dlv, hosts, &leg, &mut last_reason).await);
+                    Err(refused) => {
+                        last_reason = refused.to_string();
+                        match self.held(&mut job, &mut held).await {
+                            Ok(data) => still_pending.extend(self.refuse_unroutable(&job, &data, &dlv, &leg.recipients, refused).await),
+                            Err(reason) => {
+                                last_reason = reason;
+                                still_pending.extend_from_slice(&leg.recipients);
+                            }
+                        }
+                    }
+                }
             }
             pending = still_pending;
             if pending.is_empty() || self.is_stopping() {
@@ -256,13 +256,8 @@ impl Delivery {
             let age = clock::now().0.saturating_sub(job.accepted_secs);
             if age >= retry.queue_lifetime_secs {
                 let reason = format!("queue lifetime expired; last error: {last_reason}");
-                // A round that could not be routed read no bytes: read them for the copy.
-                let held = match held {
-                    Some(held) => Some(held),
-                    None => self.hold(&mut job).await.ok(),
-                };
                 // Without the bytes (unreadable spool) the failed copy keeps the envelope and reason.
-                let data = held.as_ref().map_or_else(|| Arc::new(Vec::new()), |h| h.data.clone());
+                let data = self.held(&mut job, &mut held).await.unwrap_or_default();
                 // Counted like an attempt: shutdown waits for its done marker.
                 self.attempting.set(self.attempting.get() + 1);
                 let _owed = self.fail(&job, &data, &dlv, &pending, &reason).await;
@@ -276,6 +271,14 @@ impl Delivery {
             futures_lite::future::or(glommio::timer::sleep(wait), self.until_stopped()).await;
             delay = (delay * 2).min(Duration::from_secs(retry.max_secs));
         }
+    }
+
+    /// The round's message bytes: those already held, else `hold` them.
+    async fn held(&self, job: &mut DeliveryJob, held: &mut Option<Held>) -> Result<Arc<Vec<u8>>, String> {
+        if held.is_none() {
+            *held = Some(self.hold(job).await?);
+        }
+        Ok(held.as_ref().expect("just held").data.clone())
     }
 
     /// The message bytes for one round: intake's copy if there is room for
@@ -327,13 +330,16 @@ impl Delivery {
     }
 
     /// One round: each address in order until nothing is pending. Returns
-    /// what is still pending; a failed connection's reason lands in `last_reason`.
-    async fn attempt_each(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, hosts: &[Target], leg: &Leg, last_reason: &mut String) -> Vec<u32> {
+    /// what is still pending; a failed connection's reason lands in
+    /// `last_reason`. A destination with a recipient rate takes as many
+    /// recipients per transaction as it may now and comes back to the
+    /// same host for the rest.
+    async fn attempt_each(&self, job: &mut DeliveryJob, held: &mut Option<Held>, dlv: &str, hosts: &[Target], leg: &Leg, last_reason: &mut String) -> Vec<u32> {
         let mut pending = leg.recipients.clone();
         let policy = self.policy.current();
-        let mode = policy.outbound_tls.destination(&job.destination).dane;
+        let destination = policy.outbound_tls.destination(&job.destination);
         // None (and no DNS question) unless DANE is on and the hosts came from MX.
-        let mut dane = LegDane::start(mode, (leg.via, &leg.rewrites), &job.destination, &policy.routes, &self.resolver);
+        let mut dane = LegDane::start(destination.dane, (leg.via, &leg.rewrites), &job.destination, &policy.routes, &self.resolver);
         for host in hosts {
             if pending.is_empty() || self.is_stopping() {
                 break;
@@ -351,15 +357,49 @@ impl Delivery {
                     continue;
                 }
             };
-            self.attempting.set(self.attempting.get() + 1);
-            let outcome = self.attempt(job, data, dlv, host, leg, &pending, dane_plan.as_ref()).await;
-            self.attempting.set(self.attempting.get() - 1);
-            match outcome {
-                Ok(deferred) => pending = deferred,
-                Err(reason) => *last_reason = reason,
+            let key = controls::destination_key(&destination.settings, &job.destination, host.address);
+            while !pending.is_empty() && !self.is_stopping() {
+                let allowed = self.wait((held, &mut job.data), self.controls.recipients(&key, &destination.settings, pending.len())).await;
+                let Some(allowed) = allowed else { break };
+                let later = pending.split_off(allowed);
+                let quota = controls::quota(&destination.settings, key.clone());
+                self.attempting.set(self.attempting.get() + 1);
+                let outcome = self.attempt(job, held, dlv, host, leg, &pending, dane_plan.as_ref(), &quota).await;
+                self.attempting.set(self.attempting.get() - 1);
+                let (deferred, failed) = match outcome {
+                    Ok(deferred) => (deferred, false),
+                    Err(reason) => {
+                        *last_reason = reason;
+                        (std::mem::take(&mut pending), true)
+                    }
+                };
+                let more_here = !later.is_empty() && deferred.is_empty() && !failed;
+                pending = deferred;
+                pending.extend(later);
+                if !more_here {
+                    break; // what this host deferred, and what it never took, goes to the next host
+                }
             }
         }
         pending
+    }
+
+    /// Await `wait` (a turn at a destination, tokens of its rate) without
+    /// holding the round's message bytes if it does not resolve at once:
+    /// mail queued for a busy destination must not take the memory other
+    /// destinations' mail needs. None at shutdown.
+    async fn wait<T>(&self, (held, fresh): (&mut Option<Held>, &mut Option<Arc<Vec<u8>>>), wait: impl std::future::Future<Output = T>) -> Option<T> {
+        let mut wait = std::pin::pin!(wait);
+        if let Some(ready) = futures_lite::future::poll_once(&mut wait).await {
+            return Some(ready);
+        }
+        // Intake's copy too: it is not counted in the memory bound until held.
+        (*held, *fresh) = (None, None);
+        let stopping = async {
+            self.until_stopped().await;
+            None
+        };
+        futures_lite::future::or(async { Some(wait.await) }, stopping).await
     }
 
     /// A domain that takes no mail (null MX) or does not exist: every
@@ -379,7 +419,7 @@ impl Delivery {
     /// the destination's `tls`). Ok(still deferred), or Err(reason) when
     /// the connection failed and nothing was decided.
     #[allow(clippy::too_many_arguments)]
-    async fn attempt(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, target: &Target, leg: &Leg, pending: &[u32], dane: Option<&DanePlan>) -> Result<Vec<u32>, String> {
+    async fn attempt(&self, job: &mut DeliveryJob, held: &mut Option<Held>, dlv: &str, target: &Target, leg: &Leg, pending: &[u32], dane: Option<&DanePlan>, quota: &Quota) -> Result<Vec<u32>, String> {
         let host = target.address;
         let destination = self.policy.current().outbound_tls.destination(&job.destination);
         let plan = match dane {
@@ -392,14 +432,23 @@ impl Delivery {
                 }
             },
         };
-        let env = &job.envelope;
+        let env = job.envelope.clone();
         let outbound = OutboundEnvelope {
             mail_from: env.mail_from.clone(),
             recipients: pending.iter().map(|&i| leg.address(job, i).to_string()).collect(),
             body_type: env.body_type,
             smtputf8: env.smtputf8,
+            dsn: env.dsn.clone(),
+            recipient_dsn: pending.iter().map(|&i| env.rcpt_dsn(i as usize)).collect(),
         };
-        let sent = match self.pool.send_with(host, &plan, &outbound, data).await {
+        // The turn first (the destination's connection limit), then the bytes.
+        let turn = match self.wait((held, &mut job.data), self.pool.turn(host, &plan, quota)).await {
+            Some(Ok(turn)) => turn,
+            Some(Err(e)) => return Err(e.reason),
+            None => return Err("shutting down".into()),
+        };
+        let data = &self.held(job, held).await?;
+        let sent = match self.pool.send_on(turn, host, &plan, &outbound, data).await {
             Ok(sent) => sent,
             Err(e) if e.tls_refused => return Err(self.tls_refused(job, dlv, &destination, target, pending, e.reason, dane)),
             Err(e) => {

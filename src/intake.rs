@@ -46,11 +46,14 @@ pub async fn accept_message(shard: &Shard, msg: Message) -> Result<QueueId, Stor
     Ok(queue_id)
 }
 
-/// Group `recipients` by recipient domain (lower case) and send each group
-/// to the domain's owner shard, in the background (the client already
-/// has, or will get, its 250). The group is per domain, not per route:
-/// a USEDNS or "*" route sends each domain to its own MX hosts, and
-/// delivery routes a domain afresh each round (`crate::routing`).
+/// Group `recipients` by recipient domain (lower case) and queue each
+/// group for delivery on this shard, where the message is (issue 10 item
+/// 1: no shard carries all outbound work when all mail takes one route,
+/// and neither a job nor its done markers cross shards; the limits that
+/// are appliance-wide are held by the destinations' owner shards,
+/// `delivery::controls`). The group is per domain, not per route: a USEDNS
+/// or "*" route sends each domain to its own MX hosts, and delivery routes
+/// a domain afresh each round (`crate::routing`).
 pub fn dispatch(shard: &Shard, queue_id: QueueId, envelope: Arc<Envelope>, stored: Stored, recipients: &[u32], accepted_secs: u64) {
     let mut groups: BTreeMap<String, Vec<u32>> = BTreeMap::new();
     for &i in recipients {
@@ -58,7 +61,7 @@ pub fn dispatch(shard: &Shard, queue_id: QueueId, envelope: Arc<Envelope>, store
     }
     let spool_shard = shard.mesh.id();
     for (destination, recipients) in groups {
-        let mut job = DeliveryJob {
+        let job = DeliveryJob {
             queue_id: queue_id.clone(),
             spool_shard,
             destination,
@@ -68,34 +71,6 @@ pub fn dispatch(shard: &Shard, queue_id: QueueId, envelope: Arc<Envelope>, store
             data: stored.data.clone(),
             accepted_secs,
         };
-        let (mesh, delivery, log) = (shard.mesh.clone(), shard.delivery.clone(), shard.log.clone());
-        // The bytes travel with the job only while this shard's delivery
-        // memory has room for them; else the owner reads them from the spool.
-        let room = job.data.as_ref().and_then(|data| delivery.try_room(data.len() as u64));
-        if room.is_none() {
-            job.data = None;
-        }
-        glommio::spawn_local_into(
-            async move {
-                let _room = room;
-                let owner = mesh.owner(&job.destination);
-                let queue_id = job.queue_id.clone();
-                // Jobs travel by value; if the owner cannot take it, deliver from here.
-                if let Err((job, gone)) = send_job(&mesh, owner, job).await {
-                    log.event("dispatch", format_args!("qid={queue_id} reason=\"{gone}; delivering from this shard\""));
-                    delivery.enqueue(job);
-                }
-            },
-            shard.queues.delivery,
-        )
-        .map(|task| task.detach())
-        .ok();
+        shard.delivery.enqueue(job);
     }
-}
-
-/// Hand `job` to shard `owner`; give it back when that shard is gone.
-async fn send_job(mesh: &crate::shards::Mesh, owner: usize, job: DeliveryJob) -> Result<(), (DeliveryJob, crate::shards::ShardGone)> {
-    // A job is cheap to clone (Arcs and a few indices): keep one to fall back on.
-    let spare = job.clone();
-    mesh.tell(owner, job).await.map_err(|gone| (spare, gone))
 }

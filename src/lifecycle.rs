@@ -28,7 +28,7 @@ use crate::ldap::client::Directory;
 use crate::ldap::lookup::Lookups;
 use crate::config::reload::{self, ConfigSource, PolicyBoard, ReloadOutcome};
 use crate::config::{Config, PolicyCell, Settings};
-use crate::delivery::{Delivery, DeliveryJob};
+use crate::delivery::Delivery;
 use crate::intake::{self, Stored};
 use crate::limits;
 use crate::listener;
@@ -37,7 +37,6 @@ use crate::maillog::MailLog;
 use crate::admin;
 use crate::metrics::{Metrics, MetricsBoard};
 use crate::policy::rate::Counters;
-use crate::pool::Pool;
 use crate::shard::{Shard, TaskQueues};
 use crate::shards::{self, Mesh, MeshPlan};
 use crate::spool::done::MarkDone;
@@ -278,8 +277,8 @@ async fn shard_body(id: usize, recovered: RecoveredShard, shared: Shared, log: R
     let dns = &policy.current().dns;
     let resolver = Rc::new(Resolver::new(shared.nameservers.to_vec(), dns, metrics.clone()));
     let ldap = Lookups::new(shared.directory.clone(), mesh.clone(), metrics.clone());
-    let delivery = Delivery::new(settings.clone(), policy.clone(), Pool::new(settings.pool.clone()), (resolver.clone(), ldap.clone()), mesh.clone(), log.clone(), metrics.clone(), queues.delivery);
     let counters = Counters::new(mesh.clone(), &settings.rate);
+    let delivery = Delivery::new(settings.clone(), policy.clone(), (resolver.clone(), ldap.clone(), counters.clone()), mesh.clone(), log.clone(), metrics.clone(), queues.delivery);
     let callahead = Callahead::new(mesh.clone(), resolver.clone(), counters.clone(), policy.clone(), &settings.hostname, metrics.clone());
     let services = (resolver, counters, metrics, callahead, ldap);
     let shard = Rc::new(Shard::new(settings.clone(), policy, mesh.clone(), spool, delivery, log.clone(), services, queues, shared.connections.clone()));
@@ -313,13 +312,6 @@ async fn shard_body(id: usize, recovered: RecoveredShard, shared: Shared, log: R
 
 /// The shard's handlers for requests from its peers (and itself).
 fn serve_requests(shard: &Rc<Shard>) {
-    let weak = Rc::downgrade(shard);
-    shard.mesh.handle(move |job: DeliveryJob| {
-        if let Some(shard) = weak.upgrade() {
-            shard.delivery.enqueue(job);
-        }
-        async {}
-    });
     let weak = Rc::downgrade(shard);
     shard.mesh.handle(move |done: MarkDone| {
         if let Some(shard) = weak.upgrade() {

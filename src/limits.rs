@@ -389,6 +389,63 @@ pub const TLS_SESSION_CACHE_ENTRIES: usize = 4_096;
 /// (the newest and the one before: sessions keep the snapshot they began
 /// with, so both may handshake right after a reload).
 pub const TLS_SHARD_CONFIGS_MAX: usize = 2;
+
+// ---- Destination controls (issue 10) ----------------------------------------
+
+/// `[destination.*] max_connections` when unset (CONFIG.md).
+pub const DESTINATION_CONNECTIONS_DEFAULT: u32 = 50;
+/// The largest `max_connections` accepted (0 = unlimited).
+pub const DESTINATION_CONNECTIONS_MAX: u32 = 100_000;
+/// `max_messages_per_connection` when unset (CONFIG.md).
+pub const DESTINATION_MESSAGES_PER_CONNECTION_DEFAULT: u32 = 50;
+/// The largest `max_messages_per_connection` accepted.
+pub const DESTINATION_MESSAGES_PER_CONNECTION_MAX: u32 = 100_000;
+/// `recipients_period_secs` when unset (CONFIG.md).
+pub const DESTINATION_RECIPIENTS_PERIOD_SECS_DEFAULT: u64 = 60;
+/// The longest `recipients_period_secs` accepted (one day).
+pub const DESTINATION_RECIPIENTS_PERIOD_SECS_MAX: u64 = 86_400;
+/// A delivery refused a destination connection lease asks the owner again
+/// after this long, doubling up to `DESTINATION_LEASE_RETRY_MAX_MS`.
+pub const DESTINATION_LEASE_RETRY_MIN_MS: u64 = 10;
+pub const DESTINATION_LEASE_RETRY_MAX_MS: u64 = 250;
+/// A destination over its recipient rate asks again after this many
+/// milliseconds at least (else after one bucket of its window, period/60).
+pub const DESTINATION_RATE_RETRY_MIN_MS: u64 = 50;
+// ---- Bounce profiles and bounces (config::bounce, delivery::retry, delivery::bounce)
+/// `[bounce_profile.*]` tables in one file.
+pub const BOUNCE_PROFILES_MAX: usize = 256;
+/// A profile's name, bytes (letters, digits, '-', '_', '.').
+pub const BOUNCE_PROFILE_NAME_BYTES_MAX: usize = 64;
+/// The largest `max_retries` (ESA's range).
+pub const BOUNCE_RETRIES_MAX: u32 = 10_000;
+/// The shortest `max_queue_lifetime_secs`: one minute.
+pub const BOUNCE_QUEUE_LIFETIME_SECS_MIN: u64 = 60;
+/// The longest `max_queue_lifetime_secs` (and `delay_warning_secs`): 30 days.
+pub const BOUNCE_QUEUE_LIFETIME_SECS_MAX: u64 = 30 * 86_400;
+/// The largest `max_retry_secs`: one day between attempts.
+pub const BOUNCE_RETRY_SECS_MAX: u64 = 86_400;
+/// The shortest `delay_warning_secs`: a warning a minute is already noise.
+pub const BOUNCE_DELAY_WARNING_SECS_MIN: u64 = 60;
+/// Retry waits are spread by up to this much either way, percent, so
+/// messages deferred together do not retry together (`delivery::retry`).
+pub const BOUNCE_RETRY_JITTER_PERCENT: u64 = 20;
+/// The largest original a bounce returns whole (RET=FULL, RFC 3461 §4.3);
+/// a larger one is returned as its headers only.
+pub const BOUNCE_ORIGINAL_BYTES_MAX: usize = 1024 * 1024;
+/// The original's header block returned as text/rfc822-headers, bytes; cut
+/// before the first header field that does not fit.
+pub const BOUNCE_HEADERS_BYTES_MAX: usize = 64 * 1024;
+/// Any one value a bounce writes from outside data (a diagnostic, an
+/// address, ENVID, a host), bytes: a header line stays under RFC 5322
+/// §2.1.1's 998 octets even unfolded.
+pub const BOUNCE_FIELD_BYTES_MAX: usize = 900;
+/// The original's header block `should_send` reads, bytes.
+pub const BOUNCE_SCAN_HEADER_BYTES_MAX: usize = 256 * 1024;
+// ---- DSN parameters (smtp::dsn, RFC 3461) -------------------------------------
+/// ENVID= on MAIL, characters as sent (RFC 3461 §4.4: at most 100).
+pub const DSN_ENVID_CHARS_MAX: usize = 100;
+/// ORCPT= on RCPT, characters as sent (RFC 3461 §4.2: at most 500).
+pub const DSN_ORCPT_CHARS_MAX: usize = 500;
 // ---- Bounce verification (prvs, config::bounce_verification) ---------------
 /// Keys `[bounce_verification] keys` may list: the prvs tag names its key
 /// with one decimal digit (draft-levine-smtp-batv-01 §4.1).

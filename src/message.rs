@@ -4,7 +4,9 @@
 //! it next to the body, delivery reads it back. Nothing here does I/O.
 
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use crate::smtp::dsn::{Dsn, RecipientDsn};
 
 /// A spool-wide unique id for one accepted message, e.g. "0A1B2C3D4E5F6071".
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -53,6 +55,35 @@ pub struct Envelope {
     /// How the session was protected, for the Received header and the mail
     /// log. Not spooled: the header is written before the message is stored.
     pub secured: Secured,
+    /// RET and ENVID of MAIL (RFC 3461 §4.3, §4.4); default when not given.
+    pub dsn: Dsn,
+    /// NOTIFY and ORCPT of each RCPT (RFC 3461 §4.1, §4.2), parallel to
+    /// `recipients`. Invariant: either empty (every recipient at the
+    /// defaults: the common case costs nothing) or exactly as long as
+    /// `recipients`. Read it through `rcpt_dsn(i)`.
+    pub recipient_dsn: Vec<RecipientDsn>,
+}
+
+/// An envelope with nothing in it (peer 0.0.0.0:0), so construction sites
+/// name only the fields they care about (`..Default::default()`).
+impl Default for Envelope {
+    fn default() -> Envelope {
+        Envelope {
+            connection_id: String::new(),
+            peer: SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0)),
+            helo: String::new(),
+            esmtp: false,
+            mail_from: String::new(),
+            body_type: BodyType::default(),
+            smtputf8: false,
+            recipients: Vec::new(),
+            ldap_routing: String::new(),
+            relayed: false,
+            secured: Secured::default(),
+            dsn: Dsn::default(),
+            recipient_dsn: Vec::new(),
+        }
+    }
 }
 
 /// TLS and SMTP AUTH of the session a message came in on.
@@ -74,6 +105,19 @@ impl Envelope {
         let s = if self.secured.tls.is_some() { "S" } else { "" };
         let a = if self.secured.authenticated.is_some() { "A" } else { "" };
         format!("{base}{s}{a}")
+    }
+
+    /// The DSN parameters of recipient `i` (defaults when none were given).
+    pub fn rcpt_dsn(&self, i: usize) -> RecipientDsn {
+        debug_assert!(self.recipient_dsn.is_empty() || self.recipient_dsn.len() == self.recipients.len());
+        self.recipient_dsn.get(i).cloned().unwrap_or_default()
+    }
+
+    /// Set the per-recipient DSN parameters, parallel to `recipients`;
+    /// stored empty when every one is at its defaults (the invariant above).
+    pub fn set_recipient_dsn(&mut self, recipient_dsn: Vec<RecipientDsn>) {
+        debug_assert_eq!(recipient_dsn.len(), self.recipients.len());
+        self.recipient_dsn = if recipient_dsn.iter().all(RecipientDsn::is_default) { Vec::new() } else { recipient_dsn };
     }
 }
 

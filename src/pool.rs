@@ -8,6 +8,25 @@
 //! error or timeout is dropped, never reused. Single-threaded: one pool per
 //! shard, used through `&self` by many tasks of one executor.
 //!
+//! Destination controls (issue 10, seed 003): a caller names the
+//! destination a transaction counts against (`Quota`: the recipient
+//! domain or the host, its `max_connections` and
+//! `max_messages_per_connection`). Connections are pooled per destination,
+//! and a new connection first takes one of the destination's
+//! appliance-wide slots from the owner shard of its key
+//! (`policy::rate::Counters::open`, exact: overshoot 0 while the owner
+//! answers). The slot lives in the connection and is released when it
+//! closes, so the appliance never holds more than `max_connections`
+//! connections to the destination. A caller refused a slot waits (asking
+//! again after a capped backoff) unless an idle connection of this shard
+//! comes free first; only the callers holding one of the shard's local
+//! permits for the destination ask, so waiting costs a few asks per
+//! second per destination, not one per queued message.
+//!
+//! Two steps, so that a caller can wait for its turn before it holds the
+//! message bytes (`turn`, then `send_on`): mail waiting for a busy
+//! destination holds no memory that other destinations need.
+//!
 //! TLS (RFC 3207, issue 9 item 5): the key is the host address with the
 //! TLS level the connection was opened under (and, for `required-verify`,
 //! the name it was verified as), so a connection never carries mail of a
@@ -27,6 +46,8 @@ use hashbrown::HashMap;
 // The transaction types belong to the pure client; the pool re-exports them for its callers.
 pub use crate::smtp::client::{OutboundEnvelope, RecipientOutcome};
 use crate::config::destination::DestinationTls;
+use crate::limits;
+use crate::policy::rate::{Counters, Slot};
 use crate::tls::outbound::TlsPlan;
 use crate::tls::TlsInfo;
 use connection::{Connection, Step};
@@ -65,28 +86,57 @@ pub struct Sent {
     pub tls: Option<TlsInfo>,
 }
 
+/// What a transaction counts against: a destination of the destination
+/// controls (issue 10) and its limits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Quota {
+    /// The destination: "domain:example.com" or "host:192.0.2.1:25";
+    /// "" = none (tests, and callers without destination controls).
+    pub key: Rc<str>,
+    /// Connections the appliance may hold to it at once; 0 = unlimited.
+    pub max_connections: u32,
+    /// Transactions per connection (also bounded by the pool's own).
+    pub max_messages_per_connection: u32,
+}
+
 /// Connections are pooled per host and TLS level (and verified name),
-/// DANE-checked ones apart (RFC 7672: their check is the host's TLSA).
+/// DANE-checked ones apart (RFC 7672: their check is the host's TLSA),
+/// and per destination (each counts against its own connection limit).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct Key {
     host: SocketAddr,
     level: DestinationTls,
     verified_as: Option<String>,
     dane: bool,
+    destination: Rc<str>,
 }
 
 impl Key {
-    fn of(host: SocketAddr, plan: &TlsPlan) -> Key {
+    fn of(host: SocketAddr, plan: &TlsPlan, quota: &Quota) -> Key {
         let verified = plan.level == DestinationTls::RequiredVerify || plan.dane;
         let verified_as = verified.then(|| plan.name.to_str().into_owned());
-        Key { host, level: plan.level, verified_as, dane: plan.dane }
+        Key { host, level: plan.level, verified_as, dane: plan.dane, destination: quota.key.clone() }
     }
 }
 
-/// The idle connections and the connection limit of one downstream host.
+/// The right to one transaction to a host: one of the shard's local
+/// permits, and either an idle connection or the destination slot a new
+/// one will hold (`Pool::turn`).
+pub struct Turn {
+    entry: Rc<Host>,
+    _permit: glommio::sync::StaticPermit,
+    idle: Option<Connection>,
+    lease: Option<Slot>,
+}
+
+/// The idle connections and the connection limit of one downstream host
+/// (for one destination).
 struct Host {
-    /// One permit per connection that may be open (in use or idle).
+    /// One permit per transaction in progress: at most
+    /// `connections_per_host_max` (and the destination's `max_connections`).
     permits: Rc<Semaphore>,
+    /// The destination's `max_messages_per_connection` when the entry was made.
+    max_messages: u32,
     /// Newest last.
     idle: RefCell<Vec<Connection>>,
 }
@@ -95,6 +145,9 @@ struct Inner {
     config: PoolConfig,
     hosts: RefCell<HashMap<Key, Rc<Host>>>,
     reaper_started: Cell<bool>,
+    /// The appliance-wide counters destination slots are taken from; None
+    /// (tests) = destination connection limits are not applied.
+    counters: Option<Rc<Counters>>,
 }
 
 pub struct Pool {
@@ -109,8 +162,18 @@ impl Pool {
                 config,
                 hosts: RefCell::new(HashMap::new()),
                 reaper_started: Cell::new(false),
+                counters: None,
             }),
         }
+    }
+
+    /// A pool whose destination connection limits are held appliance-wide
+    /// by `counters` (every shard's pool asks the same owners).
+    pub fn with_counters(config: PoolConfig, counters: Rc<Counters>) -> Pool {
+        let pool = Pool::new(config);
+        let mut inner = Rc::try_unwrap(pool.inner).ok().expect("a new pool is not shared");
+        inner.counters = Some(counters);
+        Pool { inner: Rc::new(inner) }
     }
 
     /// One transaction to `host`: reuses an idle connection (RSET-free: a
@@ -150,26 +213,75 @@ impl Pool {
         if envelope.recipients.is_empty() {
             return Ok(Sent { outcomes: Vec::new(), tls: None });
         }
+        let turn = self.turn(host, plan, &Quota::default()).await?;
+        self.send_on(turn, host, plan, envelope, body).await
+    }
+
+    /// Wait for the right to one transaction to `host` for `quota`'s
+    /// destination: a local permit (FIFO), then an idle connection, or a
+    /// destination slot for a new one (asked of the key's owner shard;
+    /// refused, asked again after a capped backoff, unless an idle
+    /// connection comes free first). Err only when the pool is closed.
+    pub async fn turn(&self, host: SocketAddr, plan: &TlsPlan, quota: &Quota) -> Result<Turn, TransportError> {
         self.start_reaper();
+        let entry = self.host(Key::of(host, plan, quota), quota);
+        let permit = entry.permits.clone().acquire_static_permit(1).await.map_err(|e| TransportError {
+            host,
+            reason: format!("connection pool closed: {e}"),
+            tls_refused: false,
+        })?;
+        let mut backoff = Duration::from_millis(limits::DESTINATION_LEASE_RETRY_MIN_MS);
+        loop {
+            if let Some(conn) = self.take_idle(&entry).await {
+                return Ok(Turn { entry, _permit: permit, idle: Some(conn), lease: None });
+            }
+            match self.lease(quota).await {
+                Ok(lease) => return Ok(Turn { entry, _permit: permit, idle: None, lease }),
+                Err(()) => {
+                    glommio::timer::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(limits::DESTINATION_LEASE_RETRY_MAX_MS));
+                }
+            }
+        }
+    }
+
+    /// One of the destination's appliance-wide connection slots: Ok(None)
+    /// when it has no limit (or the pool no counters), Err when all are
+    /// taken. Fails open like every counter (`Slot::unchecked`).
+    async fn lease(&self, quota: &Quota) -> Result<Option<Slot>, ()> {
+        let Some(counters) = &self.inner.counters else { return Ok(None) };
+        if quota.max_connections == 0 || quota.key.is_empty() {
+            return Ok(None);
+        }
+        let key = format!("destination-connections {}", quota.key);
+        counters.open(&key, quota.max_connections).await.map(Some).map_err(drop)
+    }
+
+    /// The transaction of `send_with` on a `turn`: its idle connection, or
+    /// a new one holding its destination slot. A reused connection found
+    /// dead before any reply is replaced once by a fresh one (which takes
+    /// over its slot).
+    pub async fn send_on(
+        &self,
+        turn: Turn,
+        host: SocketAddr,
+        plan: &TlsPlan,
+        envelope: &OutboundEnvelope,
+        body: &[u8],
+    ) -> Result<Sent, TransportError> {
+        let Turn { entry, _permit, idle, mut lease } = turn;
         let config = &self.inner.config;
-        let entry = self.host(Key::of(host, plan));
-        let _permit = entry
-            .permits
-            .acquire_static_permit(1)
-            .await
-            .map_err(|e| TransportError {
-                host,
-                reason: format!("connection pool closed: {e}"),
-                tls_refused: false,
-            })?;
+        let mut idle = idle;
         let mut retried = false;
         loop {
-            let (mut conn, reused) = match self.take_idle(&entry).await {
+            let (mut conn, reused) = match idle.take() {
                 Some(conn) => (conn, true),
                 None => {
-                    let conn = Connection::open(host, plan, config)
+                    let mut conn = Connection::open(host, plan, config)
                         .await
                         .map_err(|failed| TransportError { host, reason: failed.reason, tls_refused: failed.tls_refused })?;
+                    conn.lease = lease.take();
+                    conn.max_messages = entry.max_messages.min(config.messages_per_connection_max);
                     (conn, false)
                 }
             };
@@ -180,7 +292,8 @@ impl Pool {
                     return Ok(Sent { outcomes, tls });
                 }
                 Step::Failed(_) if reused && !retried && conn.was_dead_before_use() => {
-                    retried = true
+                    retried = true;
+                    lease = conn.lease.take();
                 }
                 Step::Failed(reason) => {
                     return Err(TransportError {
@@ -220,14 +333,24 @@ impl Pool {
         }
     }
 
-    fn host(&self, host: Key) -> Rc<Host> {
-        let max = self.inner.config.connections_per_host_max.max(1) as u64;
+    /// The entry of `host`, made with `quota`'s limits when new (a reload
+    /// that changes them applies once the entry is idle and reaped).
+    fn host(&self, host: Key, quota: &Quota) -> Rc<Host> {
+        let mut max = self.inner.config.connections_per_host_max.max(1) as u64;
+        if quota.max_connections > 0 {
+            max = max.min(quota.max_connections as u64);
+        }
+        let max_messages = match quota.max_messages_per_connection {
+            0 => u32::MAX,
+            n => n,
+        };
         let mut hosts = self.inner.hosts.borrow_mut();
         hosts
             .entry(host)
             .or_insert_with(|| {
                 Rc::new(Host {
                     permits: Rc::new(Semaphore::new(max)),
+                    max_messages,
                     idle: RefCell::new(Vec::new()),
                 })
             })
@@ -252,7 +375,7 @@ impl Pool {
         if !conn.is_reusable() {
             return; // dropped: closes the socket
         }
-        if conn.messages >= config.messages_per_connection_max {
+        if conn.messages >= conn.max_messages.min(config.messages_per_connection_max) {
             return conn.quit(config).await;
         }
         conn.idle_since = std::time::Instant::now();

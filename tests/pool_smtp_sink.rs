@@ -187,6 +187,7 @@ fn envelope(recipients: &[&str]) -> OutboundEnvelope {
         recipients: recipients.iter().map(|r| r.to_string()).collect(),
         body_type: BodyType::SevenBit,
         smtputf8: false,
+        ..Default::default()
     }
 }
 

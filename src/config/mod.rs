@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod bounce;
 pub mod bounce_verification;
 pub mod callahead;
 pub mod destination;
@@ -89,6 +90,10 @@ pub struct Config {
     /// `[destination.default]`, `[destination."DOMAIN"]`: delivery's
     /// destination controls (TLS for now; `destination.rs`).
     pub destination: BTreeMap<String, destination::DestinationConfig>,
+    /// `[bounce_profile.NAME]`: retries, time in queue and bounces
+    /// (`bounce.rs`); `default` is always there.
+    #[serde(deserialize_with = "bounce::deserialize_profiles")]
+    pub bounce_profile: BTreeMap<String, bounce::BounceProfileConfig>,
     /// `[auth]`: the SMTP AUTH backend and the failed-AUTH limit per client IP.
     pub auth: auth::AuthConfig,
     /// `[bounce_verification]`: BATV prvs keys (current first), the tag
@@ -168,6 +173,7 @@ impl Default for Config {
             ldap: ldap::LdapConfig::default(),
             tls: tls::TlsConfig::default(),
             destination: BTreeMap::new(),
+            bounce_profile: bounce::builtin_profiles(),
             auth: auth::AuthConfig::default(),
             bounce_verification: bounce_verification::BounceVerificationConfig::default(),
         }
@@ -346,6 +352,7 @@ impl Config {
         }
         destination::validate(&self.destination)?;
         self.bounce_verification.validate()?;
+        bounce::validate(&self.bounce_profile)?;
         // Compiling the access tables is their validation (HAT, RAT, policies).
         crate::policy::access::Access::compile(self)?;
         Ok(())

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::policy::rate::Slot;
 use crate::smtp::client::StartTls;
 use crate::tls::outbound::TlsPlan;
 use crate::tls::{Stream, TlsInfo};
@@ -46,6 +47,13 @@ pub(super) struct Connection {
     plan: TlsPlan,
     /// What the STARTTLS handshake negotiated; None in clear.
     pub tls: Option<TlsInfo>,
+    /// The destination's appliance-wide connection slot this connection
+    /// holds (`Quota`): released when the connection is dropped, however
+    /// it ends. None when the destination has no connection limit.
+    pub lease: Option<Slot>,
+    /// Transactions before QUIT: the pool's bound or the destination's
+    /// `max_messages_per_connection`, the smaller.
+    pub max_messages: u32,
 }
 
 /// Why a connection could not be opened.
@@ -100,6 +108,8 @@ impl Connection {
             timed_out: false,
             plan: plan.clone(),
             tls: None,
+            lease: None,
+            max_messages: config.messages_per_connection_max,
         };
         match conn.drive(config, &[]).await {
             Step::Ready => Ok(conn),

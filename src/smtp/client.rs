@@ -27,15 +27,21 @@ pub use stuff::Stuffed;
 use starttls::{after_hello, after_starttls, AfterHello, AfterStartTls, STARTTLS_COMMAND};
 
 use crate::message::BodyType;
+use crate::smtp::dsn::{Dsn, RecipientDsn};
 use crate::smtp::Reply;
 
 /// What goes to MAIL FROM / RCPT TO of one downstream transaction.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct OutboundEnvelope {
     pub mail_from: String,
     pub recipients: Vec<String>,
     pub body_type: BodyType,
     pub smtputf8: bool,
+    /// RET and ENVID for MAIL (RFC 3461 §4.3, §4.4).
+    pub dsn: Dsn,
+    /// NOTIFY and ORCPT for each RCPT, parallel to `recipients`; empty =
+    /// every recipient at its defaults (as `message::Envelope`).
+    pub recipient_dsn: Vec<RecipientDsn>,
 }
 
 /// The fate of one recipient of a transaction, in the order of `recipients`.
@@ -403,10 +409,22 @@ impl Client {
         if envelope.smtputf8 {
             s.extend_from_slice(b" SMTPUTF8");
         }
+        // RFC 3461 §5.2.2: to a downstream without DSN the parameters are
+        // left out; we are then the last MTA that knows them, and it is our
+        // bounce (honouring NOTIFY/RET) that reports a later failure.
+        let dsn = self.extensions.dsn;
+        if dsn {
+            s.extend_from_slice(envelope.dsn.mail_params().as_bytes());
+        }
         s.extend_from_slice(b"\r\n");
         self.script_ends.push(s.len());
-        for rcpt in &envelope.recipients {
-            let _ = write!(s, "RCPT TO:<{rcpt}>\r\n");
+        debug_assert!(envelope.recipient_dsn.is_empty() || envelope.recipient_dsn.len() == envelope.recipients.len());
+        for (i, rcpt) in envelope.recipients.iter().enumerate() {
+            let _ = write!(s, "RCPT TO:<{rcpt}>");
+            if let Some(rcpt_dsn) = envelope.recipient_dsn.get(i).filter(|_| dsn) {
+                s.extend_from_slice(rcpt_dsn.rcpt_params().as_bytes());
+            }
+            s.extend_from_slice(b"\r\n");
             self.script_ends.push(s.len());
         }
         s.extend_from_slice(b"DATA\r\n");

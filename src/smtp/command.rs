@@ -8,6 +8,7 @@
 //! command must be ASCII.
 
 use crate::message::BodyType;
+use crate::smtp::dsn::{self, Dsn, RecipientDsn};
 use crate::smtp::reply::Reply;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -229,12 +230,14 @@ fn parse_bdat(arg: &str) -> Result<Command<'static>, Reply> {
     Ok(Command::Bdat { size, last })
 }
 
-/// MAIL FROM parameters we implement (RFC 1870, 6152, 3030, 6531).
+/// MAIL FROM parameters we implement (RFC 1870, 6152, 3030, 6531, 3461).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MailParams {
     pub size: Option<u64>,
     pub body: Option<BodyType>,
     pub smtputf8: bool,
+    /// RET and ENVID (RFC 3461 §4.3, §4.4).
+    pub dsn: Dsn,
 }
 
 /// Parse `KEYWORD[=value]` parameters; keywords and BODY values are
@@ -278,11 +281,53 @@ pub fn parse_mail_params(params: &str) -> Result<MailParams, Reply> {
                 return Err(bad("SMTPUTF8"));
             }
             out.smtputf8 = true;
+        } else if key.eq_ignore_ascii_case("RET") {
+            let ret = dsn::parse_ret(value)?;
+            if out.dsn.ret.replace(ret).is_some() {
+                return Err(given_twice("RET")); // RFC 3461 §4.3: at most once
+            }
+        } else if key.eq_ignore_ascii_case("ENVID") {
+            let envid = dsn::parse_envid(value)?;
+            if out.dsn.envid.replace(envid).is_some() {
+                return Err(given_twice("ENVID")); // RFC 3461 §4.4: at most once
+            }
         } else {
             return Err(unknown_param());
         }
     }
     Ok(out)
+}
+
+/// Parse the parameters of RCPT TO: NOTIFY and ORCPT (RFC 3461 §4.1,
+/// §4.2), each at most once; keywords are case-insensitive.
+pub fn parse_rcpt_params(params: &str) -> Result<RecipientDsn, Reply> {
+    let mut out = RecipientDsn::default();
+    let mut notified = false;
+    for param in params.split(' ').filter(|p| !p.is_empty()) {
+        let (key, value) = match param.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (param, None),
+        };
+        if key.eq_ignore_ascii_case("NOTIFY") {
+            out.notify = dsn::parse_notify(value)?;
+            if std::mem::replace(&mut notified, true) {
+                return Err(given_twice("NOTIFY"));
+            }
+        } else if key.eq_ignore_ascii_case("ORCPT") {
+            let orcpt = dsn::parse_orcpt(value)?;
+            if out.orcpt.replace(orcpt).is_some() {
+                return Err(given_twice("ORCPT"));
+            }
+        } else {
+            return Err(unknown_param());
+        }
+    }
+    Ok(out)
+}
+
+/// A DSN parameter repeated on one command (RFC 3461 §4: each at most once).
+fn given_twice(parameter: &str) -> Reply {
+    Reply::new(501, "5.5.4", format!("Bad {parameter} parameter syntax: given twice"))
 }
 
 /// RFC 5321 §4.1.1.11 / §4.3.2: a parameter we did not advertise.
@@ -375,15 +420,42 @@ mod tests {
     #[test]
     fn mail_params() {
         let p = parse_mail_params("size=1000 BODY=8bitmime SMTPUTF8").unwrap();
-        assert_eq!(p, MailParams { size: Some(1000), body: Some(BodyType::EightBitMime), smtputf8: true });
+        assert_eq!(p, MailParams { size: Some(1000), body: Some(BodyType::EightBitMime), smtputf8: true, ..Default::default() });
         assert_eq!(parse_mail_params("").unwrap(), MailParams::default());
         assert_eq!(parse_mail_params("SIZE=99999999999999999999").unwrap().size, Some(u64::MAX));
         for bad in ["SIZE", "SIZE=", "SIZE=1k", "SIZE=1 SIZE=2", "BODY=9BIT", "BODY", "SMTPUTF8=yes"] {
             assert_eq!(parse_mail_params(bad).unwrap_err().code, 501, "{bad}");
         }
-        assert_eq!(parse_mail_params("RET=FULL").unwrap_err().code, 555);
+        assert_eq!(parse_mail_params("XRET=FULL").unwrap_err().code, 555);
         assert_eq!(parse_mail_params("AUTH=<>").unwrap(), MailParams::default());
         assert_eq!(parse_mail_params("AUTH").unwrap_err().code, 501);
+    }
+
+    #[test]
+    fn mail_dsn_params() {
+        use crate::smtp::dsn::Ret;
+        let p = parse_mail_params("ret=hdrs ENVID=QQ+2B1 SIZE=5").unwrap();
+        assert_eq!(p.dsn, Dsn { ret: Some(Ret::Headers), envid: Some("QQ+1".into()) });
+        assert_eq!(p.size, Some(5));
+        for bad in ["RET=FULL RET=FULL", "RET=FULL ret=HDRS", "ENVID=a ENVID=a", "RET=ALL", "RET", "ENVID=", "ENVID=a+2b"] {
+            let reply = parse_mail_params(bad).unwrap_err();
+            assert_eq!((reply.code, reply.enhanced.as_str()), (501, "5.5.4"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rcpt_dsn_params() {
+        use crate::smtp::dsn::Notify;
+        assert_eq!(parse_rcpt_params("").unwrap(), RecipientDsn::default());
+        let p = parse_rcpt_params("notify=SUCCESS,DELAY ORCPT=rfc822;u+2B1@b.test").unwrap();
+        assert_eq!(p.notify, Notify::On { success: true, failure: false, delay: true });
+        assert_eq!(p.orcpt, Some(("rfc822".into(), "u+1@b.test".into())));
+        for bad in ["NOTIFY=NEVER NOTIFY=NEVER", "ORCPT=rfc822;a ORCPT=rfc822;a", "NOTIFY=NEVER,DELAY", "NOTIFY", "ORCPT=a@b"] {
+            let reply = parse_rcpt_params(bad).unwrap_err();
+            assert_eq!((reply.code, reply.enhanced.as_str()), (501, "5.5.4"), "{bad}");
+        }
+        assert_eq!(parse_rcpt_params("XNOTIFY=NEVER").unwrap_err().code, 555);
+        assert_eq!(parse_rcpt_params("RET=FULL").unwrap_err().code, 555, "RET belongs to MAIL");
     }
 
     #[test]

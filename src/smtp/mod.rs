@@ -6,6 +6,7 @@ pub mod address;
 pub mod body;
 pub mod client;
 pub mod command;
+pub mod dsn;
 pub mod received;
 pub mod reply;
 pub mod sasl;

@@ -58,6 +58,7 @@ mod tests {
             ldap_routing: String::new(),
             relayed: false,
             secured: Default::default(),
+            ..Default::default()
         };
         let h = String::from_utf8(header(&env, &QueueId("Q1".into()), "mx.test", "Sun, 22 Nov 2026 07:00:00 +0000")).unwrap();
         assert!(h.starts_with("Received: from client.testX-Evil: 1 ([127.0.0.1])\r\n"), "{h}");
@@ -81,6 +82,7 @@ mod tests {
             ldap_routing: String::new(),
             relayed: false,
             secured: Default::default(),
+            ..Default::default()
         };
         let tls = crate::tls::TlsInfo { version: "TLSv1.3", cipher: "TLS13_AES_256_GCM_SHA384".into(), peer_subject: None };
         env.secured.tls = Some(tls);

@@ -142,6 +142,9 @@ struct Transaction {
     mail_from: String,
     params: MailParams,
     recipients: Vec<String>,
+    /// NOTIFY/ORCPT of each accepted recipient, always parallel to
+    /// `recipients` here (the envelope drops it when all are defaults).
+    recipient_dsn: Vec<crate::smtp::dsn::RecipientDsn>,
     /// RCPT questions in flight; each reserves a place under recipients_max.
     asked: usize,
     /// The ticket of each accepted recipient, to keep `recipients` in RCPT order.

@@ -16,6 +16,9 @@ use std::net::SocketAddr;
 use crate::limits;
 use crate::message::{BodyType, Envelope, QueueId};
 
+mod dsn;
+use dsn::{decode_dsn, encode_dsn, TAG_DSN};
+
 const KIND_MESSAGE: u8 = 1;
 const KIND_DONE: u8 = 2;
 const FRAME_BYTES: usize = 8;
@@ -89,6 +92,9 @@ pub fn encode_done(out: &mut Vec<u8>, queue_id: &QueueId, recipients: &[u32]) {
 /// group; a field at its default is not written.
 fn extensions_of(envelope: &Envelope) -> Vec<(u8, Vec<u8>)> {
     let mut extensions = Vec::new();
+    if let Some(value) = encode_dsn(envelope) {
+        extensions.push((TAG_DSN, value));
+    }
     extensions.extend(relayed_extension(envelope));
     extensions
 }
@@ -96,6 +102,7 @@ fn extensions_of(envelope: &Envelope) -> Vec<(u8, Vec<u8>)> {
 /// Apply one extension read back; unknown tags are ignored (see `extensions_of`).
 fn apply_extension(envelope: &mut Envelope, tag: u8, value: &[u8]) -> Result<(), Stop> {
     match tag {
+        TAG_DSN => decode_dsn(envelope, value).map_err(|()| Stop::Corrupt),
         TAG_RELAYED => apply_relayed(envelope, value),
         _ => Ok(()),
     }
@@ -313,8 +320,7 @@ fn decode_payload<R: BufRead>(p: &mut Payload<'_, R>) -> Result<Record, Stop> {
             // The LDAP routing query, if the writer appended one.
             let ldap_routing = if p.remaining > 0 { p.string()? } else { String::new() };
             let secured = Default::default(); // not spooled (message.rs)
-            let relayed = false; // extension 2, if the writer appended it
-            let mut envelope = Envelope { connection_id, peer, helo, esmtp, mail_from, body_type, smtputf8, recipients, ldap_routing, relayed, secured };
+            let mut envelope = Envelope { connection_id, peer, helo, esmtp, mail_from, body_type, smtputf8, recipients, ldap_routing, secured, ..Default::default() };
             while p.remaining > 0 {
                 let tag = p.byte()?;
                 let n = p.u32()? as usize;
@@ -367,6 +373,7 @@ mod tests {
             ldap_routing: String::new(),
             relayed: false,
             secured: Default::default(),
+            ..Default::default()
         }
     }
 
@@ -420,6 +427,82 @@ mod tests {
             })
             .collect();
         assert_eq!(queries, ["LDAP1.routing", ""]);
+    }
+
+    fn message_envelope(records: &[Record], i: usize) -> &Envelope {
+        match &records[i] {
+            Record::Message { envelope, .. } => envelope,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dsn_fields_round_trip_and_defaults_write_nothing() {
+        use crate::smtp::dsn::{Dsn, Notify, RecipientDsn, Ret};
+        let mut with_dsn = envelope();
+        with_dsn.dsn = Dsn { ret: Some(Ret::Full), envid: Some("QQ 1".into()) };
+        with_dsn.recipient_dsn = vec![
+            RecipientDsn { notify: Notify::On { success: true, failure: false, delay: true }, orcpt: Some(("utf-8".into(), "jörg@b.test".into())) },
+            RecipientDsn { notify: Notify::Never, orcpt: None },
+        ];
+        let only_envid = Envelope { dsn: Dsn { ret: None, envid: Some("E".into()) }, ..envelope() };
+        let mut seg = Vec::new();
+        encode_message(&mut seg, &QueueId("Q1".into()), &with_dsn, 1, b"x");
+        encode_message(&mut seg, &QueueId("Q2".into()), &only_envid, 1, b"y");
+        let plain_at = seg.len();
+        let data_at = encode_message(&mut seg, &QueueId("Q3".into()), &envelope(), 1, b"z");
+        assert_eq!(seg.len(), plain_at + data_at + 1, "no extension when every DSN field is at its default");
+        let (records, _) = decode_all(&seg);
+        assert_eq!(records.len(), 3);
+        assert_eq!(message_envelope(&records, 0), &with_dsn);
+        assert_eq!(message_envelope(&records, 1), &only_envid);
+        assert_eq!(message_envelope(&records, 2), &envelope());
+    }
+
+    /// The largest DSN values the parser lets through (ENVID 100, ORCPT
+    /// 500 characters) on every recipient stay under the reader's bound.
+    #[test]
+    fn the_largest_dsn_values_are_read_back() {
+        use crate::smtp::command::parse_rcpt_params;
+        use crate::smtp::dsn::{parse_envid, Dsn};
+        let envid = parse_envid(Some(&"e".repeat(crate::limits::DSN_ENVID_CHARS_MAX))).unwrap();
+        let orcpt = format!("ORCPT=rfc822;{}", "o".repeat(crate::limits::DSN_ORCPT_CHARS_MAX - "rfc822;".len()));
+        let rcpt = parse_rcpt_params(&format!("NOTIFY=SUCCESS,FAILURE,DELAY {orcpt}")).unwrap();
+        let mut big = Envelope { dsn: Dsn { ret: None, envid: Some(envid) }, ..envelope() };
+        big.recipient_dsn = vec![rcpt; big.recipients.len()];
+        let mut seg = Vec::new();
+        encode_message(&mut seg, &QueueId("Q1".into()), &big, 1, b"x");
+        assert_eq!(message_envelope(&decode_all(&seg).0, 0), &big);
+    }
+
+    /// A record of a newer writer with a tag we do not know (here 200)
+    /// around ours: it is skipped and ours still applies.
+    #[test]
+    fn an_unknown_extension_tag_is_skipped() {
+        use crate::smtp::dsn::{Dsn, Ret};
+        let with_dsn = Envelope { dsn: Dsn { ret: Some(Ret::Headers), envid: None }, ..envelope() };
+        let mut expected = Vec::new();
+        encode_message(&mut expected, &QueueId("Q1".into()), &with_dsn, 1, b"x");
+        // The same payload with an extra extension appended, framed again.
+        let mut payload = expected[FRAME_BYTES..].to_vec();
+        payload.push(200);
+        put_bytes(&mut payload, b"from the future");
+        let mut seg = Vec::new();
+        frame(&mut seg, |p| p.extend_from_slice(&payload));
+        let (records, _) = decode_all(&seg);
+        assert_eq!(message_envelope(&records, 0), &with_dsn);
+    }
+
+    #[test]
+    fn a_dsn_value_that_does_not_fit_its_recipients_is_corruption() {
+        use crate::smtp::dsn::RecipientDsn;
+        // Three recipient entries for an envelope of two.
+        let wrong = Envelope { recipient_dsn: vec![RecipientDsn { notify: crate::smtp::dsn::Notify::Never, orcpt: None }; 3], ..envelope() };
+        let mut seg = Vec::new();
+        encode_message(&mut seg, &QueueId("Q1".into()), &wrong, 1, b"x");
+        let mut reader = RecordReader::new(&seg[..]);
+        assert!(reader.next_record().unwrap().is_none());
+        assert!(reader.torn());
     }
 
     #[test]

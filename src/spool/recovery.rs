@@ -223,6 +223,7 @@ mod tests {
             ldap_routing: String::new(),
             relayed: false,
             secured: Default::default(),
+            ..Default::default()
         }
     }
 

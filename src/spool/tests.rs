@@ -24,6 +24,7 @@ fn envelope(rcpts: usize) -> Envelope {
         ldap_routing: String::new(),
         relayed: false,
         secured: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -16,7 +16,7 @@ use rustls::pki_types::ServerName;
 use rustls::ClientConfig;
 
 use super::client;
-use crate::config::destination::{DaneMode, DestinationConfig, DestinationTls};
+use crate::config::destination::{self as destination_config, DaneMode, DestinationSettings, DestinationTls};
 use crate::config::Config;
 use crate::smtp::client::StartTls;
 
@@ -32,6 +32,9 @@ pub struct Destination {
     /// be built (a `ca_file` gone since check-config): required TLS then
     /// defers the mail rather than weakening the check.
     pub client: Result<Option<Arc<ClientConfig>>, String>,
+    /// Everything else the table says (connection and rate limits, bounce
+    /// profile, tagging): `delivery::controls` applies it.
+    pub settings: DestinationSettings,
 }
 
 impl Destination {
@@ -108,7 +111,7 @@ impl OutboundTls {
     pub fn compile(config: &Config) -> OutboundTls {
         let encrypt = client::encrypt_only(None);
         let mut verified: HashMap<String, Result<Arc<ClientConfig>, String>> = HashMap::new();
-        let mut compile = |label: &str, d: &DestinationConfig| {
+        let mut compile = |label: &str, d: &DestinationSettings| {
             let client = match d.tls {
                 DestinationTls::None => Ok(None),
                 DestinationTls::Preferred | DestinationTls::Required => encrypt.clone().map(Some),
@@ -125,26 +128,12 @@ impl OutboundTls {
                 tls: d.tls,
                 dane: d.dane,
                 client,
+                settings: d.clone(),
             })
         };
-        let default = compile(
-            "default",
-            config
-                .destination
-                .get("default")
-                .unwrap_or(&DestinationConfig::default()),
-        );
-        let by_domain = config
-            .destination
-            .iter()
-            .filter(|(name, _)| name.as_str() != "default")
-            .map(|(name, d)| {
-                (
-                    name.to_ascii_lowercase(),
-                    compile(&name.to_ascii_lowercase(), d),
-                )
-            })
-            .collect();
+        let (default, domains) = destination_config::resolve(&config.destination);
+        let default = compile("default", &default);
+        let by_domain = domains.iter().map(|(name, d)| (name.clone(), compile(name, d))).collect();
         let probe = client::identity(&config.tls).and_then(client::encrypt_only);
         OutboundTls {
             default,

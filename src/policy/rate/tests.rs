@@ -566,3 +566,42 @@ fn settings_are_range_checked() {
         "unknown keys are refused"
     );
 }
+
+#[test]
+fn a_short_window_opens_again_after_it_on_every_shard() {
+    // Destination recipient rates use windows of seconds (issue 10):
+    // a 2 s window full at t=0 is open again by t=2.1 s.
+    let setup = Setup::new(2);
+    let clock = setup.clock.clone();
+    let key = key_owned_by(0, 2, "destination-recipients ");
+    let results = on_shards(setup, move |c, turns| {
+        let (key, clock) = (key.clone(), clock.clone());
+        Box::pin(async move {
+            let take = |n| {
+                let (c, key) = (c.clone(), key.clone());
+                async move {
+                    let mut granted = 0;
+                    for _ in 0..n {
+                        granted += u32::from(c.take(&key, 4, 2).await.is_ok());
+                    }
+                    granted
+                }
+            };
+            if turns.mesh.id() == 1 {
+                let first = take(2).await;
+                turns.give(0).await;
+                turns.wait().await;
+                vec![first, take(10).await]
+            } else {
+                turns.wait().await;
+                let first = take(10).await;
+                clock.store(2_100, Ordering::SeqCst);
+                let later = take(2).await;
+                turns.give(1).await;
+                vec![first, later]
+            }
+        })
+    });
+    assert_eq!(results, vec![vec![2, 2], vec![2, 2]]);
+}
+

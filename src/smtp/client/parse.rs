@@ -219,6 +219,8 @@ pub struct Extensions {
     pub chunking: bool,
     /// RFC 3207: STARTTLS (`starttls` decides what to do with it).
     pub starttls: bool,
+    /// RFC 3461: DSN (RET/ENVID on MAIL, NOTIFY/ORCPT on RCPT).
+    pub dsn: bool,
 }
 
 impl Extensions {
@@ -237,6 +239,7 @@ impl Extensions {
                 "ENHANCEDSTATUSCODES" => ext.enhanced_status_codes = true,
                 "CHUNKING" => ext.chunking = true,
                 "STARTTLS" => ext.starttls = true,
+                "DSN" => ext.dsn = true,
                 "SIZE" => ext.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
                 _ => {}
             }

@@ -37,6 +37,7 @@ fn envelope(recipients: &[&str]) -> OutboundEnvelope {
         recipients: recipients.iter().map(|r| r.to_string()).collect(),
         body_type: BodyType::SevenBit,
         smtputf8: false,
+        ..Default::default()
     }
 }
 
@@ -565,4 +566,58 @@ fn helo_server_has_no_starttls_so_required_fails() {
     assert_eq!(c(&mut client), "QUIT\r\n");
     assert!(matches!(client.next_action(), Action::Failed(_)));
     assert!(client.tls_refused());
+}
+
+/// An envelope whose sender and first recipient carry DSN parameters
+/// (RFC 3461); the second recipient has none.
+fn dsn_envelope() -> OutboundEnvelope {
+    use crate::smtp::dsn::{Notify, Ret};
+    let mut env = envelope(&["x@dst.test", "y@dst.test"]);
+    env.dsn = Dsn { ret: Some(Ret::Headers), envid: Some("QQ 31+4".into()) };
+    env.recipient_dsn = vec![
+        RecipientDsn {
+            notify: Notify::On { success: true, failure: true, delay: false },
+            orcpt: Some(("rfc822".into(), "orig+x@src.test".into())),
+        },
+        RecipientDsn::default(),
+    ];
+    env
+}
+
+#[test]
+fn dsn_parameters_are_relayed_xtext_encoded_to_a_downstream_that_offers_dsn() {
+    let mut client = connected("250-mx.test\r\n250-PIPELINING\r\n250 DSN\r\n");
+    assert!(client.extensions().dsn);
+    client.start(&dsn_envelope(), 10);
+    assert_eq!(
+        c(&mut client),
+        "MAIL FROM:<a@src.test> RET=HDRS ENVID=QQ+2031+2B4\r\n\
+         RCPT TO:<x@dst.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig+2Bx@src.test\r\n\
+         RCPT TO:<y@dst.test>\r\n\
+         DATA\r\n"
+    );
+}
+
+/// RFC 3461 §5.2.2: a downstream without DSN gets no DSN parameters (they
+/// would be 555); we stay the MTA that reports on this mail.
+#[test]
+fn dsn_parameters_are_left_out_when_the_downstream_does_not_offer_dsn() {
+    let mut client = connected(ESMTP_PIPELINING);
+    assert!(!client.extensions().dsn);
+    client.start(&dsn_envelope(), 10);
+    assert_eq!(
+        c(&mut client),
+        "MAIL FROM:<a@src.test>\r\nRCPT TO:<x@dst.test>\r\nRCPT TO:<y@dst.test>\r\nDATA\r\n"
+    );
+}
+
+#[test]
+fn dsn_in_lock_step_rides_on_each_command() {
+    let mut client = connected("250-mx.test\r\n250 DSN\r\n");
+    client.start(&dsn_envelope(), 10);
+    assert_eq!(c(&mut client), "MAIL FROM:<a@src.test> RET=HDRS ENVID=QQ+2031+2B4\r\n");
+    s(&mut client, "250 2.1.0 Ok\r\n");
+    assert_eq!(c(&mut client), "RCPT TO:<x@dst.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig+2Bx@src.test\r\n");
+    s(&mut client, "250 2.1.5 Ok\r\n");
+    assert_eq!(c(&mut client), "RCPT TO:<y@dst.test>\r\n");
 }

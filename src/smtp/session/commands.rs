@@ -106,6 +106,7 @@ impl Session {
                 "SMTPUTF8".to_string(),
                 "ENHANCEDSTATUSCODES".to_string(),
                 "CHUNKING".to_string(),
+                "DSN".to_string(), // RFC 3461: RET/ENVID on MAIL, NOTIFY/ORCPT on RCPT
             ]);
             if self.policy().tls.offered() && self.tls.is_none() {
                 reply.lines.push("STARTTLS".to_string());
@@ -156,11 +157,12 @@ impl Session {
             Err(PathError::TooLong) => return Outcome::Reply(Reply::new(501, "5.1.7", "Error: sender address too long")),
             Err(PathError::Syntax) => return Outcome::Reply(Reply::new(501, "5.1.7", "Error: bad sender address syntax")),
         };
-        let tx = Transaction { mail_from, params, recipients: Vec::new(), asked: 0, accepted: Vec::new(), chunks: None, chunk_failure: None };
+        let tx = Transaction { mail_from, params, recipients: Vec::new(), recipient_dsn: Vec::new(), asked: 0, accepted: Vec::new(), chunks: None, chunk_failure: None };
         Outcome::Ask(Pending::Mail(Box::new(tx))) // the answer starts it (questions.rs)
     }
 
-    /// RCPT TO (§4.1.1.3): syntax, relay guard and limits here, the rest is policy.
+    /// RCPT TO (§4.1.1.3) with NOTIFY and ORCPT (RFC 3461): syntax, relay
+    /// guard and limits here, the rest is policy.
     /// Recipients still being asked about count against the limit.
     fn rcpt(&mut self, path: &[u8], params: &str) -> Outcome {
         let Some(tx) = &self.tx else {
@@ -169,9 +171,13 @@ impl Session {
         if tx.chunks.is_some() {
             return bad_sequence("Error: RCPT after BDAT");
         }
-        if !params.is_empty() {
-            return Outcome::Reply(command::unknown_param()); // we advertise no RCPT parameter
+        if !params.is_empty() && !self.esmtp {
+            return Outcome::Reply(command::unknown_param()); // parameters need EHLO
         }
+        let dsn = match command::parse_rcpt_params(params) {
+            Ok(dsn) => dsn,
+            Err(reply) => return Outcome::Reply(reply),
+        };
         let mailbox = match address::parse_forward_path(path, tx.params.smtputf8) {
             Ok(ForwardPath::Postmaster) => format!("postmaster@{}", self.config.postmaster_domain),
             Ok(ForwardPath::Mailbox(mailbox)) if mailbox.hides_a_route() => {
@@ -192,7 +198,7 @@ impl Session {
             return Outcome::Reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
         }
         let twin = self.in_flight(&mailbox);
-        Outcome::Ask(Pending::Rcpt { mailbox, twin })
+        Outcome::Ask(Pending::Rcpt { mailbox, twin, dsn })
     }
 
     /// DATA (§4.1.1.4).

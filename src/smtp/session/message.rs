@@ -77,7 +77,7 @@ impl Session {
     fn store(&mut self, body: Vec<u8>, command: &'static str, argument: String) -> Action {
         let tx = self.tx.take().expect("a body belongs to a transaction");
         debug_assert!(!tx.recipients.is_empty(), "no message without recipients");
-        let envelope = crate::message::Envelope {
+        let mut envelope = crate::message::Envelope {
             connection_id: self.peer.connection_id.clone(),
             peer: self.peer.addr,
             helo: self.helo.clone().unwrap_or_default(),
@@ -89,7 +89,10 @@ impl Session {
             ldap_routing: String::new(), // the listener's, set by the connection
             relayed: false,              // the mail flow policy's, set by the connection
             secured: crate::message::Secured { tls: self.tls.clone(), authenticated: self.authenticated.clone() },
+            dsn: tx.params.dsn,
+            recipient_dsn: Vec::new(),
         };
+        envelope.set_recipient_dsn(tx.recipient_dsn);
         self.state = State::AwaitStore { command, argument };
         Action::Store(Message { envelope, body })
     }

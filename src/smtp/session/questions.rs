@@ -20,6 +20,7 @@ use super::{commands::same_mailbox, Action, Session, State, Transaction};
 use crate::limits;
 use crate::message::BodyType;
 use crate::smtp::command;
+use crate::smtp::dsn::RecipientDsn;
 use crate::smtp::reply::Reply;
 use crate::smtp::sasl::Secret;
 
@@ -78,7 +79,8 @@ pub(super) enum Pending {
     /// `twin`: the same mailbox was in flight when this was asked, so an
     /// accept must not add it twice (checked only then: the scan is the
     /// costliest part of an accept).
-    Rcpt { mailbox: String, twin: bool },
+    /// `dsn`: the RCPT's NOTIFY and ORCPT (RFC 3461), kept if it is accepted.
+    Rcpt { mailbox: String, twin: bool, dsn: RecipientDsn },
     Auth { user: String, password: Secret },
 }
 
@@ -98,8 +100,8 @@ impl Session {
             (Pending::Connect, decision) => self.admit(decision),
             (Pending::Mail(tx), decision) => self.start_transaction(tx, decision),
             // The stripped mailbox may be one already accepted: always check.
-            (Pending::Rcpt { .. }, Decision::AcceptAs(mailbox)) => self.add_recipient(ticket, mailbox, true, Decision::Accept),
-            (Pending::Rcpt { mailbox, twin }, decision) => self.add_recipient(ticket, mailbox, twin, decision),
+            (Pending::Rcpt { dsn, .. }, Decision::AcceptAs(mailbox)) => self.add_recipient(ticket, mailbox, dsn, true, Decision::Accept),
+            (Pending::Rcpt { mailbox, twin, dsn }, decision) => self.add_recipient(ticket, mailbox, dsn, twin, decision),
             (Pending::Auth { user, .. }, Decision::Accept) => self.authenticated_as(user),
             (Pending::Auth { .. }, Decision::Refuse(reply)) => reply,
             (Pending::Auth { .. }, Decision::Admit(_) | Decision::AcceptAs(_)) => unreachable!("fitting() maps Admit and AcceptAs"),
@@ -219,7 +221,7 @@ impl Session {
         }
     }
 
-    fn add_recipient(&mut self, ticket: Ticket, mailbox: String, twin: bool, decision: Decision) -> Reply {
+    fn add_recipient(&mut self, ticket: Ticket, mailbox: String, dsn: RecipientDsn, twin: bool, decision: Decision) -> Reply {
         let max = self.admission.policy().map_or(0, |p| p.recipients_max);
         // Only a close drops the transaction while RCPTs are in flight.
         let tx = self.tx.as_mut();
@@ -229,28 +231,14 @@ impl Session {
                 if let Some(tx) = tx {
                     tx.asked -= 1;
                     // The same mailbox may have been asked twice in one batch
-                    // (or stripped to the same one): it stays once, where
-                    // the earlier RCPT put it.
-                    let earlier = match twin {
-                        true => tx.recipients.iter().position(|r| same_mailbox(r, &mailbox)),
-                        false => None,
-                    };
-                    let already_in = match earlier {
-                        Some(i) if tx.accepted[i] < ticket => true,
-                        Some(i) => {
-                            // A later RCPT's answer came first: this one takes its place.
-                            tx.accepted.remove(i);
-                            tx.recipients.remove(i);
-                            false
-                        }
-                        None => false,
-                    };
-                    if !already_in {
+                    // (or a tag stripped to one already there).
+                    if !(twin && already_accepted(tx, &mailbox, ticket)) {
                         debug_assert!(tx.recipients.len() < max, "the slot was reserved");
                         // In RCPT order whatever the answer order: tickets grow with the commands.
                         let at = tx.accepted.partition_point(|t| *t < ticket);
                         tx.accepted.insert(at, ticket);
                         tx.recipients.insert(at, mailbox);
+                        tx.recipient_dsn.insert(at, dsn);
                     }
                 }
                 Reply::new(250, "2.1.5", "Ok")
@@ -276,6 +264,23 @@ impl Session {
         self.state = State::Closing;
         self.release();
     }
+}
+
+/// Is `mailbox` in `tx` already, from a RCPT before `ticket`? If it came
+/// from a later one (whose answer arrived first), that entry is taken out
+/// and this RCPT takes its place: a mailbox stays once, where its first
+/// RCPT put it.
+fn already_accepted(tx: &mut Transaction, mailbox: &str, ticket: Ticket) -> bool {
+    let Some(i) = tx.recipients.iter().position(|r| same_mailbox(r, mailbox)) else {
+        return false;
+    };
+    if tx.accepted[i] < ticket {
+        return true;
+    }
+    tx.accepted.remove(i);
+    tx.recipients.remove(i);
+    tx.recipient_dsn.remove(i);
+    false
 }
 
 /// Where the connection stands with the connect policy.

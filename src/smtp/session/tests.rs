@@ -127,7 +127,7 @@ fn one_event_per_command_and_data_end() {
         events,
         [
             "CONNECT [192.0.2.10:40000] 220 mx.example.test ESMTP Portcullis",
-            "EHLO [c.test] 250 mx.example.test / PIPELINING / SIZE 1000 / 8BITMIME / SMTPUTF8 / ENHANCEDSTATUSCODES / CHUNKING",
+            "EHLO [c.test] 250 mx.example.test / PIPELINING / SIZE 1000 / 8BITMIME / SMTPUTF8 / ENHANCEDSTATUSCODES / CHUNKING / DSN",
             "MAIL [FROM:<a@b.test>] 250 2.1.0 Ok",
             "RCPT [TO:<u@example.test>] 250 2.1.5 Ok",
             "DATA [] 354 End data with <CR><LF>.<CR><LF>",
@@ -325,5 +325,6 @@ fn excessive_pipelining_output_is_cut_off() {
     assert!(out.len() < limits::SESSION_OUTPUT_BYTES_MAX + 1024);
 }
 
+mod dsn;
 mod rewrite;
 mod secure;
