@@ -99,8 +99,13 @@ impl Session {
             (_, Decision::Close(reply) | Decision::RefuseAndClose(reply)) => return self.close_after(ticket, reply),
             (Pending::Connect, decision) => self.admit(decision),
             (Pending::Mail(tx), decision) => self.start_transaction(tx, decision),
-            // The stripped mailbox may be one already accepted: always check.
-            (Pending::Rcpt { dsn, .. }, Decision::AcceptAs(mailbox)) => self.add_recipient(ticket, mailbox, dsn, true, Decision::Accept),
+            (Pending::Rcpt { mailbox: asked, dsn, .. }, Decision::AcceptAs(mailbox)) => {
+                // RFC 3461 §5.2.1: a DSN still names the address the client
+                // used (ORCPT, unless it gave one). The stripped mailbox may
+                // be one already accepted: always check.
+                let dsn = dsn.relayed(&asked, &mailbox);
+                self.add_recipient(ticket, mailbox, dsn, true, Decision::Accept)
+            }
             (Pending::Rcpt { mailbox, twin, dsn }, decision) => self.add_recipient(ticket, mailbox, dsn, twin, decision),
             (Pending::Auth { user, .. }, Decision::Accept) => self.authenticated_as(user),
             (Pending::Auth { .. }, Decision::Refuse(reply)) => reply,

@@ -5,7 +5,7 @@
 use super::*;
 
 /// Pipelined RCPTs answered in the given order; the stored envelope's recipients.
-fn stored_recipients(answers: impl Fn(&str) -> Decision) -> (String, Vec<String>) {
+fn stored_envelope(answers: impl Fn(&str) -> Decision) -> (String, crate::message::Envelope) {
     let mut s = ready();
     let rcpts = [
         "prvs=0123b59994=bob@example.test",
@@ -33,7 +33,7 @@ fn stored_recipients(answers: impl Fn(&str) -> Decision) -> (String, Vec<String>
         }
     }
     let out = String::from_utf8_lossy(s.output()).into_owned();
-    (out, envelope.map_or_else(Vec::new, |e| e.recipients))
+    (out, envelope.expect("stored"))
 }
 
 fn stripped(r: &str) -> Decision {
@@ -45,17 +45,22 @@ fn stripped(r: &str) -> Decision {
 
 #[test]
 fn an_accept_as_stores_the_stripped_mailbox_once() {
-    let (out, recipients) = stored_recipients(stripped);
+    let (out, envelope) = stored_envelope(stripped);
     assert!(
         out.starts_with("250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 "),
         "{out}"
     );
-    assert_eq!(recipients, ["bob@example.test", "carol@example.test"]);
+    assert_eq!(envelope.recipients, ["bob@example.test", "carol@example.test"]);
+    // RFC 3461 §5.2.1: a DSN names the address the client used, from the
+    // RCPT that stayed (the first), and nothing for the one not rewritten.
+    let orcpt = |i: usize| envelope.rcpt_dsn(i).orcpt;
+    let first = ("rfc822".to_string(), "prvs=0123b59994=bob@example.test".to_string());
+    assert_eq!((orcpt(0), orcpt(1)), (Some(first), None));
 }
 
 #[test]
 fn a_refused_tag_leaves_the_others() {
-    let (out, recipients) = stored_recipients(|r| match r.starts_with("PRVS") {
+    let (out, envelope) = stored_envelope(|r| match r.starts_with("PRVS") {
         true => Decision::Refuse(Reply::new(550, "5.7.1", "Bounce address tag is not valid")),
         false => stripped(r),
     });
@@ -65,7 +70,7 @@ fn a_refused_tag_leaves_the_others() {
         ),
         "{out}"
     );
-    assert_eq!(recipients, ["bob@example.test", "carol@example.test"]);
+    assert_eq!(envelope.recipients, ["bob@example.test", "carol@example.test"]);
 }
 
 #[test]
