@@ -131,6 +131,7 @@ pub async fn serve(tcp: TcpStream, shard: &Shard, listener: &str) {
                 if let Some(query) = &listener.ldap_routing {
                     message.envelope.ldap_routing = query.name.clone();
                 }
+                message.envelope.relayed = policy::recipient::relays(&client.policy, message.envelope.secured.authenticated.is_some());
                 // Replies to the commands before the final dot go out first.
                 if let Err(e) = flush(&mut stream, &mut session, Duration::from_secs(t.command_secs)).await {
                     break format!("write: {e}");

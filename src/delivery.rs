@@ -298,6 +298,16 @@ impl Delivery {
         }
     }
 
+    /// The envelope sender as it leaves: tagged with the current BATV key
+    /// (`prvs`, issue 10 item 4) when the message was relayed outbound and
+    /// the destination asks for bounce verification, else as received.
+    fn outbound_sender(&self, env: &Envelope, destination: &crate::config::destination::DestinationSettings) -> String {
+        let verification = self.policy.current().bounce_verification.clone();
+        let keys = verification.as_deref().map(|v| &v.keys);
+        let lifetime = verification.as_ref().map_or(0, |v| v.tag_lifetime_days);
+        crate::prvs::outbound_sender(&env.mail_from, env.relayed, destination.bounce_verification, keys, crate::prvs::day_of(clock::now().0), lifetime).into_owned()
+    }
+
     /// The bounce profile of the job's destination in the current policy
     /// (a job keeps it for its life: its retry schedule does not jump when
     /// a reload changes it).
@@ -471,7 +481,7 @@ impl Delivery {
         };
         let env = job.envelope.clone();
         let outbound = OutboundEnvelope {
-            mail_from: env.mail_from.clone(),
+            mail_from: self.outbound_sender(&env, &destination.settings),
             recipients: pending.iter().map(|&i| leg.address(job, i).to_string()).collect(),
             body_type: env.body_type,
             smtputf8: env.smtputf8,

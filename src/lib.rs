@@ -67,6 +67,7 @@ pub mod maillog;
 pub mod message;
 pub mod metrics;
 pub mod policy;
+pub mod prvs;
 pub mod shard;
 pub mod shards;
 pub mod pool;

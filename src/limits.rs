@@ -446,3 +446,15 @@ pub const BOUNCE_SCAN_HEADER_BYTES_MAX: usize = 256 * 1024;
 pub const DSN_ENVID_CHARS_MAX: usize = 100;
 /// ORCPT= on RCPT, characters as sent (RFC 3461 §4.2: at most 500).
 pub const DSN_ORCPT_CHARS_MAX: usize = 500;
+// ---- Bounce verification (prvs, config::bounce_verification) ---------------
+/// Keys `[bounce_verification] keys` may list: the prvs tag names its key
+/// with one decimal digit (draft-levine-smtp-batv-01 §4.1).
+pub const BATV_KEYS_MAX: usize = 10;
+/// How long a tag stays valid unless `tag_lifetime_days` says otherwise.
+pub const BATV_TAG_LIFETIME_DAYS_DEFAULT: u64 = 7;
+/// The longest `tag_lifetime_days`: a tag's day is kept mod 1000, and a
+/// day further ahead than this is read as one that has passed (expired).
+pub const BATV_TAG_LIFETIME_DAYS_MAX: u64 = 30;
+/// A key's length, bytes: an HMAC key longer than SHA-1's 64-byte block is
+/// hashed first (RFC 2104 §3), so more only costs config space.
+pub const BATV_KEY_BYTES_MAX: usize = 1_024;

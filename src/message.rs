@@ -46,6 +46,12 @@ pub struct Envelope {
     /// The `[ldap.query]` that routes this message's recipients (the
     /// listener's `ldap_routing` when it was received); "" = none.
     pub ldap_routing: String,
+    /// Received to be relayed outbound: under a RELAY mail flow policy
+    /// (a private listener's) or from an authenticated session. Delivery
+    /// tags the envelope sender of such mail with BATV prvs for
+    /// destinations with `bounce_verification` (`prvs::outbound_sender`);
+    /// mail received inbound is never tagged. Spooled (extension tag 2).
+    pub relayed: bool,
     /// How the session was protected, for the Received header and the mail
     /// log. Not spooled: the header is written before the message is stored.
     pub secured: Secured,
@@ -72,6 +78,7 @@ impl Default for Envelope {
             smtputf8: false,
             recipients: Vec::new(),
             ldap_routing: String::new(),
+            relayed: false,
             secured: Secured::default(),
             dsn: Dsn::default(),
             recipient_dsn: Vec::new(),

@@ -18,6 +18,7 @@
 mod auth;
 mod bounces;
 mod board;
+mod bounce_verification;
 mod callahead;
 mod connections;
 mod handshakes;
@@ -31,6 +32,7 @@ mod tests;
 pub use auth::{AuthSnapshot, AUTH_RESULTS};
 pub use bounces::{BounceSnapshot, BOUNCE_KINDS};
 pub use board::{MetricsBoard, CONTENT_TYPE};
+pub use bounce_verification::{BounceVerificationSnapshot, BOUNCE_VERIFICATION_RESULTS};
 pub use callahead::{ServerGauge, 
     CallaheadSnapshot, CACHE_LOOKUP_RESULTS, CALLAHEAD_RESULTS, CALLAHEAD_SOURCES,
     PROBE_LATENCY_BUCKETS_SECONDS,
@@ -45,6 +47,7 @@ pub use tls::{OutboundTlsLabels, OUTBOUND_TLS_RESULTS, OUTBOUND_TLS_SIDES};
 
 use auth::AuthMetrics;
 use bounces::BounceMetrics;
+use bounce_verification::BounceVerificationMetrics;
 use callahead::CallaheadMetrics;
 use connections::ConnectionCounts;
 use handshakes::HandshakeMetrics;
@@ -110,6 +113,7 @@ pub struct Metrics {
     auth: AuthMetrics,
     bounces: BounceMetrics,
     dane: dane::DaneMetrics,
+    bounce_verification: BounceVerificationMetrics,
 }
 
 impl Metrics {
@@ -248,6 +252,12 @@ impl Metrics {
         self.bounces.count(kind);
     }
 
+    /// One bounce's recipient judged by its prvs tag: "valid", "expired",
+    /// "bad", "untagged_accepted", "untagged_refused" (`policy::bounce`).
+    pub fn bounce_verification(&self, result: &str) {
+        self.bounce_verification.verdict(result);
+    }
+
     /// A copy of this shard's values, for summing (relaxed reads: each value
     /// is exact, values of different families may be a few events apart).
     pub fn snapshot(&self) -> Snapshot {
@@ -269,6 +279,7 @@ impl Metrics {
             auth: self.auth.snapshot(),
             bounces: self.bounces.snapshot(),
             dane: self.dane.snapshot(),
+            bounce_verification: self.bounce_verification.snapshot(),
         }
     }
 }

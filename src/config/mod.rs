@@ -11,6 +11,7 @@
 pub mod access;
 pub mod auth;
 pub mod bounce;
+pub mod bounce_verification;
 pub mod callahead;
 pub mod destination;
 pub mod flow;
@@ -94,6 +95,9 @@ pub struct Config {
     pub bounce_profile: BTreeMap<String, bounce::BounceProfileConfig>,
     /// `[auth]`: the SMTP AUTH backend and the failed-AUTH limit per client IP.
     pub auth: auth::AuthConfig,
+    /// `[bounce_verification]`: BATV prvs keys (current first), the tag
+    /// lifetime, and whether untagged bounces are accepted; no keys = off.
+    pub bounce_verification: bounce_verification::BounceVerificationConfig,
 }
 
 /// Per-session limits (HAT mail flow policies will refine these per sender group).
@@ -170,6 +174,7 @@ impl Default for Config {
             destination: BTreeMap::new(),
             bounce_profile: BTreeMap::new(),
             auth: auth::AuthConfig::default(),
+            bounce_verification: bounce_verification::BounceVerificationConfig::default(),
         }
     }
 }
@@ -345,6 +350,7 @@ impl Config {
             })?;
         }
         destination::validate(&self.destination)?;
+        self.bounce_verification.validate()?;
         bounce::validate(&self.bounce_profile)?;
         let named = destination::bounce_profiles(&self.destination);
         bounce::validate_names(&self.bounce_profile, named.iter().map(String::as_str))?;

@@ -56,6 +56,9 @@ pub struct Policy {
     pub auth: Option<Arc<crate::auth::Backend>>,
     /// `[bounce_profile.*]` with `default` always there (`bounce::effective`).
     pub bounce_profiles: Arc<std::collections::BTreeMap<String, super::bounce::BounceProfileConfig>>,
+    /// `[bounce_verification]` compiled (BATV prvs keys, current first);
+    /// None without keys: nothing is tagged, every bounce is accepted.
+    pub bounce_verification: Option<Arc<super::bounce_verification::BounceVerification>>,
 }
 
 impl Policy {
@@ -77,6 +80,7 @@ impl Policy {
             outbound_tls: Arc::new(crate::tls::outbound::OutboundTls::compile(config)),
             auth: crate::auth::Backend::compile(&config.auth, &config.ldap),
             bounce_profiles: Arc::new(super::bounce::effective(&config.bounce_profile, d)),
+            bounce_verification: config.bounce_verification.compile(),
             routes: Routes::compile(&config.routes).expect("compile() takes a validated config"),
             timeouts: ServerTimeouts {
                 command_secs: t.command_secs,

@@ -33,6 +33,7 @@ pub struct Snapshot {
     pub auth: AuthSnapshot,
     pub bounces: BounceSnapshot,
     pub dane: super::dane::DaneSnapshot,
+    pub bounce_verification: super::BounceVerificationSnapshot,
 }
 
 impl Snapshot {
@@ -69,6 +70,7 @@ impl Snapshot {
         self.auth.add(&other.auth);
         self.bounces.add(&other.bounces);
         self.dane.add(&other.dane);
+        self.bounce_verification.add(&other.bounce_verification);
     }
 
     /// DNS queries that went to the network, all types and results.

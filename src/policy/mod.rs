@@ -22,6 +22,7 @@ use crate::shard::Shard;
 use crate::smtp::{Decision, Question};
 
 pub mod access;
+pub mod bounce;
 pub mod client;
 pub mod connect;
 pub mod dhap;
@@ -70,7 +71,9 @@ pub async fn decide(question: &Question, shard: &Shard, policy: &Policy, client:
                 }
             }
         }
-        Question::Rcpt { mailbox, mail_from, authenticated } => recipient::decide(shard, client, mailbox, mail_from, *authenticated).await,
+        Question::Rcpt { mailbox, mail_from, authenticated } => {
+            recipient::decide(shard, client, mailbox, mail_from, *authenticated, policy.bounce_verification.as_deref()).await
+        }
         Question::Auth { user, password } => authenticate(shard, policy, client, user, password).await,
     }
 }

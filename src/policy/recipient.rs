@@ -1,5 +1,7 @@
 //! Recipient decision, in the order ESA applies it: DHAP (a harvesting host
-//! gets the DHAP reply whatever it asks), REJECT-at-RCPT policies, the RAT
+//! gets the DHAP reply whatever it asks), REJECT-at-RCPT policies, bounce
+//! verification (`bounce`: a BATV-tagged bounce address is judged and
+//! stripped, and everything after it sees the stripped mailbox), the RAT
 //! (Recipient Access Table; RELAY policies and authenticated sessions,
 //! RFC 4954 "may relay", skip it), then the rate limits
 //! (recipients per hour per client, recipients per interval per envelope
@@ -15,9 +17,11 @@
 
 use crate::callahead;
 use crate::ldap;
+use crate::config::bounce_verification::BounceVerification;
 use crate::config::flow::Behavior;
 use crate::policy::client::Client;
-use crate::policy::{dhap, limits};
+use crate::policy::flow::MailFlowPolicy;
+use crate::policy::{bounce, dhap, limits};
 use crate::shard::Shard;
 use crate::smtp::Decision;
 
@@ -25,7 +29,10 @@ use crate::smtp::Decision;
 /// call-ahead profile) and the mail flow policy of the session's snapshot.
 /// `authenticated`: the session passed SMTP AUTH, so it relays like a
 /// RELAY policy (no RAT, no LDAP accept, no call-ahead) under the same limits.
-pub async fn decide(shard: &Shard, client: &Client, mailbox: &str, mail_from: &str, authenticated: bool) -> Decision {
+/// `bounce_verification`: the snapshot's `[bounce_verification]`, None when off.
+/// A recipient whose BATV tag was stripped is accepted as `AcceptAs` the
+/// stripped mailbox, which the session stores in the envelope.
+pub async fn decide(shard: &Shard, client: &Client, mailbox: &str, mail_from: &str, authenticated: bool, bounce_verification: Option<&BounceVerification>) -> Decision {
     if let Some(refusal) = dhap::refusal(shard, client).await {
         return refusal;
     }
@@ -33,7 +40,29 @@ pub async fn decide(shard: &Shard, client: &Client, mailbox: &str, mail_from: &s
     if flow.rejects_at_rcpt() {
         return Decision::Refuse(flow.reject_rcpt(&client.banner_vars()));
     }
-    let relay = flow.behavior() == Behavior::Relay || authenticated;
+    let relay = relays(flow, authenticated);
+    let stripped = match bounce::judge(shard, client, mailbox, mail_from, relay, bounce_verification) {
+        Ok(stripped) => stripped,
+        Err(refusal) => return refusal,
+    };
+    let decision = decide_mailbox(shard, client, stripped.as_deref().unwrap_or(mailbox), mail_from, relay).await;
+    match (decision, stripped) {
+        (Decision::Accept, Some(stripped)) => Decision::AcceptAs(stripped),
+        (decision, _) => decision,
+    }
+}
+
+/// Does mail in this session go out (a RELAY policy, or SMTP AUTH: RFC
+/// 4954 "may relay")? Such mail skips the RAT, LDAP accept and call-ahead,
+/// is not judged by bounce verification, and is what delivery tags with
+/// prvs (`Envelope::relayed`).
+pub fn relays(flow: &MailFlowPolicy, authenticated: bool) -> bool {
+    flow.behavior() == Behavior::Relay || authenticated
+}
+
+/// The RAT, the rate limits, LDAP accept and call-ahead for `mailbox` (the
+/// final one: a BATV tag already stripped).
+async fn decide_mailbox(shard: &Shard, client: &Client, mailbox: &str, mail_from: &str, relay: bool) -> Decision {
     let mut bypass_limits = false;
     let mut bypass_callahead = false;
     if !relay {
@@ -80,5 +109,25 @@ pub async fn decide(shard: &Shard, client: &Client, mailbox: &str, mail_from: &s
             false => callahead::validate::validate(shard, client, profile, client.listener.ldap_routing.as_ref(), mailbox).await,
         },
         _ => Decision::Accept,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::flow::FlowParams;
+
+    fn flow(behavior: Behavior) -> MailFlowPolicy {
+        let params = FlowParams { behavior, ..FlowParams::default() };
+        MailFlowPolicy::compile("TEST", params).unwrap()
+    }
+
+    /// What `Envelope::relayed` (prvs tagging on the way out) and the
+    /// skipped inbound checks go by.
+    #[test]
+    fn a_relay_policy_or_an_authenticated_session_relays() {
+        assert!(relays(&flow(Behavior::Relay), false));
+        assert!(relays(&flow(Behavior::Accept), true));
+        assert!(!relays(&flow(Behavior::Accept), false));
     }
 }

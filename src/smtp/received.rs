@@ -56,6 +56,7 @@ mod tests {
             smtputf8: false,
             recipients: vec!["u@example.test".into()],
             ldap_routing: String::new(),
+            relayed: false,
             secured: Default::default(),
             ..Default::default()
         };
@@ -79,6 +80,7 @@ mod tests {
             smtputf8: false,
             recipients: vec!["a@example.test".into(), "b@example.test".into()],
             ldap_routing: String::new(),
+            relayed: false,
             secured: Default::default(),
             ..Default::default()
         };

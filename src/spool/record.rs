@@ -95,6 +95,7 @@ fn extensions_of(envelope: &Envelope) -> Vec<(u8, Vec<u8>)> {
     if let Some(value) = encode_dsn(envelope) {
         extensions.push((TAG_DSN, value));
     }
+    extensions.extend(relayed_extension(envelope));
     extensions
 }
 
@@ -102,7 +103,27 @@ fn extensions_of(envelope: &Envelope) -> Vec<(u8, Vec<u8>)> {
 fn apply_extension(envelope: &mut Envelope, tag: u8, value: &[u8]) -> Result<(), Stop> {
     match tag {
         TAG_DSN => decode_dsn(envelope, value).map_err(|()| Stop::Corrupt),
+        TAG_RELAYED => apply_relayed(envelope, value),
         _ => Ok(()),
+    }
+}
+
+/// Extension 2: `Envelope::relayed` (received to be relayed outbound, so
+/// delivery may tag its sender with BATV prvs), one byte 1; not written
+/// when false.
+const TAG_RELAYED: u8 = 2;
+
+fn relayed_extension(envelope: &Envelope) -> Option<(u8, Vec<u8>)> {
+    envelope.relayed.then(|| (TAG_RELAYED, vec![1]))
+}
+
+fn apply_relayed(envelope: &mut Envelope, value: &[u8]) -> Result<(), Stop> {
+    match value {
+        [flag @ (0 | 1)] => {
+            envelope.relayed = *flag == 1;
+            Ok(())
+        }
+        _ => Err(Stop::Corrupt),
     }
 }
 
@@ -350,9 +371,40 @@ mod tests {
             smtputf8: true,
             recipients: vec!["a@example.test".into(), "b@example.test".into()],
             ldap_routing: String::new(),
+            relayed: false,
             secured: Default::default(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_relayed_envelope_round_trips_and_an_inbound_one_writes_nothing_more() {
+        let mut seg = Vec::new();
+        let inbound_at = encode_message(&mut seg, &QueueId("Q1".into()), &envelope(), 7, b"x");
+        assert_eq!(seg.len(), inbound_at + 1, "nothing after an inbound message's body");
+        let relayed = Envelope { relayed: true, ..envelope() };
+        let routed_relayed = Envelope { relayed: true, ldap_routing: "LDAP1.routing".into(), ..envelope() };
+        for e in [&relayed, &routed_relayed] {
+            encode_message(&mut seg, &QueueId("Q2".into()), e, 7, b"y");
+        }
+        let (records, _) = decode_all(&seg);
+        let envelopes: Vec<&Envelope> = records
+            .iter()
+            .map(|r| match r {
+                Record::Message { envelope, .. } => envelope,
+                Record::Done { .. } => unreachable!(),
+            })
+            .collect();
+        assert_eq!(envelopes, [&envelope(), &relayed, &routed_relayed]);
+    }
+
+    #[test]
+    fn a_relayed_flag_that_is_not_one_byte_is_corrupt() {
+        let mut e = envelope();
+        assert!(apply_extension(&mut e, TAG_RELAYED, &[1]).is_ok() && e.relayed);
+        assert!(apply_extension(&mut e, TAG_RELAYED, &[0]).is_ok() && !e.relayed);
+        assert!(matches!(apply_extension(&mut e, TAG_RELAYED, &[1, 1]), Err(Stop::Corrupt)));
+        assert!(matches!(apply_extension(&mut e, TAG_RELAYED, &[7]), Err(Stop::Corrupt)));
     }
 
     #[test]

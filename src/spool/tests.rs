@@ -22,6 +22,7 @@ fn envelope(rcpts: usize) -> Envelope {
         smtputf8: false,
         recipients: (0..rcpts).map(|i| format!("r{i}@example.test")).collect(),
         ldap_routing: String::new(),
+        relayed: false,
         secured: Default::default(),
         ..Default::default()
     }

@@ -87,6 +87,7 @@ impl Session {
             smtputf8: tx.params.smtputf8,
             recipients: tx.recipients,
             ldap_routing: String::new(), // the listener's, set by the connection
+            relayed: false,              // the mail flow policy's, set by the connection
             secured: crate::message::Secured { tls: self.tls.clone(), authenticated: self.authenticated.clone() },
             dsn: tx.params.dsn,
             recipient_dsn: Vec::new(),

@@ -52,6 +52,11 @@ pub enum Question {
 pub enum Decision {
     /// MAIL or RCPT: go ahead (250).
     Accept,
+    /// RCPT only: go ahead (250), with this mailbox in the envelope instead
+    /// of the one asked about: a BATV-tagged bounce address
+    /// (`prvs=…=local@domain`) stripped to the mailbox it tags, which is
+    /// what the policy judged and what delivery must see.
+    AcceptAs(String),
     /// Connect: go ahead under this policy (banner, limits, SIZE).
     Admit(Arc<ConnectionPolicy>),
     /// Send this 4xx/5xx and go on. Not counted as a client error: the
@@ -94,10 +99,17 @@ impl Session {
             (_, Decision::Close(reply) | Decision::RefuseAndClose(reply)) => return self.close_after(ticket, reply),
             (Pending::Connect, decision) => self.admit(decision),
             (Pending::Mail(tx), decision) => self.start_transaction(tx, decision),
+            (Pending::Rcpt { mailbox: asked, dsn, .. }, Decision::AcceptAs(mailbox)) => {
+                // RFC 3461 §5.2.1: a DSN still names the address the client
+                // used (ORCPT, unless it gave one). The stripped mailbox may
+                // be one already accepted: always check.
+                let dsn = dsn.relayed(&asked, &mailbox);
+                self.add_recipient(ticket, mailbox, dsn, true, Decision::Accept)
+            }
             (Pending::Rcpt { mailbox, twin, dsn }, decision) => self.add_recipient(ticket, mailbox, dsn, twin, decision),
             (Pending::Auth { user, .. }, Decision::Accept) => self.authenticated_as(user),
             (Pending::Auth { .. }, Decision::Refuse(reply)) => reply,
-            (Pending::Auth { .. }, Decision::Admit(_)) => unreachable!("fitting() maps Admit"),
+            (Pending::Auth { .. }, Decision::Admit(_) | Decision::AcceptAs(_)) => unreachable!("fitting() maps Admit and AcceptAs"),
         };
         self.replies.fill(ticket, reply);
         self.release();
@@ -159,10 +171,17 @@ impl Session {
             Decision::Refuse(reply) => debug_assert!(!reply.is_positive(), "a refusal must be 4xx/5xx: {reply}"),
             Decision::Close(reply) => debug_assert_eq!(reply.code, 421, "only 421 closes (RFC 5321 §3.8): {reply}"),
             Decision::RefuseAndClose(reply) => debug_assert!(!reply.is_positive(), "a refusal must be 4xx/5xx: {reply}"),
-            Decision::Accept | Decision::Admit(_) => {}
+            Decision::Accept | Decision::Admit(_) | Decision::AcceptAs(_) => {}
         }
         let connect = matches!(pending, Pending::Connect);
         match decision {
+            Decision::AcceptAs(_) if !matches!(pending, Pending::Rcpt { .. }) => {
+                debug_assert!(false, "AcceptAs answers RCPT only");
+                match connect {
+                    true => Decision::Close(self.closing_reply("4.3.0", "Error: internal policy error")),
+                    false => Decision::Refuse(Reply::new(451, "4.3.0", "Error: internal policy error")),
+                }
+            }
             Decision::Accept if connect => {
                 debug_assert!(false, "Accept answers MAIL/RCPT; a connection is admitted");
                 Decision::Close(self.closing_reply("4.3.0", "Error: internal policy error"))
@@ -189,7 +208,7 @@ impl Session {
                 self.admission = Admission::Refused;
                 reply
             }
-            Decision::Accept | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("fitting() maps these"),
+            Decision::Accept | Decision::AcceptAs(_) | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("fitting() maps these"),
         }
     }
 
@@ -203,7 +222,7 @@ impl Session {
                 Reply::new(250, "2.1.0", "Ok")
             }
             Decision::Refuse(reply) => reply,
-            Decision::Admit(_) | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("answer() closes on these"),
+            Decision::Admit(_) | Decision::AcceptAs(_) | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("answer() closes on these, fitting() maps AcceptAs"),
         }
     }
 
@@ -216,8 +235,9 @@ impl Session {
             Decision::Accept => {
                 if let Some(tx) = tx {
                     tx.asked -= 1;
-                    // The same mailbox may have been asked twice in one batch.
-                    if !twin || !tx.recipients.iter().any(|r| same_mailbox(r, &mailbox)) {
+                    // The same mailbox may have been asked twice in one batch
+                    // (or a tag stripped to one already there).
+                    if !(twin && already_accepted(tx, &mailbox, ticket)) {
                         debug_assert!(tx.recipients.len() < max, "the slot was reserved");
                         // In RCPT order whatever the answer order: tickets grow with the commands.
                         let at = tx.accepted.partition_point(|t| *t < ticket);
@@ -234,7 +254,7 @@ impl Session {
                 }
                 reply
             }
-            Decision::Admit(_) | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("answer() closes on these"),
+            Decision::Admit(_) | Decision::AcceptAs(_) | Decision::Close(_) | Decision::RefuseAndClose(_) => unreachable!("answer() closes on these and maps AcceptAs"),
         }
     }
 
@@ -249,6 +269,23 @@ impl Session {
         self.state = State::Closing;
         self.release();
     }
+}
+
+/// Is `mailbox` in `tx` already, from a RCPT before `ticket`? If it came
+/// from a later one (whose answer arrived first), that entry is taken out
+/// and this RCPT takes its place: a mailbox stays once, where its first
+/// RCPT put it.
+fn already_accepted(tx: &mut Transaction, mailbox: &str, ticket: Ticket) -> bool {
+    let Some(i) = tx.recipients.iter().position(|r| same_mailbox(r, mailbox)) else {
+        return false;
+    };
+    if tx.accepted[i] < ticket {
+        return true;
+    }
+    tx.accepted.remove(i);
+    tx.recipients.remove(i);
+    tx.recipient_dsn.remove(i);
+    false
 }
 
 /// Where the connection stands with the connect policy.

@@ -326,4 +326,5 @@ fn excessive_pipelining_output_is_cut_off() {
 }
 
 mod dsn;
+mod rewrite;
 mod secure;
