@@ -10,6 +10,13 @@
 //! pass and never kept (a pending message carries its `BodyLocation`), a
 //! message is forgotten as soon as its markers finish it, and a marker is
 //! applied when it is read, never held.
+//!
+//! Compaction (`compact.rs`) copies a long-owed message to the current
+//! segment: the same record again, followed in the same write by a done
+//! marker for the recipients already finished. Until the old segment is
+//! unlinked both copies are on disk; the one written last wins (it is read
+//! last, see `recover`) and markers apply to the queue id wherever they are,
+//! so both copies give the same remaining recipients, indices unchanged.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -35,6 +42,10 @@ pub struct PendingMessage {
     pub remaining: Vec<u32>,
     /// Index into `RecoveredShard::segments` of the segment holding it.
     pub segment: usize,
+    /// The whole record (frame included) in that segment: `record_len`
+    /// bytes at `record_offset`, which compaction copies as they are.
+    pub record_offset: u64,
+    pub record_len: u64,
 }
 
 /// A segment file found on disk, with what keeps it alive.
@@ -43,6 +54,8 @@ pub struct RecoveredSegment {
     pub path: Arc<PathBuf>,
     /// Other segments (indices) whose messages this one holds done markers for.
     pub marker_targets: Vec<usize>,
+    /// The file's length (torn tail included): the disk it takes.
+    pub bytes: u64,
 }
 
 /// What one shard takes over.
@@ -144,19 +157,23 @@ impl Recovery {
     /// Stream one segment's records, up to the end or its torn tail.
     fn read_segment(&mut self, path: Arc<PathBuf>, shard: usize) -> io::Result<()> {
         let segment = self.shards[shard].segments.len();
-        self.shards[shard].segments.push(RecoveredSegment { path: path.clone(), marker_targets: Vec::new() });
         let file = File::open(path.as_path())?;
+        let bytes = file.metadata()?.len();
+        self.shards[shard].segments.push(RecoveredSegment { path: path.clone(), marker_targets: Vec::new(), bytes });
         let mut records = RecordReader::new(BufReader::with_capacity(limits::SPOOL_READ_CHUNK_BYTES, file));
+        let mut record_offset = records.intact_bytes();
         while let Some(record) = records.next_record()? {
+            let record_len = records.intact_bytes() - record_offset;
             match record {
                 Record::Message { queue_id, envelope, accepted_secs, body_offset, body_len } => {
                     let remaining = (0..envelope.recipients.len() as u32).collect();
                     let body = BodyLocation { segment: path.clone(), offset: body_offset, len: body_len };
-                    let message = PendingMessage { queue_id, envelope, accepted_secs, body, remaining, segment };
+                    let message = PendingMessage { queue_id, envelope, accepted_secs, body, remaining, segment, record_offset, record_len };
                     self.message(shard, message);
                 }
                 Record::Done { queue_id, recipients } => self.marker(queue_id, Marker { shard, segment, recipients }),
             }
+            record_offset = records.intact_bytes();
         }
         if records.torn() {
             self.shards[shard].torn_tails += 1;
@@ -164,6 +181,13 @@ impl Recovery {
         Ok(())
     }
 
+    /// A message record. A second record of a queue id already owed is
+    /// compaction's copy, and the newer: records are read in the order they
+    /// were written (a shard only moves a message from its own or an adopted
+    /// directory, whose index is not lower than its own, into its own, and
+    /// directories are read from the highest index down, segments by
+    /// sequence, records by offset). The copy starts over from every
+    /// recipient; the done marker written with it removes the finished ones.
     fn message(&mut self, shard: usize, message: PendingMessage) {
         self.seen += 1;
         let order = (self.dir_index, self.seen);

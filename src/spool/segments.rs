@@ -25,6 +25,16 @@ struct Segment {
     targets: Vec<SegmentId>,
     /// Segments holding done markers for messages in this one.
     dependents: Vec<SegmentId>,
+    /// File length once it stopped being current (0 while current): what
+    /// compaction weighs the bytes still owed in it against.
+    bytes: u64,
+}
+
+/// A segment no longer written to, as compaction sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealedSegment {
+    pub id: SegmentId,
+    pub bytes: u64,
 }
 
 pub struct SegmentTable {
@@ -42,7 +52,7 @@ impl SegmentTable {
     pub fn insert(&mut self, path: Arc<PathBuf>) -> SegmentId {
         let id = self.next_id;
         self.next_id += 1;
-        self.segments.insert(id, Segment { path, live: 0, targets: Vec::new(), dependents: Vec::new() });
+        self.segments.insert(id, Segment { path, live: 0, targets: Vec::new(), dependents: Vec::new(), bytes: 0 });
         id
     }
 
@@ -86,6 +96,22 @@ impl SegmentTable {
             m.targets.push(target);
             self.segments.get_mut(&target).expect("checked above").dependents.push(marker);
         }
+    }
+
+    /// `id` is no longer written to and is `bytes` long.
+    pub fn seal(&mut self, id: SegmentId, bytes: u64) {
+        if let Some(s) = self.segments.get_mut(&id) {
+            s.bytes = bytes;
+        }
+    }
+
+    /// Segments other than the current one, oldest first (for compaction).
+    pub fn sealed(&self) -> Vec<SealedSegment> {
+        self.segments
+            .iter()
+            .filter(|(&id, _)| Some(id) != self.current)
+            .map(|(&id, s)| SealedSegment { id, bytes: s.bytes })
+            .collect()
     }
 
     /// Every segment that nobody needs (once, after recovery).
