@@ -13,12 +13,14 @@
 //! markers delivery writes later apply to either copy. Only once that write
 //! is durable does the message point at its new place and stop pinning the
 //! old segment (`segments.message_finished`). So, whenever a crash comes:
-//! - before the copy is durable: the copy is a torn tail or absent; the old
-//!   record and its markers are as before the move;
-//! - after, before the old segment is unlinked: recovery reads both copies
-//!   and the newer wins (`recovery::Recovery::message`); its marker and the
-//!   later ones give exactly the remaining recipients the old copy had;
-//! - after the unlink: only the copy is left.
+//! - before the copy is durable: the copy is absent, torn, or whole with
+//!   its marker torn off; the old record and its markers are all still on
+//!   disk, and recovery keeps what they finished (`Recovery::message`);
+//! - after, before the old segment is unlinked: recovery reads both copies,
+//!   the newer one's place wins, and markers count for the queue id
+//!   wherever they are: the same remaining recipients;
+//! - after the unlink: only the copy is left, and its marker says what the
+//!   old markers said (they may be deleted with the old segment now).
 //!
 //! Nothing is delivered twice that today's rules would not repeat: a
 //! recipient finished while its marker was not yet durable (as without

@@ -14,9 +14,10 @@
 //! Compaction (`compact.rs`) copies a long-owed message to the current
 //! segment: the same record again, followed in the same write by a done
 //! marker for the recipients already finished. Until the old segment is
-//! unlinked both copies are on disk; the one written last wins (it is read
-//! last, see `recover`) and markers apply to the queue id wherever they are,
-//! so both copies give the same remaining recipients, indices unchanged.
+//! unlinked both copies are on disk; the place written last wins (it is
+//! read last, see `recover`) and markers apply to the queue id wherever
+//! they are, so both copies give the same remaining recipients, indices
+//! unchanged (`Recovery::message`).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -186,11 +187,17 @@ impl Recovery {
     /// were written (a shard only moves a message from its own or an adopted
     /// directory, whose index is not lower than its own, into its own, and
     /// directories are read from the highest index down, segments by
-    /// sequence, records by offset). The copy starts over from every
-    /// recipient; the done marker written with it removes the finished ones.
-    fn message(&mut self, shard: usize, message: PendingMessage) {
+    /// sequence, records by offset). The copy takes over the place; the
+    /// recipients finished so far stay finished: a marker counts for the
+    /// queue id wherever it is, so a copy whose own marker (written with
+    /// it) was torn off by a crash does not bring them back. With no
+    /// earlier copy left, that marker finishes them.
+    fn message(&mut self, shard: usize, mut message: PendingMessage) {
         self.seen += 1;
         let order = (self.dir_index, self.seen);
+        if let Some(earlier) = self.owed.get(&message.queue_id) {
+            message.remaining.retain(|r| earlier.message.remaining.contains(r));
+        }
         self.owed.insert(message.queue_id.clone(), Owed { shard, order, message });
     }
 

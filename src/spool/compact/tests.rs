@@ -211,34 +211,40 @@ fn a_crash_before_the_unlink_leaves_both_copies_and_the_same_recipients() {
 }
 
 #[test]
-fn a_crash_before_the_copy_is_durable_keeps_the_old_copy() {
+fn a_crash_before_the_copy_is_durable_keeps_what_the_old_copy_had() {
     let dir = temp_dir("torn");
     let (kept, gone, copies) = compact_keeping_old_segments(&dir);
     restore(&gone);
-    // The copies' write torn in the middle of the first copied record.
-    let mut bytes = std::fs::read(&copies).unwrap();
-    let first_copy = {
+    let written = std::fs::read(&copies).unwrap();
+    // Where the copy of the partly finished message is (both copies on disk: the copy wins).
+    let (copy_at, copy_len) = {
         let rec = recover(&dir, 1).unwrap().pop().unwrap();
-        rec.messages.iter().map(|m| m.record_offset).min().unwrap()
+        let m = rec.messages.iter().find(|m| m.queue_id == kept[0].id).unwrap();
+        assert_eq!(m.body.segment.as_path(), copies);
+        (m.record_offset as usize, m.record_len as usize)
     };
-    bytes.truncate(first_copy as usize + 100);
-    std::fs::write(&copies, &bytes).unwrap();
-    let rec = recover(&dir, 1).unwrap().pop().unwrap();
-    assert_recovered(&rec, &kept);
-    assert_eq!(rec.torn_tails, 1);
-    assert!(rec.messages.iter().all(|m| m.body.segment.as_path() != copies), "the old copies are used");
-    let locations: Vec<_> = rec.messages.iter().map(|m| (m.queue_id.clone(), m.body.clone())).collect();
-    let bodies = on_executor(move || {
-        Box::pin(async move {
-            let mut out = Vec::new();
-            for (id, l) in locations {
-                out.push((id, read_body(&l).await.unwrap()));
-            }
-            out
-        })
-    });
-    for (id, body) in bodies {
-        assert_eq!(body, kept.iter().find(|k| k.id == id).unwrap().data);
+    // The copies' write cut in the middle of that copy, then just after it:
+    // the copy whole, the marker written with it (recipient 1 done) torn.
+    for (cut, whole) in [(copy_at + 100, false), (copy_at + copy_len + 4, true)] {
+        std::fs::write(&copies, &written[..cut]).unwrap();
+        let rec = recover(&dir, 1).unwrap().pop().unwrap();
+        assert_recovered(&rec, &kept);
+        assert_eq!(rec.torn_tails, 1);
+        let m = rec.messages.iter().find(|m| m.queue_id == kept[0].id).unwrap();
+        assert_eq!(m.body.segment.as_path() == copies, whole, "cut at {cut}: the whole copy's place wins, a torn one is ignored");
+        let locations: Vec<_> = rec.messages.iter().map(|m| (m.queue_id.clone(), m.body.clone())).collect();
+        let bodies = on_executor(move || {
+            Box::pin(async move {
+                let mut out = Vec::new();
+                for (id, l) in locations {
+                    out.push((id, read_body(&l).await.unwrap()));
+                }
+                out
+            })
+        });
+        for (id, body) in bodies {
+            assert_eq!(body, kept.iter().find(|k| k.id == id).unwrap().data);
+        }
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
