@@ -398,10 +398,11 @@ pub const SPOOL_COMPACT_LIVE_PERCENT: u64 = 25;
 /// A sealed segment whose owed records were all written there at least
 /// this long ago (mail deferred for long)...
 pub const SPOOL_COMPACT_OLD_SECS: u64 = 3_600;
-/// ...is compacted too once they fill less than this share of it, so an
-/// old segment frees at least a quarter of itself; a copy is young again,
-/// so a message is copied at most once per `SPOOL_COMPACT_OLD_SECS` by
-/// this rule.
+/// ...is compacted too once they fill less than this share of it (so it
+/// frees at least a quarter of itself), or whatever their share when other
+/// segments are kept only for the done markers they hold for it. A copy is
+/// young again: a message is copied at most once per
+/// `SPOOL_COMPACT_OLD_SECS` by this rule.
 pub const SPOOL_COMPACT_OLD_LIVE_PERCENT: u64 = 75;
 /// Record bytes one pass copies at most (a larger single message still
 /// goes, alone): one default segment's worth per interval.

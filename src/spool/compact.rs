@@ -67,7 +67,8 @@ pub struct CompactionPolicy {
     pub live_percent: u64,
     /// Or whose owed records were all written there at least this long ago…
     pub old_secs: u64,
-    /// …and fill less than this percentage of it.
+    /// …and fill less than this percentage of it, or keep other segments
+    /// alive with the done markers those hold for them.
     pub old_live_percent: u64,
     /// Record bytes one pass copies at most (at least one message).
     pub pass_bytes_max: u64,
@@ -285,7 +286,10 @@ fn plan(st: &State, policy: &CompactionPolicy, now_secs: u64) -> (usize, Vec<Mov
         }
         let percent_x100 = o.bytes.saturating_mul(10_000) / segment.bytes;
         let sparse = percent_x100 < policy.live_percent * 100;
-        let old = now_secs >= o.newest_secs.saturating_add(policy.old_secs) && percent_x100 < policy.old_live_percent * 100;
+        // An old segment that keeps marker segments alive is moved whatever
+        // its share: else each partial marker of its messages could pin a
+        // segment of its own for as long as they are owed.
+        let old = now_secs >= o.newest_secs.saturating_add(policy.old_secs) && (percent_x100 < policy.old_live_percent * 100 || segment.keeps_markers);
         if sparse || old {
             chosen.push((percent_x100, o));
         }

@@ -35,6 +35,9 @@ struct Segment {
 pub struct SealedSegment {
     pub id: SegmentId,
     pub bytes: u64,
+    /// Other segments are kept only because they hold done markers for
+    /// messages in this one: freeing it frees them too.
+    pub keeps_markers: bool,
 }
 
 pub struct SegmentTable {
@@ -110,7 +113,7 @@ impl SegmentTable {
         self.segments
             .iter()
             .filter(|(&id, _)| Some(id) != self.current)
-            .map(|(&id, s)| SealedSegment { id, bytes: s.bytes })
+            .map(|(&id, s)| SealedSegment { id, bytes: s.bytes, keeps_markers: !s.dependents.is_empty() })
             .collect()
     }
 

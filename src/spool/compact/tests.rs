@@ -390,6 +390,47 @@ fn the_policy_moves_sparse_and_old_segments_only() {
 }
 
 #[test]
+fn an_old_segment_that_keeps_marker_segments_is_moved_whatever_its_share() {
+    let dir = temp_dir("markers");
+    let d = dir.clone();
+    let (a, b, d_id) = on_executor(move || {
+        Box::pin(async move {
+            let (spool, _) = open_spool(&d, settings(4096)).await;
+            let store = |n: usize, rcpts: usize, len: usize| {
+                let spool = spool.clone();
+                async move {
+                    let id = spool.next_queue_id();
+                    spool.store(&id, &envelope(rcpts), ACCEPTED_SECS, &data(n, len)).await.unwrap();
+                    id
+                }
+            };
+            // Segment 1: A and B, both owed (all of it live).
+            let (a, b) = (store(1, 3, 1500).await, store(2, 3, 1500).await);
+            let first = spool.location(&a).unwrap().segment;
+            // Segment 2: C, and A's partial marker; C finished: kept only for that marker.
+            let c = store(3, 1, 3000).await;
+            let second = spool.location(&c).unwrap().segment;
+            assert!(!spool.mark_done(&a, &[0]));
+            let d_id = store(4, 1, 3000).await;
+            assert!(spool.mark_done(&c, &[0]));
+            spool.sync_pending().await.unwrap();
+            assert!(second.exists(), "kept for the marker");
+            let policy = CompactionPolicy::default();
+            assert_eq!(spool.compact(&policy, SOON_SECS).await.moved, 0, "young");
+            let report = spool.compact(&policy, ACCEPTED_SECS + policy.old_secs).await;
+            assert_eq!(report.moved, 2, "{report:?}");
+            spool.sync_pending().await.unwrap();
+            assert!(!first.exists() && !second.exists(), "the old segment and the one kept for its marker are gone");
+            (a, b, d_id)
+        })
+    });
+    let rec = recover(&dir, 1).unwrap().pop().unwrap();
+    let remaining = |id: &QueueId| rec.messages.iter().find(|m| &m.queue_id == id).map(|m| m.remaining.clone());
+    assert_eq!((remaining(&a), remaining(&b), remaining(&d_id)), (Some(vec![1, 2]), Some(vec![0, 1, 2]), Some(vec![0])));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn reading_follows_a_move_that_deleted_the_old_place() {
     let dir = temp_dir("follow");
     let d = dir.clone();
