@@ -257,6 +257,45 @@ mod tests {
     }
 
     #[test]
+    fn a_compacted_copy_in_a_lower_directory_wins_and_keeps_the_finished_recipients() {
+        let tmp = std::env::temp_dir().join(format!("pc-recovery-copy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        for shard in [0, 2] {
+            std::fs::create_dir_all(shard_dir(&tmp, shard)).unwrap();
+        }
+        // Stored by shard 2; with 2 shards, shard 0 adopted it, finished
+        // recipient 1, moved it into shard-0 (copy + marker) and finished
+        // recipient 0; the crash came before shard-2's segment was unlinked.
+        let id = QueueId("M".into());
+        let mut original = Vec::new();
+        record::encode_message(&mut original, &id, &envelope(3), 7, b"body");
+        std::fs::write(shard_dir(&tmp, 2).join(segment_name(1)), &original).unwrap();
+        let mut marker = Vec::new();
+        record::encode_done(&mut marker, &id, &[1]);
+        std::fs::write(shard_dir(&tmp, 0).join(segment_name(1)), &marker).unwrap();
+        let mut copy = original.clone();
+        let copy_len = copy.len();
+        record::encode_done(&mut copy, &id, &[1]);
+        record::encode_done(&mut copy, &id, &[0]);
+        std::fs::write(shard_dir(&tmp, 0).join(segment_name(2)), &copy).unwrap();
+        for shards in [1, 2, 3] {
+            let all = recover(&tmp, shards).unwrap();
+            let owed: Vec<_> = all.iter().flat_map(|s| &s.messages).collect();
+            assert_eq!(owed.len(), 1, "{shards} shards: one message, not two");
+            let m = owed[0];
+            assert_eq!(m.remaining, vec![2], "{shards} shards");
+            assert_eq!(m.body.segment.as_path(), shard_dir(&tmp, 0).join(segment_name(2)), "{shards} shards: the copy's place");
+            assert_eq!((m.record_offset, m.record_len), (0, copy_len as u64));
+            assert!(all[0].messages.len() == 1, "shard-0's own shard owns it");
+        }
+        // The copy's own marker torn off: the marker before it still counts.
+        std::fs::write(shard_dir(&tmp, 0).join(segment_name(2)), &copy[..copy_len + 3]).unwrap();
+        let m = recover(&tmp, 2).unwrap().remove(0).messages.remove(0);
+        assert_eq!(m.remaining, vec![0, 2]);
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
     fn done_markers_apply_across_directories_which_are_adopted() {
         let tmp = std::env::temp_dir().join(format!("pc-recovery-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
