@@ -49,7 +49,7 @@ use hashbrown::HashMap;
 use super::batch::{MoveTarget, QueuedMove};
 use super::body::{read_exact_at, BodyLocation};
 use super::record::{self, Record, RecordReader};
-use super::segments::SegmentId;
+use super::segments::{SealedSegment, SegmentId};
 use super::{Spool, State};
 use crate::limits;
 use crate::message::QueueId;
@@ -276,11 +276,11 @@ fn plan(st: &State, policy: &CompactionPolicy, now_secs: u64) -> (usize, Vec<Mov
         o.messages.push((id, live));
     }
     let mut chosen: Vec<(u64, &mut Owed)> = Vec::new();
-    let sealed = st.segments.sealed();
+    let sealed: HashMap<SegmentId, SealedSegment> = st.segments.sealed().into_iter().map(|s| (s.id, s)).collect();
     let mut owed_by_segment: Vec<_> = owed.iter_mut().collect();
     owed_by_segment.sort_by_key(|(id, _)| **id);
     for (id, o) in owed_by_segment {
-        let Some(segment) = sealed.iter().find(|s| s.id == *id) else { continue };
+        let Some(segment) = sealed.get(id) else { continue };
         if o.busy || segment.bytes == 0 {
             continue;
         }

@@ -474,6 +474,13 @@ impl Spool {
         self.largest_write_bytes.get()
     }
 
+    /// Bytes of the segment files on disk (sealed ones and the current one):
+    /// what the spool takes of the disk, copies and finished mail included.
+    pub fn disk_bytes(&self) -> u64 {
+        let st = self.state.borrow();
+        st.segments.sealed().iter().map(|s| s.bytes).sum::<u64>() + st.current.len
+    }
+
     /// Segment files tracked in memory, i.e. on disk or being unlinked
     /// (deleted ones are forgotten; for tests and `status`).
     pub fn segments_on_disk(&self) -> usize {

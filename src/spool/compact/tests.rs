@@ -431,6 +431,66 @@ fn an_old_segment_that_keeps_marker_segments_is_moved_whatever_its_share() {
 }
 
 #[test]
+fn a_record_is_the_message_and_envelope_plus_64_bytes_and_a_marker_33_plus_4_per_recipient() {
+    // The numbers the README gives for the disk a backlog needs.
+    let env = envelope(3);
+    let id = QueueId("0012345678ABCDEF".into());
+    let mut out = Vec::new();
+    record::encode_message(&mut out, &id, &env, ACCEPTED_SECS, &data(0, 1000));
+    let strings = env.connection_id.len() + env.peer.to_string().len() + env.helo.len() + env.mail_from.len();
+    let recipients: usize = env.recipients.iter().map(|r| 4 + r.len()).sum();
+    assert_eq!(out.len(), 64 + id.0.len() - 16 + strings + recipients + 1000);
+    out.clear();
+    record::encode_done(&mut out, &id, &[0, 2]);
+    assert_eq!(out.len(), 33 + 4 * 2);
+}
+
+#[test]
+fn after_compaction_the_disk_holds_about_what_is_owed() {
+    let dir = temp_dir("disk");
+    let d = dir.clone();
+    on_executor(move || {
+        Box::pin(async move {
+            let segment_bytes = 64 * 1024;
+            let (spool, _) = open_spool(&d, SpoolSettings { batch_bytes_max: segment_bytes as usize, ..settings(segment_bytes) }).await;
+            // Groups of 16 concurrent 4 KB messages (about a segment each),
+            // one owed per group: each pins its segment.
+            let mut owed = 0;
+            for group in 0..20 {
+                let stores: Vec<_> = (0..16)
+                    .map(|i| {
+                        let spool = spool.clone();
+                        glommio::spawn_local(async move {
+                            let id = spool.next_queue_id();
+                            spool.store(&id, &envelope(1), ACCEPTED_SECS, &data(group * 16 + i, 4000)).await.unwrap();
+                            id
+                        })
+                    })
+                    .collect();
+                for (i, store) in stores.into_iter().enumerate() {
+                    let id = store.await;
+                    if i == 0 {
+                        owed += spool.state.borrow().live[&id].record_len;
+                    } else {
+                        assert!(spool.mark_done(&id, &[0]));
+                    }
+                }
+            }
+            spool.sync_pending().await.unwrap();
+            let before = spool.disk_bytes();
+            assert!(before > 15 * segment_bytes, "{before} bytes pinned by {owed} owed");
+            spool.compact(&CompactionPolicy::default(), SOON_SECS).await;
+            spool.sync_pending().await.unwrap();
+            let after = spool.disk_bytes();
+            assert!(after <= owed + 2 * segment_bytes, "{after} bytes on disk for {owed} owed");
+            let files: u64 = segment_files(&d).iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+            assert_eq!(files, after, "disk_bytes is what the files take");
+        })
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn reading_follows_a_move_that_deleted_the_old_place() {
     let dir = temp_dir("follow");
     let d = dir.clone();
