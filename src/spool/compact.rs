@@ -90,7 +90,7 @@ impl Default for CompactionPolicy {
 }
 
 /// What one pass did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompactionReport {
     /// Segments chosen (some may stay if the pass ran out of bytes).
     pub segments: usize,
@@ -101,6 +101,8 @@ pub struct CompactionReport {
     pub skipped: usize,
     /// Reads or writes that failed; those messages stay where they were.
     pub failed: usize,
+    /// What went wrong last, for the log.
+    pub last_error: Option<String>,
 }
 
 /// Compaction's run state in the spool.
@@ -123,8 +125,10 @@ struct Move {
 
 impl Spool {
     /// Run a compaction pass every `policy.every` until the spool is dropped
-    /// or `stop_compaction` is called. Runs in the spool's task queue.
-    pub fn start_compaction(self: &Rc<Self>, policy: CompactionPolicy) {
+    /// or `stop_compaction` is called, and hand each pass's report to
+    /// `after_pass` (the shard's log and metrics). Runs in the spool's task
+    /// queue: call it after `commit_in`.
+    pub fn start_compaction(self: &Rc<Self>, policy: CompactionPolicy, after_pass: impl Fn(&CompactionReport) + 'static) {
         let spool = Rc::downgrade(self);
         let chore = async move {
             loop {
@@ -134,9 +138,7 @@ impl Spool {
                     return;
                 }
                 let report = spool.compact(&policy, super::now_micros() / 1_000_000).await;
-                if report.failed > 0 {
-                    eprintln!("spool shard {}: compaction: {} moves failed; those messages stay in place", spool.shard, report.failed);
-                }
+                after_pass(&report);
             }
         };
         match self.commit_queue.get() {
@@ -183,7 +185,10 @@ impl Spool {
                     waiting.push((rx, m.record_len));
                 }
                 Ok(None) => report.skipped += 1,
-                Err(_) if self.still_at(&m) => report.failed += 1,
+                Err(e) if self.still_at(&m) => {
+                    report.failed += 1;
+                    report.last_error = Some(format!("reading {} in {}: {e}", m.queue_id, m.path.display()));
+                }
                 Err(_) => report.skipped += 1,
             }
             if in_flight >= policy.in_flight_bytes_max {
@@ -192,8 +197,10 @@ impl Spool {
                 in_flight = 0;
             }
         }
-        self.kick();
-        await_moves(waiting, &mut report).await;
+        if !waiting.is_empty() {
+            self.kick();
+            await_moves(waiting, &mut report).await;
+        }
         self.compaction.running.set(false);
         report
     }
@@ -336,7 +343,14 @@ async fn await_moves(waiting: Vec<(oneshot::Receiver<Result<bool, StoreError>>, 
                 report.moved_bytes += bytes;
             }
             Ok(Ok(false)) => report.skipped += 1,
-            Ok(Err(_)) | Err(_) => report.failed += 1,
+            Ok(Err(e)) => {
+                report.failed += 1;
+                report.last_error = Some(format!("writing the copy: {e:?}"));
+            }
+            Err(_) => {
+                report.failed += 1;
+                report.last_error = Some("the spool committer stopped".into());
+            }
         }
     }
 }

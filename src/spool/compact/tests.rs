@@ -491,6 +491,37 @@ fn after_compaction_the_disk_holds_about_what_is_owed() {
 }
 
 #[test]
+fn the_chore_compacts_on_its_own_and_reports_each_pass() {
+    let dir = temp_dir("chore");
+    let d = dir.clone();
+    on_executor(move || {
+        Box::pin(async move {
+            let (spool, _) = open_spool(&d, settings(SPREAD_SEGMENT_BYTES)).await;
+            let (kept, old) = spread_and_finish(&spool).await;
+            let (tx, rx) = futures_channel::oneshot::channel();
+            let tx = std::cell::RefCell::new(Some(tx));
+            let policy = CompactionPolicy { every: std::time::Duration::from_millis(1), ..CompactionPolicy::default() };
+            spool.start_compaction(policy, move |report| {
+                if report.moved > 0 {
+                    if let Some(tx) = tx.borrow_mut().take() {
+                        let _ = tx.send(report.clone());
+                    }
+                }
+            });
+            let report = rx.await.unwrap();
+            assert_eq!((report.moved, report.failed, report.last_error), (3, 0, None));
+            spool.stop_compaction();
+            spool.sync_pending().await.unwrap();
+            assert!(old.iter().all(|p| !p.exists()));
+            for k in &kept {
+                assert_eq!(spool.read_message(&k.id).await.unwrap(), k.data);
+            }
+        })
+    });
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn reading_follows_a_move_that_deleted_the_old_place() {
     let dir = temp_dir("follow");
     let d = dir.clone();
