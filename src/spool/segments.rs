@@ -35,8 +35,8 @@ struct Segment {
 pub struct SealedSegment {
     pub id: SegmentId,
     pub bytes: u64,
-    /// Other segments are kept only because they hold done markers for
-    /// messages in this one: freeing it frees them too.
+    /// Other segments hold done markers for messages in this one and stay
+    /// at least as long as it does: freeing it may free them too.
     pub keeps_markers: bool,
 }
 
@@ -172,5 +172,24 @@ mod tests {
         assert!(names(t.make_current(c)).is_empty(), "b holds markers for a, which is still owed");
         assert_eq!(names(t.message_finished(a)), vec!["a", "b"]);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn sealed_segments_carry_their_size_and_whether_markers_depend_on_them() {
+        let mut t = SegmentTable::new();
+        let path = |name: &str| Arc::new(PathBuf::from(name));
+        let (a, b) = (t.insert(path("a")), t.insert(path("b")));
+        t.make_current(a);
+        t.message_stored(a);
+        t.seal(a, 1000);
+        t.make_current(b);
+        t.depend(b, a);
+        let c = t.insert(path("c"));
+        t.seal(b, 200);
+        t.make_current(c);
+        assert_eq!(
+            t.sealed(),
+            vec![SealedSegment { id: a, bytes: 1000, keeps_markers: true }, SealedSegment { id: b, bytes: 200, keeps_markers: false }]
+        );
     }
 }
