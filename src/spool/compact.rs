@@ -170,11 +170,12 @@ impl Spool {
         };
         let mut waiting = Vec::new();
         let mut in_flight = 0;
+        let mut segment = OpenSegment::default();
         for m in moves {
             if self.compaction.stopped.get() {
                 break;
             }
-            let read = read_record(&m).await;
+            let read = segment.read_record(&m).await;
             // Checked again after the await: stopped means no new move.
             if self.compaction.stopped.get() {
                 break;
@@ -197,6 +198,7 @@ impl Spool {
                 in_flight = 0;
             }
         }
+        segment.close().await;
         if !waiting.is_empty() {
             self.kick();
             await_moves(waiting, &mut report).await;
@@ -234,9 +236,9 @@ impl Spool {
         live.moving = Some(target.clone());
         let (batch, record_at, ()) = st.batches.append(self.settings.batch_bytes_max, |out| {
             out.extend_from_slice(&bytes);
-            // RFC-free but the point of the format: the copy starts over from
-            // every recipient, this marker in the same write finishes the
-            // ones already done, so no torn state can resurrect them.
+            // The copy's record lists every recipient: this marker, in the
+            // same write, finishes the ones already done once the old
+            // segment and the markers kept for it are gone.
             if !finished.is_empty() {
                 record::encode_done(out, &m.queue_id, &finished);
             }
@@ -319,13 +321,35 @@ fn plan(st: &State, policy: &CompactionPolicy, now_secs: u64) -> (usize, Vec<Mov
     (segments, moves)
 }
 
-/// The record of `m` read back and checked (CRC, queue id, where the body
-/// is): the bytes to copy and the number of recipients in the envelope.
-async fn read_record(m: &Move) -> io::Result<(Vec<u8>, u32)> {
-    let file = BufferedFile::open(m.path.as_path()).await?;
-    let read = read_exact_at(&file, m.record_at, m.record_len).await;
-    let _ = file.close().await;
-    let bytes = read?;
+/// The segment file a pass reads from, open while its messages are read
+/// one after another (a pass takes them segment by segment).
+#[derive(Default)]
+struct OpenSegment {
+    open: Option<(Arc<PathBuf>, BufferedFile)>,
+}
+
+impl OpenSegment {
+    /// The record of `m` read back and checked (CRC, queue id, where the
+    /// body is): the bytes to copy and the number of recipients.
+    async fn read_record(&mut self, m: &Move) -> io::Result<(Vec<u8>, u32)> {
+        if self.open.as_ref().is_none_or(|(path, _)| path != &m.path) {
+            self.close().await;
+            self.open = Some((m.path.clone(), BufferedFile::open(m.path.as_path()).await?));
+        }
+        let (_, file) = self.open.as_ref().expect("just opened");
+        let bytes = read_exact_at(file, m.record_at, m.record_len).await?;
+        check_record(m, bytes)
+    }
+
+    async fn close(&mut self) {
+        if let Some((_, file)) = self.open.take() {
+            let _ = file.close().await;
+        }
+    }
+}
+
+/// `bytes` are the intact message record of `m`, where the spool says.
+fn check_record(m: &Move, bytes: Vec<u8>) -> io::Result<(Vec<u8>, u32)> {
     let mismatch = || io::Error::new(io::ErrorKind::InvalidData, format!("the record of {} is not where the spool says", m.queue_id));
     let mut reader = RecordReader::new(&bytes[..]);
     let Some(Record::Message { queue_id, envelope, body_offset, body_len, .. }) = reader.next_record()? else { return Err(mismatch()) };

@@ -11,7 +11,7 @@ use std::rc::Rc;
 
 use super::super::recovery::{recover, shard_dir, RecoveredShard};
 use super::super::{read_body, record, Spool, SpoolBytes, SpoolSettings};
-use super::{plan, read_record, CompactionPolicy};
+use super::{plan, CompactionPolicy, OpenSegment};
 use crate::message::{BodyType, Envelope, QueueId};
 use crate::smtp::StoreError;
 
@@ -274,7 +274,7 @@ fn a_marker_queued_during_a_move_outlives_the_copy_segment() {
             spool.store(&filler, &envelope(1), ACCEPTED_SECS, b"rotates").await.unwrap();
             let moves = plan(&spool.state.borrow(), &everything(), SOON_SECS).1;
             let m = moves.into_iter().find(|m| m.queue_id == id).unwrap();
-            let (bytes, recipients) = read_record(&m).await.unwrap();
+            let (bytes, recipients) = OpenSegment::default().read_record(&m).await.unwrap();
             let copied = spool.queue_move(&m, bytes, recipients, SOON_SECS).unwrap();
             assert!(!spool.mark_done(&id, &[1]), "recipient 1 finishes while the copy is queued");
             spool.kick();
@@ -310,7 +310,7 @@ fn a_message_finished_during_its_move_stays_finished() {
             spool.store(&rotate, &envelope(1), ACCEPTED_SECS, &data(2, 3000)).await.unwrap();
             let moves = plan(&spool.state.borrow(), &everything(), SOON_SECS).1;
             let m = moves.into_iter().find(|m| m.queue_id == id).unwrap();
-            let (bytes, recipients) = read_record(&m).await.unwrap();
+            let (bytes, recipients) = OpenSegment::default().read_record(&m).await.unwrap();
             let copied = spool.queue_move(&m, bytes, recipients, SOON_SECS).unwrap();
             assert!(spool.mark_done(&id, &[0, 1]));
             spool.kick();
