@@ -37,7 +37,7 @@ fn envelope(rcpts: usize) -> Envelope {
 }
 
 fn on_executor<T: Send + 'static>(f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static) -> T {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).spawn(move || f()).unwrap().join().unwrap()
+    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).spawn(f).unwrap().join().unwrap()
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -154,19 +154,22 @@ fn compaction_frees_old_segments_and_location_follows_the_copy() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// Copies of the old segment files, to put back as a crash would leave them.
-fn snapshot(paths: &HashSet<PathBuf>) -> Vec<(PathBuf, Vec<u8>)> {
+/// Segment files and their bytes, to put back as a crash would leave them.
+type Files = Vec<(PathBuf, Vec<u8>)>;
+
+/// Copies of the old segment files.
+fn snapshot(paths: &HashSet<PathBuf>) -> Files {
     paths.iter().map(|p| (p.clone(), std::fs::read(p).unwrap())).collect()
 }
 
-fn restore(files: &[(PathBuf, Vec<u8>)]) {
+fn restore(files: &Files) {
     for (p, bytes) in files {
         std::fs::write(p, bytes).unwrap();
     }
 }
 
 /// Compact `dir`'s spool, keeping copies of the segments it deletes.
-fn compact_keeping_old_segments(dir: &Path) -> (Vec<Kept>, Vec<(PathBuf, Vec<u8>)>, PathBuf) {
+fn compact_keeping_old_segments(dir: &Path) -> (Vec<Kept>, Files, PathBuf) {
     let d = dir.to_path_buf();
     on_executor(move || {
         Box::pin(async move {
