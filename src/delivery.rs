@@ -340,7 +340,8 @@ impl Delivery {
             None
         };
         let room = futures_lite::future::or(room, stopping).await.ok_or("shutting down")?;
-        let data = spool::read_body(&job.body).await.map_err(|e| format!("cannot read the spooled message: {e}"))?;
+        // By queue id, not the place intake saw: compaction may have moved it.
+        let data = self.spool.read_message(&job.queue_id).await.map_err(|e| format!("cannot read the spooled message: {e}"))?;
         Ok(Held { data: Arc::new(data), _room: room })
     }
 

@@ -40,6 +40,7 @@ use crate::policy::rate::Counters;
 use crate::shard::{Shard, TaskQueues};
 use crate::shards::{self, Mesh, MeshPlan};
 use crate::spool::done::MarkDone;
+use crate::spool::CompactionPolicy;
 use crate::spool::recovery::{self, RecoveredShard};
 use crate::spool::{Spool, SpoolBytes, SpoolSettings};
 
@@ -266,6 +267,13 @@ async fn shard_body(id: usize, recovered: RecoveredShard, shared: Shared, log: R
         .collect::<Result<Vec<_>, _>>()?;
     let queues = task_queues();
     spool.commit_in(queues.spool);
+    // Long-deferred mail moves out of old segments so they can be deleted.
+    let compaction_log = log.clone();
+    spool.start_compaction(CompactionPolicy::default(), move |pass| {
+        if pass.moved + pass.failed > 0 {
+            compaction_log.event("compacted", format_args!("segments={} moved={} bytes={} skipped={} failed={} error=\"{}\"", pass.segments, pass.moved, pass.moved_bytes, pass.skipped, pass.failed, pass.last_error.as_deref().unwrap_or("")));
+        }
+    });
     let mesh = match Mesh::join(shared.plan.clone(), id).await {
         Ok(mesh) => mesh,
         // A signal during start-up is a clean stop; a failed peer is not.
@@ -350,6 +358,7 @@ async fn wind_down(shard: &Shard, shared: &Shared, arrival: &Arrival) {
     shards::wait_until(Instant::now() + drain, Duration::from_millis(5), everyone_here).await;
     let unhandled = shard.mesh.drain(Instant::now() + drain).await;
     // Done markers reach the disk (else they are sent again after the restart).
+    shard.spool.stop_compaction();
     let synced = glommio::timer::timeout(drain, async { Ok(shard.spool.sync_pending().await) }).await;
     match synced {
         Ok(Ok(())) => {}

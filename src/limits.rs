@@ -458,3 +458,24 @@ pub const BATV_TAG_LIFETIME_DAYS_MAX: u64 = 30;
 /// A key's length, bytes: an HMAC key longer than SHA-1's 64-byte block is
 /// hashed first (RFC 2104 §3), so more only costs config space.
 pub const BATV_KEY_BYTES_MAX: usize = 1_024;
+// ---- Spool compaction (spool::compact) ----------------------------------------
+/// How often a shard looks for sealed segments worth compacting.
+pub const SPOOL_COMPACT_INTERVAL_SECS: u64 = 30;
+/// A sealed segment whose owed records fill less than this share of it is
+/// compacted at once: at most 100/25 = 4 times the owed bytes stay pinned.
+pub const SPOOL_COMPACT_LIVE_PERCENT: u64 = 25;
+/// A sealed segment whose owed records were all written there at least
+/// this long ago (mail deferred for long)...
+pub const SPOOL_COMPACT_OLD_SECS: u64 = 3_600;
+/// ...is compacted too once they fill less than this share of it (so it
+/// frees at least a quarter of itself), or whatever their share when other
+/// segments are kept only for the done markers they hold for it. A copy is
+/// young again: a message is copied at most once per
+/// `SPOOL_COMPACT_OLD_SECS` by this rule.
+pub const SPOOL_COMPACT_OLD_LIVE_PERCENT: u64 = 75;
+/// Record bytes one pass copies at most (a larger single message still
+/// goes, alone): one default segment's worth per interval.
+pub const SPOOL_COMPACT_PASS_BYTES_MAX: u64 = 64 * 1024 * 1024;
+/// Copies a pass keeps queued for the group commit before awaiting them:
+/// bounds the memory a pass holds (one batch's worth).
+pub const SPOOL_COMPACT_IN_FLIGHT_BYTES_MAX: u64 = 8 * 1024 * 1024;

@@ -15,20 +15,51 @@ use crate::smtp::StoreError;
 pub struct QueuedMessage {
     pub queue_id: QueueId,
     pub recipients: u32,
+    /// Where its record starts within the batch's bytes, and its length.
+    pub record_at: usize,
+    pub record_len: u64,
     /// Where the body starts within the batch's bytes.
     pub body_at: usize,
     pub body_len: u64,
+    /// Unix time of our 250, kept as the age of its record.
+    pub accepted_secs: u64,
     /// The `store` call waiting for this message to be durable.
     pub done: oneshot::Sender<Result<BodyLocation, StoreError>>,
 }
+
+/// A compaction copy in a batch (`compact.rs`): the message moves to where
+/// the batch lands once it is durable.
+pub struct QueuedMove {
+    pub queue_id: QueueId,
+    /// Where the copied record starts within the batch's bytes, and where
+    /// its message bytes start within the record.
+    pub record_at: usize,
+    pub record_len: u64,
+    pub body_in_record: u64,
+    /// Unix time of the move: the copy's age starts over.
+    pub moved_secs: u64,
+    /// Filled with the new segment when the batch is durable (see `MoveTarget`).
+    pub target: MoveTarget,
+    /// The compaction pass waiting for the copy: Ok(true) moved, Ok(false)
+    /// written but the message was finished meanwhile.
+    pub done: oneshot::Sender<Result<bool, StoreError>>,
+}
+
+/// The segment a message in flight to a new place will be in, once known:
+/// a done marker queued during the move must outlive that segment too.
+pub type MoveTarget = std::rc::Rc<std::cell::Cell<Option<SegmentId>>>;
 
 /// Records written and synced together.
 #[derive(Default)]
 pub struct Batch {
     pub bytes: Vec<u8>,
     pub messages: Vec<QueuedMessage>,
+    pub moves: Vec<QueuedMove>,
     /// Segments holding the messages that the markers in `bytes` are for.
     pub marker_targets: Vec<SegmentId>,
+    /// The same for markers of messages being moved: the segment of the
+    /// copy, known once the move's batch (this one or an older) is durable.
+    pub marker_move_targets: Vec<MoveTarget>,
     /// `sync_pending` calls waiting for everything queued before them.
     pub flushes: Vec<oneshot::Sender<Result<(), StoreError>>>,
 }

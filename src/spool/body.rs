@@ -36,7 +36,7 @@ pub async fn read_body(location: &BodyLocation) -> io::Result<Vec<u8>> {
 
 /// `len` bytes at `offset`, in reads of at most `SPOOL_READ_CHUNK_BYTES`
 /// (a read may return fewer bytes than asked; only end of file is an error).
-async fn read_exact_at(file: &BufferedFile, offset: u64, len: u64) -> io::Result<Vec<u8>> {
+pub(super) async fn read_exact_at(file: &BufferedFile, offset: u64, len: u64) -> io::Result<Vec<u8>> {
     let len = usize::try_from(len).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "body larger than memory"))?;
     let mut out = Vec::with_capacity(len);
     while out.len() < len {

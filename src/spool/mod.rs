@@ -15,10 +15,15 @@
 //! duplicate after a crash; `sync_pending` awaits it at shutdown). A segment
 //! file is deleted when none of its messages is owed any more and every
 //! segment it holds markers for is gone (`segments.rs`).
+//!
+//! A message owed for long would pin its whole segment: `compact.rs` copies
+//! such messages to the current segment through this same group commit, so
+//! the old segment can go. `location` says where a message's bytes are now.
 
 mod batch;
 pub mod body;
 mod budget;
+mod compact;
 pub mod done;
 pub mod failed;
 pub mod record;
@@ -40,9 +45,10 @@ use hashbrown::HashMap;
 use crate::limits;
 use crate::message::{Envelope, QueueId};
 use crate::smtp::StoreError;
-use batch::{Batch, Batches, QueuedMessage};
+use batch::{Batch, Batches, MoveTarget, QueuedMessage};
 pub use body::{read_body, BodyLocation};
 pub use budget::SpoolBytes;
+pub use compact::{CompactionPolicy, CompactionReport};
 use recovery::{segment_name, shard_dir, RecoveredShard};
 use segments::{SegmentId, SegmentTable};
 use unlink::Unlinks;
@@ -51,8 +57,17 @@ use unlink::Unlinks;
 struct Live {
     segment: SegmentId,
     remaining: Vec<u32>,
-    /// Size of the stored message, released from `SpoolBytes` when finished.
-    bytes: u64,
+    /// Where its message bytes are now; `body.len` is also what it holds
+    /// of `SpoolBytes`, released when finished.
+    body: BodyLocation,
+    /// Its whole record in `segment` (what compaction copies).
+    record_at: u64,
+    record_len: u64,
+    /// Unix time its record was written there (accepted, moved, or this
+    /// start for recovered mail): compaction's measure of "owed for long".
+    written_secs: u64,
+    /// Set while a compaction copy is queued and not yet durable.
+    moving: Option<MoveTarget>,
 }
 
 /// How one shard's spool is bounded and laid out.
@@ -117,6 +132,8 @@ pub struct Spool {
     unlinks: Rc<Unlinks>,
     /// The task queue the committer runs in (`commit_in`); None = the caller's.
     commit_queue: Cell<Option<glommio::TaskQueueHandle>>,
+    /// Compaction's run state (one pass at a time; stopped at shutdown).
+    compaction: compact::Chore,
     state: RefCell<State>,
 }
 
@@ -137,10 +154,22 @@ impl Spool {
         Directory::open(spool_dir).await?.sync().await?;
         let mut segments = adopt_segments(recovered);
         let mut live = HashMap::new();
+        let opened_secs = now_micros() / 1_000_000;
         for m in &recovered.messages {
             let segment = m.segment as SegmentId;
             segments.message_stored(segment);
-            live.insert(m.queue_id.clone(), Live { segment, remaining: m.remaining.clone(), bytes: m.body.len });
+            live.insert(
+                m.queue_id.clone(),
+                Live {
+                    segment,
+                    remaining: m.remaining.clone(),
+                    body: m.body.clone(),
+                    record_at: m.record_offset,
+                    record_len: m.record_len,
+                    written_secs: opened_secs,
+                    moving: None,
+                },
+            );
         }
         let next_seq = recovered
             .segments
@@ -175,6 +204,7 @@ impl Spool {
             largest_write_bytes: Cell::new(0),
             unlinks: Rc::default(),
             commit_queue: Cell::new(None),
+            compaction: compact::Chore::default(),
             state: RefCell::new(state),
         });
         spool.unlinks.remove(garbage);
@@ -198,6 +228,14 @@ impl Spool {
         self.state.borrow().live.len()
     }
 
+    /// Where the message bytes of `queue_id` are now; None once it is
+    /// finished (or was never here). Compaction moves messages, so ask
+    /// again for every attempt rather than keeping the answer, and read it
+    /// with `read_message` (which follows a move made during the read).
+    pub fn location(&self, queue_id: &QueueId) -> Option<BodyLocation> {
+        self.state.borrow().live.get(queue_id).map(|l| l.body.clone())
+    }
+
     /// Write a message durably. Returns once it is on stable storage, with
     /// the place of the message bytes in the spool.
     pub async fn store(self: &Rc<Self>, queue_id: &QueueId, envelope: &Envelope, accepted_secs: u64, data: &[u8]) -> Result<BodyLocation, StoreError> {
@@ -208,11 +246,15 @@ impl Spool {
                 return Err(StoreError::QueueFull);
             }
             st.messages_queued += 1;
-            let (batch, record_at, body_at) =
-                st.batches.append(self.settings.batch_bytes_max, |out| record::encode_message(out, queue_id, envelope, accepted_secs, data));
+            let (batch, record_at, (body_at, record_len)) = st.batches.append(self.settings.batch_bytes_max, |out| {
+                let start = out.len();
+                let body_at = record::encode_message(out, queue_id, envelope, accepted_secs, data);
+                (body_at, (out.len() - start) as u64)
+            });
             let (done, rx) = oneshot::channel();
             let recipients = envelope.recipients.len() as u32;
-            batch.messages.push(QueuedMessage { queue_id: queue_id.clone(), recipients, body_at: record_at + body_at, body_len: bytes, done });
+            let queued = QueuedMessage { queue_id: queue_id.clone(), recipients, record_at, record_len, body_at: record_at + body_at, body_len: bytes, accepted_secs, done };
+            batch.messages.push(queued);
             rx
         };
         self.kick();
@@ -226,8 +268,12 @@ impl Spool {
             let mut st = self.state.borrow_mut();
             let Some(live) = st.live.get_mut(queue_id) else { return false };
             live.remaining.retain(|r| !indices.contains(r));
-            let (segment, bytes, finished) = (live.segment, live.bytes, live.remaining.is_empty());
+            let (segment, bytes, finished) = (live.segment, live.body.len, live.remaining.is_empty());
+            let moving = live.moving.clone();
             let (batch, _, ()) = st.batches.append(self.settings.batch_bytes_max, |out| record::encode_done(out, queue_id, indices));
+            // During a move the marker lands after the copy: it must also
+            // outlive the copy's segment (known once the copy is durable).
+            batch.marker_move_targets.extend(moving);
             // Every marker, partial ones too, ties its segment to the message's:
             // a partial marker lost with its segment re-delivers the recipients
             // it finished. Markers only ever point back in time (a message is
@@ -322,6 +368,8 @@ impl Spool {
                 st.rotate_next = true;
                 // Never acknowledged: give their room back.
                 self.bytes.release(batch.messages.iter().map(|m| m.body_len).sum::<u64>());
+                // Moves that failed leave their messages where they were.
+                compact::abandon_moves(&mut st, batch.moves, &e);
                 drop(st);
                 batch.messages.into_iter().for_each(|m| drop(m.done.send(Err(e.clone()))));
                 batch.flushes.into_iter().for_each(|f| drop(f.send(Err(e.clone()))));
@@ -329,20 +377,39 @@ impl Spool {
             }
         };
         let current = st.segments.current();
+        debug_assert!(written.is_some() || (batch.messages.is_empty() && batch.moves.is_empty()), "records in a batch that wrote nothing");
+        // Moves first: a marker in this batch for a moved message is tied
+        // to the copy's segment, which the move settles.
+        let mut garbage = Vec::new();
+        if let Some((path, at)) = &written {
+            garbage = compact::settle_moves(&mut st, batch.moves, current, path, *at);
+        }
         for t in batch.marker_targets {
             st.segments.depend(current, t);
         }
-        debug_assert!(written.is_some() || batch.messages.is_empty(), "messages in a batch that wrote nothing");
+        for t in batch.marker_move_targets.iter().filter_map(|t| t.get()) {
+            st.segments.depend(current, t);
+        }
         let mut answers = Vec::with_capacity(batch.messages.len());
         if let Some((segment, at)) = written {
             for m in batch.messages {
                 st.segments.message_stored(current);
-                st.live.insert(m.queue_id, Live { segment: current, remaining: (0..m.recipients).collect(), bytes: m.body_len });
                 let location = BodyLocation { segment: segment.clone(), offset: at + m.body_at as u64, len: m.body_len };
+                let live = Live {
+                    segment: current,
+                    remaining: (0..m.recipients).collect(),
+                    body: location.clone(),
+                    record_at: at + m.record_at as u64,
+                    record_len: m.record_len,
+                    written_secs: m.accepted_secs,
+                    moving: None,
+                };
+                st.live.insert(m.queue_id, live);
                 answers.push((m.done, location));
             }
         }
         drop(st);
+        self.unlinks.remove(garbage);
         answers.into_iter().for_each(|(done, location)| drop(done.send(Ok(location))));
         batch.flushes.into_iter().for_each(|f| drop(f.send(Ok(()))));
     }
@@ -382,6 +449,8 @@ impl Spool {
         let path = Arc::new(path);
         let (old, garbage) = {
             let mut st = self.state.borrow_mut();
+            let (sealed, sealed_bytes) = (st.segments.current(), st.current.len);
+            st.segments.seal(sealed, sealed_bytes);
             let id = st.segments.insert(path.clone());
             let garbage = st.segments.make_current(id);
             st.next_seq += 1;
@@ -405,6 +474,13 @@ impl Spool {
         self.largest_write_bytes.get()
     }
 
+    /// Bytes of the segment files on disk (sealed ones and the current one):
+    /// what the spool takes of the disk, copies and finished mail included.
+    pub fn disk_bytes(&self) -> u64 {
+        let st = self.state.borrow();
+        st.segments.sealed().iter().map(|s| s.bytes).sum::<u64>() + st.current.len
+    }
+
     /// Segment files tracked in memory, i.e. on disk or being unlinked
     /// (deleted ones are forgotten; for tests and `status`).
     pub fn segments_on_disk(&self) -> usize {
@@ -420,6 +496,7 @@ fn adopt_segments(recovered: &RecoveredShard) -> SegmentTable {
         segments.insert(s.path.clone());
     }
     for (i, s) in recovered.segments.iter().enumerate() {
+        segments.seal(i as SegmentId, s.bytes);
         for &t in &s.marker_targets {
             segments.depend(i as SegmentId, t as SegmentId);
         }

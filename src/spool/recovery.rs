@@ -10,6 +10,14 @@
 //! pass and never kept (a pending message carries its `BodyLocation`), a
 //! message is forgotten as soon as its markers finish it, and a marker is
 //! applied when it is read, never held.
+//!
+//! Compaction (`compact.rs`) copies a long-owed message to the current
+//! segment: the same record again, followed in the same write by a done
+//! marker for the recipients already finished. Until the old segment is
+//! unlinked both copies are on disk; the place written last wins (it is
+//! read last, see `recover`) and markers apply to the queue id wherever
+//! they are, so both copies give the same remaining recipients, indices
+//! unchanged (`Recovery::message`).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -35,6 +43,10 @@ pub struct PendingMessage {
     pub remaining: Vec<u32>,
     /// Index into `RecoveredShard::segments` of the segment holding it.
     pub segment: usize,
+    /// The whole record (frame included) in that segment: `record_len`
+    /// bytes at `record_offset`, which compaction copies as they are.
+    pub record_offset: u64,
+    pub record_len: u64,
 }
 
 /// A segment file found on disk, with what keeps it alive.
@@ -43,6 +55,8 @@ pub struct RecoveredSegment {
     pub path: Arc<PathBuf>,
     /// Other segments (indices) whose messages this one holds done markers for.
     pub marker_targets: Vec<usize>,
+    /// The file's length (torn tail included): the disk it takes.
+    pub bytes: u64,
 }
 
 /// What one shard takes over.
@@ -144,19 +158,23 @@ impl Recovery {
     /// Stream one segment's records, up to the end or its torn tail.
     fn read_segment(&mut self, path: Arc<PathBuf>, shard: usize) -> io::Result<()> {
         let segment = self.shards[shard].segments.len();
-        self.shards[shard].segments.push(RecoveredSegment { path: path.clone(), marker_targets: Vec::new() });
         let file = File::open(path.as_path())?;
+        let bytes = file.metadata()?.len();
+        self.shards[shard].segments.push(RecoveredSegment { path: path.clone(), marker_targets: Vec::new(), bytes });
         let mut records = RecordReader::new(BufReader::with_capacity(limits::SPOOL_READ_CHUNK_BYTES, file));
+        let mut record_offset = records.intact_bytes();
         while let Some(record) = records.next_record()? {
+            let record_len = records.intact_bytes() - record_offset;
             match record {
                 Record::Message { queue_id, envelope, accepted_secs, body_offset, body_len } => {
                     let remaining = (0..envelope.recipients.len() as u32).collect();
                     let body = BodyLocation { segment: path.clone(), offset: body_offset, len: body_len };
-                    let message = PendingMessage { queue_id, envelope, accepted_secs, body, remaining, segment };
+                    let message = PendingMessage { queue_id, envelope, accepted_secs, body, remaining, segment, record_offset, record_len };
                     self.message(shard, message);
                 }
                 Record::Done { queue_id, recipients } => self.marker(queue_id, Marker { shard, segment, recipients }),
             }
+            record_offset = records.intact_bytes();
         }
         if records.torn() {
             self.shards[shard].torn_tails += 1;
@@ -164,9 +182,22 @@ impl Recovery {
         Ok(())
     }
 
-    fn message(&mut self, shard: usize, message: PendingMessage) {
+    /// A message record. A second record of a queue id already owed is
+    /// compaction's copy, and the newer: records are read in the order they
+    /// were written (a shard only moves a message from its own or an adopted
+    /// directory, whose index is not lower than its own, into its own, and
+    /// directories are read from the highest index down, segments by
+    /// sequence, records by offset). The copy takes over the place; the
+    /// recipients finished so far stay finished: a marker counts for the
+    /// queue id wherever it is, so a copy whose own marker (written with
+    /// it) was torn off by a crash does not bring them back. With no
+    /// earlier copy left, that marker finishes them.
+    fn message(&mut self, shard: usize, mut message: PendingMessage) {
         self.seen += 1;
         let order = (self.dir_index, self.seen);
+        if let Some(earlier) = self.owed.get(&message.queue_id) {
+            message.remaining.retain(|r| earlier.message.remaining.contains(r));
+        }
         self.owed.insert(message.queue_id.clone(), Owed { shard, order, message });
     }
 
@@ -225,6 +256,45 @@ mod tests {
             secured: Default::default(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_compacted_copy_in_a_lower_directory_wins_and_keeps_the_finished_recipients() {
+        let tmp = std::env::temp_dir().join(format!("pc-recovery-copy-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        for shard in [0, 2] {
+            std::fs::create_dir_all(shard_dir(&tmp, shard)).unwrap();
+        }
+        // Stored by shard 2; with 2 shards, shard 0 adopted it, finished
+        // recipient 1, moved it into shard-0 (copy + marker) and finished
+        // recipient 0; the crash came before shard-2's segment was unlinked.
+        let id = QueueId("M".into());
+        let mut original = Vec::new();
+        record::encode_message(&mut original, &id, &envelope(3), 7, b"body");
+        std::fs::write(shard_dir(&tmp, 2).join(segment_name(1)), &original).unwrap();
+        let mut marker = Vec::new();
+        record::encode_done(&mut marker, &id, &[1]);
+        std::fs::write(shard_dir(&tmp, 0).join(segment_name(1)), &marker).unwrap();
+        let mut copy = original.clone();
+        let copy_len = copy.len();
+        record::encode_done(&mut copy, &id, &[1]);
+        record::encode_done(&mut copy, &id, &[0]);
+        std::fs::write(shard_dir(&tmp, 0).join(segment_name(2)), &copy).unwrap();
+        for shards in [1, 2, 3] {
+            let all = recover(&tmp, shards).unwrap();
+            let owed: Vec<_> = all.iter().flat_map(|s| &s.messages).collect();
+            assert_eq!(owed.len(), 1, "{shards} shards: one message, not two");
+            let m = owed[0];
+            assert_eq!(m.remaining, vec![2], "{shards} shards");
+            assert_eq!(m.body.segment.as_path(), shard_dir(&tmp, 0).join(segment_name(2)), "{shards} shards: the copy's place");
+            assert_eq!((m.record_offset, m.record_len), (0, copy_len as u64));
+            assert!(all[0].messages.len() == 1, "shard-0's own shard owns it");
+        }
+        // The copy's own marker torn off: the marker before it still counts.
+        std::fs::write(shard_dir(&tmp, 0).join(segment_name(2)), &copy[..copy_len + 3]).unwrap();
+        let m = recover(&tmp, 2).unwrap().remove(0).messages.remove(0);
+        assert_eq!(m.remaining, vec![0, 2]);
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]

@@ -25,6 +25,19 @@ struct Segment {
     targets: Vec<SegmentId>,
     /// Segments holding done markers for messages in this one.
     dependents: Vec<SegmentId>,
+    /// File length once it stopped being current (0 while current): what
+    /// compaction weighs the bytes still owed in it against.
+    bytes: u64,
+}
+
+/// A segment no longer written to, as compaction sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealedSegment {
+    pub id: SegmentId,
+    pub bytes: u64,
+    /// Other segments hold done markers for messages in this one and stay
+    /// at least as long as it does: freeing it may free them too.
+    pub keeps_markers: bool,
 }
 
 pub struct SegmentTable {
@@ -42,7 +55,7 @@ impl SegmentTable {
     pub fn insert(&mut self, path: Arc<PathBuf>) -> SegmentId {
         let id = self.next_id;
         self.next_id += 1;
-        self.segments.insert(id, Segment { path, live: 0, targets: Vec::new(), dependents: Vec::new() });
+        self.segments.insert(id, Segment { path, live: 0, targets: Vec::new(), dependents: Vec::new(), bytes: 0 });
         id
     }
 
@@ -86,6 +99,22 @@ impl SegmentTable {
             m.targets.push(target);
             self.segments.get_mut(&target).expect("checked above").dependents.push(marker);
         }
+    }
+
+    /// `id` is no longer written to and is `bytes` long.
+    pub fn seal(&mut self, id: SegmentId, bytes: u64) {
+        if let Some(s) = self.segments.get_mut(&id) {
+            s.bytes = bytes;
+        }
+    }
+
+    /// Segments other than the current one, oldest first (for compaction).
+    pub fn sealed(&self) -> Vec<SealedSegment> {
+        self.segments
+            .iter()
+            .filter(|(&id, _)| Some(id) != self.current)
+            .map(|(&id, s)| SealedSegment { id, bytes: s.bytes, keeps_markers: !s.dependents.is_empty() })
+            .collect()
     }
 
     /// Every segment that nobody needs (once, after recovery).
@@ -143,5 +172,24 @@ mod tests {
         assert!(names(t.make_current(c)).is_empty(), "b holds markers for a, which is still owed");
         assert_eq!(names(t.message_finished(a)), vec!["a", "b"]);
         assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn sealed_segments_carry_their_size_and_whether_markers_depend_on_them() {
+        let mut t = SegmentTable::new();
+        let path = |name: &str| Arc::new(PathBuf::from(name));
+        let (a, b) = (t.insert(path("a")), t.insert(path("b")));
+        t.make_current(a);
+        t.message_stored(a);
+        t.seal(a, 1000);
+        t.make_current(b);
+        t.depend(b, a);
+        let c = t.insert(path("c"));
+        t.seal(b, 200);
+        t.make_current(c);
+        assert_eq!(
+            t.sealed(),
+            vec![SealedSegment { id: a, bytes: 1000, keeps_markers: true }, SealedSegment { id: b, bytes: 200, keeps_markers: false }]
+        );
     }
 }
