@@ -42,8 +42,7 @@ fn envelope() -> Envelope {
         body_type: BodyType::SevenBit,
         smtputf8: false,
         recipients: (0..3).map(|i| format!("r{i}@example.test")).collect(),
-        ldap_routing: String::new(),
-        secured: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -31,8 +31,7 @@ fn envelope(rcpts: usize) -> Envelope {
         body_type: BodyType::SevenBit,
         smtputf8: false,
         recipients: (0..rcpts).map(|i| format!("r{i}@example.test")).collect(),
-        ldap_routing: String::new(),
-        secured: Default::default(),
+        ..Default::default()
     }
 }
 
