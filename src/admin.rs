@@ -21,6 +21,7 @@ pub mod bridge;
 mod callahead;
 mod http;
 mod ldap;
+mod queue;
 #[cfg(test)]
 mod tests;
 

@@ -5,6 +5,7 @@ pub mod admin_client;
 pub mod callahead;
 pub mod ldap;
 pub mod passwd;
+pub mod queue;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -37,6 +38,8 @@ pub enum Command {
     Callahead(callahead::CallaheadArgs),
     /// LDAP queries: `test QUERY ADDR` runs one against its directory and explains the answer (offline); `purge` forgets cached answers in the running appliance (through its admin listener).
     Ldap(ldap::LdapArgs),
+    /// The delivery queue of the running appliance (through its admin listener): `list`, `show QID`, `flush [DOMAIN]`, `delete QID`, `bounce QID`.
+    Queue(queue::QueueArgs),
     /// Read a password from standard input (no echo on a terminal) and print the `USER:{ARGON2ID}…` line for `[auth] passwd_file`.
     Passwd(passwd::PasswdArgs),
 }

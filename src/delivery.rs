@@ -79,8 +79,10 @@ pub mod controls;
 mod dane;
 mod notify;
 mod plan;
+pub mod queue;
 pub mod retry;
 use bounce::{Action, RecipientReport};
+use queue::{JobState, Order, Registry};
 use retry::NextAttempt;
 use controls::Controls;
 use dane::{DanePlan, HostTls, LegDane};
@@ -137,6 +139,8 @@ pub struct Delivery {
     spool: Rc<Spool>,
     /// Itself, for queueing the bounces it makes (`notify`).
     me: std::rc::Weak<Delivery>,
+    /// Every living job, for the queue commands (`queue`).
+    jobs: Registry,
 }
 
 /// A job's message bytes, held for one round and counted while held.
@@ -152,6 +156,7 @@ impl Delivery {
         let pool = Pool::with_counters(settings.pool.clone(), counters.clone());
         Rc::new_cyclic(|me| Delivery {
             me: me.clone(),
+            jobs: Registry::default(),
             controls: Controls::new(counters),
             spool,
             settings,
@@ -221,9 +226,18 @@ impl Delivery {
         .detach();
     }
 
-    async fn run(self: Rc<Self>, mut job: DeliveryJob) {
+    /// A job's life, registered for the queue commands (`queue`).
+    async fn run(self: Rc<Self>, job: DeliveryJob) {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
+        let env = &job.envelope;
+        let state = Rc::new(JobState::new(job.queue_id.clone(), job.destination.clone(), env.mail_from.clone(), job.accepted_secs, job.body.len));
+        self.jobs.insert(id, state.clone());
+        self.deliver(job, id, &state).await;
+        self.jobs.remove(id);
+    }
+
+    async fn deliver(&self, mut job: DeliveryJob, id: u64, state: &JobState) {
         let dlv = format!("D{}-{id}", self.mesh.id());
         let profile = self.profile(&job);
         let mut pending = job.recipients.clone();
@@ -264,6 +278,14 @@ impl Delivery {
                 break;
             }
             attempts += 1;
+            state.attempts.set(attempts);
+            *state.pending.borrow_mut() = pending.iter().map(|&i| job.envelope.recipients[i as usize].clone()).collect();
+            *state.last_error.borrow_mut() = last_reason.clone();
+            match state.take_order() {
+                Some(Order::Flush) => continue,
+                Some(order) => return self.obey(&mut job, &dlv, &pending, order).await,
+                None => {}
+            }
             let age = clock::now().0.saturating_sub(job.accepted_secs);
             let wait = match retry::next_attempt(&profile, attempts, age, jitter()) {
                 NextAttempt::RetryIn(wait) => wait,
@@ -294,8 +316,47 @@ impl Delivery {
             }
             drop(held); // deferred mail waits on disk, not in memory
             self.log.event("retry", format_args!("qid={} dlv={dlv} rcpts={} in={}s reason=\"{}\"", job.queue_id, pending.len(), wait.as_secs(), last_reason.escape_debug()));
-            futures_lite::future::or(glommio::timer::sleep(wait), self.until_stopped()).await;
+            state.next_secs.set(clock::now().0 + wait.as_secs());
+            let ordered = async {
+                let _ = state.ordered().await;
+            };
+            futures_lite::future::or(glommio::timer::sleep(wait), futures_lite::future::or(self.until_stopped(), ordered)).await;
+            state.next_secs.set(0);
+            match state.take_order() {
+                Some(Order::Delete) => return self.obey(&mut job, &dlv, &pending, Order::Delete).await,
+                Some(Order::Bounce) => return self.obey(&mut job, &dlv, &pending, Order::Bounce).await,
+                _ => {}
+            }
         }
+    }
+
+    /// The operator's order for `pending` (`queue delete|bounce`): drop
+    /// them undelivered (`deleted` lines), or fail them now with a bounce
+    /// to the sender, as a 5xx would.
+    async fn obey(&self, job: &mut DeliveryJob, dlv: &str, pending: &[u32], order: Order) {
+        // Counted like an attempt: shutdown waits for its done marker.
+        self.attempting.set(self.attempting.get() + 1);
+        match order {
+            Order::Delete => {
+                for &i in pending {
+                    self.log.event("deleted", format_args!("qid={} dlv={dlv} to=<{}> reason=\"deleted by the operator\"", job.queue_id, job.envelope.recipients[i as usize]));
+                }
+                self.finish(job, pending.to_vec()).await;
+            }
+            _ => {
+                let mut held = None;
+                let data = self.held(job, &mut held).await.unwrap_or_default();
+                let now = clock::now().0;
+                let report = |rcpt: &str| RecipientReport::refused(rcpt, None, "550 5.0.0 Returned to the sender by the mail administrator", now);
+                let _owed = self.fail(job, &data, dlv, pending, "bounced by the operator", &report).await;
+            }
+        }
+        self.attempting.set(self.attempting.get() - 1);
+    }
+
+    /// This shard's jobs as the queue commands see them.
+    pub fn queue(&self) -> &Registry {
+        &self.jobs
     }
 
     /// The envelope sender as it leaves: tagged with the current BATV key

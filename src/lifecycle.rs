@@ -28,6 +28,7 @@ use crate::ldap::client::Directory;
 use crate::ldap::lookup::Lookups;
 use crate::config::reload::{self, ConfigSource, PolicyBoard, ReloadOutcome};
 use crate::config::{Config, PolicyCell, Settings};
+use crate::delivery::queue::QueueAsk;
 use crate::delivery::Delivery;
 use crate::intake::{self, Stored};
 use crate::limits;
@@ -332,6 +333,11 @@ fn serve_requests(shard: &Rc<Shard>) {
     shard.counters.serve(&shard.mesh);
     shard.callahead.serve(&shard.mesh);
     shard.ldap.serve(&shard.mesh);
+    let weak = Rc::downgrade(shard);
+    shard.mesh.handle(move |ask: QueueAsk| {
+        let answer = weak.upgrade().map(|shard| shard.delivery.queue().operate(&ask.0)).unwrap_or_default();
+        async move { answer }
+    });
     shard.mesh.open();
 }
 

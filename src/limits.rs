@@ -479,3 +479,9 @@ pub const SPOOL_COMPACT_PASS_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// Copies a pass keeps queued for the group commit before awaiting them:
 /// bounds the memory a pass holds (one batch's worth).
 pub const SPOOL_COMPACT_IN_FLIGHT_BYTES_MAX: u64 = 8 * 1024 * 1024;
+
+// ---- Queue commands (issue 10 item 6) ---------------------------------------
+
+/// Jobs one shard lists for `portcullis queue list` (the per-destination
+/// counts cover every job).
+pub const QUEUE_LIST_ENTRIES_MAX: usize = 1000;

@@ -25,6 +25,7 @@ fn main() {
         Some(Command::Callahead(args)) => portcullis::cli::callahead::run(args),
         Some(Command::Ldap(args)) => portcullis::cli::ldap::run(args),
         Some(Command::Passwd(args)) => portcullis::cli::passwd::run(args),
+        Some(Command::Queue(args)) => portcullis::cli::queue::run(args),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     };

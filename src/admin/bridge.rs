@@ -29,6 +29,8 @@ pub enum AdminRequest {
     CallaheadPurge(PurgeTarget),
     /// Drop the LDAP answers cached for `query` ("" = every query) on every shard.
     LdapPurge { query: String },
+    /// A queue command (`delivery::queue`), answered by every shard.
+    Queue(crate::delivery::queue::QueueOp),
 }
 
 /// What a shard answers.
@@ -36,6 +38,8 @@ pub enum AdminRequest {
 pub enum AdminReply {
     Cached(Vec<CachedEntry>),
     Purged(usize),
+    /// Text rendered by the shards (the queue commands).
+    Text(String),
     /// The owner shard did not answer (`ShardGone`), said why.
     Failed(String),
 }
@@ -147,6 +151,10 @@ async fn answer(envelope: Envelope, mesh: Rc<Mesh>) {
         },
         AdminRequest::LdapPurge { query } => match crate::ldap::operate::purge_everywhere(&mesh, &query).await {
             Ok(count) => AdminReply::Purged(count),
+            Err(gone) => AdminReply::Failed(gone.to_string()),
+        },
+        AdminRequest::Queue(op) => match crate::delivery::queue::everywhere(&mesh, op).await {
+            Ok(text) => AdminReply::Text(text),
             Err(gone) => AdminReply::Failed(gone.to_string()),
         },
     };

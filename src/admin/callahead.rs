@@ -71,6 +71,7 @@ pub(super) fn operate(
     match bridge.call(request) {
         Ok(AdminReply::Cached(entries)) => Response::text(200, "OK", render_entries(&entries)),
         Ok(AdminReply::Purged(count)) => Response::text(200, "OK", format!("purged={count}\n")),
+        Ok(AdminReply::Text(text)) => Response::text(200, "OK", text),
         Ok(AdminReply::Failed(why)) => unavailable(&why),
         Err(BridgeError::Busy) => unavailable("too many admin requests are waiting for the shards"),
         Err(BridgeError::NoAnswer) => unavailable("no shard answered in time"),

@@ -90,6 +90,9 @@ pub fn route_with(head: &Head, query: &str, board: &MetricsBoard, bridge: Option
     if let Some(response) = super::ldap::route(&head.method, &head.path, query, bridge) {
         return response;
     }
+    if let Some(response) = super::queue::route(&head.method, &head.path, query, bridge) {
+        return response;
+    }
     if head.path != "/metrics" {
         return Response::plain(404, "Not Found");
     }
