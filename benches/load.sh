@@ -46,6 +46,15 @@
 # in between is counted twice at worst, never missed; at the end of a leg the
 # instance is idle, so that window is empty in practice.
 #
+# PERF=stat, record or trace attaches perf to portcullis for each of its
+# legs (from just before smtp-source starts until the last message reached
+# the sink): `perf stat` (task clock, context switches, migrations, page
+# faults; PERF_EVENTS=LIST counts those instead, e.g. tracepoints such as
+# ext4:ext4_sync_file_enter), `perf record -g` of the cpu-clock event (a
+# VM often has no hardware counters) or `perf trace -s` (system calls per
+# thread), written to PERF_DIR as LEG-cCORES-LOAD.{stat,data,trace}.
+# perf costs CPU of its own: compare CPU figures of runs without it.
+#
 # The machine may be shared: the load average at the end of each leg is
 # logged and printed with the summary (CPU per message is less sensitive to
 # other load than msg/s is).
@@ -70,6 +79,9 @@ CORES=${CORES:-2}
 SOURCE_OPTS=${SOURCE_OPTS:-}
 # Same disk as the repo (and so as a spool an operator would test here).
 BENCH_DIR=${BENCH_DIR:-$repo/target/bench}
+PERF=${PERF:-}
+PERF_DIR=${PERF_DIR:-$BENCH_DIR/perf}
+PERF_EVENTS=${PERF_EVENTS:-task-clock,context-switches,cpu-migrations,page-faults}
 # Floor of 20 msg/s before a leg is declared stuck.
 LEG_TIMEOUT=${LEG_TIMEOUT:-$((120 + MSGS / 20))}
 DOMAIN=example.test
@@ -246,9 +258,36 @@ stop_postfix() {
     server_pid=
 }
 
+# --- perf (optional) ---------------------------------------------------------
+
+perf_pid=
+
+# perf_start LEG LOAD: attach perf to the server of a portcullis leg.
+perf_start() {
+    local out=$PERF_DIR/$1-c$CORES-$2
+    [[ -n $PERF ]] || return 0
+    mkdir -p "$PERF_DIR"
+    case $PERF in
+    stat) perf stat -e "$PERF_EVENTS" -p "$server_pid" -o "$out.stat" 2>/dev/null & ;;
+    record) perf record -q -e cpu-clock -F 999 -g -p "$server_pid" -o "$out.data" 2>/dev/null & ;;
+    trace) perf trace -s -p "$server_pid" -o "$out.trace" >/dev/null 2>&1 & ;;
+    *) log "PERF=$PERF: stat, record or trace"; return 0 ;;
+    esac
+    perf_pid=$!
+}
+
+# perf_stop: perf writes its report or data file on SIGINT.
+perf_stop() {
+    [[ -n $perf_pid ]] || return 0
+    kill -INT "$perf_pid" 2>/dev/null || true
+    wait "$perf_pid" 2>/dev/null || true
+    perf_pid=
+}
+
 # --- cleanup ----------------------------------------------------------------
 
 cleanup() {
+    perf_stop
     stop_postfix
     stop_pid "$server_pid"
     stop_pid "$sink_pid"
@@ -284,6 +323,7 @@ run_leg() {
         ;;
     esac
     [[ $leg == ceiling ]] || ticks0=$(ticks_tree "$server_pid")
+    [[ $leg == ceiling || $leg == postfix ]] || perf_start "$leg" "${bytes}x$rcpts"
 
     t0=$(date +%s.%N)
     # shellcheck disable=SC2086 # SOURCE_OPTS is a list of options
@@ -300,6 +340,7 @@ run_leg() {
     else
         rc=1
     fi
+    perf_stop
 
     case $leg in
     portcullis | controls | hat) stop_pid "$server_pid"; server_pid= ;;
