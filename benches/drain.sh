@@ -213,7 +213,8 @@ run_leg() {
             fi
             if wait_delivered "$dir" "$MSGS" $((MSGS * RCPTS)); then
                 t1=$(newest_mtime "$dir")
-                first=$(find "$dir" -type f -printf '%T@\n' | sort -n | head -1)
+                # awk reads it all: `head` would end the pipe early (pipefail).
+                first=$(find "$dir" -type f -printf '%T@\n' | awk 'NR == 1 || $1 < min { min = $1 } END { print min }')
                 ticks1=$(ticks_tree "$server_pid")
                 loadavg=$(cut -d' ' -f1 /proc/loadavg)
             else
