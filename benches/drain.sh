@@ -20,11 +20,14 @@
 #
 #   portcullis  portcullis --cores CORES, [delivery] retry_first_secs =
 #               retry_max_secs = RETRY_SECS (default 1): each deferred
-#               message is retried every RETRY_SECS, so the sink's first
-#               message arrives up to RETRY_SECS after it starts. That
-#               wait is in the figure; "first" in the summary is the sink
-#               start to its first message, and "drain" the msg/s from the
-#               first message to the last (the wait left out). Destination
+#               message is retried every RETRY_SECS. The messages were
+#               deferred at different moments, so after the sink starts
+#               they come due spread over one RETRY_SECS window: the leg
+#               cannot end before the last one's retry, and when delivery
+#               keeps up, the figure is that window (MSGS / RETRY_SECS), a
+#               lower bound of what portcullis can drain. "first" in the
+#               summary is the sink's start to its first message, "msg/s*"
+#               the rate from the first message to the last. Destination
 #               controls at their defaults (max_connections = 50 for the
 #               whole appliance, 50 messages per connection). With
 #               PC_FLUSH_CMD set (once `portcullis queue flush` exists),
