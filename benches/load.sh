@@ -57,7 +57,12 @@
 #
 # The machine may be shared: the load average at the end of each leg is
 # logged and printed with the summary (CPU per message is less sensitive to
-# other load than msg/s is).
+# other load than msg/s is). It is not immune: a shard that waits more for
+# its peers (smtp-source and smtp-sink starved by other work, or fewer
+# sessions per shard) parks its executor more often per message, and each
+# park costs CPU (glommio's membarrier before sleeping, the io_uring wait,
+# the wake-up), so CPU per message rises as msg/s falls. Compare CPU
+# figures of legs whose msg/s are alike.
 #
 # Everything listens on 127.0.0.1 only. The system Postfix (if any) is not
 # used or touched: the private instance has its own config, queue and data
