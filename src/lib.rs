@@ -18,12 +18,17 @@
 //! at the end of data
 //! `intake`, which stores the message durably in `spool` (group commit,
 //! then 250) and hands its recipients to `delivery`
-//! on the owner shard of each recipient domain, which finds the hosts with
+//! on the same shard (one job per recipient domain), which finds the hosts with
 //! `routing` (the LDAP routing query's hosts, else SMTP routes, then MX,
-//! then A/AAAA; call-ahead routes the same way), sends them downstream
-//! through `pool` (the pure `smtp::client` on a socket, STARTTLS per the
-//! destination's `tls`, and `dane` where DNSSEC-signed TLSA records
-//! authenticate the MX) and tells the spool shard they are done. `lifecycle` starts and stops the shards and serves
+//! then A/AAAA; call-ahead routes the same way), waits for the
+//! destination's turn (`delivery::controls`: connection slots and
+//! recipient tokens held appliance-wide by the destination's owner shard),
+//! sends them downstream through `pool` (the pure `smtp::client` on a
+//! socket, STARTTLS per the destination's `tls`, `dane` where
+//! DNSSEC-signed TLSA records authenticate the MX, the sender tagged by
+//! `prvs` where asked), retries on the bounce profile's schedule, bounces
+//! what failed (`delivery::notify`, RFC 3464) and marks the recipients done
+//! in its spool; `delivery::queue` is what `portcullis queue` sees. `lifecycle` starts and stops the shards and serves
 //! signals (SIGHUP reload); `shard` is one shard's context; `shards` holds
 //! the one `owner(key)` rule and the mesh (`ask_owner`); `config` the file
 //! format, split into process `Settings` and the reloadable `Policy`;
