@@ -233,7 +233,10 @@ impl Delivery {
         let env = &job.envelope;
         let state = Rc::new(JobState::new(job.queue_id.clone(), job.destination.clone(), env.mail_from.clone(), job.accepted_secs, job.body.len));
         self.jobs.insert(id, state.clone());
+        let label = self.policy.current().outbound_tls.destination(&job.destination).label.clone();
+        self.metrics.destination_queued(&label, 1);
         self.deliver(job, id, &state).await;
+        self.metrics.destination_queued(&label, -1);
         self.jobs.remove(id);
     }
 
@@ -562,6 +565,7 @@ impl Delivery {
             Err(e) if e.tls_refused => return Err(self.tls_refused(job, dlv, &destination, target, pending, e.reason, dane)),
             Err(e) => {
                 self.log.event("deferred", format_args!("qid={} dlv={dlv} relay={host} rcpts={} reason=\"{}\"", job.queue_id, pending.len(), e.reason));
+                self.metrics.destination_delivery(&destination.label, "deferred", pending.len() as u64);
                 return Err(e.reason);
             }
         };
@@ -591,9 +595,11 @@ impl Delivery {
             };
             match outcome {
                 RecipientOutcome::Delivered(reply) => {
+                    self.metrics.destination_delivery(&destination.label, "delivered", 1);
                     self.log.event("delivered", format_args!("qid={} dlv={dlv} to=<{rcpt}>{orig} relay={host} via={} tls={tls}{dane_field} reply=\"{reply}\"", job.queue_id, leg.via));
                 }
                 RecipientOutcome::Deferred(reply) => {
+                    self.metrics.destination_delivery(&destination.label, "deferred", 1);
                     self.log.event("deferred", format_args!("qid={} dlv={dlv} to=<{rcpt}>{orig} relay={host} tls={tls} reply=\"{reply}\"", job.queue_id));
                     deferred.push(index);
                 }
@@ -627,6 +633,7 @@ impl Delivery {
         let host = target.address;
         let name = target.name.as_deref().unwrap_or("-");
         self.metrics.outbound_tls("delivery", &destination.label, "failed");
+        self.metrics.destination_delivery(&destination.label, "deferred", pending.len() as u64);
         let (tls, dane_field) = match dane {
             Some(dane) => {
                 self.metrics.dane("failed");
@@ -669,6 +676,8 @@ impl Delivery {
         let kept = glommio::executor().spawn_blocking(move || spool::failed::keep(&dir, &queue_id, &envelope, &list, &copy)).await;
         match kept {
             Ok(()) => {
+                let label = self.policy.current().outbound_tls.destination(&job.destination).label.clone();
+                self.metrics.destination_delivery(&label, "failed", failures.len() as u64);
                 for (rcpt, reason) in &failures {
                     self.log.event("failed", format_args!("qid={} dlv={dlv} to=<{rcpt}> reason=\"{reason}\"", job.queue_id));
                 }

@@ -17,6 +17,7 @@
 
 mod auth;
 mod bounces;
+mod destinations;
 mod board;
 mod bounce_verification;
 mod callahead;
@@ -31,6 +32,7 @@ mod tests;
 
 pub use auth::{AuthSnapshot, AUTH_RESULTS};
 pub use bounces::{BounceSnapshot, BOUNCE_KINDS};
+pub use destinations::{DestinationSnapshot, DESTINATION_RESULTS};
 pub use board::{MetricsBoard, CONTENT_TYPE};
 pub use bounce_verification::{BounceVerificationSnapshot, BOUNCE_VERIFICATION_RESULTS};
 pub use callahead::{ServerGauge, 
@@ -112,6 +114,7 @@ pub struct Metrics {
     outbound_tls: tls::OutboundTlsCounts,
     auth: AuthMetrics,
     bounces: BounceMetrics,
+    destinations: destinations::DestinationCounts,
     dane: dane::DaneMetrics,
     bounce_verification: BounceVerificationMetrics,
 }
@@ -251,6 +254,15 @@ impl Metrics {
     pub fn bounce(&self, kind: &str) {
         self.bounces.count(kind);
     }
+    /// `recipients` of a delivery attempt to `destination` (its
+    /// `[destination]` label) ended `result`: delivered, deferred, failed.
+    pub fn destination_delivery(&self, destination: &str, result: &str, recipients: u64) {
+        self.destinations.delivery(destination, result, recipients);
+    }
+    /// A delivery job for `destination` began (+1) or ended (−1).
+    pub fn destination_queued(&self, destination: &str, change: i64) {
+        self.destinations.queued(destination, change);
+    }
 
     /// One bounce's recipient judged by its prvs tag: "valid", "expired",
     /// "bad", "untagged_accepted", "untagged_refused" (`policy::bounce`).
@@ -278,6 +290,7 @@ impl Metrics {
             outbound_tls: self.outbound_tls.copy(),
             auth: self.auth.snapshot(),
             bounces: self.bounces.snapshot(),
+            destinations: self.destinations.snapshot(),
             dane: self.dane.snapshot(),
             bounce_verification: self.bounce_verification.snapshot(),
         }

@@ -12,6 +12,7 @@
 //! - `queue bounce QID`: the sender gets a bounce now.
 //! - `queue flush DOMAIN`: once the downstream is up, the deferred mail is
 //!   delivered at once instead of at its next retry 300 s away.
+//! - /metrics: deliveries by destination and result, jobs queued, bounces.
 
 mod common;
 
@@ -82,4 +83,14 @@ fn list_show_delete_bounce_and_flush_through_the_admin_listener() {
     assert_eq!(delivered[0].recipients(), [format!("bob@{DEST}")]);
     assert!(wait_until(WAIT, || queue(admin, &["list"]).trim().is_empty()), "{}", queue(admin, &["list"]));
     assert_eq!(queue(admin, &["show", &kept]), format!("qid={kept} not queued\n"));
+
+    // Per destination (all "default" here: no [destination] table).
+    let page = scrape(admin);
+    let series = |s: &str| sample(&page, s).unwrap_or_else(|| panic!("{s}\n{page}"));
+    // bob, and the bounce to alice; dave was bounced (failed); every first try deferred.
+    assert_eq!(series("portcullis_destination_deliveries_total{destination=\"default\",result=\"delivered\"}"), 2.0);
+    assert_eq!(series("portcullis_destination_deliveries_total{destination=\"default\",result=\"failed\"}"), 1.0);
+    assert!(series("portcullis_destination_deliveries_total{destination=\"default\",result=\"deferred\"}") >= 3.0);
+    assert_eq!(series("portcullis_destination_queued{destination=\"default\"}"), 0.0);
+    assert_eq!(series("portcullis_bounces_total{kind=\"failed\"}"), 1.0);
 }

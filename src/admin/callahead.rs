@@ -306,7 +306,7 @@ mod tests {
             }
             AdminRequest::CallaheadQuery { .. } => AdminReply::Cached(Vec::new()),
             AdminRequest::CallaheadPurge(PurgeTarget::Domain(_)) => AdminReply::Purged(3),
-            AdminRequest::CallaheadPurge(_) | AdminRequest::LdapPurge { .. } => {
+            AdminRequest::CallaheadPurge(_) | AdminRequest::LdapPurge { .. } | AdminRequest::Queue(_) => {
                 AdminReply::Failed("shard 1 did not answer in time".into())
             }
         });

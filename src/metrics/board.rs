@@ -120,6 +120,7 @@ impl Collector for Summed {
         super::tls::encode(&mut encoder, &sum.outbound_tls)?;
         super::auth::encode(&mut encoder, &sum.auth)?;
         super::bounces::encode(&mut encoder, &sum.bounces)?;
+        super::destinations::encode(&mut encoder, &sum.destinations)?;
         super::dane::encode(&mut encoder, &sum.dane)?;
         super::bounce_verification::encode(&mut encoder, &sum.bounce_verification)
     }

@@ -6,6 +6,7 @@
 use super::callahead::CallaheadSnapshot;
 use super::auth::AuthSnapshot;
 use super::bounces::BounceSnapshot;
+use super::destinations::DestinationSnapshot;
 use super::ldap::LdapSnapshot;
 use super::connections::ConnectionLabels;
 use super::{DNS_LATENCY_SLOTS, DNS_RECORD_TYPES, DNS_RESULTS, RATE_LIMIT_KINDS};
@@ -32,6 +33,7 @@ pub struct Snapshot {
     pub outbound_tls: HashMap<super::tls::OutboundTlsLabels, u64>,
     pub auth: AuthSnapshot,
     pub bounces: BounceSnapshot,
+    pub destinations: DestinationSnapshot,
     pub dane: super::dane::DaneSnapshot,
     pub bounce_verification: super::BounceVerificationSnapshot,
 }
@@ -69,6 +71,7 @@ impl Snapshot {
         super::tls::add(&mut self.outbound_tls, &other.outbound_tls);
         self.auth.add(&other.auth);
         self.bounces.add(&other.bounces);
+        self.destinations.add(&other.destinations);
         self.dane.add(&other.dane);
         self.bounce_verification.add(&other.bounce_verification);
     }
