@@ -11,6 +11,8 @@
 //!   with the 4xx status, after the retries.
 //! - Never a bounce for a message from the null sender, nor with
 //!   NOTIFY=NEVER.
+//! - A delay warning (Action delayed, Will-Retry-Until, headers only) after
+//!   `delay_warning_secs`, and not again within the interval.
 
 mod common;
 
@@ -129,4 +131,27 @@ fn no_bounce_for_a_bounce_or_for_notify_never() {
     std::thread::sleep(Duration::from_secs(2)); // a bounce would be queued at once
     assert_eq!(senders.count(), 0, "{}", server.log());
     assert!(server.event_lines("bounce").is_empty(), "{}", server.log());
+}
+
+#[test]
+fn a_delay_warning_once_per_interval_while_it_is_retried() {
+    // The shortest interval the profile allows is 60 s: this test takes a minute.
+    let dest = Sink::builder().reject_soft(&["RCPT"]).start();
+    let senders = Sink::start();
+    let profile = "[bounce_profile.warn]\ninitial_retry_secs = 1\nmax_retry_secs = 2\nsend_delay_warnings = true\ndelay_warning_secs = 60\n\n[destination.\"dest.test\"]\nbounce_profile = \"warn\"\n";
+    let (_file, server) = relay(&dest, &senders, profile);
+    let sent = Swaks::new(server.addr()).from(&format!("alice@{SENDERS}")).to(&format!("bob@{DOMAIN}")).header("Subject: slow").run();
+    assert_eq!(sent.final_code(), Some(250), "{}", sent.transcript());
+    let got = senders.wait_for_messages(1, Duration::from_secs(90));
+    let report = parse(&got[0].text());
+    assert_eq!(field(&report["fields"], "Subject"), Some("Delayed Mail (still being retried)"), "{report}");
+    let rcpt = &report["parts"][1]["blocks"][1];
+    assert_eq!(field(rcpt, "Action"), Some("delayed"), "{report}");
+    assert!(field(rcpt, "Status").unwrap().starts_with("4."), "{rcpt}");
+    assert!(field(rcpt, "Will-Retry-Until").is_some(), "{rcpt}");
+    // Headers only for a warning (RFC 3461 §4.3), and still queued.
+    assert_eq!(report["parts"][2]["content_type"], "text/rfc822-headers", "{report}");
+    std::thread::sleep(Duration::from_secs(4)); // two more retries: no second warning within the interval
+    assert_eq!(senders.count(), 1, "{}", server.log());
+    assert!(server.event_lines("failed").is_empty());
 }
