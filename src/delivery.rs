@@ -72,11 +72,12 @@ use crate::tls::outbound::Destination;
 use crate::shards::Mesh;
 use crate::spool::done::MarkDone;
 use crate::config::bounce::BounceProfileConfig;
-use crate::spool::{self, BodyLocation, Spool};
+use crate::spool::{BodyLocation, Spool};
 
 pub mod bounce;
 pub mod controls;
 mod dane;
+mod failure;
 mod notify;
 mod plan;
 pub mod queue;
@@ -333,30 +334,6 @@ impl Delivery {
         }
     }
 
-    /// The operator's order for `pending` (`queue delete|bounce`): drop
-    /// them undelivered (`deleted` lines), or fail them now with a bounce
-    /// to the sender, as a 5xx would.
-    async fn obey(&self, job: &mut DeliveryJob, dlv: &str, pending: &[u32], order: Order) {
-        // Counted like an attempt: shutdown waits for its done marker.
-        self.attempting.set(self.attempting.get() + 1);
-        match order {
-            Order::Delete => {
-                for &i in pending {
-                    self.log.event("deleted", format_args!("qid={} dlv={dlv} to=<{}> reason=\"deleted by the operator\"", job.queue_id, job.envelope.recipients[i as usize]));
-                }
-                self.finish(job, pending.to_vec()).await;
-            }
-            _ => {
-                let mut held = None;
-                let data = self.held(job, &mut held).await.unwrap_or_default();
-                let now = clock::now().0;
-                let report = |rcpt: &str| RecipientReport::refused(rcpt, None, "550 5.0.0 Returned to the sender by the mail administrator", now);
-                let _owed = self.fail(job, &data, dlv, pending, "bounced by the operator", &report).await;
-            }
-        }
-        self.attempting.set(self.attempting.get() - 1);
-    }
-
     /// This shard's jobs as the queue commands see them.
     pub fn queue(&self) -> &Registry {
         &self.jobs
@@ -512,21 +489,6 @@ impl Delivery {
         futures_lite::future::or(async { Some(wait.await) }, stopping).await
     }
 
-    /// A domain that takes no mail (null MX) or does not exist: every
-    /// pending recipient fails for good, like a 5xx. Returns those whose
-    /// failed copy could not be written (still owed, retried).
-    async fn refuse_unroutable(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, pending: &[u32], refused: &RouteError) -> Vec<u32> {
-        debug_assert!(refused.is_permanent(), "a temporary routing failure defers");
-        let reason = format!("{}: {}", job.destination, refused.reply());
-        // Counted like an attempt: shutdown waits for its done marker.
-        self.attempting.set(self.attempting.get() + 1);
-        let (reply, now) = (refused.reply().to_string(), clock::now().0);
-        let report = |rcpt: &str| RecipientReport::refused(rcpt, None, &reply, now);
-        let owed = self.fail(job, data, dlv, pending, &reason, &report).await;
-        self.attempting.set(self.attempting.get() - 1);
-        owed
-    }
-
     /// One transaction to one host, under DANE when `dane` says so (else
     /// the destination's `tls`). Ok(still deferred), or Err(reason) when
     /// the connection failed and nothing was decided.
@@ -647,50 +609,6 @@ impl Delivery {
         ));
         self.log.event("deferred", format_args!("qid={} dlv={dlv} relay={host} rcpts={} reason=\"{}\"", job.queue_id, pending.len(), reason.escape_debug()));
         reason
-    }
-
-    /// Keep the message as failed for `pending` (retries exhausted, or a
-    /// domain that takes no mail). Returns the recipients still owed
-    /// because the failed copy could not be written.
-    async fn fail(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, pending: &[u32], reason: &str, report: &dyn Fn(&str) -> RecipientReport) -> Vec<u32> {
-        let reasons = vec![reason.to_string(); pending.len()];
-        let reports = pending.iter().map(|&i| report(&job.envelope.recipients[i as usize])).collect();
-        let mut still_owed = Vec::new();
-        self.keep_failed(job, data, dlv, (pending, &reasons, reports), &mut still_owed).await;
-        let finished: Vec<u32> = indices_not_in(pending, &still_owed).collect();
-        self.finish(job, finished).await;
-        still_owed
-    }
-
-    /// Write the failed copy, then bounce them to the sender (`notify`,
-    /// when the bounce profile sends hard bounces); on error the
-    /// recipients stay owed (pushed to `owed`). The copy is written on
-    /// glommio's blocking pool: file creation and fsync must not stall the
-    /// shard's sessions.
-    async fn keep_failed(&self, job: &DeliveryJob, data: &Arc<Vec<u8>>, dlv: &str, (indices, reasons, reports): (&[u32], &[String], Vec<RecipientReport>), owed: &mut Vec<u32>) {
-        let env = &job.envelope;
-        let failures: Vec<(String, String)> =
-            indices.iter().zip(reasons).map(|(&i, r)| (env.recipients[i as usize].clone(), r.clone())).collect();
-        let (dir, queue_id, envelope, copy, list) =
-            (self.settings.spool_dir.clone(), job.queue_id.clone(), job.envelope.clone(), data.clone(), failures.clone());
-        let kept = glommio::executor().spawn_blocking(move || spool::failed::keep(&dir, &queue_id, &envelope, &list, &copy)).await;
-        match kept {
-            Ok(()) => {
-                let label = self.policy.current().outbound_tls.destination(&job.destination).label.clone();
-                self.metrics.destination_delivery(&label, "failed", failures.len() as u64);
-                for (rcpt, reason) in &failures {
-                    self.log.event("failed", format_args!("qid={} dlv={dlv} to=<{rcpt}> reason=\"{reason}\"", job.queue_id));
-                }
-                if self.profile(job).send_hard_bounces {
-                    let reports = indices.iter().copied().zip(reports).collect();
-                    self.report(job, data.as_slice(), dlv, Action::Failed, reports).await;
-                }
-            }
-            Err(e) => {
-                self.log.event("deferred", format_args!("qid={} dlv={dlv} reason=\"cannot keep failed copy: {e}\"", job.queue_id));
-                owed.extend_from_slice(indices);
-            }
-        }
     }
 
     /// Tell the spool shard these recipients are finished.
