@@ -26,7 +26,9 @@
 #   postfix     smtp-source -> private Postfix instance -> smtp-sink
 #
 # CORES (default 2) is the portcullis legs' --cores (shards); Postfix runs
-# as it always does (processes, as many CPUs as it gets).
+# as it always does (processes, as many CPUs as it gets). PC_FLAGS adds
+# flags to every portcullis leg's command line (word-split), e.g.
+#   PC_FLAGS="--spin-before-park-us 50" LEGS=portcullis bash benches/load.sh
 #
 # A leg runs from the start of smtp-source until the sink holds every
 # recipient of every message. The sink dumps each transaction to a file on
@@ -81,6 +83,8 @@ LOADS=${LOADS:-"1024x1 10240x1 1024x10 10240x10"}
 LEGS=${LEGS:-"ceiling portcullis hat postfix"}
 # Shards of the portcullis legs (--cores).
 CORES=${CORES:-2}
+# Extra portcullis flags (word-split), after the leg's own.
+PC_FLAGS=${PC_FLAGS:-}
 SOURCE_OPTS=${SOURCE_OPTS:-}
 # Same disk as the repo (and so as a spool an operator would test here).
 BENCH_DIR=${BENCH_DIR:-$repo/target/bench}
@@ -218,9 +222,11 @@ start_portcullis() {
             --route "*=127.0.0.1:$sink_port" --admin-listen "")
         ;;
     esac
+    local extra=()
+    read -r -a extra <<<"$PC_FLAGS"
     "$portcullis_bin" run "${how[@]}" --cores "$CORES" \
         --spool-dir "$spool" --hostname bench-portcullis.test \
-        --log-file "$work/portcullis.log" \
+        --log-file "$work/portcullis.log" "${extra[@]}" \
         >>"$work/portcullis.out" 2>&1 &
     server_pid=$!
     if ! wait_listening "$portcullis_port" "$server_pid" 20; then
@@ -370,7 +376,7 @@ if [[ " $LEGS " == *" postfix "* ]]; then
     setup_postfix
 fi
 
-log "MSGS=$MSGS SESSIONS=$SESSIONS CORES=$CORES loads: $LOADS; legs: $LEGS; sink 127.0.0.1:$sink_port; work $work; dumps $dumps"
+log "MSGS=$MSGS SESSIONS=$SESSIONS CORES=$CORES PC_FLAGS=\"$PC_FLAGS\" loads: $LOADS; legs: $LEGS; sink 127.0.0.1:$sink_port; work $work; dumps $dumps"
 declare -A rate cpu load1
 for load in $LOADS; do
     bytes=${load%x*}

@@ -58,6 +58,9 @@ pub struct RunArgs {
     /// CPUs to pin shards to, e.g. "2-15" or "0,2,4"; default every online CPU.
     #[arg(long, value_name = "LIST", value_parser = parse_cpu_list)]
     pub cpu_set: Option<CpuList>,
+    /// Microseconds an idle shard polls for work before it parks (0 = park at once); see `spin_before_park_us` in the config.
+    #[arg(long, value_name = "MICROS")]
+    pub spin_before_park_us: Option<u64>,
     /// Spool directory (one subdirectory per shard, plus failed/). Default ./spool.
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
@@ -195,6 +198,7 @@ impl RunArgs {
         }
         set(&mut c.cores, self.cores);
         set(&mut c.cpu_set, self.cpu_set.map(|l| l.0));
+        set(&mut c.spin_before_park_us, self.spin_before_park_us);
         set(&mut c.spool_dir, self.spool_dir);
         set(&mut c.spool_bytes_max, self.spool_bytes_max);
         set(&mut c.hostname, self.hostname);
@@ -254,6 +258,15 @@ mod tests {
         assert_eq!(set.spool_bytes_max, 5_000_000);
         let file = Config::from_toml("spool_bytes_max = 7\n").unwrap();
         assert_eq!(file.spool_bytes_max, 7);
+    }
+
+    #[test]
+    fn spin_before_park_flag_overrides_the_file_and_is_bounded() {
+        let set = Cli::parse_from(["portcullis", "--spin-before-park-us", "50"]).run.into_config().unwrap();
+        assert_eq!(set.spin_before_park_us, 50);
+        let over = (crate::limits::SPIN_BEFORE_PARK_US_MAX + 1).to_string();
+        let err = Cli::parse_from(["portcullis", "--spin-before-park-us", over.as_str()]).run.into_config().unwrap_err();
+        assert!(err.0.starts_with("spin_before_park_us:"), "{}", err.0);
     }
 
     #[test]

@@ -185,8 +185,15 @@ fn start_shard(id: usize, cpu: usize, recovered: RecoveredShard, shared: Shared)
     // executor there (affinity, io_uring), our future never runs, and the
     // alarm dropped with it still tells the process.
     let alarm = EndAlarm { failed: shared.failed.clone(), ended: ended.clone(), clean: false };
-    let handle = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-        .name(&format!("shard-{id}"))
+    let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu)).name(&format!("shard-{id}"));
+    // glommio issues membarrier(PRIVATE_EXPEDITED) and an io_uring wait
+    // every time an executor parks (sys/uring.rs `Reactor::wait`); polling
+    // a little first saves both when the next event is that close. Only a
+    // pinned executor spins (Placement::Fixed), as here.
+    if !shared.settings.spin_before_park.is_zero() {
+        builder = builder.spin_before_park(shared.settings.spin_before_park);
+    }
+    let handle = builder
         .spawn(move || async move {
             let mut alarm = alarm;
             let result = shard_main(id, recovered, shared.clone()).await;

@@ -485,3 +485,12 @@ pub const SPOOL_COMPACT_IN_FLIGHT_BYTES_MAX: u64 = 8 * 1024 * 1024;
 /// Jobs one shard lists for `portcullis queue list` (the per-destination
 /// counts cover every job).
 pub const QUEUE_LIST_ENTRIES_MAX: usize = 1000;
+
+// ---- Executor parking (issue 10 item 1) -------------------------------------
+
+/// Default `spin_before_park_us`: how long an idle shard polls before it
+/// parks its executor, microseconds (0 = park at once, glommio's default).
+pub const SPIN_BEFORE_PARK_US: u64 = 0;
+/// Bound on `spin_before_park_us`: 10 ms. A spinning shard burns its CPU,
+/// so more than this is a busy loop, not a saved park.
+pub const SPIN_BEFORE_PARK_US_MAX: u64 = 10_000;

@@ -43,6 +43,11 @@ pub struct Config {
     pub cores: usize,
     /// CPUs the shards are pinned to, in order (wrapping); empty = every online CPU.
     pub cpu_set: Vec<usize>,
+    /// How long an idle shard polls for work before it parks its executor
+    /// (glommio's `spin_before_park`), microseconds; 0 = park at once.
+    /// Parking costs CPU of its own (a membarrier and an io_uring wait and
+    /// wake-up), so a short spin can cost less than the park it avoids.
+    pub spin_before_park_us: u64,
     pub spool_dir: PathBuf,
     /// Undelivered message bytes on disk, all shards together, before new
     /// mail gets 452 4.3.1; 0 = no bound but the disk.
@@ -148,6 +153,7 @@ impl Default for Config {
             listen: vec!["127.0.0.1:2525".parse().unwrap()],
             cores: 0,
             cpu_set: Vec::new(),
+            spin_before_park_us: limits::SPIN_BEFORE_PARK_US,
             spool_dir: PathBuf::from("spool"),
             spool_bytes_max: limits::SPOOL_BYTES_MAX,
             hostname: default_hostname(),
@@ -302,6 +308,9 @@ impl Config {
         }
         if self.max_connections == 0 {
             return bad("max_connections", "must be at least 1".into());
+        }
+        if self.spin_before_park_us > limits::SPIN_BEFORE_PARK_US_MAX {
+            return bad("spin_before_park_us", format!("at most {} (a spinning shard burns its CPU)", limits::SPIN_BEFORE_PARK_US_MAX));
         }
         let s = &self.session;
         if s.message_bytes_max < 1024 {
@@ -469,5 +478,16 @@ mod tests {
         // ".example.test" covers its subdomains only, not example.test itself.
         let err = Config::from_toml("relay_domains = [\"example.test\"]\n[routes]\n\".example.test\" = [\"127.0.0.1:1\"]\n").unwrap_err();
         assert!(err.0.contains("relay domain \"example.test\" has no route"), "{}", err.0);
+    }
+
+    #[test]
+    fn spin_before_park_us_takes_zero_to_its_bound_and_names_the_key_beyond() {
+        let max = limits::SPIN_BEFORE_PARK_US_MAX;
+        assert_eq!(Config::from_toml("spin_before_park_us = 0\n").unwrap().spin_before_park_us, 0);
+        assert_eq!(Config::from_toml(&format!("spin_before_park_us = {max}\n")).unwrap().spin_before_park_us, max);
+        let err = Config::from_toml(&format!("\nspin_before_park_us = {}\n", max + 1)).unwrap_err();
+        assert!(err.0.starts_with("line 2: spin_before_park_us: at most"), "{}", err.0);
+        assert!(Config::from_toml("spin_before_park_us = -1\n").is_err());
+        assert_eq!(Config::default().spin_before_park_us, limits::SPIN_BEFORE_PARK_US);
     }
 }

@@ -18,6 +18,8 @@ pub struct Settings {
     pub listeners: Vec<(String, SocketAddr)>,
     pub cores: usize,
     pub cpu_set: Vec<usize>,
+    /// How long an idle shard polls before parking its executor (0 = at once).
+    pub spin_before_park: Duration,
     pub spool_dir: PathBuf,
     /// Our name in EHLO to downstreams and in Received headers.
     pub hostname: String,
@@ -50,6 +52,7 @@ impl Settings {
             listeners: config.listeners().into_iter().map(|l| (l.name, l.address)).collect(),
             cores: config.cores,
             cpu_set: config.cpu_set.clone(),
+            spin_before_park: Duration::from_micros(config.spin_before_park_us),
             spool_dir: config.spool_dir.clone(),
             hostname: config.hostname.clone(),
             max_connections: config.max_connections,
@@ -90,6 +93,7 @@ impl Settings {
         check("rate_limits", self.rate != running.rate);
         check("cores", self.cores != running.cores);
         check("cpu_set", self.cpu_set != running.cpu_set);
+        check("spin_before_park_us", self.spin_before_park != running.spin_before_park);
         check("spool_dir", self.spool_dir != running.spool_dir);
         check("hostname", self.hostname != running.hostname);
         check("max_connections", self.max_connections != running.max_connections);
@@ -100,5 +104,19 @@ impl Settings {
         check("queue_bytes_max", self.queue_bytes_max != running.queue_bytes_max);
         check("spool_bytes_max", self.spool_bytes_max != running.spool_bytes_max);
         changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spin_before_park_is_microseconds_and_needs_a_restart() {
+        let running = Settings::from_config(&Config { spin_before_park_us: 0, ..Config::default() });
+        let spinning = Settings::from_config(&Config { spin_before_park_us: 50, ..Config::default() });
+        assert_eq!(running.spin_before_park, Duration::ZERO);
+        assert_eq!(spinning.spin_before_park, Duration::from_micros(50));
+        assert_eq!(spinning.needing_restart(&running), vec!["spin_before_park_us"]);
     }
 }
