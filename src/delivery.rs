@@ -154,7 +154,7 @@ impl Delivery {
     #[allow(clippy::too_many_arguments)]
     pub fn new(settings: Arc<Settings>, policy: Rc<PolicyCell>, (resolver, ldap, counters, spool): (Rc<Resolver>, Rc<Lookups>, Rc<Counters>, Rc<Spool>), mesh: Rc<Mesh>, log: Rc<MailLog>, metrics: Arc<Metrics>, queue: glommio::TaskQueueHandle) -> Rc<Delivery> {
         let memory = Rc::new(glommio::sync::Semaphore::new(memory_units(&settings)));
-        let pool = Pool::with_counters(settings.pool.clone(), counters.clone());
+        let pool = Pool::with_counters(settings.pool.clone(), counters.clone(), metrics.clone());
         Rc::new_cyclic(|me| Delivery {
             me: me.clone(),
             jobs: Registry::default(),
@@ -449,7 +449,7 @@ impl Delivery {
                 let allowed = self.wait((held, &mut job.data), self.controls.recipients(&key, &destination.settings, pending.len())).await;
                 let Some(allowed) = allowed else { break };
                 let later = pending.split_off(allowed);
-                let quota = controls::quota(&destination.settings, key.clone());
+                let quota = controls::quota(&destination.settings, key.clone(), &destination.label);
                 self.attempting.set(self.attempting.get() + 1);
                 let outcome = self.attempt(job, held, dlv, host, leg, &pending, dane_plan.as_ref(), &quota).await;
                 self.attempting.set(self.attempting.get() - 1);

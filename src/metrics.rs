@@ -263,6 +263,10 @@ impl Metrics {
     pub fn destination_queued(&self, destination: &str, change: i64) {
         self.destinations.queued(destination, change);
     }
+    /// A delivery connection to `destination` opened (+1) or closed (−1).
+    pub fn destination_connections(&self, destination: &str, change: i64) {
+        self.destinations.connections(destination, change);
+    }
 
     /// One bounce's recipient judged by its prvs tag: "valid", "expired",
     /// "bad", "untagged_accepted", "untagged_refused" (`policy::bounce`).

@@ -97,6 +97,8 @@ pub struct Quota {
     pub max_connections: u32,
     /// Transactions per connection (also bounded by the pool's own).
     pub max_messages_per_connection: u32,
+    /// The metrics label (`[destination]` table name); "" = not counted.
+    pub label: Rc<str>,
 }
 
 /// Connections are pooled per host and TLS level (and verified name),
@@ -137,6 +139,8 @@ struct Host {
     permits: Rc<Semaphore>,
     /// The destination's `max_messages_per_connection` when the entry was made.
     max_messages: u32,
+    /// Its metrics label (`Quota::label`).
+    label: Rc<str>,
     /// Newest last.
     idle: RefCell<Vec<Connection>>,
 }
@@ -148,6 +152,8 @@ struct Inner {
     /// The appliance-wide counters destination slots are taken from; None
     /// (tests) = destination connection limits are not applied.
     counters: Option<Rc<Counters>>,
+    /// Where open connections per destination are counted (`Quota::label`).
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 pub struct Pool {
@@ -163,16 +169,18 @@ impl Pool {
                 hosts: RefCell::new(HashMap::new()),
                 reaper_started: Cell::new(false),
                 counters: None,
+                metrics: None,
             }),
         }
     }
 
     /// A pool whose destination connection limits are held appliance-wide
     /// by `counters` (every shard's pool asks the same owners).
-    pub fn with_counters(config: PoolConfig, counters: Rc<Counters>) -> Pool {
+    pub fn with_counters(config: PoolConfig, counters: Rc<Counters>, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Pool {
         let pool = Pool::new(config);
         let mut inner = Rc::try_unwrap(pool.inner).ok().expect("a new pool is not shared");
         inner.counters = Some(counters);
+        inner.metrics = Some(metrics);
         Pool { inner: Rc::new(inner) }
     }
 
@@ -281,6 +289,7 @@ impl Pool {
                         .await
                         .map_err(|failed| TransportError { host, reason: failed.reason, tls_refused: failed.tls_refused })?;
                     conn.lease = lease.take();
+                    conn.gauge = self.inner.metrics.as_ref().filter(|_| !entry.label.is_empty()).map(|m| connection::OpenGauge::new(m.clone(), entry.label.clone()));
                     conn.max_messages = entry.max_messages.min(config.messages_per_connection_max);
                     (conn, false)
                 }
@@ -351,6 +360,7 @@ impl Pool {
                 Rc::new(Host {
                     permits: Rc::new(Semaphore::new(max)),
                     max_messages,
+                    label: quota.label.clone(),
                     idle: RefCell::new(Vec::new()),
                 })
             })

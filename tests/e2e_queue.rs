@@ -93,4 +93,8 @@ fn list_show_delete_bounce_and_flush_through_the_admin_listener() {
     assert!(series("portcullis_destination_deliveries_total{destination=\"default\",result=\"deferred\"}") >= 3.0);
     assert_eq!(series("portcullis_destination_queued{destination=\"default\"}"), 0.0);
     assert_eq!(series("portcullis_bounces_total{kind=\"failed\"}"), 1.0);
+    // The pooled connections to the two sinks stay open (idle 30 s): 1 or 2,
+    // depending on whether both deliveries ran on one shard.
+    let open = series("portcullis_destination_connections{destination=\"default\"}");
+    assert!((1.0..=2.0).contains(&open), "{open}\n{page}");
 }

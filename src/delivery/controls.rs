@@ -43,12 +43,14 @@ pub fn destination_key(settings: &DestinationSettings, domain: &str, host: Socke
     }
 }
 
-/// The pool's view of a destination's connection limits.
-pub fn quota(settings: &DestinationSettings, key: Rc<str>) -> Quota {
+/// The pool's view of a destination's connection limits; `label` names it
+/// in the metrics (its `[destination]` table).
+pub fn quota(settings: &DestinationSettings, key: Rc<str>, label: &str) -> Quota {
     Quota {
         key,
         max_connections: settings.max_connections,
         max_messages_per_connection: settings.max_messages_per_connection,
+        label: label.into(),
     }
 }
 
@@ -157,7 +159,7 @@ mod tests {
         assert_eq!(&*destination_key(&settings, "example.com", host), "domain:example.com");
         settings.apply_to = ApplyTo::Host;
         assert_eq!(&*destination_key(&settings, "example.com", host), "host:192.0.2.1:25");
-        let quota = quota(&settings, "host:192.0.2.1:25".into());
+        let quota = quota(&settings, "host:192.0.2.1:25".into(), "default");
         assert_eq!((quota.max_connections, quota.max_messages_per_connection), (50, 50));
     }
 }

@@ -4,7 +4,8 @@
 //! connection failed; retried), `failed` (5xx, unroutable, or the bounce
 //! profile gave up) — and `portcullis_destination_queued{destination}`, the
 //! delivery jobs (a message's recipients of one domain) queued or in
-//! progress now.
+//! progress now — and `portcullis_destination_connections{destination}`,
+//! the delivery connections open now (`pool`).
 //!
 //! `destination` is the `[destination."DOMAIN"]` table that applied, or
 //! "default": from the operator's file, never from the mail, so the label
@@ -29,6 +30,7 @@ pub const DESTINATION_RESULTS: [&str; 4] = ["delivered", "deferred", "failed", "
 pub(super) struct DestinationCounts {
     deliveries: Mutex<HashMap<(Box<str>, &'static str), u64>>,
     queued: Mutex<HashMap<Box<str>, i64>>,
+    connections: Mutex<HashMap<Box<str>, i64>>,
 }
 
 /// A copy of the values: one shard's, or the sum.
@@ -36,6 +38,7 @@ pub(super) struct DestinationCounts {
 pub struct DestinationSnapshot {
     pub deliveries: HashMap<(Box<str>, &'static str), u64>,
     pub queued: HashMap<Box<str>, i64>,
+    pub connections: HashMap<Box<str>, i64>,
 }
 
 /// `destination`, or "other" when the table is full of other labels.
@@ -44,6 +47,12 @@ fn bounded<V>(table: &HashMap<Box<str>, V>, destination: &str) -> Box<str> {
         true => destination.into(),
         false => "other".into(),
     }
+}
+
+fn gauge(table: &Mutex<HashMap<Box<str>, i64>>, destination: &str, change: i64) {
+    let mut table = table.lock().unwrap_or_else(PoisonError::into_inner);
+    let label = bounded(&table, destination);
+    *table.entry(label).or_insert(0) += change;
 }
 
 impl DestinationCounts {
@@ -56,15 +65,18 @@ impl DestinationCounts {
     }
 
     pub(super) fn queued(&self, destination: &str, change: i64) {
-        let mut table = self.queued.lock().unwrap_or_else(PoisonError::into_inner);
-        let label = bounded(&table, destination);
-        *table.entry(label).or_insert(0) += change;
+        gauge(&self.queued, destination, change);
+    }
+
+    pub(super) fn connections(&self, destination: &str, change: i64) {
+        gauge(&self.connections, destination, change);
     }
 
     pub(super) fn snapshot(&self) -> DestinationSnapshot {
         DestinationSnapshot {
             deliveries: self.deliveries.lock().unwrap_or_else(PoisonError::into_inner).clone(),
             queued: self.queued.lock().unwrap_or_else(PoisonError::into_inner).clone(),
+            connections: self.connections.lock().unwrap_or_else(PoisonError::into_inner).clone(),
         }
     }
 }
@@ -76,8 +88,10 @@ impl DestinationSnapshot {
             let slot = self.deliveries.entry(labels.clone()).or_insert(0);
             *slot = slot.wrapping_add(*n);
         }
-        for (label, n) in &other.queued {
-            *self.queued.entry(label.clone()).or_insert(0) += n;
+        for (mine, theirs) in [(&mut self.queued, &other.queued), (&mut self.connections, &other.connections)] {
+            for (label, n) in theirs {
+                *mine.entry(label.clone()).or_insert(0) += n;
+            }
         }
     }
 }
@@ -95,13 +109,13 @@ pub(super) fn encode(encoder: &mut DescriptorEncoder, sum: &DestinationSnapshot)
     for ((destination, result), n) in series {
         ConstCounter::new(*n).encode(family.encode_family(&[("destination", &**destination), ("result", *result)])?)?;
     }
-    let mut family = encoder.encode_descriptor(
-        "portcullis_destination_queued",
-        "Delivery jobs (one message's recipients of one domain) queued or in progress, by destination",
-        None,
-        MetricType::Gauge,
-    )?;
-    let mut series: Vec<_> = sum.queued.iter().collect();
+    encode_gauge(encoder, "portcullis_destination_queued", "Delivery jobs (one message's recipients of one domain) queued or in progress, by destination", &sum.queued)?;
+    encode_gauge(encoder, "portcullis_destination_connections", "Delivery connections open now, by destination", &sum.connections)
+}
+
+fn encode_gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, values: &HashMap<Box<str>, i64>) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    let mut series: Vec<_> = values.iter().collect();
     series.sort_unstable();
     for (destination, n) in series {
         ConstGauge::new(*n).encode(family.encode_family(&[("destination", &**destination)])?)?;
@@ -123,11 +137,13 @@ mod tests {
         shards[0].destination_queued("default", 1);
         shards[1].destination_queued("default", 1);
         shards[1].destination_queued("default", -1);
+        shards[0].destination_connections("partner.test", 1);
         let page = MetricsBoard::new(shards.to_vec()).render();
         for line in [
             "portcullis_destination_deliveries_total{destination=\"partner.test\",result=\"delivered\"} 3",
             "portcullis_destination_deliveries_total{destination=\"default\",result=\"failed\"} 1",
             "portcullis_destination_queued{destination=\"default\"} 1",
+            "portcullis_destination_connections{destination=\"partner.test\"} 1",
         ] {
             assert!(page.contains(line), "{line}\n{page}");
         }

@@ -110,8 +110,8 @@ fn an_empty_board_still_renders_every_family() {
     let (_, board) = MetricsBoard::for_shards(3);
     let page = board.render();
     check_exposition_format(&page);
-    // + portcullis_tls_handshakes, _outbound_tls, _auth, _dane, _bounce_verification; + _bounces, _destination_deliveries, _destination_queued
-    assert_eq!(page.matches("# TYPE ").count(), 9 + 10 + 4 + 5 + 1 + 2, "{page}");
+    // + portcullis_tls_handshakes, _outbound_tls, _auth, _dane, _bounce_verification; + _bounces, _destination_deliveries, _destination_queued, _destination_connections
+    assert_eq!(page.matches("# TYPE ").count(), 9 + 10 + 4 + 5 + 1 + 3, "{page}");
     for (result, version) in [("ok", "TLSv1.3"), ("ok", "TLSv1.2"), ("failed", "none"), ("timeout", "none")] {
         let line = format!(r#"portcullis_tls_handshakes_total{{result="{result}",version="{version}"}} 0"#);
         assert!(page.lines().any(|l| l == line), "missing {line}\n{page}");

@@ -54,6 +54,29 @@ pub(super) struct Connection {
     /// Transactions before QUIT: the pool's bound or the destination's
     /// `max_messages_per_connection`, the smaller.
     pub max_messages: u32,
+    /// Counts this connection in `portcullis_destination_connections`
+    /// until it is dropped, however it ends.
+    pub gauge: Option<OpenGauge>,
+}
+
+/// One open connection of a destination in the metrics: +1 when made, −1
+/// when dropped.
+pub(crate) struct OpenGauge {
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    label: std::rc::Rc<str>,
+}
+
+impl OpenGauge {
+    pub(crate) fn new(metrics: std::sync::Arc<crate::metrics::Metrics>, label: std::rc::Rc<str>) -> OpenGauge {
+        metrics.destination_connections(&label, 1);
+        OpenGauge { metrics, label }
+    }
+}
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        self.metrics.destination_connections(&self.label, -1);
+    }
 }
 
 /// Why a connection could not be opened.
@@ -110,6 +133,7 @@ impl Connection {
             tls: None,
             lease: None,
             max_messages: config.messages_per_connection_max,
+            gauge: None,
         };
         match conn.drive(config, &[]).await {
             Step::Ready => Ok(conn),
