@@ -23,14 +23,6 @@ pub struct ServerTimeouts {
     pub data_rate_window_secs: u64,
 }
 
-/// When delivery tries again and when it gives up.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RetrySchedule {
-    pub first_secs: u64,
-    pub max_secs: u64,
-    pub queue_lifetime_secs: u64,
-}
-
 /// One validated, compiled policy snapshot.
 #[derive(Clone, Debug)]
 pub struct Policy {
@@ -40,7 +32,6 @@ pub struct Policy {
     /// order (`crate::routing` resolves them; no route means DNS).
     pub routes: Routes,
     pub timeouts: ServerTimeouts,
-    pub retry: RetrySchedule,
     /// Listeners with their HAT and RAT, the mail flow policies, the sender
     /// verification exceptions (`policy::access`).
     pub access: Arc<Access>,
@@ -87,11 +78,6 @@ impl Policy {
                 data_block_secs: t.data_block_secs,
                 data_rate_min_bytes_per_sec: t.data_rate_min_bytes_per_sec,
                 data_rate_window_secs: t.data_rate_window_secs,
-            },
-            retry: RetrySchedule {
-                first_secs: d.retry_first_secs,
-                max_secs: d.retry_max_secs,
-                queue_lifetime_secs: d.queue_lifetime_secs,
             },
         })
     }
