@@ -11,7 +11,8 @@ use super::recovery::RecoveredShard;
 use super::{read_body, BodyLocation, Spool, SpoolBytes, SpoolSettings};
 use crate::message::{BodyType, Envelope, QueueId};
 
-fn envelope(rcpts: usize) -> Envelope {
+/// An envelope of `rcpts` recipients (the spool's tests and compaction's).
+pub(super) fn envelope(rcpts: usize) -> Envelope {
     Envelope {
         connection_id: "C0-1".into(),
         peer: "127.0.0.1:4000".parse().unwrap(),
@@ -21,14 +22,11 @@ fn envelope(rcpts: usize) -> Envelope {
         body_type: BodyType::SevenBit,
         smtputf8: false,
         recipients: (0..rcpts).map(|i| format!("r{i}@example.test")).collect(),
-        ldap_routing: String::new(),
-        relayed: false,
-        secured: Default::default(),
         ..Default::default()
     }
 }
 
-fn on_executor<T: Send + 'static>(f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static) -> T {
+pub(super) fn on_executor<T: Send + 'static>(f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static) -> T {
     glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).spawn(move || f()).unwrap().join().unwrap()
 }
 
@@ -55,7 +53,7 @@ fn bounds(messages_max: usize, bytes_max: u64) -> SpoolSettings {
 }
 
 /// Segments small enough that a few kilobytes rotate them.
-fn small_segments(segment_bytes_max: u64) -> SpoolSettings {
+pub(super) fn small_segments(segment_bytes_max: u64) -> SpoolSettings {
     SpoolSettings { segment_bytes_max, ..SpoolSettings::default() }
 }
 
@@ -63,7 +61,8 @@ fn small_batches(batch_bytes_max: usize) -> SpoolSettings {
     SpoolSettings { batch_bytes_max, ..SpoolSettings::default() }
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
+/// A fresh directory under the system's temp dir, unique per test name and process.
+pub(super) fn temp_dir(name: &str) -> std::path::PathBuf {
     let d = std::env::temp_dir().join(format!("pc-spool-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d

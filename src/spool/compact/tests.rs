@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use super::super::recovery::{recover, shard_dir, RecoveredShard};
+use super::super::tests::{envelope, on_executor, small_segments, temp_dir};
 use super::super::{read_body, record, Spool, SpoolBytes, SpoolSettings};
 use super::{plan, CompactionPolicy, OpenSegment};
-use crate::message::{BodyType, Envelope, QueueId};
+use crate::message::QueueId;
 use crate::smtp::StoreError;
 
 const ACCEPTED_SECS: u64 = 1_795_330_800;
@@ -20,34 +21,6 @@ const ACCEPTED_SECS: u64 = 1_795_330_800;
 const SOON_SECS: u64 = ACCEPTED_SECS + 60;
 /// Segments of about seven 1 KiB messages: one owed message is under 25 %.
 const SPREAD_SEGMENT_BYTES: u64 = 8192;
-
-fn envelope(rcpts: usize) -> Envelope {
-    Envelope {
-        connection_id: "C0-1".into(),
-        peer: "127.0.0.1:4000".parse().unwrap(),
-        helo: "client.test".into(),
-        esmtp: true,
-        mail_from: "s@sender.test".into(),
-        body_type: BodyType::SevenBit,
-        smtputf8: false,
-        recipients: (0..rcpts).map(|i| format!("r{i}@example.test")).collect(),
-        ..Default::default()
-    }
-}
-
-fn on_executor<T: Send + 'static>(f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static) -> T {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).spawn(f).unwrap().join().unwrap()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("pc-compact-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
-
-fn settings(segment_bytes_max: u64) -> SpoolSettings {
-    SpoolSettings { segment_bytes_max, ..SpoolSettings::default() }
-}
 
 async fn open_spool(dir: &Path, settings: SpoolSettings) -> (Rc<Spool>, RecoveredShard) {
     let rec = recover(dir, 1).unwrap().pop().unwrap();
@@ -114,7 +87,7 @@ fn compaction_frees_old_segments_and_location_follows_the_copy() {
     let d = dir.clone();
     let kept = on_executor(move || {
         Box::pin(async move {
-            let (spool, _) = open_spool(&d, settings(SPREAD_SEGMENT_BYTES)).await;
+            let (spool, _) = open_spool(&d, small_segments(SPREAD_SEGMENT_BYTES)).await;
             let (kept, old) = spread_and_finish(&spool).await;
             assert_eq!(old.len(), 3, "the three owed messages sit in three segments");
             let before = spool.segments_on_disk();
@@ -141,7 +114,7 @@ fn compaction_frees_old_segments_and_location_follows_the_copy() {
     let d = dir.clone();
     on_executor(move || {
         Box::pin(async move {
-            let (spool, rec) = open_spool(&d, settings(SPREAD_SEGMENT_BYTES)).await;
+            let (spool, rec) = open_spool(&d, small_segments(SPREAD_SEGMENT_BYTES)).await;
             assert_recovered(&rec, &kept);
             for k in &kept {
                 let m = rec.messages.iter().find(|m| m.queue_id == k.id).unwrap();
@@ -172,7 +145,7 @@ fn compact_keeping_old_segments(dir: &Path) -> (Vec<Kept>, Files, PathBuf) {
     let d = dir.to_path_buf();
     on_executor(move || {
         Box::pin(async move {
-            let (spool, _) = open_spool(&d, settings(SPREAD_SEGMENT_BYTES)).await;
+            let (spool, _) = open_spool(&d, small_segments(SPREAD_SEGMENT_BYTES)).await;
             let (kept, _) = spread_and_finish(&spool).await;
             let sealed: HashSet<PathBuf> = segment_files(&d);
             let old = snapshot(&sealed);
@@ -202,7 +175,7 @@ fn a_crash_before_the_unlink_leaves_both_copies_and_the_same_recipients() {
     let back = gone.clone();
     on_executor(move || {
         Box::pin(async move {
-            let (spool, _) = open_spool(&d, settings(SPREAD_SEGMENT_BYTES)).await;
+            let (spool, _) = open_spool(&d, small_segments(SPREAD_SEGMENT_BYTES)).await;
             spool.sync_pending().await.unwrap();
             for (p, _) in &back {
                 assert!(!p.exists(), "{} kept after recovery", p.display());
@@ -266,7 +239,7 @@ fn a_marker_queued_during_a_move_outlives_the_copy_segment() {
     let id = on_executor(move || {
         Box::pin(async move {
             let segment_bytes_max = 4096;
-            let (spool, _) = open_spool(&d, SpoolSettings { batch_bytes_max: 512, ..settings(segment_bytes_max) }).await;
+            let (spool, _) = open_spool(&d, SpoolSettings { batch_bytes_max: 512, ..small_segments(segment_bytes_max) }).await;
             let id = spool.next_queue_id();
             let mut probe = Vec::new();
             record::encode_message(&mut probe, &id, &envelope(3), ACCEPTED_SECS, b"");
@@ -305,7 +278,7 @@ fn a_message_finished_during_its_move_stays_finished() {
     let d = dir.clone();
     let id = on_executor(move || {
         Box::pin(async move {
-            let (spool, _) = open_spool(&d, settings(4096)).await;
+            let (spool, _) = open_spool(&d, small_segments(4096)).await;
             let id = spool.next_queue_id();
             spool.store(&id, &envelope(2), ACCEPTED_SECS, &data(1, 3000)).await.unwrap();
             let rotate = spool.next_queue_id();
@@ -330,11 +303,11 @@ fn a_message_finished_during_its_move_stays_finished() {
 
 #[test]
 fn a_moved_message_is_counted_once_against_spool_bytes_max() {
-    let dir = temp_dir("bytes");
+    let dir = temp_dir("compact-bytes");
     let d = dir.clone();
     on_executor(move || {
         Box::pin(async move {
-            let (spool, _) = open_spool(&d, settings(SPREAD_SEGMENT_BYTES)).await;
+            let (spool, _) = open_spool(&d, small_segments(SPREAD_SEGMENT_BYTES)).await;
             let (kept, _) = spread_and_finish(&spool).await;
             let owed = 3 * 1024;
             assert_eq!(spool.bytes.used(), owed);
@@ -342,7 +315,7 @@ fn a_moved_message_is_counted_once_against_spool_bytes_max() {
             // Reopen with the bound exactly full: compaction still moves.
             let rec = recover(&d, 1).unwrap().pop().unwrap();
             let bytes = SpoolBytes::new(rec.pending_bytes());
-            let bounded = SpoolSettings { bytes_max: owed, ..settings(SPREAD_SEGMENT_BYTES) };
+            let bounded = SpoolSettings { bytes_max: owed, ..small_segments(SPREAD_SEGMENT_BYTES) };
             let spool = Spool::open(&d, 0, &rec, bounded, bytes.clone()).await.unwrap();
             let id = spool.next_queue_id();
             assert_eq!(spool.store(&id, &envelope(1), ACCEPTED_SECS, b"x").await, Err(StoreError::QueueFull));
@@ -365,7 +338,7 @@ fn the_policy_moves_sparse_and_old_segments_only() {
     let d = dir.clone();
     on_executor(move || {
         Box::pin(async move {
-            let (spool, _) = open_spool(&d, settings(4096)).await;
+            let (spool, _) = open_spool(&d, small_segments(4096)).await;
             // Segment 1: two messages, both owed (fully live). Segment 2:
             // two, one owed (about half live). Then the current segment.
             let mut ids = Vec::new();
@@ -397,7 +370,7 @@ fn an_old_segment_that_keeps_marker_segments_is_moved_whatever_its_share() {
     let d = dir.clone();
     let (a, b, d_id) = on_executor(move || {
         Box::pin(async move {
-            let (spool, _) = open_spool(&d, settings(4096)).await;
+            let (spool, _) = open_spool(&d, small_segments(4096)).await;
             let store = |n: usize, rcpts: usize, len: usize| {
                 let spool = spool.clone();
                 async move {
@@ -454,7 +427,7 @@ fn after_compaction_the_disk_holds_about_what_is_owed() {
     on_executor(move || {
         Box::pin(async move {
             let segment_bytes = 64 * 1024;
-            let (spool, _) = open_spool(&d, SpoolSettings { batch_bytes_max: segment_bytes as usize, ..settings(segment_bytes) }).await;
+            let (spool, _) = open_spool(&d, SpoolSettings { batch_bytes_max: segment_bytes as usize, ..small_segments(segment_bytes) }).await;
             // Groups of 16 concurrent 4 KB messages (about a segment each),
             // one owed per group: each pins its segment.
             let mut owed = 0;
@@ -498,7 +471,7 @@ fn the_chore_compacts_on_its_own_and_reports_each_pass() {
     let d = dir.clone();
     on_executor(move || {
         Box::pin(async move {
-            let (spool, _) = open_spool(&d, settings(SPREAD_SEGMENT_BYTES)).await;
+            let (spool, _) = open_spool(&d, small_segments(SPREAD_SEGMENT_BYTES)).await;
             let (kept, old) = spread_and_finish(&spool).await;
             let (tx, rx) = futures_channel::oneshot::channel();
             let tx = std::cell::RefCell::new(Some(tx));
@@ -529,7 +502,7 @@ fn reading_follows_a_move_that_deleted_the_old_place() {
     let d = dir.clone();
     on_executor(move || {
         Box::pin(async move {
-            let (spool, _) = open_spool(&d, settings(SPREAD_SEGMENT_BYTES)).await;
+            let (spool, _) = open_spool(&d, small_segments(SPREAD_SEGMENT_BYTES)).await;
             let (kept, _) = spread_and_finish(&spool).await;
             let before = spool.location(&kept[0].id).unwrap();
             spool.compact(&CompactionPolicy::default(), SOON_SECS).await;
