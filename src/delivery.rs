@@ -70,7 +70,6 @@ use crate::routing::{RouteError, Target};
 use crate::smtp::client::StartTls;
 use crate::tls::outbound::Destination;
 use crate::shards::Mesh;
-use crate::spool::done::MarkDone;
 use crate::config::bounce::BounceProfileConfig;
 use crate::spool::{BodyLocation, Spool};
 
@@ -94,8 +93,6 @@ use plan::Leg;
 #[derive(Debug, Clone)]
 pub struct DeliveryJob {
     pub queue_id: QueueId,
-    /// The shard whose spool holds the message (it takes the done markers).
-    pub spool_shard: usize,
     /// The recipients' domain, lower case: the owner key, and what is routed.
     pub destination: String,
     pub envelope: Arc<Envelope>,
@@ -611,17 +608,16 @@ impl Delivery {
         reason
     }
 
-    /// Tell the spool shard these recipients are finished.
+    /// Mark these recipients finished in the spool (durable with its next commit).
     async fn finish(&self, job: &DeliveryJob, recipients: Vec<u32>) {
         if recipients.is_empty() {
             return;
         }
         // Their delivered/failed lines reach the log before the spool forgets them.
         self.log.sync().await;
-        let done = MarkDone { queue_id: job.queue_id.clone(), recipients };
-        if let Err(gone) = self.mesh.tell(job.spool_shard, done).await {
-            // The message stays owed in that spool: sent again after a restart.
-            self.log.event("done-lost", format_args!("qid={} reason=\"{gone}\"", job.queue_id));
+        // The message is in this shard's spool (delivery runs where it is).
+        if self.spool.mark_done(&job.queue_id, &recipients) {
+            self.log.event("removed", format_args!("qid={}", job.queue_id));
         }
     }
 }

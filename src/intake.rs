@@ -59,11 +59,9 @@ pub fn dispatch(shard: &Shard, queue_id: QueueId, envelope: Arc<Envelope>, store
     for &i in recipients {
         groups.entry(domain_of(&envelope.recipients[i as usize])).or_default().push(i);
     }
-    let spool_shard = shard.mesh.id();
     for (destination, recipients) in groups {
         let job = DeliveryJob {
             queue_id: queue_id.clone(),
-            spool_shard,
             destination,
             envelope: envelope.clone(),
             recipients,

@@ -41,7 +41,7 @@
 //!   subsystem's module, register `mesh.handle(|req: MyRequest| async { … })`
 //!   in `lifecycle::serve_requests`, and call
 //!   `shard.mesh.ask_owner(key, MyRequest { … }).await` — a `Result`, never a
-//!   panic or a hang (`ShardGone`). Example: `spool::done::MarkDone`.
+//!   panic or a hang (`ShardGone`). Example: `ldap::lookup::LdapPurge`.
 //! - **An invalid recipient** (call-ahead's "mailbox unknown", LDAP accept's
 //!   "no entry"): call `policy::dhap::count_invalid`, the one place DHAP
 //!   counts.

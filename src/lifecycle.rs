@@ -11,8 +11,9 @@
 //! Shutdown loses no request between shards: each shard stops accepting,
 //! lets sessions finish (then 421), stops delivery and waits for its
 //! attempts in progress; then all shards meet at a barrier (nobody sends
-//! any more), each drains the letters addressed to it (done markers
-//! applied), syncs its spool, and exits. A shard that cannot finish in
+//! any more), each drains the letters addressed to it (rate-slot
+//! releases and the like), syncs its spool (delivery's done markers,
+//! applied where the message is), and exits. A shard that cannot finish in
 //! time leaves its recipients owed: sent again after the restart
 //! (duplicates, never loss).
 
@@ -40,7 +41,6 @@ use crate::metrics::{Metrics, MetricsBoard};
 use crate::policy::rate::Counters;
 use crate::shard::{Shard, TaskQueues};
 use crate::shards::{self, Mesh, MeshPlan};
-use crate::spool::done::MarkDone;
 use crate::spool::CompactionPolicy;
 use crate::spool::recovery::{self, RecoveredShard};
 use crate::spool::{Spool, SpoolBytes, SpoolSettings};
@@ -328,15 +328,6 @@ async fn shard_body(id: usize, recovered: RecoveredShard, shared: Shared, log: R
 
 /// The shard's handlers for requests from its peers (and itself).
 fn serve_requests(shard: &Rc<Shard>) {
-    let weak = Rc::downgrade(shard);
-    shard.mesh.handle(move |done: MarkDone| {
-        if let Some(shard) = weak.upgrade() {
-            if shard.spool.mark_done(&done.queue_id, &done.recipients) {
-                shard.log.event("removed", format_args!("qid={}", done.queue_id));
-            }
-        }
-        async {}
-    });
     shard.counters.serve(&shard.mesh);
     shard.callahead.serve(&shard.mesh);
     shard.ldap.serve(&shard.mesh);
@@ -365,7 +356,7 @@ async fn wind_down(shard: &Shard, shared: &Shared, arrival: &Arrival) {
         Ok(())
     })
     .await;
-    // The barrier: once every shard is here, nobody sends done markers any more.
+    // The barrier: once every shard is here, nobody sends requests any more.
     arrival.arrive();
     let everyone_here = || shared.quiesced.load(Ordering::SeqCst) >= shared.count;
     shards::wait_until(Instant::now() + drain, Duration::from_millis(5), everyone_here).await;

@@ -83,9 +83,6 @@ pub const MESH_HANDLERS_PER_PEER_MAX: usize = 256;
 /// Default bound of one request between shards, queueing included; then
 /// the asker gets `ShardGone::TimedOut` (subsystems may set their own).
 pub const SHARD_REQUEST_TIMEOUT_MS: u64 = 10_000;
-/// A done marker waits this long for room in the spool shard's channel
-/// (back-pressure), not the default: giving up would leak its message.
-pub const MARK_DONE_TIMEOUT_SECS: u64 = 24 * 3600;
 /// Once a process stops: how long a shard waits for its peers to stop
 /// sending and for its own channels to drain before it exits anyway.
 pub const SHUTDOWN_DRAIN_MS: u64 = 5_000;

@@ -3,8 +3,8 @@
 //! subsystem's requests between them.
 //!
 //! Business code never builds channels. A subsystem declares its request and
-//! reply types in its own module (`impl ShardRequest for MarkDone`), registers
-//! an async handler at start (`mesh.handle(|req: MarkDone| async { .. })`), and
+//! reply types in its own module (`impl ShardRequest for LdapPurge`), registers
+//! an async handler at start (`mesh.handle(|req: LdapPurge| async { .. })`), and
 //! calls `mesh.ask_owner(key, req)` / `mesh.ask(shard, req)`. A request for
 //! the local shard runs in place, without a channel. Every ask is bounded by
 //! the request type's timeout and returns `Err(ShardGone)` instead of

@@ -87,7 +87,6 @@ impl Delivery {
         let Some(delivery) = self.me.upgrade() else { return };
         delivery.enqueue(DeliveryJob {
             queue_id,
-            spool_shard: self.mesh.id(),
             destination: domain_of(&env.mail_from),
             envelope: Arc::new(envelope),
             recipients: vec![0],

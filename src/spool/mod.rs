@@ -24,7 +24,6 @@ mod batch;
 pub mod body;
 mod budget;
 mod compact;
-pub mod done;
 pub mod failed;
 pub mod record;
 pub mod recovery;
