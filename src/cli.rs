@@ -61,6 +61,9 @@ pub struct RunArgs {
     /// Microseconds an idle shard polls for work before it parks (0 = park at once); see `spin_before_park_us` in the config.
     #[arg(long, value_name = "MICROS")]
     pub spin_before_park_us: Option<u64>,
+    /// Microseconds a shard whose CPU is contended sleeps in place of parking, to take many events per wake-up (0 = always park); see `coalesce_us` in the config.
+    #[arg(long, value_name = "MICROS")]
+    pub coalesce_us: Option<u64>,
     /// Spool directory (one subdirectory per shard, plus failed/). Default ./spool.
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
@@ -199,6 +202,7 @@ impl RunArgs {
         set(&mut c.cores, self.cores);
         set(&mut c.cpu_set, self.cpu_set.map(|l| l.0));
         set(&mut c.spin_before_park_us, self.spin_before_park_us);
+        set(&mut c.coalesce_us, self.coalesce_us);
         set(&mut c.spool_dir, self.spool_dir);
         set(&mut c.spool_bytes_max, self.spool_bytes_max);
         set(&mut c.hostname, self.hostname);
@@ -267,6 +271,10 @@ mod tests {
         let over = (crate::limits::SPIN_BEFORE_PARK_US_MAX + 1).to_string();
         let err = Cli::parse_from(["portcullis", "--spin-before-park-us", over.as_str()]).run.into_config().unwrap_err();
         assert!(err.0.starts_with("spin_before_park_us:"), "{}", err.0);
+        assert_eq!(Cli::parse_from(["portcullis", "--coalesce-us", "0"]).run.into_config().unwrap().coalesce_us, 0);
+        let over = (crate::limits::COALESCE_US_MAX + 1).to_string();
+        let err = Cli::parse_from(["portcullis", "--coalesce-us", over.as_str()]).run.into_config().unwrap_err();
+        assert!(err.0.starts_with("coalesce_us:"), "{}", err.0);
     }
 
     #[test]

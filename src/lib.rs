@@ -58,6 +58,7 @@ pub mod auth;
 pub mod callahead;
 pub mod cli;
 pub mod clock;
+pub mod coalesce;
 pub mod config;
 pub mod connection;
 pub mod dane;

@@ -255,6 +255,9 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
     let log_file = &shared.settings.log_file;
     let log = MailLog::open(log_file, id).map_err(|e| format!("log {log_file}: {e}"))?;
     glommio::spawn_local(MailLog::flush_periodically(Rc::downgrade(&log))).detach();
+    if !shared.settings.coalesce.is_zero() {
+        glommio::spawn_local(crate::coalesce::run(shared.settings.coalesce)).detach();
+    }
     let result = shard_body(id, recovered, shared, log.clone()).await;
     log.close();
     result

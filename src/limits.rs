@@ -491,3 +491,9 @@ pub const SPIN_BEFORE_PARK_US: u64 = 0;
 /// Bound on `spin_before_park_us`: 10 ms. A spinning shard burns its CPU,
 /// so more than this is a busy loop, not a saved park.
 pub const SPIN_BEFORE_PARK_US_MAX: u64 = 10_000;
+/// Default `coalesce_us`: how long a shard whose CPU is contended sleeps
+/// in place of parking, gathering the events of that time into one
+/// wake-up (`coalesce.rs`); each event waits at most this long.
+pub const COALESCE_US: u64 = 100;
+/// Bound on `coalesce_us`: 1 ms of added latency per event at most.
+pub const COALESCE_US_MAX: u64 = 1_000;

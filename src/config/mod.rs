@@ -48,6 +48,11 @@ pub struct Config {
     /// Parking costs CPU of its own (a membarrier and an io_uring wait and
     /// wake-up), so a short spin can cost less than the park it avoids.
     pub spin_before_park_us: u64,
+    /// A shard that waits for its CPU a good share of the time and gets
+    /// events faster than one per this many microseconds sleeps this long
+    /// in place of parking, so one wake-up takes many events (see
+    /// `coalesce.rs`); 0 = always park.
+    pub coalesce_us: u64,
     pub spool_dir: PathBuf,
     /// Undelivered message bytes on disk, all shards together, before new
     /// mail gets 452 4.3.1; 0 = no bound but the disk.
@@ -154,6 +159,7 @@ impl Default for Config {
             cores: 0,
             cpu_set: Vec::new(),
             spin_before_park_us: limits::SPIN_BEFORE_PARK_US,
+            coalesce_us: limits::COALESCE_US,
             spool_dir: PathBuf::from("spool"),
             spool_bytes_max: limits::SPOOL_BYTES_MAX,
             hostname: default_hostname(),
@@ -311,6 +317,9 @@ impl Config {
         }
         if self.spin_before_park_us > limits::SPIN_BEFORE_PARK_US_MAX {
             return bad("spin_before_park_us", format!("at most {} (a spinning shard burns its CPU)", limits::SPIN_BEFORE_PARK_US_MAX));
+        }
+        if self.coalesce_us > limits::COALESCE_US_MAX {
+            return bad("coalesce_us", format!("at most {} (every event may wait this long)", limits::COALESCE_US_MAX));
         }
         let s = &self.session;
         if s.message_bytes_max < 1024 {
@@ -481,13 +490,18 @@ mod tests {
     }
 
     #[test]
-    fn spin_before_park_us_takes_zero_to_its_bound_and_names_the_key_beyond() {
-        let max = limits::SPIN_BEFORE_PARK_US_MAX;
-        assert_eq!(Config::from_toml("spin_before_park_us = 0\n").unwrap().spin_before_park_us, 0);
-        assert_eq!(Config::from_toml(&format!("spin_before_park_us = {max}\n")).unwrap().spin_before_park_us, max);
-        let err = Config::from_toml(&format!("\nspin_before_park_us = {}\n", max + 1)).unwrap_err();
-        assert!(err.0.starts_with("line 2: spin_before_park_us: at most"), "{}", err.0);
-        assert!(Config::from_toml("spin_before_park_us = -1\n").is_err());
-        assert_eq!(Config::default().spin_before_park_us, limits::SPIN_BEFORE_PARK_US);
+    fn parking_keys_take_zero_to_their_bound_and_name_the_key_beyond() {
+        let keys: [(&str, u64, u64, fn(&Config) -> u64); 2] = [
+            ("spin_before_park_us", limits::SPIN_BEFORE_PARK_US_MAX, limits::SPIN_BEFORE_PARK_US, |c| c.spin_before_park_us),
+            ("coalesce_us", limits::COALESCE_US_MAX, limits::COALESCE_US, |c| c.coalesce_us),
+        ];
+        for (key, max, default, get) in keys {
+            assert_eq!(get(&Config::from_toml(&format!("{key} = 0\n")).unwrap()), 0);
+            assert_eq!(get(&Config::from_toml(&format!("{key} = {max}\n")).unwrap()), max);
+            let err = Config::from_toml(&format!("\n{key} = {}\n", max + 1)).unwrap_err();
+            assert!(err.0.starts_with(&format!("line 2: {key}: at most")), "{}", err.0);
+            assert!(Config::from_toml(&format!("{key} = -1\n")).is_err());
+            assert_eq!(get(&Config::default()), default);
+        }
     }
 }

@@ -20,6 +20,8 @@ pub struct Settings {
     pub cpu_set: Vec<usize>,
     /// How long an idle shard polls before parking its executor (0 = at once).
     pub spin_before_park: Duration,
+    /// Sleep in place of parking while the shard's CPU is contended (0 = never).
+    pub coalesce: Duration,
     pub spool_dir: PathBuf,
     /// Our name in EHLO to downstreams and in Received headers.
     pub hostname: String,
@@ -53,6 +55,7 @@ impl Settings {
             cores: config.cores,
             cpu_set: config.cpu_set.clone(),
             spin_before_park: Duration::from_micros(config.spin_before_park_us),
+            coalesce: Duration::from_micros(config.coalesce_us),
             spool_dir: config.spool_dir.clone(),
             hostname: config.hostname.clone(),
             max_connections: config.max_connections,
@@ -94,6 +97,7 @@ impl Settings {
         check("cores", self.cores != running.cores);
         check("cpu_set", self.cpu_set != running.cpu_set);
         check("spin_before_park_us", self.spin_before_park != running.spin_before_park);
+        check("coalesce_us", self.coalesce != running.coalesce);
         check("spool_dir", self.spool_dir != running.spool_dir);
         check("hostname", self.hostname != running.hostname);
         check("max_connections", self.max_connections != running.max_connections);
@@ -118,5 +122,14 @@ mod tests {
         assert_eq!(running.spin_before_park, Duration::ZERO);
         assert_eq!(spinning.spin_before_park, Duration::from_micros(50));
         assert_eq!(spinning.needing_restart(&running), vec!["spin_before_park_us"]);
+    }
+
+    #[test]
+    fn coalesce_is_microseconds_and_needs_a_restart() {
+        let running = Settings::from_config(&Config::default());
+        let parking = Settings::from_config(&Config { coalesce_us: 0, ..Config::default() });
+        assert_eq!(running.coalesce, Duration::from_micros(crate::limits::COALESCE_US));
+        assert_eq!(parking.coalesce, Duration::ZERO);
+        assert_eq!(parking.needing_restart(&running), vec!["coalesce_us"]);
     }
 }
