@@ -16,7 +16,11 @@
 //!   recovers) and counts a late audit write, reported like drops. Once a
 //!   wait has timed out, later audit lines do not wait again until the
 //!   writer has caught up: one stall costs one bounded wait, not one per
-//!   message.
+//!   message;
+//! - audit waits are grouped like the spool's commits: one hand-over is in
+//!   flight at a time, and every `sync` that comes meanwhile waits for the
+//!   next one, which carries all their lines. One round trip to the writer
+//!   thread (and one wake-up of the shard) serves many messages.
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
@@ -56,6 +60,16 @@ pub struct MailLog {
     /// Set when an audit wait timed out: the writer is stalled until it has
     /// written this many batches.
     stalled_until: Cell<Option<u64>>,
+    /// A `sync` has a hand-over in flight; later ones queue in `waiting`.
+    syncing: Cell<bool>,
+    waiting: RefCell<std::collections::VecDeque<oneshot::Sender<Turn>>>,
+}
+
+/// What a queued `sync` is told: its lines went with a hand-over (written
+/// in time or not), or it leads the next hand-over.
+enum Turn {
+    Done,
+    Lead,
 }
 
 impl MailLog {
@@ -95,6 +109,8 @@ impl MailLog {
             handed: Cell::new(0),
             written,
             stalled_until: Cell::new(None),
+            syncing: Cell::new(false),
+            waiting: RefCell::default(),
         }))
     }
 
@@ -125,19 +141,37 @@ impl MailLog {
     }
 
     /// Hand everything buffered to the writer and wait until it is written,
-    /// at most `MAILLOG_AUDIT_WAIT_MS`.
+    /// at most `MAILLOG_AUDIT_WAIT_MS`. While another `sync` waits for its
+    /// hand-over, this one queues and goes with the next.
     pub async fn sync(&self) {
+        if self.syncing.replace(true) {
+            let (tx, rx) = oneshot::channel();
+            self.waiting.borrow_mut().push_back(tx);
+            match rx.await {
+                Ok(Turn::Lead) => {}
+                Ok(Turn::Done) | Err(_) => return,
+            }
+        }
+        // This call leads: its lines and every queued caller's go now.
+        let lead = Leadership { log: self };
+        let followers: Vec<_> = lead.log.waiting.borrow_mut().drain(..).collect();
+        self.hand_over_and_wait(1 + followers.len() as u64).await;
+        followers.into_iter().for_each(|f| drop(f.send(Turn::Done)));
+    }
+
+    /// One hand-over for `callers` audit waits, counted late together.
+    async fn hand_over_and_wait(&self, callers: u64) {
         if let Some(until) = self.stalled_until.get() {
             if self.written.load(Ordering::SeqCst) < until {
                 self.flush();
-                self.late.set(self.late.get() + 1);
+                self.late.set(self.late.get() + callers);
                 return;
             }
             self.stalled_until.set(None);
         }
         let (tx, rx) = oneshot::channel();
         if !self.hand_over(Some(tx)) {
-            self.late.set(self.late.get() + 1);
+            self.late.set(self.late.get() + callers);
             self.stalled_until.set(Some(self.handed.get()));
             return;
         }
@@ -148,7 +182,7 @@ impl MailLog {
             false
         };
         if !futures_lite::future::or(written, timer).await {
-            self.late.set(self.late.get() + 1);
+            self.late.set(self.late.get() + callers);
             self.stalled_until.set(Some(self.handed.get()));
         }
     }
@@ -224,6 +258,24 @@ impl MailLog {
     }
 }
 
+/// Held by the `sync` that leads a hand-over; when it ends (or its future
+/// is dropped) the next queued `sync` leads, so none waits forever.
+struct Leadership<'a> {
+    log: &'a MailLog,
+}
+
+impl Drop for Leadership<'_> {
+    fn drop(&mut self) {
+        let mut waiting = self.log.waiting.borrow_mut();
+        while let Some(next) = waiting.pop_front() {
+            if next.send(Turn::Lead).is_ok() {
+                return; // a dropped caller's turn passes on to the next
+            }
+        }
+        self.log.syncing.set(false);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +348,76 @@ mod tests {
         assert!(dropped > 0, "the buffer bound was hit");
         assert_eq!(written + dropped, ORDINARY_LINES as u64);
         assert!(late >= 50, "every audit line written late is counted: {late}");
+    }
+
+    /// A log target that takes 20 ms per write and counts the writes.
+    #[derive(Clone, Default)]
+    struct SlowFile {
+        writes: Arc<AtomicU64>,
+        taken: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for SlowFile {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(20));
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            self.taken.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn on_executor<T, F, Fut>(f: F) -> T
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + 'static,
+    {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).spawn(f).unwrap().join().unwrap()
+    }
+
+    #[test]
+    fn audit_waits_that_meet_share_one_hand_over() {
+        let file = SlowFile::default();
+        let out = file.clone();
+        on_executor(move || async move {
+            let log = MailLog::to_writer(Box::new(out), 0).unwrap();
+            let tasks: Vec<_> = (0..20)
+                .map(|i| {
+                    let log = log.clone();
+                    glommio::spawn_local(async move { log.event_now("queued", format_args!("qid=Q{i}")).await })
+                })
+                .collect();
+            for t in tasks {
+                t.await;
+            }
+            log.close();
+        });
+        let text = String::from_utf8(file.taken.lock().unwrap().clone()).unwrap();
+        for i in 0..20 {
+            assert!(text.contains(&format!("qid=Q{i}\n")), "line {i} written before its wait ended");
+        }
+        let writes = file.writes.load(Ordering::SeqCst);
+        assert!(writes <= 3, "20 waits at once take the first hand-over and one more, not 20: {writes}");
+    }
+
+    #[test]
+    fn a_dropped_leader_passes_the_lead_on() {
+        let pipe = StalledPipe { open: Arc::default(), taken: Arc::default() };
+        let out = pipe.clone();
+        let text = on_executor(move || async move {
+            let log = MailLog::to_writer(Box::new(out), 0).unwrap();
+            let leader = { let log = log.clone(); glommio::spawn_local(async move { log.event_now("queued", format_args!("qid=LEAD")).await }) };
+            let follower = { let log = log.clone(); glommio::spawn_local(async move { log.event_now("queued", format_args!("qid=NEXT")).await }) };
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+            drop(leader.cancel()); // the leader's future is dropped mid-wait
+            pipe.open.store(true, Ordering::SeqCst);
+            follower.await;
+            log.event_now("queued", format_args!("qid=LAST")).await;
+            String::from_utf8(pipe.taken.lock().unwrap().clone()).unwrap()
+        });
+        assert!(text.contains("qid=NEXT\n") && text.contains("qid=LAST\n"), "{text}");
     }
 }
