@@ -55,6 +55,8 @@
 # ext4:ext4_sync_file_enter), `perf record -g` of the cpu-clock event (a
 # VM often has no hardware counters) or `perf trace -s` (system calls per
 # thread), written to PERF_DIR as LEG-cCORES-LOAD.{stat,data,trace}.
+# PERF_RECORD replaces record's event options, e.g. PERF_RECORD="-e
+# io_uring:io_uring_submit_req" counts io_uring operations by opcode.
 # perf costs CPU of its own: compare CPU figures of runs without it.
 #
 # The machine may be shared: the load average at the end of each leg is
@@ -63,8 +65,9 @@
 # its peers (smtp-source and smtp-sink starved by other work, or fewer
 # sessions per shard) parks its executor more often per message, and each
 # park costs CPU (glommio's membarrier before sleeping, the io_uring wait,
-# the wake-up), so CPU per message rises as msg/s falls. Compare CPU
-# figures of legs whose msg/s are alike.
+# the wake-up), so CPU per message rises as msg/s falls (coalesce_us makes
+# a contended shard sleep in place of most parks). Compare CPU figures of
+# legs whose msg/s are alike.
 #
 # Everything listens on 127.0.0.1 only. The system Postfix (if any) is not
 # used or touched: the private instance has its own config, queue and data
@@ -280,7 +283,7 @@ perf_start() {
     mkdir -p "$PERF_DIR"
     case $PERF in
     stat) perf stat -e "$PERF_EVENTS" -p "$server_pid" -o "$out.stat" 2>/dev/null & ;;
-    record) perf record -q -e cpu-clock -F 999 -g -p "$server_pid" -o "$out.data" 2>/dev/null & ;;
+    record) perf record -q ${PERF_RECORD:--e cpu-clock -F 999 -g} -p "$server_pid" -o "$out.data" 2>/dev/null & ;;
     trace) perf trace -s -p "$server_pid" -o "$out.trace" >/dev/null 2>&1 & ;;
     *) log "PERF=$PERF: stat, record or trace"; return 0 ;;
     esac
