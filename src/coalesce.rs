@@ -95,7 +95,7 @@ impl SchedStat {
 
 /// Run on the shard's executor for as long as it runs (detach it).
 /// Without schedstat (a kernel built without it) it never coalesces.
-pub async fn run(period: Duration) {
+pub async fn run(period: Duration, metrics: std::sync::Arc<crate::metrics::Metrics>) {
     let Some(sched) = SchedStat::open() else { return };
     // The default 50 µs timer slack would stretch every sleep by half.
     // SAFETY: PR_SET_TIMERSLACK only sets the calling thread's slack.
@@ -113,6 +113,7 @@ pub async fn run(period: Duration) {
             Some(budget) => coalesce_for(WINDOW, budget, period).await,
         };
         let stats = glommio::executor().executor_stats();
+        metrics.coalesced_sleep(slept);
         let Some(cpu) = sched.read() else { return };
         let window = Window {
             length: start.elapsed(),

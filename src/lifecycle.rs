@@ -256,7 +256,7 @@ async fn shard_main(id: usize, recovered: RecoveredShard, shared: Shared) -> Res
     let log = MailLog::open(log_file, id).map_err(|e| format!("log {log_file}: {e}"))?;
     glommio::spawn_local(MailLog::flush_periodically(Rc::downgrade(&log))).detach();
     if !shared.settings.coalesce.is_zero() {
-        glommio::spawn_local(crate::coalesce::run(shared.settings.coalesce)).detach();
+        glommio::spawn_local(crate::coalesce::run(shared.settings.coalesce, shared.metrics[id].clone())).detach();
     }
     let result = shard_body(id, recovered, shared, log.clone()).await;
     log.close();

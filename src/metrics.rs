@@ -105,6 +105,8 @@ pub struct Metrics {
     dns_cache_hits: [AtomicU64; DNS_RECORD_TYPES.len()],
     messages_accepted: AtomicU64,
     messages_delivered: AtomicU64,
+    /// Time the shard slept in place of parking (`coalesce.rs`).
+    coalesced_sleep_micros: AtomicU64,
     /// May dip below zero on one shard if a connection is counted open on
     /// one shard and closed on another; only the sum means anything.
     open_connections: AtomicI64,
@@ -130,6 +132,10 @@ impl Metrics {
     /// recipients_per_hour | sender_rate | concurrent_connections.
     pub fn rate_limit_refusal(&self, kind: &str) {
         self.rate_limit_refusals[index_of(&RATE_LIMIT_KINDS, kind)].fetch_add(1, Relaxed);
+    }
+    /// The shard slept `slept` in place of parking (wake-up coalescing).
+    pub fn coalesced_sleep(&self, slept: Duration) {
+        self.coalesced_sleep_micros.fetch_add(slept.as_micros() as u64, Relaxed);
     }
     /// A RCPT refused because the host passed its DHAP threshold.
     pub fn dhap_refusal(&self) {
@@ -287,6 +293,7 @@ impl Metrics {
             dns_cache_hits: load_all(&self.dns_cache_hits),
             messages_accepted: self.messages_accepted.load(Relaxed),
             messages_delivered: self.messages_delivered.load(Relaxed),
+            coalesced_sleep_micros: self.coalesced_sleep_micros.load(Relaxed),
             open_connections: self.open_connections.load(Relaxed),
             callahead: self.callahead.snapshot(),
             ldap: self.ldap.snapshot(),

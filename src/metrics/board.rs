@@ -107,6 +107,12 @@ impl Collector for Summed {
             "Messages handed to a downstream server",
             sum.messages_delivered,
         )?;
+        encode_counter(
+            &mut encoder,
+            "portcullis_coalesced_sleep_microseconds",
+            "Time shards slept in place of parking while their CPU was contended (coalesce_us)",
+            sum.coalesced_sleep_micros,
+        )?;
         let open = encoder.encode_descriptor(
             "portcullis_open_connections",
             "Client connections open now",

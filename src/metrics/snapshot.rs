@@ -26,6 +26,7 @@ pub struct Snapshot {
     pub dns_cache_hits: [u64; DNS_RECORD_TYPES.len()],
     pub messages_accepted: u64,
     pub messages_delivered: u64,
+    pub coalesced_sleep_micros: u64,
     pub open_connections: i64,
     pub callahead: CallaheadSnapshot,
     pub ldap: LdapSnapshot,
@@ -64,6 +65,7 @@ impl Snapshot {
         self.messages_delivered = self
             .messages_delivered
             .wrapping_add(other.messages_delivered);
+        self.coalesced_sleep_micros = self.coalesced_sleep_micros.wrapping_add(other.coalesced_sleep_micros);
         self.open_connections = self.open_connections.wrapping_add(other.open_connections);
         self.callahead.add(&other.callahead);
         self.ldap.add(&other.ldap);

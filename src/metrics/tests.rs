@@ -30,6 +30,8 @@ fn two_busy_shards() -> MetricsBoard {
     shards[0].connection_opened();
     shards[0].connection_opened();
     shards[1].connection_closed();
+    shards[0].coalesced_sleep(Duration::from_micros(250));
+    shards[1].coalesced_sleep(Duration::from_millis(2));
     board
 }
 
@@ -52,6 +54,7 @@ fn values_are_summed_over_shards() {
     assert_eq!(sum.dns_cache_hits[0], 2, "A");
     assert_eq!(sum.dns_latency_nanos_sum, 7_003_400_000);
     assert_eq!((sum.messages_accepted, sum.messages_delivered), (1, 1));
+    assert_eq!(sum.coalesced_sleep_micros, 2_250);
     assert_eq!(
         sum.open_connections, 1,
         "2 opened on one shard, 1 closed on the other"
@@ -72,6 +75,8 @@ fn the_page_has_help_type_and_summed_values() {
         r#"portcullis_rate_limit_refusals_total{kind="concurrent_connections"} 0"#,
         "# TYPE portcullis_dhap_refusals_total counter",
         "portcullis_dhap_refusals_total 3",
+        "# TYPE portcullis_coalesced_sleep_microseconds_total counter",
+        "portcullis_coalesced_sleep_microseconds_total 2250",
         "# TYPE portcullis_dns_queries_total counter",
         r#"portcullis_dns_queries_total{type="MX",result="answer"} 2"#,
         r#"portcullis_dns_queries_total{type="PTR",result="tempfail"} 1"#,
@@ -110,8 +115,8 @@ fn an_empty_board_still_renders_every_family() {
     let (_, board) = MetricsBoard::for_shards(3);
     let page = board.render();
     check_exposition_format(&page);
-    // + portcullis_tls_handshakes, _outbound_tls, _auth, _dane, _bounce_verification; + _bounces, _destination_deliveries, _destination_queued, _destination_connections
-    assert_eq!(page.matches("# TYPE ").count(), 9 + 10 + 4 + 5 + 1 + 3, "{page}");
+    // + portcullis_tls_handshakes, _outbound_tls, _auth, _dane, _bounce_verification; + _bounces, _destination_deliveries, _destination_queued, _destination_connections; + _coalesced_sleep_microseconds
+    assert_eq!(page.matches("# TYPE ").count(), 9 + 10 + 4 + 5 + 1 + 3 + 1, "{page}");
     for (result, version) in [("ok", "TLSv1.3"), ("ok", "TLSv1.2"), ("failed", "none"), ("timeout", "none")] {
         let line = format!(r#"portcullis_tls_handshakes_total{{result="{result}",version="{version}"}} 0"#);
         assert!(page.lines().any(|l| l == line), "missing {line}\n{page}");
