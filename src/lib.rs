@@ -81,3 +81,5 @@ pub mod routing;
 pub mod smtp;
 pub mod spool;
 pub mod tls;
+#[cfg(test)]
+pub mod test_support;

@@ -279,6 +279,7 @@ impl Drop for Leadership<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::on_executor;
     use std::sync::Mutex;
     use std::time::Instant;
 
@@ -309,29 +310,25 @@ mod tests {
     fn a_stalled_writer_costs_one_bounded_wait_and_losses_are_reported() {
         let pipe = StalledPipe { open: Arc::default(), taken: Arc::default() };
         let out = pipe.clone();
-        let (waited, text) = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .spawn(move || async move {
-                let log = MailLog::to_writer(Box::new(out), 0).unwrap();
-                let started = Instant::now();
-                // Fifty acknowledged messages while the pipe is stuck.
-                for i in 0..50 {
-                    log.event_now("queued", format_args!("qid=Q{i}")).await;
-                }
-                let waited = started.elapsed();
-                // Ordinary lines past the buffer bound are dropped, not kept.
-                let line = "x".repeat(1000);
-                for _ in 0..ORDINARY_LINES {
-                    log.event("command", format_args!("{line}"));
-                }
-                pipe.open.store(true, Ordering::SeqCst);
-                glommio::timer::sleep(Duration::from_millis(100)).await;
-                log.sync().await;
-                log.sync().await;
-                (waited, String::from_utf8(pipe.taken.lock().unwrap().clone()).unwrap())
-            })
-            .unwrap()
-            .join()
-            .unwrap();
+        let (waited, text) = on_executor(move || async move {
+            let log = MailLog::to_writer(Box::new(out), 0).unwrap();
+            let started = Instant::now();
+            // Fifty acknowledged messages while the pipe is stuck.
+            for i in 0..50 {
+                log.event_now("queued", format_args!("qid=Q{i}")).await;
+            }
+            let waited = started.elapsed();
+            // Ordinary lines past the buffer bound are dropped, not kept.
+            let line = "x".repeat(1000);
+            for _ in 0..ORDINARY_LINES {
+                log.event("command", format_args!("{line}"));
+            }
+            pipe.open.store(true, Ordering::SeqCst);
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            log.sync().await;
+            log.sync().await;
+            (waited, String::from_utf8(pipe.taken.lock().unwrap().clone()).unwrap())
+        });
         let bound = Duration::from_millis(limits::MAILLOG_AUDIT_WAIT_MS);
         assert!(waited >= bound && waited < bound * 2, "one bounded wait, not fifty: {waited:?}");
         for i in 0..50 {
@@ -367,15 +364,6 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
-    }
-
-    fn on_executor<T, F, Fut>(f: F) -> T
-    where
-        T: Send + 'static,
-        F: FnOnce() -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = T> + 'static,
-    {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).spawn(f).unwrap().join().unwrap()
     }
 
     #[test]

@@ -26,9 +26,7 @@ pub(super) fn envelope(rcpts: usize) -> Envelope {
     }
 }
 
-pub(super) fn on_executor<T: Send + 'static>(f: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static) -> T {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).spawn(move || f()).unwrap().join().unwrap()
-}
+pub(super) use crate::test_support::on_executor;
 
 /// Shard 0's spool alone: the byte counter starts at what it recovered.
 async fn open_spool(dir: &std::path::Path, rec: &RecoveredShard, settings: SpoolSettings) -> std::io::Result<Rc<Spool>> {

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::*;
 use crate::auth::{Credentials, Secret};
+use crate::test_support::on_executor;
 
 /// A cheap argon2id hash (tests only: m=8 MiB, one pass) of `password`.
 fn cheap_hash(password: &str) -> String {
@@ -27,19 +28,6 @@ fn login(user: &str, password: &str) -> Credentials {
         user: user.into(),
         password: Secret::new(password),
     }
-}
-
-/// Run `body` on a glommio executor (the blocking pool is the executor's).
-fn on_executor<F, T>(body: impl FnOnce() -> F + Send + 'static) -> T
-where
-    F: std::future::Future<Output = T> + 'static,
-    T: Send + 'static,
-{
-    glommio::LocalExecutorBuilder::default()
-        .spawn(move || body())
-        .unwrap()
-        .join()
-        .unwrap()
 }
 
 #[test]
