@@ -153,8 +153,8 @@ impl MailLog {
             }
         }
         // This call leads: its lines and every queued caller's go now.
-        let lead = Leadership { log: self };
-        let followers: Vec<_> = lead.log.waiting.borrow_mut().drain(..).collect();
+        let _lead = Leadership { log: self };
+        let followers: Vec<_> = self.waiting.borrow_mut().drain(..).collect();
         self.hand_over_and_wait(1 + followers.len() as u64).await;
         followers.into_iter().for_each(|f| drop(f.send(Turn::Done)));
     }
