@@ -61,7 +61,7 @@ pub struct RunArgs {
     /// Microseconds an idle shard polls for work before it parks (0 = park at once); see `spin_before_park_us` in the config.
     #[arg(long, value_name = "MICROS")]
     pub spin_before_park_us: Option<u64>,
-    /// Microseconds a shard whose CPU is contended sleeps in place of parking, to take many events per wake-up (0 = always park); see `coalesce_us` in the config.
+    /// Microseconds a shard whose CPU is contended sleeps in place of parking when nobody else wants its CPU (it yields first), to take many events per wake-up (0 = always park); see `coalesce_us` in the config.
     #[arg(long, value_name = "MICROS")]
     pub coalesce_us: Option<u64>,
     /// Spool directory (one subdirectory per shard, plus failed/). Default ./spool.

@@ -492,8 +492,8 @@ pub const SPIN_BEFORE_PARK_US: u64 = 0;
 /// so more than this is a busy loop, not a saved park.
 pub const SPIN_BEFORE_PARK_US_MAX: u64 = 10_000;
 /// Default `coalesce_us`: how long a shard whose CPU is contended sleeps
-/// in place of parking, gathering the events of that time into one
-/// wake-up (`coalesce.rs`); each event waits at most this long.
+/// in place of parking when a yield found nobody else waiting for the CPU,
+/// gathering the events of that time into one wake-up (`coalesce.rs`).
 pub const COALESCE_US: u64 = 100;
 /// Bound on `coalesce_us`: 1 ms of added latency per event at most.
 pub const COALESCE_US_MAX: u64 = 1_000;

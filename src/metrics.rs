@@ -105,7 +105,8 @@ pub struct Metrics {
     dns_cache_hits: [AtomicU64; DNS_RECORD_TYPES.len()],
     messages_accepted: AtomicU64,
     messages_delivered: AtomicU64,
-    /// Time the shard slept in place of parking (`coalesce.rs`).
+    /// Time the shard gave its CPU away (yielded or slept) in place of
+    /// parking (`coalesce.rs`).
     coalesced_sleep_micros: AtomicU64,
     /// May dip below zero on one shard if a connection is counted open on
     /// one shard and closed on another; only the sum means anything.

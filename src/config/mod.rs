@@ -49,9 +49,10 @@ pub struct Config {
     /// wake-up), so a short spin can cost less than the park it avoids.
     pub spin_before_park_us: u64,
     /// A shard that waits for its CPU a good share of the time and gets
-    /// events faster than one per this many microseconds sleeps this long
-    /// in place of parking, so one wake-up takes many events (see
-    /// `coalesce.rs`); 0 = always park.
+    /// events faster than one per this many microseconds yields its CPU to
+    /// whoever waits for it (or, if nobody does, sleeps this long) in place
+    /// of parking, so one wake-up takes many events (see `coalesce.rs`);
+    /// 0 = always park.
     pub coalesce_us: u64,
     pub spool_dir: PathBuf,
     /// Undelivered message bytes on disk, all shards together, before new

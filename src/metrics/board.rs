@@ -110,7 +110,7 @@ impl Collector for Summed {
         encode_counter(
             &mut encoder,
             "portcullis_coalesced_sleep_microseconds",
-            "Time shards slept in place of parking while their CPU was contended (coalesce_us)",
+            "Time shards gave their CPU away (yielding or sleeping) in place of parking while it was contended (coalesce_us)",
             sum.coalesced_sleep_micros,
         )?;
         let open = encoder.encode_descriptor(
