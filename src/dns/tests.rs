@@ -168,11 +168,7 @@ fn resolver(servers: Vec<SocketAddr>) -> Resolver {
 
 /// Runs `body` on a glommio executor of its own (a shard stand-in).
 fn on_shard<T: Send + 'static>(body: impl FnOnce() -> std::pin::Pin<Box<dyn std::future::Future<Output = T>>> + Send + 'static) -> T {
-    glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-        .spawn(move || body())
-        .unwrap()
-        .join()
-        .unwrap()
+    crate::test_support::on_executor(body)
 }
 
 /// Asks the fake for A of `name` and returns the lookup and how long it took.
