@@ -274,7 +274,7 @@ async fn shard_body(id: usize, recovered: RecoveredShard, shared: Shared, log: R
     let listeners = settings
         .listeners
         .iter()
-        .map(|(name, a)| glommio::net::TcpListener::bind(a).map(|l| (name.clone(), l)).map_err(|e| format!("listener {name} {a}: {e}")))
+        .map(|(name, a)| crate::listener::bind(*a).map(|l| (name.clone(), l)).map_err(|e| format!("listener {name} {a}: {e}")))
         .collect::<Result<Vec<_>, _>>()?;
     let queues = task_queues();
     spool.commit_in(queues.spool);

@@ -6,6 +6,9 @@
 
 /// RFC 5321 §4.5.3.1.4: a command line is at most 512 octets incl. CRLF → 500 5.5.2.
 pub const COMMAND_LINE_BYTES_MAX: usize = 512;
+/// Connections the kernel queues per listening socket (each shard has one
+/// per listener) before they are accepted: glommio's own choice, kept.
+pub const LISTEN_BACKLOG: i32 = 1024;
 /// RFC 5321 §4.5.3.1.3: a path is at most 256 octets incl. the angle brackets → 501 5.1.3.
 pub const PATH_BYTES_MAX: usize = 256;
 /// RFC 5321 §4.5.3.1.1: local part at most 64 octets.

@@ -1,7 +1,7 @@
 //! Per-shard accept loop. Every shard binds every listen address with
-//! SO_REUSEPORT (glommio sets it), so the kernel spreads connections and
-//! there is no accept lock. The global connection cap is checked here;
-//! every other admission decision (HAT, TCPREFUSE) is the connection's.
+//! SO_REUSEPORT (`bind`), so the kernel spreads connections and there is
+//! no accept lock. The global connection cap is checked here; every other
+//! admission decision (HAT, TCPREFUSE) is the connection's.
 
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
@@ -11,7 +11,27 @@ use futures_lite::AsyncWriteExt;
 use glommio::net::TcpListener;
 
 use crate::connection;
+use crate::limits;
 use crate::shard::Shard;
+
+/// A listening socket on `addr` for this shard's executor, with
+/// SO_REUSEPORT (every shard binds the same address) and SO_REUSEADDR.
+/// glommio's `TcpListener::bind` sets only the first; without the second
+/// the bind fails while connections another server (say, the MTA this
+/// appliance replaces) accepted on the port linger in TIME_WAIT, up to a
+/// minute after it stopped. Must run on the shard's executor thread.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    use std::os::unix::io::{FromRawFd, IntoRawFd};
+    let domain = if addr.is_ipv6() { socket2::Domain::IPV6 } else { socket2::Domain::IPV4 };
+    let socket = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(limits::LISTEN_BACKLOG)?;
+    // SAFETY: the descriptor is a bound, listening TCP socket we own and
+    // hand over whole (into_raw_fd gives up our ownership).
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
 
 /// Accept on one listener (`name` finds its HAT and RAT in the policy).
 pub async fn accept_loop(listener: TcpListener, name: String, shard: Rc<Shard>) {

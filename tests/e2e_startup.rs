@@ -11,10 +11,12 @@
 //!
 //! The other side of the same start-up: a SIGTERM that arrives while the
 //! shards are still starting (the port already listens) is an ordinary
-//! stop, exit 0 and prompt, not a failed start.
+//! stop, exit 0 and prompt, not a failed start; and a port whose previous
+//! server's connections linger in TIME_WAIT is bound all the same.
 
 mod common;
 
+use common::conncount::sockets_in_state;
 use common::process::{listening_sockets, signal_and_wait};
 use common::*;
 use std::net::TcpListener;
@@ -100,6 +102,30 @@ fn a_listen_address_held_by_another_socket_stops_the_process() {
     );
     // Only our socket listens there; it was never shared.
     assert_eq!(listening_sockets(port), 1);
+}
+
+#[test]
+fn a_port_another_server_just_closed_connections_on_still_binds() {
+    // Another server (no SO_REUSEPORT, as most MTAs) accepted a connection
+    // on the port and closed it first: its side lingers in TIME_WAIT for
+    // a minute. The appliance replacing it must bind the port all the
+    // same (SO_REUSEADDR); with SO_REUSEPORT alone the bind failed.
+    let port = free_port();
+    {
+        let other = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (accepted, _) = other.accept().unwrap();
+        drop(accepted);
+        let _ = std::io::Read::read(&mut &client, &mut [0u8; 1]); // its end of file
+    }
+    assert!(
+        wait_until(Duration::from_secs(2), || !sockets_in_state(port, "06").is_empty()),
+        "the other server's side of the connection is in TIME_WAIT on {port}"
+    );
+    let server = Portcullis::builder().port(port).cores(2).start();
+    assert!(wait_until(Duration::from_secs(5), || listening_sockets(port) == 2), "both shards listen on {port}");
+    let (_client, greeting) = RawSmtp::connect(server.addr()).unwrap();
+    assert_eq!(greeting.code, 220, "{greeting:?}");
 }
 
 #[test]

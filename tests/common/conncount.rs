@@ -93,10 +93,17 @@ impl Drop for ConnCounter {
 }
 
 /// Remote ends of the ESTABLISHED sockets whose local end is
-/// 127.0.0.1:`port` (state 01 in /proc/net/tcp), each once: the kernel
-/// writes the table over several reads, and a socket table that changes
-/// between two reads can list an entry twice.
+/// 127.0.0.1:`port` (state 01 in /proc/net/tcp).
 pub fn established_to(port: u16) -> Vec<String> {
+    sockets_in_state(port, "01")
+}
+
+/// Remote ends of the sockets whose local end is 127.0.0.1:`port` in
+/// `state` (the hex state of /proc/net/tcp: "01" ESTABLISHED, "06"
+/// TIME_WAIT), each once: the kernel writes the table over several reads,
+/// and a socket table that changes between two reads can list an entry
+/// twice.
+pub fn sockets_in_state(port: u16, state: &str) -> Vec<String> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
     let local = format!("0100007F:{port:04X}");
     table
@@ -104,8 +111,8 @@ pub fn established_to(port: u16) -> Vec<String> {
         .skip(1)
         .filter_map(|line| {
             let cols: Vec<&str> = line.split_whitespace().collect();
-            let (here, there, state) = (cols.get(1)?, cols.get(2)?, cols.get(3)?);
-            (*here == local && *state == "01").then(|| there.to_string())
+            let (here, there, now) = (cols.get(1)?, cols.get(2)?, cols.get(3)?);
+            (*here == local && *now == state).then(|| there.to_string())
         })
         .collect::<HashSet<String>>()
         .into_iter()
