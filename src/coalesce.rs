@@ -257,29 +257,28 @@ mod tests {
         assert!(s.read().unwrap().0 >= on_cpu + ms(10), "schedstat counts this thread's CPU time");
     }
 
-    /// Pin this thread to the CPU it is on (so a yield can only hand it to
-    /// a task on that CPU).
-    fn pin_here() -> libc::c_int {
-        // SAFETY: sched_getcpu has no arguments; the cpu_set_t is ours.
-        let cpu = unsafe { libc::sched_getcpu() };
+    /// Pin the calling thread to `cpu` (so a yield can only hand the CPU
+    /// to a task on that CPU).
+    fn pin_to(cpu: libc::c_int) {
+        // SAFETY: the cpu_set_t is ours; sched_setaffinity(0, ..) sets the
+        // calling thread's mask only.
         let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
         unsafe { libc::CPU_SET(cpu as usize, &mut set) };
         assert_eq!(unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) }, 0);
-        cpu
     }
 
     #[test]
     fn a_yield_hands_the_cpu_to_a_waiting_task_and_is_told_apart() {
         use std::sync::atomic::{AtomicBool, Ordering};
         use std::sync::Arc;
-        let cpu = pin_here();
+        // SAFETY: sched_getcpu has no arguments.
+        let cpu = unsafe { libc::sched_getcpu() };
+        pin_to(cpu);
         let (started, stop) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
         let spinner = {
             let (started, stop) = (started.clone(), stop.clone());
             std::thread::spawn(move || {
-                let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-                unsafe { libc::CPU_SET(cpu as usize, &mut set) };
-                assert_eq!(unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) }, 0);
+                pin_to(cpu);
                 started.store(true, Ordering::SeqCst);
                 while !stop.load(Ordering::SeqCst) {}
             })
