@@ -134,7 +134,8 @@ impl Metrics {
     pub fn rate_limit_refusal(&self, kind: &str) {
         self.rate_limit_refusals[index_of(&RATE_LIMIT_KINDS, kind)].fetch_add(1, Relaxed);
     }
-    /// The shard slept `slept` in place of parking (wake-up coalescing).
+    /// The shard gave its CPU away for `slept` (yielded or slept) in
+    /// place of parking (wake-up coalescing).
     pub fn coalesced_sleep(&self, slept: Duration) {
         self.coalesced_sleep_micros.fetch_add(slept.as_micros() as u64, Relaxed);
     }
